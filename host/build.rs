@@ -1,0 +1,79 @@
+//! Builds the guest components of the workspace for `wasm32-wasip2` into `OUT_DIR`, with a
+//! target dir of their own, once per build, and exposes their paths to the host crate as
+//! `cargo:rustc-env` variables (the pattern of wasmtime's test-programs):
+//!
+//! - `BACKLOG_TOOL_WASM`: `plugin/backlog-tool`, embedded in the binary as a builtin.
+//! - `HOSTILE_GUEST_WASM`: `tests/components/hostile`, used only by the sandbox tests.
+
+fn main() {
+    build(&[
+        ("backlog-tool", "backlog_tool", "BACKLOG_TOOL_WASM"),
+        ("hostile-guest", "hostile_guest", "HOSTILE_GUEST_WASM"),
+    ]);
+}
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Builds each `(package, artifact, env_name)` and sets `cargo:rustc-env=env_name=<path>`.
+fn build(guests: &[(&str, &str, &str)]) {
+    let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .ancestors()
+        .find(|d| d.join("Cargo.lock").exists() || d.join("rust-toolchain.toml").exists())
+        .unwrap_or(&manifest_dir)
+        .to_path_buf();
+    let out_dir = PathBuf::from(env("OUT_DIR"));
+    let target_dir = out_dir.join("guest-target");
+
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    println!("cargo:rerun-if-changed={}", root.join("plugin").display());
+    println!("cargo:rerun-if-changed={}", root.join("tests/components").display());
+    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .arg("build")
+        .arg("--profile=guest")
+        .arg("--target=wasm32-wasip2")
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for (package, _, _) in guests {
+        cmd.arg("-p").arg(package);
+    }
+    // The outer build's flags and wrappers (clippy, coverage, host RUSTFLAGS) are not for guests.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run cargo for guests: {e}"));
+    if !status.success() {
+        panic!(
+            "building guest components failed ({status}). Is the target installed? \
+             Run: rustup target add wasm32-wasip2"
+        );
+    }
+    for (_, artifact, env_name) in guests {
+        let path = target_dir.join("wasm32-wasip2/guest").join(format!("{artifact}.wasm"));
+        assert_exists(&path);
+        println!("cargo:rustc-env={env_name}={}", path.display());
+    }
+}
+
+fn assert_exists(path: &Path) {
+    if !path.exists() {
+        panic!("guest build did not produce {}", path.display());
+    }
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set by cargo"))
+}

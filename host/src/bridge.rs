@@ -1,0 +1,399 @@
+//! The call path every entry point (CLI, HTTP, MCP, scheduler) shares:
+//! tool and action exist (404) → entitlements (403) → grants → per-directory write lock →
+//! sandboxed guest call → result or error object.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use crate::config::plugins::{self, ComponentSource, PluginEntry};
+use crate::config::rbac::Matrix;
+use crate::error::{Code, ToolError};
+use crate::grants::{Access, Grants, grants_for};
+use crate::lock::DirLock;
+use crate::runtime::cache::{self, Origin};
+use crate::runtime::plugin::CallOutcome;
+use crate::runtime::sandbox::{BACKLOG_DIR, Dirs, REPORTS_DIR};
+use crate::runtime::{Plugin, Runtime};
+
+/// Components built into the binary, by the name `component: builtin` resolves.
+const BUILTINS: &[(&str, &[u8])] = &[("backlog_tool", include_bytes!(env!("BACKLOG_TOOL_WASM")))];
+
+/// Largest params document accepted (SPEC §10).
+pub const MAX_PARAMS_BYTES: usize = 1 << 20;
+
+/// Default wall-clock limit of a call whose action sets no `timeout_s` (SPEC §12).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The store backend (`BACKLOG_BACKEND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Auto,
+    Jsonl,
+    Memory,
+    Null,
+}
+
+impl Backend {
+    /// Parses `BACKLOG_BACKEND`.
+    pub fn parse(s: &str) -> anyhow::Result<Backend> {
+        Ok(match s {
+            "" | "auto" => Backend::Auto,
+            "jsonl" => Backend::Jsonl,
+            "memory" => Backend::Memory,
+            "null" => Backend::Null,
+            "postgres" => bail!(
+                "BACKLOG_BACKEND=postgres: this build has no Postgres backend yet; use jsonl or auto"
+            ),
+            other => bail!("BACKLOG_BACKEND={other:?}: expected auto, postgres, jsonl, memory or null"),
+        })
+    }
+
+    /// The name guests are told and report as `backend`.
+    fn guest_name(self) -> &'static str {
+        match self {
+            Backend::Auto | Backend::Jsonl => "jsonl",
+            Backend::Memory => "memory",
+            Backend::Null => "null",
+        }
+    }
+}
+
+/// Validated settings: flags merged with the environment, read once at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_dir: PathBuf,
+    pub ops_dir: PathBuf,
+    pub backend: Backend,
+    /// `BACKLOG_JSONL_DIR`, else `<ops-dir>/backlog`.
+    pub jsonl_dir: PathBuf,
+    /// `<ops-dir>/reports`.
+    pub reports_dir: PathBuf,
+    /// Compiled-component cache; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+    /// `BACKLOG_BRIDGE_NOW`: the clock guests see, pinned.
+    pub now: Option<DateTime<Utc>>,
+}
+
+impl Settings {
+    /// Reads the environment variables of SPEC §7, §12, §13 over the given directories.
+    pub fn from_env(config_dir: PathBuf, ops_dir: PathBuf) -> anyhow::Result<Settings> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let backend = Backend::parse(var("BACKLOG_BACKEND").as_deref().unwrap_or("auto"))?;
+        let jsonl_dir = var("BACKLOG_JSONL_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| ops_dir.join("backlog"));
+        let now = match var("BACKLOG_BRIDGE_NOW") {
+            None => None,
+            Some(s) => Some(
+                DateTime::parse_from_rfc3339(&s)
+                    .with_context(|| format!("BACKLOG_BRIDGE_NOW={s:?} is not an RFC 3339 time"))?
+                    .with_timezone(&Utc),
+            ),
+        };
+        Ok(Settings {
+            reports_dir: ops_dir.join("reports"),
+            config_dir,
+            ops_dir,
+            backend,
+            jsonl_dir,
+            cache_dir: cache::default_dir(),
+            now,
+        })
+    }
+}
+
+/// One tool call as an entry point received it, after authentication.
+#[derive(Debug, Clone)]
+pub struct CallRequest<'a> {
+    /// The authenticated (or locally trusted) agent id.
+    pub agent: &'a str,
+    pub tool: &'a str,
+    pub action: &'a str,
+    /// The params object, as JSON text.
+    pub params: &'a str,
+}
+
+struct Loaded {
+    entry: PluginEntry,
+    plugin: Plugin,
+}
+
+/// The host: configuration, the engine, and the loaded plugins.
+pub struct Bridge {
+    pub settings: Settings,
+    pub matrix: Matrix,
+    runtime: Runtime,
+    plugins: BTreeMap<String, Loaded>,
+    dirs: Dirs,
+    /// Keeps the `memory` backend's directory alive as long as the process.
+    _memory_dir: Option<tempfile::TempDir>,
+}
+
+impl Bridge {
+    /// Loads config and plugins (compiling or taking each component from the cache).
+    pub fn load(settings: Settings) -> anyhow::Result<Bridge> {
+        let matrix = Matrix::load(&settings.config_dir)?;
+        let entries = plugins::load(&settings.config_dir)?;
+        let runtime = Runtime::new()?;
+        let mut plugins = BTreeMap::new();
+        for (name, entry) in entries {
+            let plugin = load_plugin(&runtime, &settings, &name, &entry)?;
+            plugins.insert(name, Loaded { entry, plugin });
+        }
+        let (backlog, memory_dir) = match settings.backend {
+            Backend::Null => (None, None),
+            Backend::Memory => {
+                let dir = tempfile::Builder::new().prefix("backlog-memory-").tempdir()?;
+                (Some(dir.path().to_owned()), Some(dir))
+            }
+            Backend::Auto | Backend::Jsonl => (Some(settings.jsonl_dir.clone()), None),
+        };
+        match settings.backend {
+            Backend::Auto => {
+                tracing::info!("backlog_store: using JsonlBacklogStore");
+                tracing::info!(
+                    "backlog_store: auto uses JSONL: this build has no Postgres backend yet"
+                );
+            }
+            Backend::Jsonl => tracing::info!("backlog_store: using JsonlBacklogStore"),
+            Backend::Memory => tracing::info!("backlog_store: using MemoryBacklogStore"),
+            Backend::Null => tracing::info!("backlog_store: using NullBacklogStore"),
+        }
+        let reports = Some(settings.reports_dir.clone());
+        Ok(Bridge {
+            settings,
+            matrix,
+            runtime,
+            plugins,
+            dirs: Dirs { backlog, reports },
+            _memory_dir: memory_dir,
+        })
+    }
+
+    /// The installed plugins' descriptions.
+    pub fn tools(&self) -> impl Iterator<Item = &crate::runtime::ToolInfo> {
+        self.plugins.values().map(|l| &l.plugin.info)
+    }
+
+    /// The `/v1/tools` document for `agent`: only the actions it may call.
+    pub fn tools_for(&self, agent: Option<&str>) -> Value {
+        let tools: Vec<Value> = self
+            .plugins
+            .iter()
+            .filter_map(|(name, l)| {
+                let actions: Vec<Value> = l
+                    .plugin
+                    .info
+                    .actions
+                    .iter()
+                    .filter_map(|a| {
+                        let rule = self.matrix.action(name, &a.name);
+                        if let Some(agent) = agent {
+                            self.matrix.authorize(agent, name, &a.name).ok()?;
+                        }
+                        Some(json!({
+                            "name": a.name,
+                            "description": a.description,
+                            "entitlements": rule.map(|r| r.entitlements.clone()).unwrap_or_default(),
+                            "params_schema": a.params_schema,
+                        }))
+                    })
+                    .collect();
+                (!actions.is_empty() || agent.is_none()).then(|| {
+                    json!({"name": name, "description": l.plugin.info.description, "actions": actions})
+                })
+            })
+            .collect();
+        json!({ "tools": tools })
+    }
+
+    /// Runs one tool call through the whole path; logs the outcome.
+    pub fn call(&self, req: &CallRequest) -> Result<Value, ToolError> {
+        let started = Instant::now();
+        let request_id = request_id();
+        let result = self.call_inner(req, &request_id);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code.as_str(),
+        };
+        tracing::info!(
+            request_id,
+            agent = req.agent,
+            tool = req.tool,
+            action = req.action,
+            outcome,
+            duration_us = started.elapsed().as_micros() as u64,
+            "tool call"
+        );
+        result
+    }
+
+    fn call_inner(&self, req: &CallRequest, request_id: &str) -> Result<Value, ToolError> {
+        let loaded = self.plugins.get(req.tool).ok_or_else(|| {
+            let why = if self.matrix.knows_tool(req.tool) {
+                "is not installed (listed in the RBAC matrix, but no plugin provides it)"
+            } else {
+                "does not exist"
+            };
+            ToolError::new(Code::NotFound, format!("tool `{}` {why}", req.tool))
+        })?;
+        let info = &loaded.plugin.info;
+        if info.action(req.action).is_none() {
+            let known: Vec<&str> = info.actions.iter().map(|a| a.name.as_str()).collect();
+            return Err(ToolError::new(
+                Code::NotFound,
+                format!(
+                    "tool `{}` has no action `{}` (actions: {})",
+                    req.tool,
+                    req.action,
+                    known.join(", ")
+                ),
+            ));
+        }
+        let rule = self
+            .matrix
+            .authorize(req.agent, req.tool, req.action)
+            .map_err(|d| ToolError::new(Code::Forbidden, d.to_string()))?;
+        if req.params.len() > MAX_PARAMS_BYTES {
+            return Err(ToolError::new(
+                Code::PayloadTooLarge,
+                format!("params are {} bytes; the limit is {MAX_PARAMS_BYTES}", req.params.len()),
+            ));
+        }
+        let mut grants = grants_for(loaded.entry.may_use, &loaded.entry.grants, &rule.entitlements);
+        if self.dirs.backlog.is_none() {
+            grants.backlog_dir = Access::None;
+        }
+        let _lock = match (grants.backlog_dir, &self.dirs.backlog) {
+            (Access::None, _) | (_, None) => None,
+            (access, Some(dir)) => {
+                ensure_dir(dir)?;
+                (access == Access::ReadWrite)
+                    .then(|| DirLock::acquire(dir))
+                    .transpose()
+                    .map_err(|e| {
+                        ToolError::new(Code::Unavailable, format!("cannot lock the store directory: {e}"))
+                    })?
+            }
+        };
+        if grants.reports_dir != Access::None && !self.settings.reports_dir.is_dir() {
+            grants.reports_dir = Access::None;
+        }
+        let context = crate::runtime::plugin::context(
+            req.agent,
+            request_id,
+            &self.now(),
+            &self.guest_config(grants),
+        );
+        let timeout = rule.timeout_s.map(Duration::from_secs).unwrap_or(DEFAULT_TIMEOUT);
+        let (result, outcome) = loaded.plugin.call(
+            &self.runtime,
+            grants,
+            &self.dirs,
+            timeout,
+            req.action,
+            req.params,
+            &context,
+        );
+        log_stderr(&loaded.plugin.name, request_id, &outcome);
+        let json = result?;
+        serde_json::from_str(&json).map_err(|e| {
+            ToolError::new(
+                Code::Internal,
+                format!("plugin `{}` returned invalid JSON: {e}", loaded.plugin.name),
+            )
+        })
+    }
+
+    fn now(&self) -> String {
+        self.settings
+            .now
+            .unwrap_or_else(Utc::now)
+            .to_rfc3339_opts(SecondsFormat::Micros, true)
+    }
+
+    /// Settings a guest may know: which store, and the guest paths it was granted.
+    fn guest_config(&self, grants: Grants) -> String {
+        let mut config = json!({ "backend": self.settings.backend.guest_name() });
+        match grants.backlog_dir {
+            Access::None => {}
+            Access::Read => {
+                config["backlog_dir"] = json!(BACKLOG_DIR);
+                config["backlog_access"] = json!("read");
+            }
+            Access::ReadWrite => {
+                config["backlog_dir"] = json!(BACKLOG_DIR);
+                config["backlog_access"] = json!("read_write");
+            }
+        }
+        if grants.reports_dir != Access::None {
+            config["reports_dir"] = json!(REPORTS_DIR);
+        }
+        config.to_string()
+    }
+}
+
+fn load_plugin(
+    runtime: &Runtime,
+    settings: &Settings,
+    name: &str,
+    entry: &PluginEntry,
+) -> anyhow::Result<Plugin> {
+    let bytes: std::borrow::Cow<[u8]> = match entry.source(&settings.config_dir) {
+        ComponentSource::Builtin => BUILTINS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| std::borrow::Cow::Borrowed(*b))
+            .with_context(|| {
+                format!("{}: plugin `{name}`: no builtin component of that name", plugins::FILE)
+            })?,
+        ComponentSource::File(path) => std::fs::read(&path)
+            .with_context(|| format!("plugin `{name}`: cannot read {}", path.display()))?
+            .into(),
+    };
+    let started = Instant::now();
+    let (component, origin) = cache::load(&runtime.engine, &bytes, settings.cache_dir.as_deref())
+        .with_context(|| format!("plugin `{name}`: not a loadable component"))?;
+    let how = match origin {
+        Origin::Cached => "loaded cached component",
+        Origin::Compiled => "compiled component",
+    };
+    tracing::debug!(plugin = name, ms = started.elapsed().as_millis() as u64, "{how}");
+    Plugin::load(runtime, name, &component, entry.memory_limit_mib)
+        .with_context(|| format!("plugin `{name}`: cannot describe itself"))
+}
+
+/// Loads a component file outside the registry (for `plugins inspect`).
+pub fn inspect(settings: &Settings, path: &Path) -> anyhow::Result<crate::runtime::ToolInfo> {
+    let runtime = Runtime::new()?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (component, _) = cache::load(&runtime.engine, &bytes, settings.cache_dir.as_deref())
+        .with_context(|| format!("{}: not a loadable component", path.display()))?;
+    Ok(Plugin::load(&runtime, "inspect", &component, 128)?.info)
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), ToolError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        ToolError::new(Code::Unavailable, format!("cannot create the store directory: {e}"))
+    })
+}
+
+fn log_stderr(plugin: &str, request_id: &str, outcome: &CallOutcome) {
+    for line in outcome.stderr.lines().filter(|l| !l.trim().is_empty()) {
+        tracing::warn!(target: "guest", plugin, request_id, "{line}");
+    }
+}
+
+fn request_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return "req_unknown".into();
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("req_{hex}")
+}

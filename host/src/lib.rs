@@ -1,0 +1,16 @@
+//! The backlog-bridge host: a wasmtime embedding that loads tool components, checks RBAC per
+//! action before entering a guest, and runs each call in a sandbox holding only the grants
+//! that action needs.
+//!
+//! Architecture invariant: the host contains no backlog logic. It knows tools only through
+//! the generic `describe`/`call` WIT interface; everything about items lives in the guests.
+
+pub mod bridge;
+pub mod config;
+pub mod error;
+pub mod grants;
+pub mod lock;
+pub mod runtime;
+
+pub use bridge::{Bridge, CallRequest, Settings};
+pub use error::{Code, ToolError};

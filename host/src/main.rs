@@ -1,0 +1,12 @@
+//! `backlog-bridge`: the command line (SPEC §13).
+//!
+//! Exit codes: 0 success, 1 tool error (including malformed `--params-json`), 2 usage or
+//! configuration error, 3 transport or authentication failure.
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cli::main()
+}

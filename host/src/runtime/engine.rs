@@ -1,0 +1,93 @@
+//! The one [`Engine`] of the process: epoch interruption for wall-clock limits, the pooling
+//! allocator (falling back to on-demand allocation where the pool cannot be reserved), and the
+//! epoch ticker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::Plugin as PluginWorld;
+use super::sandbox::HostState;
+
+/// One epoch tick. Deadlines are whole ticks, so limits are accurate to this.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The largest guest memory any plugin may be configured with (MiB).
+pub const MAX_MEMORY_MIB: u64 = 4096;
+
+/// The engine, the linker shared by every plugin, and the ticker that drives epochs.
+pub struct Runtime {
+    pub engine: Engine,
+    pub linker: Linker<HostState>,
+    /// `pooling` or `on-demand`: which allocator the engine got.
+    pub allocator: &'static str,
+    stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator if possible) and the linker with WASI p2 and the
+    /// tool world's imports.
+    pub fn new() -> anyhow::Result<Self> {
+        let (engine, allocator) = match Engine::new(&config(true)) {
+            Ok(engine) => (engine, "pooling"),
+            Err(e) => {
+                tracing::warn!("pooling allocator unavailable ({e:#}); using on-demand allocation");
+                (Engine::new(&config(false))?, "on-demand")
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI p2")?;
+        PluginWorld::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)
+            .context("linking the tool world")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), stop.clone());
+        Ok(Runtime {
+            engine,
+            linker,
+            allocator,
+            stop,
+        })
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn config(pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.wasm_component_model(true);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(64)
+            .total_core_instances(256)
+            .total_memories(128)
+            .total_tables(256)
+            .max_memory_size((MAX_MEMORY_MIB as usize) << 20);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    // A weak tie would be nicer; the engine is process-wide, so the thread lives as long.
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .ok();
+}

@@ -1,0 +1,243 @@
+//! A loaded tool plugin: its pre-instantiated component, its self-description, and a pool of
+//! warm instances keyed by grant set.
+//!
+//! Instances (SPEC §1): a call runs in a store holding exactly its grants, either fresh or a
+//! warm one that served the same plugin with the same grants before (so a guest may keep
+//! caches such as a JSONL index). A store is discarded after any trap, timeout or limit breach.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+use wasmtime::component::Component;
+use wasmtime::{Store, Trap};
+
+use super::bindings::{CallContext, ErrorCode, Plugin as PluginWorld, PluginPre, WitToolError};
+use super::engine::{EPOCH_TICK, Runtime};
+use super::sandbox::{Dirs, HostState, new_store};
+use crate::error::{Code, ToolError};
+use crate::grants::Grants;
+
+/// Warm instances kept per grant set; more concurrent calls than this use fresh ones.
+const WARM_PER_GRANTS: usize = 4;
+
+/// One action as a plugin describes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionInfo {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the params (parsed from the component's text).
+    pub params_schema: serde_json::Value,
+}
+
+/// A plugin's self-description.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolInfo {
+    pub name: String,
+    pub description: String,
+    pub actions: Vec<ActionInfo>,
+}
+
+impl ToolInfo {
+    pub fn action(&self, name: &str) -> Option<&ActionInfo> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+}
+
+/// What a finished call produced besides its result.
+#[derive(Debug, Default)]
+pub struct CallOutcome {
+    /// Everything the guest wrote to stderr during the call.
+    pub stderr: String,
+    /// Whether a warm instance served the call.
+    pub warm: bool,
+}
+
+struct Warm {
+    store: Store<HostState>,
+    instance: PluginWorld,
+}
+
+/// A loaded plugin.
+pub struct Plugin {
+    pub name: String,
+    pub info: ToolInfo,
+    pre: PluginPre<HostState>,
+    memory_bytes: usize,
+    warm: Mutex<HashMap<Grants, Vec<Warm>>>,
+}
+
+impl Plugin {
+    /// Pre-instantiates `component` and asks it to describe itself (in a store with no grants).
+    pub fn load(
+        runtime: &Runtime,
+        name: &str,
+        component: &Component,
+        memory_mib: u64,
+    ) -> anyhow::Result<Self> {
+        let pre = PluginPre::new(runtime.linker.instantiate_pre(component)?)?;
+        let memory_bytes = (memory_mib as usize) << 20;
+        let mut store = new_store(&runtime.engine, Grants::default(), &Dirs::default(), memory_bytes)?;
+        store.set_epoch_deadline(ticks(Duration::from_secs(10)));
+        let instance = pre.instantiate(&mut store)?;
+        let raw = instance.backlog_bridge_tool_tool().call_describe(&mut store)?;
+        let mut actions = Vec::with_capacity(raw.actions.len());
+        for a in raw.actions {
+            let params_schema = serde_json::from_str(&a.params_schema).map_err(|e| {
+                anyhow::anyhow!("plugin `{name}`: action `{}` has an invalid params schema: {e}", a.name)
+            })?;
+            actions.push(ActionInfo {
+                name: a.name,
+                description: a.description,
+                params_schema,
+            });
+        }
+        Ok(Plugin {
+            name: name.to_owned(),
+            info: ToolInfo {
+                name: raw.name,
+                description: raw.description,
+                actions,
+            },
+            pre,
+            memory_bytes,
+            warm: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Runs one call in a sandbox with `grants` over `dirs`, stopping it after `timeout`.
+    pub fn call(
+        &self,
+        runtime: &Runtime,
+        grants: Grants,
+        dirs: &Dirs,
+        timeout: Duration,
+        action: &str,
+        params: &str,
+        context: &CallContext,
+    ) -> (Result<String, ToolError>, CallOutcome) {
+        let mut outcome = CallOutcome::default();
+        let (mut warm, reused) = match self.take_warm(grants) {
+            Some(w) => (w, true),
+            None => match self.fresh(runtime, grants, dirs) {
+                Ok(w) => (w, false),
+                Err(e) => {
+                    let err = ToolError::new(Code::Internal, format!("cannot start plugin `{}`: {e:#}", self.name));
+                    return (Err(err), outcome);
+                }
+            },
+        };
+        outcome.warm = reused;
+        warm.store.set_epoch_deadline(ticks(timeout));
+        let result = warm
+            .instance
+            .backlog_bridge_tool_tool()
+            .call_call(&mut warm.store, action, params, context);
+        outcome.stderr = warm.store.data().stderr.take();
+        match result {
+            Ok(Ok(json)) => {
+                self.put_warm(grants, warm);
+                (Ok(json), outcome)
+            }
+            Ok(Err(e)) => {
+                self.put_warm(grants, warm);
+                (Err(from_wit(e)), outcome)
+            }
+            Err(trap) => {
+                // The store is dropped here: a trapped instance is never reused.
+                let err = self.trap_error(&warm.store, &trap, timeout, &outcome.stderr);
+                (Err(err), outcome)
+            }
+        }
+    }
+
+    fn trap_error(
+        &self,
+        store: &Store<HostState>,
+        trap: &wasmtime::Error,
+        timeout: Duration,
+        stderr: &str,
+    ) -> ToolError {
+        if trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return ToolError::new(
+                Code::Timeout,
+                format!("plugin `{}` exceeded its time limit of {} ms", self.name, timeout.as_millis()),
+            );
+        }
+        let mut message = if store.data().limits.memory_exceeded {
+            format!(
+                "plugin `{}` exceeded its memory limit of {} MiB",
+                self.name,
+                self.memory_bytes >> 20
+            )
+        } else {
+            format!("plugin `{}` trapped: {trap:#}", self.name)
+        };
+        let tail = stderr.trim_end();
+        if !tail.is_empty() {
+            let start = tail.len().saturating_sub(2048);
+            let start = (start..tail.len()).find(|i| tail.is_char_boundary(*i)).unwrap_or(0);
+            message.push_str("\nguest stderr:\n");
+            message.push_str(&tail[start..]);
+        }
+        ToolError::new(Code::Internal, message)
+    }
+
+    fn fresh(&self, runtime: &Runtime, grants: Grants, dirs: &Dirs) -> anyhow::Result<Warm> {
+        let mut store = new_store(&runtime.engine, grants, dirs, self.memory_bytes)?;
+        store.set_epoch_deadline(ticks(Duration::from_secs(10)));
+        let instance = self.pre.instantiate(&mut store)?;
+        Ok(Warm { store, instance })
+    }
+
+    fn take_warm(&self, grants: Grants) -> Option<Warm> {
+        self.warm.lock().ok()?.get_mut(&grants)?.pop()
+    }
+
+    fn put_warm(&self, grants: Grants, warm: Warm) {
+        if let Ok(mut pool) = self.warm.lock() {
+            let slot = pool.entry(grants).or_default();
+            if slot.len() < WARM_PER_GRANTS {
+                slot.push(warm);
+            }
+        }
+    }
+
+    /// Drops every warm instance (for example after the directories behind a grant changed).
+    pub fn clear_warm(&self) {
+        if let Ok(mut pool) = self.warm.lock() {
+            pool.clear();
+        }
+    }
+}
+
+fn ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+}
+
+fn from_wit(e: WitToolError) -> ToolError {
+    let code = match e.code {
+        ErrorCode::InvalidInput => Code::InvalidInput,
+        ErrorCode::Unauthenticated => Code::Unauthenticated,
+        ErrorCode::Forbidden => Code::Forbidden,
+        ErrorCode::NotFound => Code::NotFound,
+        ErrorCode::Conflict => Code::Conflict,
+        ErrorCode::PreconditionFailed => Code::PreconditionFailed,
+        ErrorCode::PayloadTooLarge => Code::PayloadTooLarge,
+        ErrorCode::Unavailable => Code::Unavailable,
+        ErrorCode::Timeout => Code::Timeout,
+        ErrorCode::Internal => Code::Internal,
+    };
+    ToolError::new(code, e.message)
+}
+
+/// The WIT call context.
+pub fn context(actor: &str, request_id: &str, now: &str, config: &str) -> CallContext {
+    CallContext {
+        actor: actor.to_owned(),
+        request_id: request_id.to_owned(),
+        now: now.to_owned(),
+        config: config.to_owned(),
+    }
+}

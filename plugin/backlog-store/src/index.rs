@@ -1,0 +1,358 @@
+//! The warm in-memory index over the two JSONL files: per item the location of its latest line
+//! and its [`ItemKeys`], a `dedupe_key` map, and per item the locations of its event lines in
+//! append order. It holds offsets and keys only — never a parsed `Item` or `Event` — so 100k
+//! items stay in a few tens of MiB.
+//!
+//! Events may be indexed before their item (another process appended the item line after this
+//! one looked at `items.jsonl`): they attach to a placeholder slot without keys, which the item
+//! fills in when its line is seen. A placeholder that never gets an item holds events whose
+//! item is gone (SPEC §7: ignored on read).
+//!
+//! Listing: `list::select` sorts the hits of every call (a partial sort of up to 100k keys,
+//! pointer-chasing into their strings: several ms). Instead the index keeps the listing order
+//! ([`list::compare`]) of all items, maintained incrementally for small changes and re-sorted
+//! lazily after big ones, and a page is a sequential filter pass ([`ListQuery::matches`]) that
+//! marks hits in a bitmap by rank, then a walk of the bitmap. Same result as `list::select`
+//! (tested against it), without a sort per call.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use backlog_core::list::{self, ItemKeys, ListQuery};
+
+/// "No event" in the event chains.
+const NIL: u32 = u32::MAX;
+
+/// Where a line is: byte offset and length (including its `\n`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Loc {
+    pub off: u64,
+    pub len: u32,
+}
+
+/// One item (or a placeholder holding events of an item not seen yet).
+struct Slot {
+    /// `None` for a placeholder.
+    keys: Option<ItemKeys>,
+    line: Loc,
+    /// First and last event of this item in `Index::events` (a singly linked chain).
+    ev_head: u32,
+    ev_tail: u32,
+}
+
+/// One event line, linked to the next event of the same item.
+struct EvLoc {
+    line: Loc,
+    next: u32,
+}
+
+/// The index is full (more than 2^32 - 2 items or events).
+#[derive(Debug)]
+pub(crate) struct Full;
+
+/// See the module docs.
+#[derive(Default)]
+pub(crate) struct Index {
+    slots: Vec<Slot>,
+    by_id: HashMap<String, u32>,
+    /// `dedupe_key` → slot. Not cleaned when an item changes its key: a hit is confirmed
+    /// against the item actually read (see `JsonlStore::find_by_dedupe_key`).
+    by_dedupe: HashMap<String, u32>,
+    events: Vec<EvLoc>,
+    items: usize,
+    order: Order,
+}
+
+/// The listing order of all items.
+#[derive(Default)]
+struct Order {
+    /// Slots with keys, sorted by [`list::compare`]. Meaningful only when `valid`.
+    sorted: Vec<u32>,
+    /// Slot → its position in `sorted` (`NIL` for placeholders).
+    rank: Vec<u32>,
+    valid: bool,
+    /// Incremental moves since the last (re)build; past [`MAX_MOVES`] a re-sort is cheaper.
+    moves: usize,
+}
+
+/// Each incremental move shifts O(n) entries; a re-sort is O(n log n) compares.
+const MAX_MOVES: usize = 2048;
+
+/// The sort key only: `(priority, due_date)` (the id never changes).
+fn same_place(a: &ItemKeys, b: &ItemKeys) -> bool {
+    a.priority == b.priority && a.due_date == b.due_date
+}
+
+impl Index {
+    /// Drops everything (and releases the memory).
+    pub fn clear(&mut self) {
+        *self = Index::default();
+    }
+
+    /// Drops every event location, keeping the items.
+    pub fn clear_events(&mut self) {
+        self.events = Vec::new();
+        for s in &mut self.slots {
+            s.ev_head = NIL;
+            s.ev_tail = NIL;
+        }
+    }
+
+    fn slot_of(&mut self, id: &str) -> Result<u32, Full> {
+        if let Some(&s) = self.by_id.get(id) {
+            return Ok(s);
+        }
+        let s = u32::try_from(self.slots.len()).map_err(|_| Full)?;
+        if s == NIL {
+            return Err(Full);
+        }
+        self.slots.push(Slot {
+            keys: None,
+            line: Loc { off: 0, len: 0 },
+            ev_head: NIL,
+            ev_tail: NIL,
+        });
+        self.by_id.insert(id.to_owned(), s);
+        Ok(s)
+    }
+
+    /// Records the latest line of an item (a later line for the same id replaces it).
+    pub fn put_item(&mut self, keys: ItemKeys, dedupe_key: &str, line: Loc) -> Result<(), Full> {
+        let s = self.slot_of(&keys.id)?;
+        let slot = &mut self.slots[s as usize];
+        let moved = match &slot.keys {
+            None => {
+                self.items += 1;
+                true
+            }
+            Some(old) => !same_place(old, &keys),
+        };
+        slot.keys = Some(keys);
+        slot.line = line;
+        if moved {
+            self.reorder(s);
+        }
+        match self.by_dedupe.get_mut(dedupe_key) {
+            Some(v) => *v = s,
+            None => {
+                self.by_dedupe.insert(dedupe_key.to_owned(), s);
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends an event line to its item's history.
+    pub fn put_event(&mut self, item_id: &str, line: Loc) -> Result<(), Full> {
+        let s = self.slot_of(item_id)?;
+        let e = u32::try_from(self.events.len()).map_err(|_| Full)?;
+        if e == NIL {
+            return Err(Full);
+        }
+        self.events.push(EvLoc { line, next: NIL });
+        let slot = &mut self.slots[s as usize];
+        if slot.ev_tail == NIL {
+            slot.ev_head = e;
+        } else {
+            self.events[slot.ev_tail as usize].next = e;
+        }
+        slot.ev_tail = e;
+        Ok(())
+    }
+
+    /// Moves slot `s` (new, or with a new sort key) to its place in the order, or gives up
+    /// the order until the next listing when that is cheaper.
+    fn reorder(&mut self, s: u32) {
+        let order = &mut self.order;
+        if !order.valid {
+            return;
+        }
+        order.moves += 1;
+        if order.moves > MAX_MOVES {
+            order.valid = false;
+            order.sorted = Vec::new();
+            order.rank = Vec::new();
+            return;
+        }
+        let slots = &self.slots;
+        let key = |x: u32| slots[x as usize].keys.as_ref();
+        if order.rank.len() < slots.len() {
+            order.rank.resize(slots.len(), NIL);
+        }
+        let old = order.rank[s as usize];
+        let from = if old == NIL {
+            order.sorted.len()
+        } else {
+            order.sorted.remove(old as usize);
+            old as usize
+        };
+        let Some(new_keys) = key(s) else { return };
+        let to = order.sorted.partition_point(|&x| {
+            key(x).is_some_and(|k| list::compare(k, new_keys) == Ordering::Less)
+        });
+        order.sorted.insert(to, s);
+        for p in from.min(to)..order.sorted.len().min(from.max(to) + 1) {
+            order.rank[order.sorted[p] as usize] = p as u32;
+        }
+    }
+
+    /// (Re)builds the listing order if a change invalidated it.
+    fn ensure_order(&mut self) {
+        if self.order.valid {
+            return;
+        }
+        let slots = &self.slots;
+        let mut sorted: Vec<u32> = (0..slots.len() as u32)
+            .filter(|&s| slots[s as usize].keys.is_some())
+            .collect();
+        sorted.sort_unstable_by(|&a, &b| match (&slots[a as usize].keys, &slots[b as usize].keys) {
+            (Some(a), Some(b)) => list::compare(a, b),
+            _ => Ordering::Equal,
+        });
+        let mut rank = vec![NIL; slots.len()];
+        for (p, &s) in sorted.iter().enumerate() {
+            rank[s as usize] = p as u32;
+        }
+        self.order = Order {
+            sorted,
+            rank,
+            valid: true,
+            moves: 0,
+        };
+    }
+
+    /// The page of `query` (locations of the items' lines, in listing order) and the number
+    /// of matches: what `list::select` answers, without sorting per call.
+    pub fn list(&mut self, query: &ListQuery, today: &str) -> (Vec<(&str, Loc)>, usize) {
+        self.ensure_order();
+        let order = &self.order;
+        let mut hits = vec![0u64; order.sorted.len().div_ceil(64)];
+        let mut total = 0;
+        for (slot, &rank) in self.slots.iter().zip(&order.rank) {
+            if let Some(k) = &slot.keys
+                && query.matches(k, today)
+            {
+                total += 1;
+                hits[rank as usize / 64] |= 1 << (rank % 64);
+            }
+        }
+        let mut page = Vec::with_capacity(query.limit.min(total));
+        let mut skip = query.offset;
+        for (w, &word) in hits.iter().enumerate() {
+            if page.len() >= query.limit {
+                break;
+            }
+            let ones = word.count_ones() as usize;
+            if skip >= ones {
+                skip -= ones;
+                continue;
+            }
+            let mut bits = word;
+            while bits != 0 && page.len() < query.limit {
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                let slot = &self.slots[order.sorted[w * 64 + b] as usize];
+                if let Some(k) = &slot.keys {
+                    page.push((k.id.as_str(), slot.line));
+                }
+            }
+        }
+        (page, total)
+    }
+
+    /// The latest line of item `id`, if the item exists.
+    pub fn item(&self, id: &str) -> Option<Loc> {
+        let slot = &self.slots[*self.by_id.get(id)? as usize];
+        slot.keys.as_ref().map(|_| slot.line)
+    }
+
+    /// The latest line of the item last seen with `dedupe_key` (it may have changed its key
+    /// since: the caller checks).
+    pub fn by_dedupe(&self, dedupe_key: &str) -> Option<Loc> {
+        let slot = &self.slots[*self.by_dedupe.get(dedupe_key)? as usize];
+        slot.keys.as_ref().map(|_| slot.line)
+    }
+
+    /// The keys of every item.
+    pub fn keys(&self) -> impl Iterator<Item = &ItemKeys> {
+        self.slots.iter().filter_map(|s| s.keys.as_ref())
+    }
+
+    /// The first `limit` event lines of item `id`, in append order; none if the item does
+    /// not exist (events of a removed item are ignored).
+    pub fn events_of(&self, id: &str, limit: usize) -> Vec<Loc> {
+        let Some(&s) = self.by_id.get(id) else {
+            return Vec::new();
+        };
+        let slot = &self.slots[s as usize];
+        if slot.keys.is_none() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut e = slot.ev_head;
+        while e != NIL && out.len() < limit {
+            let ev = &self.events[e as usize];
+            out.push(ev.line);
+            e = ev.next;
+        }
+        out
+    }
+
+    /// Items indexed (placeholders excluded).
+    pub fn item_count(&self) -> usize {
+        self.items
+    }
+
+    /// Event lines indexed (including those of items that do not exist).
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backlog_core::model::{Priority, Status};
+
+    fn keys(id: &str) -> ItemKeys {
+        ItemKeys {
+            id: id.into(),
+            env: "prod".into(),
+            service: "api".into(),
+            owner: "o".into(),
+            category: "c".into(),
+            priority: Priority::P1,
+            status: Status::Open,
+            due_date: "2026-01-01".into(),
+        }
+    }
+
+    fn loc(off: u64) -> Loc {
+        Loc { off, len: 1 }
+    }
+
+    #[test]
+    fn events_before_their_item_attach_when_it_arrives() {
+        let mut ix = Index::default();
+        ix.put_event("bl_a", loc(0)).unwrap();
+        assert_eq!(ix.item("bl_a"), None);
+        assert!(ix.events_of("bl_a", 10).is_empty());
+        assert_eq!(ix.item_count(), 0);
+        ix.put_item(keys("bl_a"), "k", loc(5)).unwrap();
+        ix.put_event("bl_a", loc(1)).unwrap();
+        ix.put_event("bl_b", loc(2)).unwrap();
+        ix.put_event("bl_a", loc(3)).unwrap();
+        assert_eq!(ix.events_of("bl_a", 10), vec![loc(0), loc(1), loc(3)]);
+        assert_eq!(ix.events_of("bl_a", 2), vec![loc(0), loc(1)]);
+        assert_eq!(ix.item_count(), 1);
+        assert_eq!(ix.keys().count(), 1);
+        assert_eq!(ix.event_count(), 4);
+        ix.clear_events();
+        assert!(ix.events_of("bl_a", 10).is_empty());
+        assert_eq!(ix.item("bl_a"), Some(loc(5)));
+        assert_eq!(ix.by_dedupe("k"), Some(loc(5)));
+    }
+}

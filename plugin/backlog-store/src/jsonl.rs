@@ -1,0 +1,515 @@
+//! The `jsonl` backend (SPEC §7): `items.jsonl` and `events.jsonl`, append-only, one compact
+//! JSON object per line; reading keeps the last line per `id`.
+//!
+//! The store is meant to live across calls (in a warm component instance), keeping a warm
+//! [`crate::index`] of offsets and keys. Every operation first refreshes: it stats each file it
+//! needs and reads only what was appended since the last call, or re-indexes from scratch when
+//! the file was rewritten (cleanup), replaced or removed ([`crate::file`]).
+//!
+//! Must not: take locks (the host serializes write-capable calls across threads and processes
+//! and holds the directory lock; WASI has none), create anything when read-only, keep parsed
+//! items in memory, fail a read because of a corrupt line (it is skipped with a warning).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use backlog_core::list::{self, ItemKeys, ListQuery};
+use backlog_core::model::{Event, Item};
+use backlog_core::store::{BacklogStore, Page, StoreError};
+
+use crate::error::{JsonlError, read_err, write_err};
+use crate::file::{FileState, Plan, read_at};
+use crate::head::{self, EventHead, ItemHead};
+use crate::index::{Index, Loc};
+
+/// File name of the items file inside the JSONL directory.
+pub const ITEMS_FILE: &str = "items.jsonl";
+/// File name of the events file inside the JSONL directory.
+pub const EVENTS_FILE: &str = "events.jsonl";
+
+/// What the call was granted on the JSONL directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads only; `write` answers `Forbidden` and nothing is ever created.
+    ReadOnly,
+    /// Reads and appends; the files are created on the first write.
+    ReadWrite,
+}
+
+/// What the index currently holds (for tests and benchmarks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IndexStats {
+    /// Distinct items (latest line per id).
+    pub items: usize,
+    /// Event lines, including those of items that no longer exist.
+    pub events: usize,
+    /// Complete lines indexed in both files (items, superseded versions, events, blank and
+    /// corrupt lines).
+    pub lines: u64,
+    /// Corrupt lines skipped in both files since each was last indexed from scratch.
+    pub corrupt: u64,
+}
+
+/// The JSONL store. See the module docs.
+pub struct JsonlStore {
+    dir: PathBuf,
+    access: Access,
+    warn: Box<dyn FnMut(&str)>,
+    items: FileState,
+    events: FileState,
+    index: Index,
+}
+
+impl std::fmt::Debug for JsonlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonlStore")
+            .field("access", &self.access)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JsonlStore {
+    /// The name the host logs on a backend switch (`backlog_store: using JsonlBacklogStore`).
+    pub const LOG_NAME: &'static str = "JsonlBacklogStore";
+
+    /// A store over `dir` (holding `items.jsonl` and `events.jsonl`). Does no I/O: the first
+    /// operation indexes the files. Missing files or a missing directory read as empty.
+    /// `warn` receives one line per problem the store skipped or repaired (corrupt line, torn
+    /// tail cut), e.g. `jsonl: skipping corrupt line items.jsonl:17: expected value at line 1
+    /// column 1`; the caller logs it (inside the component: stderr).
+    pub fn open(dir: PathBuf, access: Access, warn: Box<dyn FnMut(&str)>) -> Self {
+        JsonlStore {
+            items: FileState::new(&dir, ITEMS_FILE),
+            events: FileState::new(&dir, EVENTS_FILE),
+            dir,
+            access,
+            warn,
+            index: Index::default(),
+        }
+    }
+
+    /// The JSONL directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The access this store was opened with.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// Brings the index up to date with both files (every operation does this for the files
+    /// it needs; call it to pay the indexing cost up front).
+    pub fn refresh(&mut self) -> Result<(), StoreError> {
+        self.refresh_items()?;
+        self.refresh_events()?;
+        Ok(())
+    }
+
+    /// What the index holds now (no I/O; see [`JsonlStore::refresh`]).
+    pub fn stats(&self) -> IndexStats {
+        IndexStats {
+            items: self.index.item_count(),
+            events: self.index.event_count(),
+            lines: self.items.lines + self.events.lines,
+            corrupt: self.items.corrupt + self.events.corrupt,
+        }
+    }
+
+    fn refresh_items(&mut self) -> Result<(), JsonlError> {
+        match self.items.plan()? {
+            Plan::Unchanged => return Ok(()),
+            Plan::Append => {}
+            Plan::Rebuild => {
+                // Event chains hang off item slots: they go too.
+                self.index.clear();
+                self.events.force_rebuild();
+            }
+        }
+        let Self {
+            items, index, warn, ..
+        } = self;
+        let file = items.name;
+        items.scan(warn.as_mut(), |line, off, len| {
+            let h = match head::parse::<ItemHead>(line) {
+                Ok(Some(h)) => h,
+                Ok(None) => return Ok(Ok(())),
+                Err(reason) => return Ok(Err(reason)),
+            };
+            let keys = ItemKeys {
+                id: h.id.into_owned(),
+                env: h.env.into_owned(),
+                service: h.service.into_owned(),
+                owner: h.owner.into_owned(),
+                category: h.category.into_owned(),
+                priority: h.priority,
+                status: h.status,
+                due_date: h.due_date.into_owned(),
+            };
+            index
+                .put_item(keys, &h.dedupe_key, Loc { off, len })
+                .map_err(|_| JsonlError::TooLarge { file })?;
+            Ok(Ok(()))
+        })
+    }
+
+    fn refresh_events(&mut self) -> Result<(), JsonlError> {
+        match self.events.plan()? {
+            Plan::Unchanged => return Ok(()),
+            Plan::Append => {}
+            Plan::Rebuild => self.index.clear_events(),
+        }
+        let Self {
+            events,
+            index,
+            warn,
+            ..
+        } = self;
+        let file = events.name;
+        events.scan(warn.as_mut(), |line, off, len| {
+            let h = match head::parse::<EventHead>(line) {
+                Ok(Some(h)) => h,
+                Ok(None) => return Ok(Ok(())),
+                Err(reason) => return Ok(Err(reason)),
+            };
+            index
+                .put_event(&h.item_id, Loc { off, len })
+                .map_err(|_| JsonlError::TooLarge { file })?;
+            Ok(Ok(()))
+        })
+    }
+
+    /// Runs `op`; if it met a line that is not what the index says (the file changed in a way
+    /// change detection missed), re-indexes that file and runs `op` once more.
+    fn retry<T>(
+        &mut self,
+        mut op: impl FnMut(&mut Self) -> Result<T, JsonlError>,
+    ) -> Result<T, StoreError> {
+        match op(self) {
+            Err(JsonlError::Stale { file, .. }) => {
+                if file == ITEMS_FILE {
+                    self.items.force_rebuild();
+                } else {
+                    self.events.force_rebuild();
+                }
+                op(self).map_err(StoreError::from)
+            }
+            r => r.map_err(StoreError::from),
+        }
+    }
+
+    /// Reads and parses the item line at `loc`, which must be item `id` (if given).
+    fn read_item(&self, loc: Loc, id: Option<&str>) -> Result<Item, JsonlError> {
+        let bytes = self.items.read_line(loc.off, loc.len)?;
+        let stale = || JsonlError::Stale {
+            file: ITEMS_FILE,
+            offset: loc.off,
+        };
+        let item: Item = serde_json::from_slice(head::trim_newline(&bytes)).map_err(|_| stale())?;
+        if id.is_some_and(|id| id != item.id) {
+            return Err(stale());
+        }
+        Ok(item)
+    }
+
+    fn get_now(&mut self, id: &str) -> Result<Option<Item>, JsonlError> {
+        self.refresh_items()?;
+        match self.index.item(id) {
+            Some(loc) => self.read_item(loc, Some(id)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn find_now(&mut self, key: &str) -> Result<Option<Item>, JsonlError> {
+        self.refresh_items()?;
+        let Some(loc) = self.index.by_dedupe(key) else {
+            return Ok(None);
+        };
+        let item = self.read_item(loc, None)?;
+        // The item may have moved to another key since it was indexed under this one.
+        Ok((item.dedupe_key == key).then_some(item))
+    }
+
+    fn list_now(&mut self, query: &ListQuery, today: &str) -> Result<Page, JsonlError> {
+        self.refresh_items()?;
+        if query.limit == 0 {
+            let total = self
+                .index
+                .keys()
+                .filter(|k| query.matches(k, today))
+                .count();
+            return Ok(Page {
+                items: Vec::new(),
+                total,
+            });
+        }
+        let (page, total) = list::select(query, self.index.keys(), today);
+        let mut items = Vec::with_capacity(page.len());
+        for k in page {
+            let loc = self.index.item(&k.id).ok_or(JsonlError::Stale {
+                file: ITEMS_FILE,
+                offset: 0,
+            })?;
+            items.push(self.read_item(loc, Some(&k.id))?);
+        }
+        Ok(Page { items, total })
+    }
+
+    fn events_now(&mut self, item_id: &str, limit: usize) -> Result<Vec<Event>, JsonlError> {
+        self.refresh_items()?;
+        self.refresh_events()?;
+        let locs = self.index.events_of(item_id, limit);
+        let mut out = Vec::with_capacity(locs.len());
+        for loc in locs {
+            let bytes = self.events.read_line(loc.off, loc.len)?;
+            let stale = JsonlError::Stale {
+                file: EVENTS_FILE,
+                offset: loc.off,
+            };
+            let ev: Event =
+                serde_json::from_slice(head::trim_newline(&bytes)).map_err(|_| stale)?;
+            if ev.item_id != item_id {
+                return Err(JsonlError::Stale {
+                    file: EVENTS_FILE,
+                    offset: loc.off,
+                });
+            }
+            out.push(ev);
+        }
+        Ok(out)
+    }
+
+    fn write_now(&mut self, item: Option<&Item>, events: &[Event]) -> Result<(), JsonlError> {
+        if self.access == Access::ReadOnly {
+            let file = if item.is_some() {
+                ITEMS_FILE
+            } else {
+                EVENTS_FILE
+            };
+            return Err(JsonlError::ReadOnly { file });
+        }
+        if item.is_none() && events.is_empty() {
+            return Ok(());
+        }
+        // Serialize first: nothing touches the disk if a record cannot be encoded.
+        let item_buf = match item {
+            Some(item) => Some(encode(ITEMS_FILE, std::slice::from_ref(item))?),
+            None => None,
+        };
+        let ev_buf = match events.is_empty() {
+            false => Some(encode(EVENTS_FILE, events)?),
+            true => None,
+        };
+
+        // Open for appending and cut torn tails, then catch the index up with whatever is
+        // complete on disk, so the offsets of our lines are known.
+        let mut items_f = match &item_buf {
+            Some(_) => Some(self.open_append(ITEMS_FILE)?),
+            None => None,
+        };
+        let mut events_f = match &ev_buf {
+            Some(_) => Some(self.open_append(EVENTS_FILE)?),
+            None => None,
+        };
+        if let Some(f) = &items_f {
+            cut_torn_tail(f, ITEMS_FILE, self.warn.as_mut())?;
+        }
+        if let Some(f) = &events_f {
+            cut_torn_tail(f, EVENTS_FILE, self.warn.as_mut())?;
+        }
+        self.refresh_items()?;
+        if events_f.is_some() {
+            self.refresh_events()?;
+        }
+        let items_base = file_len(items_f.as_ref(), ITEMS_FILE)?;
+        let events_base = file_len(events_f.as_ref(), EVENTS_FILE)?;
+
+        let result = append_all(
+            items_f.as_mut().zip(item_buf.as_ref()),
+            events_f.as_mut().zip(ev_buf.as_ref()),
+        );
+        if let Err(e) = result {
+            // Best effort: leave no half-written call behind (a failed call must not show up).
+            for (f, base) in [(&items_f, items_base), (&events_f, events_base)] {
+                if let Some(f) = f {
+                    let _ = f.set_len(base).and_then(|()| f.sync_data());
+                }
+            }
+            return Err(e);
+        }
+
+        // Index what was written without reading it back, when the file was exactly what
+        // the index had seen (it is, with the host serializing writers); else the next
+        // refresh reads it.
+        if let (Some(item), Some(buf), Some(f)) = (item, &item_buf, &items_f)
+            && self.items.fully_indexed()
+            && self.items.end == items_base
+        {
+            let loc = Loc {
+                off: items_base,
+                len: u32::try_from(buf.bytes.len())
+                    .map_err(|_| JsonlError::TooLarge { file: ITEMS_FILE })?,
+            };
+            self.index
+                .put_item(ItemKeys::of(item), &item.dedupe_key, loc)
+                .map_err(|_| JsonlError::TooLarge { file: ITEMS_FILE })?;
+            self.items
+                .appended(f.metadata().ok().as_ref(), &buf.bytes, 1, buf.last_len());
+        }
+        if let (Some(buf), Some(f)) = (&ev_buf, &events_f)
+            && self.events.fully_indexed()
+            && self.events.end == events_base
+        {
+            let mut off = events_base;
+            for (ev, &len) in events.iter().zip(&buf.lens) {
+                self.index
+                    .put_event(&ev.item_id, Loc { off, len })
+                    .map_err(|_| JsonlError::TooLarge { file: EVENTS_FILE })?;
+                off += u64::from(len);
+            }
+            self.events.appended(
+                f.metadata().ok().as_ref(),
+                &buf.bytes,
+                events.len() as u64,
+                buf.last_len(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Opens `name` for reading and appending, creating it (and the directory) if missing.
+    fn open_append(&self, name: &'static str) -> Result<File, JsonlError> {
+        let path = self.dir.join(name);
+        let open = || {
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&path)
+        };
+        match open() {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&self.dir).map_err(|e| write_err(name, "create", e))?;
+                open().map_err(|e| write_err(name, "create", e))
+            }
+            Err(e) => Err(write_err(name, "open", e)),
+        }
+    }
+}
+
+/// Lines ready to append: the bytes (each record compact JSON + `\n`) and each line's length.
+struct Encoded {
+    bytes: Vec<u8>,
+    lens: Vec<u32>,
+}
+
+impl Encoded {
+    fn last_len(&self) -> usize {
+        self.lens.last().map_or(0, |&l| l as usize)
+    }
+}
+
+fn encode<T: serde::Serialize>(file: &'static str, records: &[T]) -> Result<Encoded, JsonlError> {
+    let mut bytes = Vec::with_capacity(512 * records.len());
+    let mut lens = Vec::with_capacity(records.len());
+    for r in records {
+        let start = bytes.len();
+        serde_json::to_writer(&mut bytes, r)
+            .map_err(|source| JsonlError::Serialize { file, source })?;
+        bytes.push(b'\n');
+        lens.push(u32::try_from(bytes.len() - start).map_err(|_| JsonlError::TooLarge { file })?);
+    }
+    Ok(Encoded { bytes, lens })
+}
+
+/// Appends (one `write_all` per file), then syncs data: items first, then events.
+fn append_all(
+    items: Option<(&mut File, &Encoded)>,
+    events: Option<(&mut File, &Encoded)>,
+) -> Result<(), JsonlError> {
+    let mut written: Vec<(&File, &'static str)> = Vec::with_capacity(2);
+    for (name, part) in [(ITEMS_FILE, items), (EVENTS_FILE, events)] {
+        if let Some((f, buf)) = part {
+            f.write_all(&buf.bytes)
+                .map_err(|e| write_err(name, "write", e))?;
+            written.push((f, name));
+        }
+    }
+    for (f, name) in written {
+        f.sync_data().map_err(|e| write_err(name, "sync", e))?;
+    }
+    Ok(())
+}
+
+fn file_len(f: Option<&File>, name: &'static str) -> Result<u64, JsonlError> {
+    match f {
+        Some(f) => Ok(f.metadata().map_err(|e| read_err(name, "stat", e))?.len()),
+        None => Ok(0),
+    }
+}
+
+/// If `f` does not end in `\n`, its tail after the last `\n` is a write that was never
+/// acknowledged (crash mid-append): cut it off so it cannot swallow the next line, and warn.
+fn cut_torn_tail(
+    f: &File,
+    name: &'static str,
+    warn: &mut dyn FnMut(&str),
+) -> Result<(), JsonlError> {
+    const BACK: u64 = 64 << 10;
+    let len = f.metadata().map_err(|e| read_err(name, "stat", e))?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let last = read_at(f, len - 1, 1).map_err(|e| read_err(name, "read", e))?;
+    if last == b"\n" {
+        return Ok(());
+    }
+    let mut pos = len;
+    let cut = loop {
+        if pos == 0 {
+            break 0;
+        }
+        let from = pos.saturating_sub(BACK);
+        let chunk =
+            read_at(f, from, (pos - from) as usize).map_err(|e| read_err(name, "read", e))?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            break from + i as u64 + 1;
+        }
+        pos = from;
+    };
+    f.set_len(cut).map_err(|e| write_err(name, "truncate", e))?;
+    warn(&format!(
+        "jsonl: cut torn last line of {name} ({} bytes after byte {cut}; a write that was never acknowledged)",
+        len - cut
+    ));
+    Ok(())
+}
+
+impl BacklogStore for JsonlStore {
+    fn backend(&self) -> &'static str {
+        crate::JSONL_BACKEND
+    }
+
+    fn get(&mut self, id: &str) -> Result<Option<Item>, StoreError> {
+        self.retry(|s| s.get_now(id))
+    }
+
+    fn find_by_dedupe_key(&mut self, key: &str) -> Result<Option<Item>, StoreError> {
+        self.retry(|s| s.find_now(key))
+    }
+
+    fn list(&mut self, query: &ListQuery, today: &str) -> Result<Page, StoreError> {
+        self.retry(|s| s.list_now(query, today))
+    }
+
+    fn events(&mut self, item_id: &str, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.retry(|s| s.events_now(item_id, limit))
+    }
+
+    fn write(&mut self, item: Option<&Item>, events: &[Event]) -> Result<(), StoreError> {
+        self.write_now(item, events).map_err(StoreError::from)
+    }
+}

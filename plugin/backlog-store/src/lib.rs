@@ -1,0 +1,27 @@
+//! Backlog stores over `std::fs`: the `jsonl` backend ([`JsonlStore`]) and the disabled `null`
+//! backend ([`NullStore`]), both implementing [`backlog_core::store::BacklogStore`].
+//!
+//! This crate is compiled natively (tests, benchmarks, host-side tools) and into the
+//! `backlog_tool` component (`wasm32-wasip2`), where the JSONL directory is a preopen granted
+//! read-only or read-write for the call.
+//!
+//! Architecture invariant: only `std::fs` / `std::io` — no libc, no file locks (the host holds
+//! the cross-process lock and serializes writers), no mmap, nothing that WASI lacks. Messages
+//! name files by their name (`items.jsonl`), never by an absolute host path.
+
+mod error;
+mod file;
+mod head;
+mod index;
+mod jsonl;
+mod null;
+
+pub use error::JsonlError;
+pub use file::MAX_LINE;
+pub use jsonl::{Access, EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore};
+pub use null::{NULL_WRITE_MESSAGE, NullStore};
+
+/// The `BACKLOG_BACKEND` value (and `BacklogStore::backend`) of [`JsonlStore`].
+pub const JSONL_BACKEND: &str = "jsonl";
+/// The `BACKLOG_BACKEND` value (and `BacklogStore::backend`) of [`NullStore`].
+pub const NULL_BACKEND: &str = "null";

@@ -1,0 +1,701 @@
+//! Native tests of the JSONL store: index correctness against a full scan, refresh across
+//! "processes" (two store instances on one directory), rewrite detection, corrupt lines,
+//! torn tails, read-only grants, and the null store.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::rc::Rc;
+
+use backlog_core::list::{self, ItemKeys, ListQuery};
+use backlog_core::model::{Event, EventType, Item, Priority, Source, Status};
+use backlog_core::store::{BacklogStore, StoreError};
+use backlog_store::{Access, EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore, NullStore};
+
+type Warnings = Rc<RefCell<Vec<String>>>;
+
+fn store(dir: &Path, access: Access) -> (JsonlStore, Warnings) {
+    let warnings: Warnings = Rc::default();
+    let w = warnings.clone();
+    let s = JsonlStore::open(
+        dir.to_path_buf(),
+        access,
+        Box::new(move |m| w.borrow_mut().push(m.to_owned())),
+    );
+    (s, warnings)
+}
+
+fn rw(dir: &Path) -> JsonlStore {
+    store(dir, Access::ReadWrite).0
+}
+
+/// A deterministic pseudo-random generator (no extra dependency).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next() as usize) % from.len()]
+    }
+}
+
+fn item(n: u64) -> Item {
+    let id = format!("bl_{n:012x}");
+    Item {
+        id: id.clone(),
+        created_at: "2026-03-02T06:20:01.123456Z".into(),
+        updated_at: "2026-03-02T06:20:01.123456Z".into(),
+        env: "prod".into(),
+        service: "api".into(),
+        category: "refactor".into(),
+        title: format!("item {n}"),
+        description: "- signal one\n- signal two".into(),
+        priority: Priority::P2,
+        status: Status::Open,
+        owner: "oncall".into(),
+        due_date: "2026-03-09".into(),
+        source: Source::Manual,
+        dedupe_key: format!("manual:{id}"),
+        evidence_refs: BTreeMap::from([("alerts".to_string(), vec!["al_1".to_string()])]),
+        tags: vec!["t".into()],
+        meta: serde_json::Map::new(),
+    }
+}
+
+fn random_item(rng: &mut Lcg, n: u64) -> Item {
+    let mut it = item(n);
+    it.env = rng.pick(&["prod", "staging", "dev"]).into();
+    it.service = rng.pick(&["api", "web", "db", "queue", "auth"]).into();
+    it.owner = rng.pick(&["oncall", "cto", "team-a", "team-b"]).into();
+    it.category = rng
+        .pick(&["arch_review", "refactor", "slo_hardening", "security"])
+        .into();
+    it.priority =
+        [Priority::P0, Priority::P1, Priority::P2, Priority::P3][(rng.next() % 4) as usize];
+    it.status = [
+        Status::Open,
+        Status::InProgress,
+        Status::Blocked,
+        Status::Done,
+        Status::Canceled,
+    ][(rng.next() % 5) as usize];
+    it.due_date = format!("2026-{:02}-{:02}", 1 + rng.next() % 12, 1 + rng.next() % 28);
+    it
+}
+
+fn event(n: u64, item_id: &str) -> Event {
+    Event {
+        id: format!("ev_{n:012x}"),
+        item_id: item_id.into(),
+        ts: "2026-03-02T06:20:01.123456Z".into(),
+        kind: EventType::Commented,
+        actor: "tester".into(),
+        message: format!("event {n}"),
+        meta: serde_json::Map::new(),
+    }
+}
+
+fn line<T: serde::Serialize>(v: &T) -> String {
+    format!("{}\n", serde_json::to_string(v).unwrap())
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// Replaces `path` the way cleanup does: temp file + rename (a new inode).
+fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+fn all(query: ListQuery) -> ListQuery {
+    ListQuery {
+        limit: 1000,
+        ..query
+    }
+}
+
+/// The reference: parse every line, keep the last per id, filter, sort, page.
+fn naive_list(dir: &Path, q: &ListQuery, today: &str) -> (Vec<Item>, usize) {
+    let text = fs::read_to_string(dir.join(ITEMS_FILE)).unwrap_or_default();
+    let mut latest: HashMap<String, Item> = HashMap::new();
+    for l in text.split_terminator('\n') {
+        if let Ok(it) = serde_json::from_str::<Item>(l) {
+            latest.insert(it.id.clone(), it);
+        }
+    }
+    let mut hits: Vec<Item> = latest
+        .into_values()
+        .filter(|it| q.matches(&ItemKeys::of(it), today))
+        .collect();
+    hits.sort_by(|a, b| list::compare(&ItemKeys::of(a), &ItemKeys::of(b)));
+    let total = hits.len();
+    (
+        hits.into_iter().skip(q.offset).take(q.limit).collect(),
+        total,
+    )
+}
+
+#[test]
+fn empty_and_missing_directory_read_as_empty_and_create_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backlog");
+    for access in [Access::ReadOnly, Access::ReadWrite] {
+        let (mut s, warnings) = store(&dir, access);
+        assert_eq!(s.backend(), "jsonl");
+        assert_eq!(s.get("bl_000000000001").unwrap(), None);
+        assert_eq!(s.find_by_dedupe_key("k").unwrap(), None);
+        let page = s.list(&ListQuery::default(), "2026-01-01").unwrap();
+        assert!(page.items.is_empty());
+        assert_eq!(page.total, 0);
+        assert!(s.events("bl_000000000001", 10).unwrap().is_empty());
+        assert_eq!(s.stats(), IndexStats::default());
+        assert!(warnings.borrow().is_empty());
+    }
+    assert!(!dir.exists(), "reading must not create the directory");
+}
+
+#[test]
+fn write_then_read_back_with_events_and_dedupe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = rw(tmp.path());
+    let a = item(1);
+    s.write(Some(&a), &[event(1, &a.id)]).unwrap();
+    assert_eq!(s.get(&a.id).unwrap(), Some(a.clone()));
+    assert_eq!(
+        s.find_by_dedupe_key(&a.dedupe_key).unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(s.events(&a.id, 10).unwrap(), vec![event(1, &a.id)]);
+
+    // Update: new key, more events; old key no longer finds it.
+    let mut a2 = a.clone();
+    a2.title = "renamed".into();
+    a2.dedupe_key = "gen:2026-48:prod:api:refactor".into();
+    s.write(Some(&a2), &[event(2, &a.id), event(3, &a.id)])
+        .unwrap();
+    assert_eq!(s.get(&a.id).unwrap(), Some(a2.clone()));
+    assert_eq!(s.find_by_dedupe_key(&a.dedupe_key).unwrap(), None);
+    assert_eq!(
+        s.find_by_dedupe_key(&a2.dedupe_key).unwrap(),
+        Some(a2.clone())
+    );
+    let evs = s.events(&a.id, 10).unwrap();
+    assert_eq!(evs, vec![event(1, &a.id), event(2, &a.id), event(3, &a.id)]);
+    assert_eq!(s.events(&a.id, 2).unwrap().len(), 2);
+    assert_eq!(
+        s.stats(),
+        IndexStats {
+            items: 1,
+            events: 3,
+            lines: 5,
+            corrupt: 0
+        }
+    );
+
+    // Events-only write (item None) and an empty write.
+    s.write(None, &[event(4, &a.id)]).unwrap();
+    s.write(None, &[]).unwrap();
+    assert_eq!(s.events(&a.id, 10).unwrap().len(), 4);
+
+    // A fresh instance reads the same from disk, and the lines are compact JSON.
+    let mut fresh = rw(tmp.path());
+    assert_eq!(fresh.get(&a.id).unwrap(), Some(a2.clone()));
+    assert_eq!(fresh.events(&a.id, 10).unwrap().len(), 4);
+    let text = fs::read_to_string(tmp.path().join(ITEMS_FILE)).unwrap();
+    assert_eq!(text, format!("{}{}", line(&a), line(&a2)));
+}
+
+#[test]
+fn last_line_wins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut v1 = item(7);
+    v1.status = Status::Open;
+    let mut v2 = v1.clone();
+    v2.status = Status::InProgress;
+    let mut v3 = v1.clone();
+    v3.status = Status::Done;
+    v3.priority = Priority::P0;
+    let other = item(8);
+    let text = [line(&v1), line(&other), line(&v2), line(&v3)].concat();
+    fs::write(tmp.path().join(ITEMS_FILE), text).unwrap();
+    let (mut s, _) = store(tmp.path(), Access::ReadOnly);
+    assert_eq!(s.get(&v1.id).unwrap(), Some(v3.clone()));
+    let page = s.list(&all(ListQuery::default()), "2026-01-01").unwrap();
+    assert_eq!(page.total, 2);
+    assert_eq!(page.items, vec![v3.clone(), other]);
+    let done = ListQuery {
+        status: vec![Status::Open],
+        ..all(ListQuery::default())
+    };
+    assert_eq!(s.list(&done, "2026-01-01").unwrap().total, 1);
+    assert_eq!(s.stats().items, 2);
+    assert_eq!(s.stats().lines, 4);
+}
+
+#[test]
+fn tail_refresh_sees_appends_by_another_instance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut writer = rw(tmp.path());
+    let (mut reader, warnings) = store(tmp.path(), Access::ReadOnly);
+    let a = item(1);
+    writer.write(Some(&a), &[event(1, &a.id)]).unwrap();
+    assert_eq!(reader.get(&a.id).unwrap(), Some(a.clone()));
+    // `get` only needs (and only indexes) items.jsonl.
+    assert_eq!(reader.stats().lines, 1);
+
+    // New item, updated item (the index moves to its new line), new events.
+    let b = item(2);
+    let mut a2 = a.clone();
+    a2.owner = "cto".into();
+    writer.write(Some(&b), &[event(2, &b.id)]).unwrap();
+    writer.write(Some(&a2), &[event(3, &a.id)]).unwrap();
+    assert_eq!(reader.get(&b.id).unwrap(), Some(b.clone()));
+    assert_eq!(reader.get(&a.id).unwrap(), Some(a2.clone()));
+    let owners = ListQuery {
+        owner: Some("cto".into()),
+        ..ListQuery::default()
+    };
+    assert_eq!(
+        reader.list(&owners, "2026-01-01").unwrap().items,
+        vec![a2.clone()]
+    );
+    assert_eq!(
+        reader.events(&a.id, 10).unwrap(),
+        vec![event(1, &a.id), event(3, &a.id)]
+    );
+    assert_eq!(reader.events(&b.id, 10).unwrap(), vec![event(2, &b.id)]);
+    assert_eq!(
+        reader.stats(),
+        IndexStats {
+            items: 2,
+            events: 3,
+            lines: 6,
+            corrupt: 0
+        }
+    );
+
+    // A line appended in two halves (an append in progress) shows up only when complete.
+    let c = item(3);
+    let full = line(&c);
+    let (first, second) = full.split_at(full.len() / 2);
+    append(&tmp.path().join(ITEMS_FILE), first);
+    assert_eq!(reader.get(&c.id).unwrap(), None);
+    append(&tmp.path().join(ITEMS_FILE), second);
+    assert_eq!(reader.get(&c.id).unwrap(), Some(c));
+    // The writer sees the other "process" too.
+    assert_eq!(writer.stats().items, 2);
+    writer.refresh().unwrap();
+    assert_eq!(writer.stats().items, 3);
+    assert!(warnings.borrow().is_empty(), "{:?}", warnings.borrow());
+}
+
+#[test]
+fn events_before_their_item_and_events_of_a_gone_item() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = item(1);
+    // The events file already holds an event of `a` and of an item that does not exist.
+    fs::write(
+        tmp.path().join(EVENTS_FILE),
+        [line(&event(1, &a.id)), line(&event(2, "bl_00000000dead"))].concat(),
+    )
+    .unwrap();
+    let (mut s, _) = store(tmp.path(), Access::ReadWrite);
+    assert!(s.events(&a.id, 10).unwrap().is_empty());
+    assert!(s.events("bl_00000000dead", 10).unwrap().is_empty());
+    append(&tmp.path().join(ITEMS_FILE), &line(&a));
+    assert_eq!(s.events(&a.id, 10).unwrap(), vec![event(1, &a.id)]);
+    s.write(Some(&a), &[event(3, &a.id)]).unwrap();
+    assert_eq!(
+        s.events(&a.id, 10).unwrap(),
+        vec![event(1, &a.id), event(3, &a.id)]
+    );
+    assert!(s.events("bl_00000000dead", 10).unwrap().is_empty());
+}
+
+#[test]
+fn rewrite_to_a_shorter_file_rebuilds_the_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = rw(tmp.path());
+    let items: Vec<Item> = (1..=5).map(item).collect();
+    for it in &items {
+        s.write(Some(it), &[event(it.title.len() as u64, &it.id)])
+            .unwrap();
+    }
+    let mut it3 = items[2].clone();
+    it3.title = "updated".into();
+    s.write(Some(&it3), &[]).unwrap();
+    let (mut reader, _) = store(tmp.path(), Access::ReadOnly);
+    assert_eq!(
+        reader
+            .list(&ListQuery::default(), "2026-01-01")
+            .unwrap()
+            .total,
+        5
+    );
+
+    // Cleanup: drop superseded lines and items 1 and 2, rewrite atomically.
+    let kept = [line(&it3), line(&items[3]), line(&items[4])].concat();
+    replace(&tmp.path().join(ITEMS_FILE), &kept);
+    replace(&tmp.path().join(EVENTS_FILE), &line(&event(9, &it3.id)));
+    for st in [&mut s, &mut reader] {
+        assert_eq!(st.get(&items[0].id).unwrap(), None);
+        assert_eq!(st.get(&it3.id).unwrap(), Some(it3.clone()));
+        assert_eq!(
+            st.list(&ListQuery::default(), "2026-01-01").unwrap().total,
+            3
+        );
+        assert_eq!(st.events(&it3.id, 10).unwrap(), vec![event(9, &it3.id)]);
+        assert_eq!(
+            st.stats(),
+            IndexStats {
+                items: 3,
+                events: 1,
+                lines: 4,
+                corrupt: 0
+            }
+        );
+    }
+    // Appends after the rewrite are picked up as a tail again.
+    let six = item(6);
+    s.write(Some(&six), &[]).unwrap();
+    assert_eq!(reader.get(&six.id).unwrap(), Some(six));
+}
+
+#[test]
+fn same_length_replacement_is_detected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(ITEMS_FILE);
+    let (a, b) = (item(0xa), item(0xb));
+    fs::write(&path, line(&a)).unwrap();
+    let (mut s, _) = store(tmp.path(), Access::ReadOnly);
+    assert_eq!(s.get(&a.id).unwrap(), Some(a.clone()));
+    // Same length, different content, via rename (a new inode).
+    assert_eq!(line(&a).len(), line(&b).len());
+    replace(&path, &line(&b));
+    assert_eq!(s.get(&a.id).unwrap(), None);
+    assert_eq!(s.get(&b.id).unwrap(), Some(b.clone()));
+    // Same length, different content, rewritten in place (same inode): the tail check sees it.
+    let mut b2 = b.clone();
+    b2.title = "item xy".into();
+    assert_eq!(line(&b).len(), line(&b2).len());
+    fs::write(&path, line(&b2)).unwrap();
+    assert_eq!(s.get(&b.id).unwrap(), Some(b2));
+}
+
+#[test]
+fn removed_file_reads_as_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = rw(tmp.path());
+    let a = item(1);
+    s.write(Some(&a), &[event(1, &a.id)]).unwrap();
+    fs::remove_file(tmp.path().join(ITEMS_FILE)).unwrap();
+    fs::remove_file(tmp.path().join(EVENTS_FILE)).unwrap();
+    assert_eq!(s.get(&a.id).unwrap(), None);
+    assert!(s.events(&a.id, 10).unwrap().is_empty());
+    assert_eq!(s.stats(), IndexStats::default());
+    s.write(Some(&a), &[]).unwrap();
+    assert_eq!(s.get(&a.id).unwrap(), Some(a));
+}
+
+#[test]
+fn corrupt_lines_are_skipped_with_one_warning_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (item(1), item(2), item(3));
+    let not_an_item = r#"{"id":"bl_000000000009","title":"missing fields"}"#;
+    let text = [
+        line(&a),
+        "{not json\n".to_string(),
+        line(&b),
+        "\n".to_string(),
+        format!("{not_an_item}\n"),
+        line(&c),
+    ]
+    .concat();
+    fs::write(tmp.path().join(ITEMS_FILE), text).unwrap();
+    fs::write(tmp.path().join(EVENTS_FILE), "[1,2]\n").unwrap();
+    let (mut s, warnings) = store(tmp.path(), Access::ReadWrite);
+    for _ in 0..3 {
+        assert_eq!(s.get(&b.id).unwrap(), Some(b.clone()));
+        assert_eq!(
+            s.list(&ListQuery::default(), "2026-01-01").unwrap().total,
+            3
+        );
+        assert!(s.events(&b.id, 10).unwrap().is_empty());
+    }
+    let w = warnings.borrow().clone();
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(
+        w[0].starts_with("jsonl: skipping corrupt line items.jsonl:2: "),
+        "{w:?}"
+    );
+    assert!(
+        w[1].starts_with("jsonl: skipping corrupt line items.jsonl:5: "),
+        "{w:?}"
+    );
+    assert!(w[1].contains("missing field"), "{w:?}");
+    assert!(
+        w[2].starts_with("jsonl: skipping corrupt line events.jsonl:1: "),
+        "{w:?}"
+    );
+    assert_eq!(s.stats().corrupt, 3);
+
+    // Line numbers continue across tail reads.
+    append(&tmp.path().join(ITEMS_FILE), "garbage\n");
+    s.write(Some(&item(4)), &[]).unwrap();
+    append(&tmp.path().join(ITEMS_FILE), "]\n");
+    assert_eq!(
+        s.list(&ListQuery::default(), "2026-01-01").unwrap().total,
+        4
+    );
+    let w = warnings.borrow().clone();
+    assert_eq!(w.len(), 5, "{w:?}");
+    assert!(
+        w[3].starts_with("jsonl: skipping corrupt line items.jsonl:7: "),
+        "{w:?}"
+    );
+    assert!(
+        w[4].starts_with("jsonl: skipping corrupt line items.jsonl:9: "),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn torn_tail_is_invisible_then_cut_by_the_next_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let items_path = tmp.path().join(ITEMS_FILE);
+    let events_path = tmp.path().join(EVENTS_FILE);
+    let (a, b, c) = (item(1), item(2), item(3));
+    let torn_b = line(&b);
+    let torn_ev = line(&event(9, &a.id));
+    fs::write(&items_path, format!("{}{}", line(&a), &torn_b[..40])).unwrap();
+    fs::write(&events_path, &torn_ev[..20]).unwrap();
+
+    let (mut reader, reader_warnings) = store(tmp.path(), Access::ReadOnly);
+    assert_eq!(reader.get(&a.id).unwrap(), Some(a.clone()));
+    assert_eq!(reader.get(&b.id).unwrap(), None);
+    assert_eq!(
+        reader
+            .list(&ListQuery::default(), "2026-01-01")
+            .unwrap()
+            .total,
+        1
+    );
+    assert!(reader.events(&a.id, 10).unwrap().is_empty());
+    assert!(reader_warnings.borrow().is_empty());
+
+    let (mut writer, warnings) = store(tmp.path(), Access::ReadWrite);
+    writer.write(Some(&c), &[event(1, &c.id)]).unwrap();
+    let w = warnings.borrow().clone();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].contains("torn") && w[0].contains(ITEMS_FILE), "{w:?}");
+    assert!(w[1].contains("torn") && w[1].contains(EVENTS_FILE), "{w:?}");
+    assert_eq!(
+        fs::read_to_string(&items_path).unwrap(),
+        format!("{}{}", line(&a), line(&c))
+    );
+    assert_eq!(
+        fs::read_to_string(&events_path).unwrap(),
+        line(&event(1, &c.id))
+    );
+    for s in [&mut writer, &mut reader] {
+        assert_eq!(s.get(&c.id).unwrap(), Some(c.clone()));
+        assert_eq!(s.get(&b.id).unwrap(), None);
+        assert_eq!(s.events(&c.id, 10).unwrap(), vec![event(1, &c.id)]);
+        assert_eq!(s.stats().corrupt, 0);
+    }
+    assert!(reader_warnings.borrow().is_empty());
+}
+
+#[test]
+fn read_only_write_is_forbidden_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = item(1);
+    let items_text = format!("{}{}", line(&a), "{\"torn");
+    fs::write(tmp.path().join(ITEMS_FILE), &items_text).unwrap();
+    let (mut s, warnings) = store(tmp.path(), Access::ReadOnly);
+    assert_eq!(s.access(), Access::ReadOnly);
+    let err = s.write(Some(&item(2)), &[event(1, &a.id)]).unwrap_err();
+    match err {
+        StoreError::Forbidden(m) => {
+            assert!(
+                m.contains("the sandbox refused to write items.jsonl"),
+                "{m}"
+            )
+        }
+        other => panic!("expected Forbidden, got {other:?}"),
+    }
+    assert!(matches!(
+        s.write(None, &[event(1, &a.id)]),
+        Err(StoreError::Forbidden(m)) if m.contains("events.jsonl")
+    ));
+    assert_eq!(
+        fs::read_to_string(tmp.path().join(ITEMS_FILE)).unwrap(),
+        items_text
+    );
+    assert!(!tmp.path().join(EVENTS_FILE).exists());
+    assert!(warnings.borrow().is_empty());
+}
+
+#[cfg(unix)]
+#[test]
+fn os_refusal_maps_to_forbidden() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(ITEMS_FILE);
+    fs::write(&path, line(&item(1))).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).unwrap();
+    if fs::OpenOptions::new().append(true).open(&path).is_ok() {
+        return; // running as root: permissions are not enforced
+    }
+    let mut s = rw(tmp.path());
+    match s.write(Some(&item(2)), &[]) {
+        Err(StoreError::Forbidden(m)) => {
+            assert!(
+                m.starts_with("the sandbox refused to open items.jsonl: "),
+                "{m}"
+            )
+        }
+        other => panic!("expected Forbidden, got {other:?}"),
+    }
+    assert_eq!(s.get(&item(1).id).unwrap(), Some(item(1)));
+}
+
+#[test]
+fn null_store_reads_empty_and_refuses_writes() {
+    let mut s = NullStore;
+    assert_eq!(s.backend(), "null");
+    assert_eq!(s.get("bl_000000000001").unwrap(), None);
+    assert_eq!(s.find_by_dedupe_key("k").unwrap(), None);
+    let page = s.list(&ListQuery::default(), "2026-01-01").unwrap();
+    assert!(page.items.is_empty() && page.total == 0);
+    assert!(s.events("bl_000000000001", 10).unwrap().is_empty());
+    match s.write(Some(&item(1)), &[]) {
+        Err(StoreError::Unavailable(m)) => {
+            assert_eq!(m, "backlog storage is disabled (BACKLOG_BACKEND=null)")
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn list_via_index_equals_a_full_scan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = rw(tmp.path());
+    let mut rng = Lcg(42);
+    // 600 items, then 400 random updates of existing ones.
+    for n in 0..600 {
+        s.write(Some(&random_item(&mut rng, n)), &[]).unwrap();
+    }
+    for _ in 0..400 {
+        let n = rng.next() % 600;
+        s.write(Some(&random_item(&mut rng, n)), &[]).unwrap();
+    }
+    let (mut reader, _) = store(tmp.path(), Access::ReadOnly);
+    let today = "2026-06-15";
+    let mut queries = vec![
+        ListQuery::default(),
+        all(ListQuery::default()),
+        ListQuery {
+            limit: 0,
+            ..ListQuery::default()
+        },
+        ListQuery {
+            offset: 590,
+            limit: 50,
+            ..ListQuery::default()
+        },
+        ListQuery {
+            offset: 5000,
+            ..ListQuery::default()
+        },
+    ];
+    for env in ["prod", "staging", "nope"] {
+        for status in [
+            vec![],
+            vec![Status::Open],
+            vec![Status::Done, Status::Blocked],
+        ] {
+            for overdue in [None, Some(true), Some(false)] {
+                queries.push(ListQuery {
+                    env: Some(env.into()),
+                    status: status.clone(),
+                    overdue,
+                    limit: 7,
+                    offset: 3,
+                    ..ListQuery::default()
+                });
+            }
+        }
+    }
+    queries.push(ListQuery {
+        priority: Some(Priority::P0),
+        service: Some("db".into()),
+        owner: Some("cto".into()),
+        category: Some("security".into()),
+        due_before: Some("2026-07-01".into()),
+        ..all(ListQuery::default())
+    });
+    for q in &queries {
+        let (want, want_total) = naive_list(tmp.path(), q, today);
+        for st in [&mut s, &mut reader] {
+            let page = st.list(q, today).unwrap();
+            assert_eq!(page.total, want_total, "{q:?}");
+            assert_eq!(page.items, want, "{q:?}");
+        }
+    }
+}
+
+#[test]
+fn ten_thousand_items_smoke() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = Lcg(7);
+    let mut items_text = String::new();
+    let mut events_text = String::new();
+    for n in 0..10_000u64 {
+        let it = random_item(&mut rng, n);
+        items_text.push_str(&line(&it));
+        events_text.push_str(&line(&event(n, &it.id)));
+    }
+    fs::write(tmp.path().join(ITEMS_FILE), items_text).unwrap();
+    fs::write(tmp.path().join(EVENTS_FILE), events_text).unwrap();
+    let (mut s, warnings) = store(tmp.path(), Access::ReadOnly);
+    s.refresh().unwrap();
+    assert_eq!(
+        s.stats(),
+        IndexStats {
+            items: 10_000,
+            events: 10_000,
+            lines: 20_000,
+            corrupt: 0
+        }
+    );
+    let id = format!("bl_{:012x}", 1234);
+    assert_eq!(s.get(&id).unwrap().unwrap().id, id);
+    assert_eq!(s.events(&id, 10).unwrap(), vec![event(1234, &id)]);
+    let q = ListQuery {
+        limit: 50,
+        ..ListQuery::default()
+    };
+    let page = s.list(&q, "2026-06-15").unwrap();
+    assert_eq!(page.total, 10_000);
+    assert_eq!(page.items.len(), 50);
+    let keys: Vec<ItemKeys> = page.items.iter().map(ItemKeys::of).collect();
+    assert!(keys.windows(2).all(|w| list::compare(&w[0], &w[1]).is_lt()));
+    assert!(warnings.borrow().is_empty());
+}

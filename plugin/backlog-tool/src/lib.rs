@@ -1,0 +1,111 @@
+//! The `backlog_tool` component: a thin adapter from WIT to `backlog-core` (rules) and
+//! `backlog-store` (storage). It owns the JSON shapes of its actions; the typed per-action
+//! interfaces convert to the same params and call the same code as the generic `call`.
+//!
+//! Architecture invariant: no backlog rule lives here. This crate only decodes the call
+//! context, keeps the store open across calls of a warm instance, and converts types.
+
+mod store;
+mod typed;
+
+use backlog_core::actions::{self, Ctx};
+use backlog_core::ids::Entropy;
+use backlog_core::policy::Policy;
+use backlog_core::{Error, ErrorCode, schema};
+use serde_json::Value;
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "backlog-bridge:backlog/backlog-tool@0.1.0",
+    generate_all,
+});
+
+use backlog_bridge::tool::types::{CallContext, ErrorCode as WitCode, ToolError};
+use exports::backlog_bridge::tool::tool::{ActionInfo, Guest as ToolGuest, ToolInfo};
+
+/// The component.
+pub struct Component;
+
+export!(Component);
+
+impl ToolGuest for Component {
+    fn describe() -> ToolInfo {
+        ToolInfo {
+            name: schema::TOOL_NAME.into(),
+            description: schema::TOOL_DESCRIPTION.into(),
+            actions: schema::actions()
+                .into_iter()
+                .map(|a| ActionInfo {
+                    name: a.name.into(),
+                    description: a.description.into(),
+                    params_schema: a.schema.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    fn call(action: String, params: String, context: CallContext) -> Result<String, ToolError> {
+        let params: Value = serde_json::from_str(&params)
+            .map_err(|e| Error::invalid_input(format!("params are not valid JSON: {e}")))
+            .map_err(to_wit)?;
+        run(&action, &params, &context).map(|v| v.to_string())
+    }
+}
+
+/// Runs one action against the store the context names.
+pub(crate) fn run(action: &str, params: &Value, context: &CallContext) -> Result<Value, ToolError> {
+    let config = store::Config::parse(&context.config).map_err(to_wit)?;
+    let now = backlog_core::time::parse_ts(&context.now)
+        .ok_or_else(|| Error::internal(format!("host sent an invalid `now`: {}", context.now)))
+        .map_err(to_wit)?;
+    let policy = Policy::default();
+    store::with_store(&config, |store| {
+        let mut ctx = Ctx {
+            actor: &context.actor,
+            now,
+            policy: &policy,
+            entropy: &mut WasiEntropy,
+        };
+        actions::execute(store, action, params, &mut ctx)
+    })
+    .map_err(to_wit)
+}
+
+/// Randomness from the host's `wasi:random`.
+struct WasiEntropy;
+
+impl Entropy for WasiEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        if getrandom::fill(buf).is_err() {
+            // wasi:random cannot fail; keep ids distinct even if it somehow did.
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = b.wrapping_add(i as u8).wrapping_mul(31);
+            }
+        }
+    }
+}
+
+/// Writes one line to stderr, which the host captures into its log. Never fails the call.
+pub(crate) fn log(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+pub(crate) fn to_wit(e: Error) -> ToolError {
+    let code = match e.code {
+        ErrorCode::InvalidInput => WitCode::InvalidInput,
+        ErrorCode::Unauthenticated => WitCode::Unauthenticated,
+        ErrorCode::Forbidden => WitCode::Forbidden,
+        ErrorCode::NotFound => WitCode::NotFound,
+        ErrorCode::Conflict => WitCode::Conflict,
+        ErrorCode::PreconditionFailed => WitCode::PreconditionFailed,
+        ErrorCode::PayloadTooLarge => WitCode::PayloadTooLarge,
+        ErrorCode::Unavailable => WitCode::Unavailable,
+        ErrorCode::Timeout => WitCode::Timeout,
+        ErrorCode::Internal => WitCode::Internal,
+    };
+    ToolError {
+        code,
+        message: e.message,
+    }
+}

@@ -1,0 +1,108 @@
+//! The store of this instance, chosen by the host's config and kept open across the calls a
+//! warm instance serves, so the JSONL index stays warm.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+use backlog_core::Error;
+use backlog_core::store::BacklogStore;
+use backlog_store::{Access, JsonlStore, NullStore};
+use serde::Deserialize;
+
+/// What the host tells this guest about storage (the `config` of the call context).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Config {
+    /// `jsonl`, `memory` or `null`.
+    pub backend: String,
+    /// Guest path of the store directory, when granted.
+    #[serde(default)]
+    pub backlog_dir: Option<String>,
+    /// `read` or `read_write`.
+    #[serde(default)]
+    pub backlog_access: Option<String>,
+}
+
+impl Config {
+    pub fn parse(text: &str) -> Result<Config, Error> {
+        serde_json::from_str(text)
+            .map_err(|e| Error::internal(format!("host sent an invalid config: {e}")))
+    }
+}
+
+struct Open {
+    config: Config,
+    store: Box<dyn BacklogStore>,
+}
+
+thread_local! {
+    static STORE: RefCell<Option<Open>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with the store `config` names, opening it if this instance has not yet.
+pub fn with_store<T>(
+    config: &Config,
+    f: impl FnOnce(&mut dyn BacklogStore) -> Result<T, Error>,
+) -> Result<T, Error> {
+    STORE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|o| &o.config != config) {
+            *slot = Some(Open {
+                config: config.clone(),
+                store: open(config)?,
+            });
+        }
+        match slot.as_mut() {
+            Some(open) => f(open.store.as_mut()),
+            None => Err(Error::internal("store not open")),
+        }
+    })
+}
+
+fn open(config: &Config) -> Result<Box<dyn BacklogStore>, Error> {
+    let dir = || {
+        config.backlog_dir.as_ref().map(PathBuf::from).ok_or_else(|| {
+            Error::forbidden("this call was granted no access to the backlog directory")
+        })
+    };
+    let access = match config.backlog_access.as_deref() {
+        Some("read_write") => Access::ReadWrite,
+        _ => Access::ReadOnly,
+    };
+    match config.backend.as_str() {
+        "null" => Ok(Box::new(NullStore)),
+        "jsonl" => Ok(Box::new(JsonlStore::open(dir()?, access, Box::new(|m: &str| crate::log(m))))),
+        "memory" => Ok(Box::new(Renamed {
+            name: "memory",
+            inner: JsonlStore::open(dir()?, access, Box::new(|m: &str| crate::log(m))),
+        })),
+        other => Err(Error::unavailable(format!("backend `{other}` is not available in this build"))),
+    }
+}
+
+/// The `memory` backend: the JSONL code over a directory that lives only as long as the host
+/// process (the host creates and removes it), reported under its own name.
+struct Renamed<S> {
+    name: &'static str,
+    inner: S,
+}
+
+impl<S: BacklogStore> BacklogStore for Renamed<S> {
+    fn backend(&self) -> &'static str {
+        self.name
+    }
+    fn get(&mut self, id: &str) -> Result<Option<backlog_core::model::Item>, backlog_core::store::StoreError> {
+        self.inner.get(id)
+    }
+    fn find_by_dedupe_key(&mut self, key: &str) -> Result<Option<backlog_core::model::Item>, backlog_core::store::StoreError> {
+        self.inner.find_by_dedupe_key(key)
+    }
+    fn list(&mut self, query: &backlog_core::list::ListQuery, today: &str) -> Result<backlog_core::store::Page, backlog_core::store::StoreError> {
+        self.inner.list(query, today)
+    }
+    fn events(&mut self, item_id: &str, limit: usize) -> Result<Vec<backlog_core::model::Event>, backlog_core::store::StoreError> {
+        self.inner.events(item_id, limit)
+    }
+    fn write(&mut self, item: Option<&backlog_core::model::Item>, events: &[backlog_core::model::Event]) -> Result<(), backlog_core::store::StoreError> {
+        self.inner.write(item, events)
+    }
+}

@@ -1,0 +1,17 @@
+//! End-to-end suites over the real `backlog-bridge` binary and real wasm components.
+//! One test binary; one module per feature; `util` holds the temp-dir harness.
+
+mod util;
+
+// Every backlog_tool action and error code through the component.
+mod actions;
+// The on-disk component cache.
+mod cache;
+// Exit codes and streams of the command line.
+mod cli;
+// kill -9 during writes, concurrent writer processes.
+mod durability;
+// Sandboxing: read-only grants, escapes, time and memory limits.
+mod sandbox;
+// The typed per-action WIT interfaces agree with the generic `call`.
+mod parity;

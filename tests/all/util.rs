@@ -1,0 +1,228 @@
+//! The harness: a temp directory with its own config, ops dir and component cache, and
+//! helpers that run the real binary.
+
+#![allow(dead_code)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_backlog-bridge");
+/// The hostile test component.
+pub const HOSTILE_WASM: &str = env!("HOSTILE_GUEST_WASM");
+/// The backlog_tool component.
+pub const BACKLOG_TOOL_WASM: &str = env!("BACKLOG_TOOL_WASM");
+
+/// The repository's shipped config directory.
+pub fn repo_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+/// A component cache shared by the tests of this run (compiling once is enough).
+pub fn shared_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
+/// One isolated bridge installation.
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub config: PathBuf,
+    pub ops: PathBuf,
+    pub cache: PathBuf,
+    pub vars: Vec<(String, String)>,
+}
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout as JSON.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Env {
+    /// The shipped config, an empty ops dir, the shared cache, the JSONL backend.
+    pub fn new() -> Env {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let config = tmp.path().join("config");
+        let ops = tmp.path().join("ops");
+        std::fs::create_dir_all(&config).unwrap();
+        std::fs::create_dir_all(&ops).unwrap();
+        for f in ["rbac_tools_matrix.yml", "plugins.yml"] {
+            std::fs::copy(repo_config().join(f), config.join(f)).unwrap();
+        }
+        Env {
+            tmp,
+            config,
+            ops,
+            cache: shared_cache(),
+            vars: vec![
+                ("BACKLOG_BACKEND".into(), "jsonl".into()),
+                ("BACKLOG_BRIDGE_NOW".into(), "2026-11-27T10:00:00Z".into()),
+            ],
+        }
+    }
+
+    /// Also registers the hostile test component as tool `hostile`: its `*_ro` grants are
+    /// read-only, and `write_backlog` needs only `tools.backlog.read`.
+    pub fn with_hostile(self) -> Env {
+        let plugins = format!(
+            "
+  hostile:
+    component: {HOSTILE_WASM}
+    memory_limit_mib: 32
+    may_use:   {{ backlog_dir: read_write }}
+    grants:
+      tools.backlog.read:  {{ backlog_dir: read }}
+      tools.backlog.write: {{ backlog_dir: read_write }}
+"
+        );
+        append(&self.config.join("plugins.yml"), &plugins);
+        let matrix = std::fs::read_to_string(self.config.join("rbac_tools_matrix.yml")).unwrap();
+        let matrix = matrix.replacen(
+            "tools:\n",
+            "tools:
+  hostile:
+    actions:
+      write_backlog: { entitlements: [tools.backlog.read] }
+      spin:          { entitlements: [tools.backlog.read], timeout_s: 1 }
+      alloc:         { entitlements: [tools.backlog.read] }
+      escape:        { entitlements: [tools.backlog.write] }
+      panic:         { entitlements: [tools.backlog.read] }
+      ok:            { entitlements: [tools.backlog.read] }
+",
+            1,
+        );
+        std::fs::write(self.config.join("rbac_tools_matrix.yml"), matrix).unwrap();
+        self
+    }
+
+    pub fn var(mut self, k: &str, v: &str) -> Env {
+        self.vars.retain(|(key, _)| key != k);
+        self.vars.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn backlog_dir(&self) -> PathBuf {
+        self.ops.join("backlog")
+    }
+
+    /// A command for the binary with this installation's flags and environment.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config-dir")
+            .arg(&self.config)
+            .arg("--ops-dir")
+            .arg(&self.ops);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("BACKLOG_") || k.ends_with("_API_KEY") || k == "RUST_LOG" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("BACKLOG_BRIDGE_CACHE_DIR", &self.cache);
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// `call TOOL ACTION --params-json P --agent A`.
+    pub fn call(&self, agent: &str, tool: &str, action: &str, params: &Value) -> Run {
+        self.cmd()
+            .args(["call", tool, action, "--agent", agent, "--params-json"])
+            .arg(params.to_string())
+            .output()
+            .expect("run binary")
+            .into()
+    }
+
+    /// A successful call's result.
+    #[track_caller]
+    pub fn ok(&self, action: &str, params: Value) -> Value {
+        let run = self.call("operator", "backlog_tool", action, &params);
+        assert_eq!(run.code, 0, "{action} {params} failed: {run:?}");
+        run.json()
+    }
+
+    /// A failed call's error object; asserts the code and exit status 1.
+    #[track_caller]
+    pub fn err(&self, action: &str, params: Value, code: &str) -> Value {
+        let run = self.call("operator", "backlog_tool", action, &params);
+        let json = run.json();
+        assert_eq!(json["code"], code, "{action} {params}: {run:?}");
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(json["error"].as_str().is_some_and(|m| !m.is_empty()), "{json}");
+        json
+    }
+
+    /// Runs `batch`: one request per line in, one result per line out, in one process.
+    pub fn batch(&self, lines: &[Value]) -> Vec<Value> {
+        let mut child = self
+            .cmd()
+            .arg("batch")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn batch");
+        {
+            let mut stdin = child.stdin.take().unwrap();
+            for l in lines {
+                writeln!(stdin, "{l}").unwrap();
+            }
+        }
+        let out: Run = child.wait_with_output().unwrap().into();
+        assert_eq!(out.code, 0, "{out:?}");
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+pub fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// Every file of a directory with its bytes, for byte-identity checks.
+pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        std::fs::read(e.path()).unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
