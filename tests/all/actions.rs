@@ -124,7 +124,7 @@ fn error_codes_end_to_end() {
         ("create", ok(json!({"dedupe_key":""}))),
         ("create", ok(json!({"dedupe_key":"k".repeat(257)}))),
         ("create", ok(json!({"evidence_refs":{"alerts":"al_1"}}))),
-        ("create", ok(json!({"tags":["x"; 33]}))),
+        ("create", ok(json!({"tags": vec!["x"; 33]}))),
         ("create", ok(json!({"tags":[""]}))),
         ("create", ok(json!({"meta":{"blob":"m".repeat(65 * 1024)}}))),
         ("create", ok(json!({"meta":[1]}))),

@@ -1,7 +1,6 @@
 //! The typed per-action WIT interfaces and the generic `call` give the same results: the same
 //! component instance is driven through both faces and the answers compared as JSON.
 
-use std::time::Duration;
 
 use backlog_bridge::grants::{Access, Grants};
 use backlog_bridge::runtime::Runtime;
@@ -20,7 +19,7 @@ mod typed {
 }
 
 use typed::BacklogTool;
-use typed::backlog_bridge::backlog::model::{Event, Item, Priority, Status};
+use typed::backlog_bridge::backlog::model::{Event, Item, Priority, Source, Status};
 use typed::backlog_bridge::tool::types::{CallContext, ToolError};
 use typed::exports::backlog_bridge::backlog::{
     add_comment, create_item, get_item, item_events, list_items, set_status, upsert_item,
@@ -85,7 +84,7 @@ fn item_json(i: &Item) -> Value {
         "priority": match i.priority { Priority::P0 => "P0", Priority::P1 => "P1", Priority::P2 => "P2", Priority::P3 => "P3" },
         "status": match i.status { Status::Open => "open", Status::InProgress => "in_progress", Status::Blocked => "blocked", Status::Done => "done", Status::Canceled => "canceled" },
         "owner": i.owner, "due_date": i.due_date,
-        "source": format!("{:?}", i.source).to_lowercase(),
+        "source": match i.source { Source::Digest => "digest", Source::Risk => "risk", Source::Pressure => "pressure", Source::Manual => "manual" },
         "dedupe_key": i.dedupe_key,
         "evidence_refs": i.evidence_refs.iter().map(|e| (e.kind.clone(), json!(e.ids))).collect::<serde_json::Map<_, _>>(),
         "tags": i.tags,
@@ -106,7 +105,7 @@ fn err(e: ToolError) -> (String, String) {
 fn typed_and_generic_faces_agree() {
     let mut h = Harness::new();
     let ctx = h.context.clone();
-    let t = h.tool.clone();
+
 
     // create (typed) == get (generic)
     let req = create_item::CreateRequest {
@@ -116,13 +115,13 @@ fn typed_and_generic_faces_agree() {
         evidence_refs: Some(vec![typed::backlog_bridge::backlog::model::Evidence { kind: "alerts".into(), ids: vec!["al_1".into()] }]),
         tags: Some(vec!["x".into()]), meta: Some(r#"{"a":1}"#.into()), source: None,
     };
-    let created = t.backlog_bridge_backlog_create_item().call_create(&mut h.store, &req, &ctx).unwrap().unwrap();
+    let created = h.tool.backlog_bridge_backlog_create_item().call_create(&mut h.store, &req, &ctx).unwrap().unwrap();
     let id = created.id.clone();
     assert_eq!(h.call("get", json!({"id": id})).unwrap(), item_json(&created));
 
     // create (generic) == get (typed)
     let generic = h.call("create", json!({"env":"prod","service":"billing","category":"security","title":"Rotate"})).unwrap();
-    let got = t.backlog_bridge_backlog_get_item()
+    let got = h.tool.backlog_bridge_backlog_get_item()
         .call_get(&mut h.store, &get_item::GetRequest { id: generic["id"].as_str().unwrap().into(), include_events: true }, &ctx)
         .unwrap().unwrap();
     assert_eq!(item_json(&got.item), generic);
@@ -135,23 +134,23 @@ fn typed_and_generic_faces_agree() {
         description: None, priority: None, owner: None, due_date: None,
         dedupe_key: Some("k1".into()), evidence_refs: None, tags: None, meta: None, source: None,
     };
-    let typed_up = t.backlog_bridge_backlog_upsert_item().call_upsert(&mut h.store, &up, &ctx).unwrap().unwrap();
+    let typed_up = h.tool.backlog_bridge_backlog_upsert_item().call_upsert(&mut h.store, &up, &ctx).unwrap().unwrap();
     let generic_up = h.call("upsert", json!({"dedupe_key":"k1","title":"Split"})).unwrap();
     assert!(matches!(typed_up.action, upsert_item::UpsertOutcome::Unchanged));
     assert_eq!(generic_up["action"], "unchanged");
     assert_eq!(item_json(&typed_up.item), generic_up["item"]);
 
     // set_status (typed) == get (generic); add_comment (typed) == last event (generic)
-    let moved = t.backlog_bridge_backlog_set_status()
+    let moved = h.tool.backlog_bridge_backlog_set_status()
         .call_set_status(&mut h.store, &set_status::SetStatusRequest { id: id.clone(), status: Status::Blocked, comment: Some("waiting".into()) }, &ctx)
         .unwrap().unwrap();
     assert_eq!(h.call("get", json!({"id": id})).unwrap(), item_json(&moved));
-    let comment = t.backlog_bridge_backlog_add_comment()
+    let comment = h.tool.backlog_bridge_backlog_add_comment()
         .call_add_comment(&mut h.store, &add_comment::AddCommentRequest { id: id.clone(), message: "hi".into() }, &ctx)
         .unwrap().unwrap();
     let evs = h.call("events", json!({"id": id})).unwrap();
     assert_eq!(evs["events"].as_array().unwrap().last().unwrap(), &event_json(&comment));
-    let typed_evs = t.backlog_bridge_backlog_item_events()
+    let typed_evs = h.tool.backlog_bridge_backlog_item_events()
         .call_events(&mut h.store, &item_events::EventsRequest { id: id.clone(), limit: Some(2) }, &ctx)
         .unwrap().unwrap();
     assert_eq!(json!(typed_evs.iter().map(event_json).collect::<Vec<_>>()), h.call("events", json!({"id": id, "limit": 2})).unwrap()["events"]);
@@ -162,14 +161,13 @@ fn typed_and_generic_faces_agree() {
         service: None, owner: None, category: None, due_before: None, overdue: Some(false),
         limit: Some(1), offset: None,
     };
-    let tl = t.backlog_bridge_backlog_list_items().call_list(&mut h.store, &lr, &ctx).unwrap().unwrap();
+    let tl = h.tool.backlog_bridge_backlog_list_items().call_list(&mut h.store, &lr, &ctx).unwrap().unwrap();
     let gl = h.call("list", json!({"env":"prod","status":["open","blocked"],"overdue":false,"limit":1})).unwrap();
     assert_eq!(json!({"items": tl.items.iter().map(item_json).collect::<Vec<_>>(), "total": tl.total, "next_offset": tl.next_offset}), gl);
 
     // errors agree too
-    let typed_err = t.backlog_bridge_backlog_get_item()
+    let typed_err = h.tool.backlog_bridge_backlog_get_item()
         .call_get(&mut h.store, &get_item::GetRequest { id: "bl_000000000000".into(), include_events: false }, &ctx)
         .unwrap().unwrap_err();
     assert_eq!(err(typed_err), h.call("get", json!({"id":"bl_000000000000"})).unwrap_err());
-    let _ = Duration::ZERO;
 }

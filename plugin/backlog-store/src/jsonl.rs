@@ -14,7 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use backlog_core::list::{self, ItemKeys, ListQuery};
+use backlog_core::list::{ItemKeys, ListQuery};
 use backlog_core::model::{Event, Item};
 use backlog_core::store::{BacklogStore, Page, StoreError};
 
@@ -200,24 +200,10 @@ impl JsonlStore {
         }
     }
 
-    /// Reads and parses the item line at `loc`, which must be item `id` (if given).
-    fn read_item(&self, loc: Loc, id: Option<&str>) -> Result<Item, JsonlError> {
-        let bytes = self.items.read_line(loc.off, loc.len)?;
-        let stale = || JsonlError::Stale {
-            file: ITEMS_FILE,
-            offset: loc.off,
-        };
-        let item: Item = serde_json::from_slice(head::trim_newline(&bytes)).map_err(|_| stale())?;
-        if id.is_some_and(|id| id != item.id) {
-            return Err(stale());
-        }
-        Ok(item)
-    }
-
     fn get_now(&mut self, id: &str) -> Result<Option<Item>, JsonlError> {
         self.refresh_items()?;
         match self.index.item(id) {
-            Some(loc) => self.read_item(loc, Some(id)).map(Some),
+            Some(loc) => read_item(&self.items, loc, Some(id)).map(Some),
             None => Ok(None),
         }
     }
@@ -227,33 +213,18 @@ impl JsonlStore {
         let Some(loc) = self.index.by_dedupe(key) else {
             return Ok(None);
         };
-        let item = self.read_item(loc, None)?;
+        let item = read_item(&self.items, loc, None)?;
         // The item may have moved to another key since it was indexed under this one.
         Ok((item.dedupe_key == key).then_some(item))
     }
 
     fn list_now(&mut self, query: &ListQuery, today: &str) -> Result<Page, JsonlError> {
         self.refresh_items()?;
-        if query.limit == 0 {
-            let total = self
-                .index
-                .keys()
-                .filter(|k| query.matches(k, today))
-                .count();
-            return Ok(Page {
-                items: Vec::new(),
-                total,
-            });
-        }
-        let (page, total) = list::select(query, self.index.keys(), today);
-        let mut items = Vec::with_capacity(page.len());
-        for k in page {
-            let loc = self.index.item(&k.id).ok_or(JsonlError::Stale {
-                file: ITEMS_FILE,
-                offset: 0,
-            })?;
-            items.push(self.read_item(loc, Some(&k.id))?);
-        }
+        let (page, total) = self.index.list(query, today);
+        let items = page
+            .into_iter()
+            .map(|(id, loc)| read_item(&self.items, loc, Some(id)))
+            .collect::<Result<_, _>>()?;
         Ok(Page { items, total })
     }
 
@@ -398,6 +369,20 @@ impl JsonlStore {
             Err(e) => Err(write_err(name, "open", e)),
         }
     }
+}
+
+/// Reads and parses the item line at `loc`, which must be item `id` (if given).
+fn read_item(items: &FileState, loc: Loc, id: Option<&str>) -> Result<Item, JsonlError> {
+    let bytes = items.read_line(loc.off, loc.len)?;
+    let stale = || JsonlError::Stale {
+        file: ITEMS_FILE,
+        offset: loc.off,
+    };
+    let item: Item = serde_json::from_slice(head::trim_newline(&bytes)).map_err(|_| stale())?;
+    if id.is_some_and(|id| id != item.id) {
+        return Err(stale());
+    }
+    Ok(item)
 }
 
 /// Lines ready to append: the bytes (each record compact JSON + `\n`) and each line's length.
