@@ -27,8 +27,14 @@ fn build(guests: &[(&str, &str, &str)]) {
 
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     println!("cargo:rerun-if-changed={}", root.join("plugin").display());
-    println!("cargo:rerun-if-changed={}", root.join("tests/components").display());
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("tests/components").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -54,7 +60,9 @@ fn build(guests: &[(&str, &str, &str)]) {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run cargo for guests: {e}"));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo for guests: {e}"));
     if !status.success() {
         panic!(
             "building guest components failed ({status}). Is the target installed? \
@@ -62,7 +70,9 @@ fn build(guests: &[(&str, &str, &str)]) {
         );
     }
     for (_, artifact, env_name) in guests {
-        let path = target_dir.join("wasm32-wasip2/guest").join(format!("{artifact}.wasm"));
+        let path = target_dir
+            .join("wasm32-wasip2/guest")
+            .join(format!("{artifact}.wasm"));
         assert_exists(&path);
         println!("cargo:rustc-env={env_name}={}", path.display());
     }

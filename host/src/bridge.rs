@@ -16,7 +16,7 @@ use crate::error::{Code, ToolError};
 use crate::grants::{Access, Grants, grants_for};
 use crate::lock::DirLock;
 use crate::runtime::cache::{self, Origin};
-use crate::runtime::plugin::CallOutcome;
+use crate::runtime::plugin::{CallOutcome, Invocation};
 use crate::runtime::sandbox::{BACKLOG_DIR, Dirs, REPORTS_DIR};
 use crate::runtime::{Plugin, Runtime};
 
@@ -49,7 +49,9 @@ impl Backend {
             "postgres" => bail!(
                 "BACKLOG_BACKEND=postgres: this build has no Postgres backend yet; use jsonl or auto"
             ),
-            other => bail!("BACKLOG_BACKEND={other:?}: expected auto, postgres, jsonl, memory or null"),
+            other => {
+                bail!("BACKLOG_BACKEND={other:?}: expected auto, postgres, jsonl, memory or null")
+            }
         })
     }
 
@@ -148,7 +150,9 @@ impl Bridge {
         let (backlog, memory_dir) = match settings.backend {
             Backend::Null => (None, None),
             Backend::Memory => {
-                let dir = tempfile::Builder::new().prefix("backlog-memory-").tempdir()?;
+                let dir = tempfile::Builder::new()
+                    .prefix("backlog-memory-")
+                    .tempdir()?;
                 (Some(dir.path().to_owned()), Some(dir))
             }
             Backend::Auto | Backend::Jsonl => (Some(settings.jsonl_dir.clone()), None),
@@ -262,10 +266,17 @@ impl Bridge {
         if req.params.len() > MAX_PARAMS_BYTES {
             return Err(ToolError::new(
                 Code::PayloadTooLarge,
-                format!("params are {} bytes; the limit is {MAX_PARAMS_BYTES}", req.params.len()),
+                format!(
+                    "params are {} bytes; the limit is {MAX_PARAMS_BYTES}",
+                    req.params.len()
+                ),
             ));
         }
-        let mut grants = grants_for(loaded.entry.may_use, &loaded.entry.grants, &rule.entitlements);
+        let mut grants = grants_for(
+            loaded.entry.may_use,
+            &loaded.entry.grants,
+            &rule.entitlements,
+        );
         if self.dirs.backlog.is_none() {
             grants.backlog_dir = Access::None;
         }
@@ -277,7 +288,10 @@ impl Bridge {
                     .then(|| DirLock::acquire(dir))
                     .transpose()
                     .map_err(|e| {
-                        ToolError::new(Code::Unavailable, format!("cannot lock the store directory: {e}"))
+                        ToolError::new(
+                            Code::Unavailable,
+                            format!("cannot lock the store directory: {e}"),
+                        )
                     })?
             }
         };
@@ -290,16 +304,19 @@ impl Bridge {
             &self.now(),
             &self.guest_config(grants),
         );
-        let timeout = rule.timeout_s.map(Duration::from_secs).unwrap_or(DEFAULT_TIMEOUT);
-        let (result, outcome) = loaded.plugin.call(
-            &self.runtime,
+        let timeout = rule
+            .timeout_s
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let invocation = Invocation {
             grants,
-            &self.dirs,
+            dirs: &self.dirs,
             timeout,
-            req.action,
-            req.params,
-            &context,
-        );
+            action: req.action,
+            params: req.params,
+            context: &context,
+        };
+        let (result, outcome) = loaded.plugin.call(&self.runtime, &invocation);
         log_stderr(&loaded.plugin.name, request_id, &outcome);
         let json = result?;
         serde_json::from_str(&json).map_err(|e| {
@@ -350,20 +367,28 @@ fn load_plugin(
             .find(|(n, _)| *n == name)
             .map(|(_, b)| std::borrow::Cow::Borrowed(*b))
             .with_context(|| {
-                format!("{}: plugin `{name}`: no builtin component of that name", plugins::FILE)
+                format!(
+                    "{}: plugin `{name}`: no builtin component of that name",
+                    plugins::FILE
+                )
             })?,
         ComponentSource::File(path) => std::fs::read(&path)
             .with_context(|| format!("plugin `{name}`: cannot read {}", path.display()))?
             .into(),
     };
     let started = Instant::now();
-    let (component, origin) = cache::load(&runtime.engine, &bytes, settings.cache_dir.as_deref())
-        .with_context(|| format!("plugin `{name}`: not a loadable component"))?;
+    let (component, origin) =
+        cache::load(&runtime.engine, &bytes, settings.cache_dir.as_deref())
+            .with_context(|| format!("plugin `{name}`: not a loadable component"))?;
     let how = match origin {
         Origin::Cached => "loaded cached component",
         Origin::Compiled => "compiled component",
     };
-    tracing::debug!(plugin = name, ms = started.elapsed().as_millis() as u64, "{how}");
+    tracing::debug!(
+        plugin = name,
+        ms = started.elapsed().as_millis() as u64,
+        "{how}"
+    );
     Plugin::load(runtime, name, &component, entry.memory_limit_mib)
         .with_context(|| format!("plugin `{name}`: cannot describe itself"))
 }
@@ -379,7 +404,10 @@ pub fn inspect(settings: &Settings, path: &Path) -> anyhow::Result<crate::runtim
 
 fn ensure_dir(dir: &Path) -> Result<(), ToolError> {
     std::fs::create_dir_all(dir).map_err(|e| {
-        ToolError::new(Code::Unavailable, format!("cannot create the store directory: {e}"))
+        ToolError::new(
+            Code::Unavailable,
+            format!("cannot create the store directory: {e}"),
+        )
     })
 }
 

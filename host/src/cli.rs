@@ -97,8 +97,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Failure> {
-    let settings =
-        Settings::from_env(args.config_dir, args.ops_dir).map_err(Failure::Config)?;
+    let settings = Settings::from_env(args.config_dir, args.ops_dir).map_err(Failure::Config)?;
     match args.command {
         Command::Call {
             tool,
@@ -125,7 +124,9 @@ fn run(args: Args) -> Result<(), Failure> {
         }
         Command::Plugins { command } => {
             let doc = match command {
-                PluginsCommand::List => Bridge::load(settings).map_err(Failure::Config)?.tools_for(None),
+                PluginsCommand::List => Bridge::load(settings)
+                    .map_err(Failure::Config)?
+                    .tools_for(None),
                 PluginsCommand::Inspect { file } => {
                     let info = bridge::inspect(&settings, &file).map_err(Failure::Config)?;
                     json!({ "tools": [info] })

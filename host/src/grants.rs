@@ -118,10 +118,18 @@ mod tests {
         check(all, &["tools.backlog.read"], g(R, No)); // read-only
         check(all, &["tools.backlog.write"], g(RW, No)); // read-write, no reports
         check(all, &["tools.backlog.admin"], g(RW, R)); // admin: reports read-only
-        check(all, &["tools.backlog.read", "tools.backlog.write"], g(RW, No)); // union
+        check(
+            all,
+            &["tools.backlog.read", "tools.backlog.write"],
+            g(RW, No),
+        ); // union
         check(all, &["tools.unknown"], Grants::default()); // unmapped entitlement: nothing
         check(g(R, No), &["tools.backlog.admin"], g(R, No)); // ceiling caps over-broad maps
-        check(Grants::default(), &["tools.backlog.write"], Grants::default()); // empty ceiling
+        check(
+            Grants::default(),
+            &["tools.backlog.write"],
+            Grants::default(),
+        ); // empty ceiling
     }
 
     #[test]

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use crate::util::Env;
 
 fn create(env: &Env, extra: Value) -> Value {
-    let mut p = json!({"env":"prod","service":"gateway","category":"refactor","title":"Split the router"});
+    let mut p =
+        json!({"env":"prod","service":"gateway","category":"refactor","title":"Split the router"});
     for (k, v) in extra.as_object().unwrap() {
         p[k] = v.clone();
     }
@@ -30,10 +31,22 @@ fn create_applies_policy_defaults_and_returns_all_17_keys() {
     assert_eq!(item["dedupe_key"], format!("manual:{id}"));
     assert_eq!(item["created_at"], "2026-11-27T10:00:00.000000Z");
     assert_eq!(item["updated_at"], item["created_at"]);
-    assert_eq!((item["description"].clone(), item["tags"].clone()), (json!(""), json!([])));
-    assert_eq!((item["evidence_refs"].clone(), item["meta"].clone()), (json!({}), json!({})));
-    let arch = env.ok("create", json!({"env":"prod","service":"gw","category":"arch_review","title":"t"}));
-    assert_eq!((arch["owner"].clone(), arch["priority"].clone()), (json!("cto"), json!("P1")));
+    assert_eq!(
+        (item["description"].clone(), item["tags"].clone()),
+        (json!(""), json!([]))
+    );
+    assert_eq!(
+        (item["evidence_refs"].clone(), item["meta"].clone()),
+        (json!({}), json!({}))
+    );
+    let arch = env.ok(
+        "create",
+        json!({"env":"prod","service":"gw","category":"arch_review","title":"t"}),
+    );
+    assert_eq!(
+        (arch["owner"].clone(), arch["priority"].clone()),
+        (json!("cto"), json!("P1"))
+    );
 }
 
 #[test]
@@ -43,19 +56,36 @@ fn get_list_events_set_status_add_comment_round_trip() {
     let id = item["id"].as_str().unwrap();
     assert_eq!(env.ok("get", json!({"id": id})), item);
 
-    let moved = env.ok("set_status", json!({"id": id, "status":"in_progress","comment":"on it"}));
+    let moved = env.ok(
+        "set_status",
+        json!({"id": id, "status":"in_progress","comment":"on it"}),
+    );
     assert_eq!(moved["status"], "in_progress");
     let same = env.ok("set_status", json!({"id": id, "status":"in_progress"}));
     assert_eq!(same["status"], "in_progress");
     let comment = env.ok("add_comment", json!({"id": id, "message":"looks bad"}));
-    assert_eq!((comment["type"].clone(), comment["actor"].clone()), (json!("commented"), json!("operator")));
+    assert_eq!(
+        (comment["type"].clone(), comment["actor"].clone()),
+        (json!("commented"), json!("operator"))
+    );
 
     let events = env.ok("events", json!({"id": id}))["events"].clone();
-    let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["created", "status_changed", "commented"]);
     assert_eq!(events[1]["meta"], json!({"from":"open","to":"in_progress"}));
     assert_eq!(events[1]["message"], "on it");
-    assert_eq!(env.ok("events", json!({"id": id, "limit": 1}))["events"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        env.ok("events", json!({"id": id, "limit": 1}))["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     let with = env.ok("get", json!({"id": id, "include_events": true}));
     assert_eq!(with["events"], events);
@@ -66,7 +96,10 @@ fn get_list_events_set_status_add_comment_round_trip() {
     assert_eq!(prod["total"], 2);
     assert_eq!(prod["items"][0]["service"], "billing"); // P0 first
     let page = env.ok("list", json!({"limit":1}));
-    assert_eq!((page["total"].clone(), page["next_offset"].clone()), (json!(3), json!(1)));
+    assert_eq!(
+        (page["total"].clone(), page["next_offset"].clone()),
+        (json!(3), json!(1))
+    );
     let st = env.ok("list", json!({"status":["in_progress","blocked"]}));
     assert_eq!(st["total"], 1);
     let st = env.ok("list", json!({"status":"open"}));
@@ -76,12 +109,19 @@ fn get_list_events_set_status_add_comment_round_trip() {
 #[test]
 fn upsert_created_updated_unchanged_and_owner_change() {
     let env = Env::new();
-    let base = json!({"dedupe_key":"d1","env":"prod","service":"gw","category":"refactor","title":"a"});
+    let base =
+        json!({"dedupe_key":"d1","env":"prod","service":"gw","category":"refactor","title":"a"});
     assert_eq!(env.ok("upsert", base.clone())["action"], "created");
     assert_eq!(env.ok("upsert", base.clone())["action"], "unchanged");
-    let up = env.ok("upsert", json!({"dedupe_key":"d1","title":"b","owner":"team-x"}));
+    let up = env.ok(
+        "upsert",
+        json!({"dedupe_key":"d1","title":"b","owner":"team-x"}),
+    );
     assert_eq!(up["action"], "updated");
-    assert_eq!((up["item"]["title"].clone(), up["item"]["owner"].clone()), (json!("b"), json!("team-x")));
+    assert_eq!(
+        (up["item"]["title"].clone(), up["item"]["owner"].clone()),
+        (json!("b"), json!("team-x"))
+    );
     let id = up["item"]["id"].as_str().unwrap();
     let kinds: Vec<String> = env.ok("events", json!({"id": id}))["events"]
         .as_array()
@@ -89,8 +129,14 @@ fn upsert_created_updated_unchanged_and_owner_change() {
         .iter()
         .map(|e| e["type"].as_str().unwrap().to_owned())
         .collect();
-    assert!(kinds.contains(&"owner_changed".to_owned()) && kinds.contains(&"updated".to_owned()), "{kinds:?}");
-    assert_eq!(env.ok("upsert", json!({"id": id, "title":"b"}))["action"], "unchanged");
+    assert!(
+        kinds.contains(&"owner_changed".to_owned()) && kinds.contains(&"updated".to_owned()),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        env.ok("upsert", json!({"id": id, "title":"b"}))["action"],
+        "unchanged"
+    );
 }
 
 #[test]
@@ -130,8 +176,8 @@ fn error_codes_end_to_end() {
         ("create", ok(json!({"meta":[1]}))),
         ("create", ok(json!({"title":"nul\u{0}byte"}))),
         ("create", ok(json!({"status":"open"}))), // not a create param
-        ("create", ok(json!({"surprise":1}))),     // unknown key
-        ("create", json!({"env":"prod"})),          // missing required
+        ("create", ok(json!({"surprise":1}))),    // unknown key
+        ("create", json!({"env":"prod"})),        // missing required
         ("upsert", json!({"title":"no key"})),
         ("get", json!({})),
         ("get", json!({"id": id, "include_events":"yes"})),
@@ -152,17 +198,41 @@ fn error_codes_end_to_end() {
     }
 
     env.err("get", json!({"id":"bl_000000000000"}), "not_found");
-    env.err("upsert", json!({"id":"bl_000000000000","title":"x"}), "not_found");
-    env.err("set_status", json!({"id":"bl_000000000000","status":"done"}), "not_found");
+    env.err(
+        "upsert",
+        json!({"id":"bl_000000000000","title":"x"}),
+        "not_found",
+    );
+    env.err(
+        "set_status",
+        json!({"id":"bl_000000000000","status":"done"}),
+        "not_found",
+    );
     env.err("create", ok(json!({"dedupe_key":"taken"})), "conflict");
-    env.err("upsert", json!({"id": id, "dedupe_key":"other"}), "conflict");
+    env.err(
+        "upsert",
+        json!({"id": id, "dedupe_key":"other"}),
+        "conflict",
+    );
     env.ok("set_status", json!({"id": other["id"], "status":"done"}));
-    let c = env.err("set_status", json!({"id": other["id"], "status":"blocked"}), "conflict");
+    let c = env.err(
+        "set_status",
+        json!({"id": other["id"], "status":"blocked"}),
+        "conflict",
+    );
     let msg = c["error"].as_str().unwrap();
     assert!(msg.contains("done") && msg.contains("blocked"), "{msg}");
-    assert_eq!(env.ok("set_status", json!({"id": other["id"], "status":"open"}))["status"], "open");
+    assert_eq!(
+        env.ok("set_status", json!({"id": other["id"], "status":"open"}))["status"],
+        "open"
+    );
 
-    let viewer = env.call("viewer", "backlog_tool", "add_comment", &json!({"id": id, "message":"x"}));
+    let viewer = env.call(
+        "viewer",
+        "backlog_tool",
+        "add_comment",
+        &json!({"id": id, "message":"x"}),
+    );
     assert_eq!(viewer.json()["code"], "forbidden");
 
     // Over 1 MiB of params (through batch: argv cannot carry that much).

@@ -10,7 +10,12 @@ fn success_prints_result_json_on_stdout_and_exits_0() {
     let run = env.call("operator", "backlog_tool", "list", &json!({}));
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.json(), json!({"items":[],"total":0,"next_offset":null}));
-    assert!(run.stderr.contains("backlog_store: using JsonlBacklogStore"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("backlog_store: using JsonlBacklogStore"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -44,17 +49,34 @@ fn usage_and_configuration_errors_exit_2() {
         .unwrap()
         .into();
     assert_eq!(bad_backend.code, 2, "{bad_backend:?}");
-    assert!(bad_backend.stderr.contains("BACKLOG_BACKEND"), "{}", bad_backend.stderr);
-    std::fs::write(env.config.join("rbac_tools_matrix.yml"), "tools: {}\nagents: {}\nbogus: 1\n").unwrap();
+    assert!(
+        bad_backend.stderr.contains("BACKLOG_BACKEND"),
+        "{}",
+        bad_backend.stderr
+    );
+    std::fs::write(
+        env.config.join("rbac_tools_matrix.yml"),
+        "tools: {}\nagents: {}\nbogus: 1\n",
+    )
+    .unwrap();
     let bad_config = env.call("operator", "backlog_tool", "list", &json!({}));
     assert_eq!(bad_config.code, 2);
-    assert!(bad_config.stderr.contains("rbac_tools_matrix.yml"), "{}", bad_config.stderr);
+    assert!(
+        bad_config.stderr.contains("rbac_tools_matrix.yml"),
+        "{}",
+        bad_config.stderr
+    );
 }
 
 #[test]
 fn unknown_tool_and_action_are_not_found_and_not_installed_tools_say_so() {
     let env = Env::new();
-    let run = env.call("scheduler", "architecture_pressure_tool", "digest", &json!({}));
+    let run = env.call(
+        "scheduler",
+        "architecture_pressure_tool",
+        "digest",
+        &json!({}),
+    );
     assert_eq!(run.json()["code"], "not_found");
     assert!(run.stdout.contains("not installed"), "{run:?}");
     let run = env.call("operator", "nope_tool", "x", &json!({}));
@@ -72,17 +94,45 @@ fn plugins_list_and_inspect() {
     let doc = run.json();
     let tool = &doc["tools"][0];
     assert_eq!(tool["name"], "backlog_tool");
-    let actions: Vec<&str> = tool["actions"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
-    for a in ["create", "upsert", "get", "list", "events", "set_status", "add_comment"] {
+    let actions: Vec<&str> = tool["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    for a in [
+        "create",
+        "upsert",
+        "get",
+        "list",
+        "events",
+        "set_status",
+        "add_comment",
+    ] {
         assert!(actions.contains(&a), "{a} in {actions:?}");
     }
-    let create = &tool["actions"].as_array().unwrap().iter().find(|a| a["name"] == "create").unwrap();
+    let create = &tool["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "create")
+        .unwrap();
     assert_eq!(create["entitlements"], json!(["tools.backlog.write"]));
     assert_eq!(create["params_schema"]["additionalProperties"], false);
 
-    let run: crate::util::Run = env.cmd().args(["plugins", "inspect", HOSTILE_WASM]).output().unwrap().into();
+    let run: crate::util::Run = env
+        .cmd()
+        .args(["plugins", "inspect", HOSTILE_WASM])
+        .output()
+        .unwrap()
+        .into();
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.json()["tools"][0]["name"], "hostile");
-    let run: crate::util::Run = env.cmd().args(["plugins", "inspect", "/nonexistent.wasm"]).output().unwrap().into();
+    let run: crate::util::Run = env
+        .cmd()
+        .args(["plugins", "inspect", "/nonexistent.wasm"])
+        .output()
+        .unwrap()
+        .into();
     assert_eq!(run.code, 2);
 }

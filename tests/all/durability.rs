@@ -47,7 +47,9 @@ fn kill_9_mid_stream_never_loses_an_acknowledged_upsert() {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         // Feed more than we wait for, so the kill lands while writes are in flight.
         let wait_for = 3 + round % 7;
-        let keys: Vec<String> = (0..wait_for + 20).map(|i| format!("k:{round}:{i}")).collect();
+        let keys: Vec<String> = (0..wait_for + 20)
+            .map(|i| format!("k:{round}:{i}"))
+            .collect();
         for k in &keys {
             writeln!(stdin, "{}", upsert_line(k, round)).unwrap();
         }
@@ -64,7 +66,11 @@ fn kill_9_mid_stream_never_loses_an_acknowledged_upsert() {
     }
     let present = keys_in_store(&env);
     let lost: Vec<_> = acknowledged.difference(&present).collect();
-    assert!(lost.is_empty(), "lost {} acknowledged upserts: {lost:?}", lost.len());
+    assert!(
+        lost.is_empty(),
+        "lost {} acknowledged upserts: {lost:?}",
+        lost.len()
+    );
     assert!(acknowledged.len() >= 50 * 3);
     // The store still takes writes after all that.
     env.ok("upsert", upsert_line("after", 0)["params"].clone());

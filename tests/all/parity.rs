@@ -1,7 +1,6 @@
 //! The typed per-action WIT interfaces and the generic `call` give the same results: the same
 //! component instance is driven through both faces and the answers compared as JSON.
 
-
 use backlog_bridge::grants::{Access, Grants};
 use backlog_bridge::runtime::Runtime;
 use backlog_bridge::runtime::sandbox::{Dirs, HostState, new_store};
@@ -46,8 +45,14 @@ impl Harness {
         BacklogTool::add_to_linker::<_, HasSelf<Shim>>(&mut linker, |_| shim()).unwrap();
         let component = Component::from_file(&rt.engine, BACKLOG_TOOL_WASM).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let grants = Grants { backlog_dir: Access::ReadWrite, ..Grants::default() };
-        let dirs = Dirs { backlog: Some(dir.path().to_owned()), reports: None };
+        let grants = Grants {
+            backlog_dir: Access::ReadWrite,
+            ..Grants::default()
+        };
+        let dirs = Dirs {
+            backlog: Some(dir.path().to_owned()),
+            reports: None,
+        };
         let mut store = new_store(&rt.engine, grants, &dirs, 128 << 20).unwrap();
         store.set_epoch_deadline(u64::MAX / 2);
         let tool = BacklogTool::instantiate(&mut store, &component, &linker).unwrap();
@@ -57,9 +62,16 @@ impl Harness {
             actor: "operator".into(),
             request_id: "req_parity".into(),
             now: "2026-11-27T10:00:00Z".into(),
-            config: json!({"backend":"jsonl","backlog_dir":"/backlog","backlog_access":"read_write"}).to_string(),
+            config:
+                json!({"backend":"jsonl","backlog_dir":"/backlog","backlog_access":"read_write"})
+                    .to_string(),
         };
-        Harness { store, tool, context, _dir: dir }
+        Harness {
+            store,
+            tool,
+            context,
+            _dir: dir,
+        }
     }
 
     fn call(&mut self, action: &str, params: Value) -> Result<Value, (String, String)> {
@@ -106,68 +118,201 @@ fn typed_and_generic_faces_agree() {
     let mut h = Harness::new();
     let ctx = h.context.clone();
 
-
     // create (typed) == get (generic)
     let req = create_item::CreateRequest {
-        env: "prod".into(), service: "gateway".into(), category: "refactor".into(),
-        title: "Split".into(), description: Some("why".into()), priority: Some(Priority::P1),
-        owner: None, due_date: None, dedupe_key: Some("k1".into()),
-        evidence_refs: Some(vec![typed::backlog_bridge::backlog::model::Evidence { kind: "alerts".into(), ids: vec!["al_1".into()] }]),
-        tags: Some(vec!["x".into()]), meta: Some(r#"{"a":1}"#.into()), source: None,
+        env: "prod".into(),
+        service: "gateway".into(),
+        category: "refactor".into(),
+        title: "Split".into(),
+        description: Some("why".into()),
+        priority: Some(Priority::P1),
+        owner: None,
+        due_date: None,
+        dedupe_key: Some("k1".into()),
+        evidence_refs: Some(vec![typed::backlog_bridge::backlog::model::Evidence {
+            kind: "alerts".into(),
+            ids: vec!["al_1".into()],
+        }]),
+        tags: Some(vec!["x".into()]),
+        meta: Some(r#"{"a":1}"#.into()),
+        source: None,
     };
-    let created = h.tool.backlog_bridge_backlog_create_item().call_create(&mut h.store, &req, &ctx).unwrap().unwrap();
+    let created = h
+        .tool
+        .backlog_bridge_backlog_create_item()
+        .call_create(&mut h.store, &req, &ctx)
+        .unwrap()
+        .unwrap();
     let id = created.id.clone();
-    assert_eq!(h.call("get", json!({"id": id})).unwrap(), item_json(&created));
+    assert_eq!(
+        h.call("get", json!({"id": id})).unwrap(),
+        item_json(&created)
+    );
 
     // create (generic) == get (typed)
-    let generic = h.call("create", json!({"env":"prod","service":"billing","category":"security","title":"Rotate"})).unwrap();
-    let got = h.tool.backlog_bridge_backlog_get_item()
-        .call_get(&mut h.store, &get_item::GetRequest { id: generic["id"].as_str().unwrap().into(), include_events: true }, &ctx)
-        .unwrap().unwrap();
+    let generic = h
+        .call(
+            "create",
+            json!({"env":"prod","service":"billing","category":"security","title":"Rotate"}),
+        )
+        .unwrap();
+    let got = h
+        .tool
+        .backlog_bridge_backlog_get_item()
+        .call_get(
+            &mut h.store,
+            &get_item::GetRequest {
+                id: generic["id"].as_str().unwrap().into(),
+                include_events: true,
+            },
+            &ctx,
+        )
+        .unwrap()
+        .unwrap();
     assert_eq!(item_json(&got.item), generic);
     let generic_events = h.call("events", json!({"id": generic["id"]})).unwrap();
-    assert_eq!(json!(got.events.unwrap().iter().map(event_json).collect::<Vec<_>>()), generic_events["events"]);
+    assert_eq!(
+        json!(
+            got.events
+                .unwrap()
+                .iter()
+                .map(event_json)
+                .collect::<Vec<_>>()
+        ),
+        generic_events["events"]
+    );
 
     // upsert unchanged through both faces
     let up = upsert_item::UpsertRequest {
-        id: None, env: None, service: None, category: None, title: Some("Split".into()),
-        description: None, priority: None, owner: None, due_date: None,
-        dedupe_key: Some("k1".into()), evidence_refs: None, tags: None, meta: None, source: None,
+        id: None,
+        env: None,
+        service: None,
+        category: None,
+        title: Some("Split".into()),
+        description: None,
+        priority: None,
+        owner: None,
+        due_date: None,
+        dedupe_key: Some("k1".into()),
+        evidence_refs: None,
+        tags: None,
+        meta: None,
+        source: None,
     };
-    let typed_up = h.tool.backlog_bridge_backlog_upsert_item().call_upsert(&mut h.store, &up, &ctx).unwrap().unwrap();
-    let generic_up = h.call("upsert", json!({"dedupe_key":"k1","title":"Split"})).unwrap();
-    assert!(matches!(typed_up.action, upsert_item::UpsertOutcome::Unchanged));
+    let typed_up = h
+        .tool
+        .backlog_bridge_backlog_upsert_item()
+        .call_upsert(&mut h.store, &up, &ctx)
+        .unwrap()
+        .unwrap();
+    let generic_up = h
+        .call("upsert", json!({"dedupe_key":"k1","title":"Split"}))
+        .unwrap();
+    assert!(matches!(
+        typed_up.action,
+        upsert_item::UpsertOutcome::Unchanged
+    ));
     assert_eq!(generic_up["action"], "unchanged");
     assert_eq!(item_json(&typed_up.item), generic_up["item"]);
 
     // set_status (typed) == get (generic); add_comment (typed) == last event (generic)
-    let moved = h.tool.backlog_bridge_backlog_set_status()
-        .call_set_status(&mut h.store, &set_status::SetStatusRequest { id: id.clone(), status: Status::Blocked, comment: Some("waiting".into()) }, &ctx)
-        .unwrap().unwrap();
+    let moved = h
+        .tool
+        .backlog_bridge_backlog_set_status()
+        .call_set_status(
+            &mut h.store,
+            &set_status::SetStatusRequest {
+                id: id.clone(),
+                status: Status::Blocked,
+                comment: Some("waiting".into()),
+            },
+            &ctx,
+        )
+        .unwrap()
+        .unwrap();
     assert_eq!(h.call("get", json!({"id": id})).unwrap(), item_json(&moved));
-    let comment = h.tool.backlog_bridge_backlog_add_comment()
-        .call_add_comment(&mut h.store, &add_comment::AddCommentRequest { id: id.clone(), message: "hi".into() }, &ctx)
-        .unwrap().unwrap();
+    let comment = h
+        .tool
+        .backlog_bridge_backlog_add_comment()
+        .call_add_comment(
+            &mut h.store,
+            &add_comment::AddCommentRequest {
+                id: id.clone(),
+                message: "hi".into(),
+            },
+            &ctx,
+        )
+        .unwrap()
+        .unwrap();
     let evs = h.call("events", json!({"id": id})).unwrap();
-    assert_eq!(evs["events"].as_array().unwrap().last().unwrap(), &event_json(&comment));
-    let typed_evs = h.tool.backlog_bridge_backlog_item_events()
-        .call_events(&mut h.store, &item_events::EventsRequest { id: id.clone(), limit: Some(2) }, &ctx)
-        .unwrap().unwrap();
-    assert_eq!(json!(typed_evs.iter().map(event_json).collect::<Vec<_>>()), h.call("events", json!({"id": id, "limit": 2})).unwrap()["events"]);
+    assert_eq!(
+        evs["events"].as_array().unwrap().last().unwrap(),
+        &event_json(&comment)
+    );
+    let typed_evs = h
+        .tool
+        .backlog_bridge_backlog_item_events()
+        .call_events(
+            &mut h.store,
+            &item_events::EventsRequest {
+                id: id.clone(),
+                limit: Some(2),
+            },
+            &ctx,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        json!(typed_evs.iter().map(event_json).collect::<Vec<_>>()),
+        h.call("events", json!({"id": id, "limit": 2})).unwrap()["events"]
+    );
 
     // list through both faces
     let lr = list_items::ListRequest {
-        env: Some("prod".into()), status: vec![Status::Open, Status::Blocked], priority: None,
-        service: None, owner: None, category: None, due_before: None, overdue: Some(false),
-        limit: Some(1), offset: None,
+        env: Some("prod".into()),
+        status: vec![Status::Open, Status::Blocked],
+        priority: None,
+        service: None,
+        owner: None,
+        category: None,
+        due_before: None,
+        overdue: Some(false),
+        limit: Some(1),
+        offset: None,
     };
-    let tl = h.tool.backlog_bridge_backlog_list_items().call_list(&mut h.store, &lr, &ctx).unwrap().unwrap();
-    let gl = h.call("list", json!({"env":"prod","status":["open","blocked"],"overdue":false,"limit":1})).unwrap();
-    assert_eq!(json!({"items": tl.items.iter().map(item_json).collect::<Vec<_>>(), "total": tl.total, "next_offset": tl.next_offset}), gl);
+    let tl = h
+        .tool
+        .backlog_bridge_backlog_list_items()
+        .call_list(&mut h.store, &lr, &ctx)
+        .unwrap()
+        .unwrap();
+    let gl = h
+        .call(
+            "list",
+            json!({"env":"prod","status":["open","blocked"],"overdue":false,"limit":1}),
+        )
+        .unwrap();
+    assert_eq!(
+        json!({"items": tl.items.iter().map(item_json).collect::<Vec<_>>(), "total": tl.total, "next_offset": tl.next_offset}),
+        gl
+    );
 
     // errors agree too
-    let typed_err = h.tool.backlog_bridge_backlog_get_item()
-        .call_get(&mut h.store, &get_item::GetRequest { id: "bl_000000000000".into(), include_events: false }, &ctx)
-        .unwrap().unwrap_err();
-    assert_eq!(err(typed_err), h.call("get", json!({"id":"bl_000000000000"})).unwrap_err());
+    let typed_err = h
+        .tool
+        .backlog_bridge_backlog_get_item()
+        .call_get(
+            &mut h.store,
+            &get_item::GetRequest {
+                id: "bl_000000000000".into(),
+                include_events: false,
+            },
+            &ctx,
+        )
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        err(typed_err),
+        h.call("get", json!({"id":"bl_000000000000"})).unwrap_err()
+    );
 }

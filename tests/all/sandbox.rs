@@ -19,12 +19,22 @@ fn seeded() -> Env {
 fn read_only_grant_refuses_every_write_and_files_stay_byte_identical() {
     let env = seeded();
     let before = snapshot(&env.backlog_dir());
-    assert!(before.iter().any(|(n, b)| n == "items.jsonl" && !b.is_empty()));
+    assert!(
+        before
+            .iter()
+            .any(|(n, b)| n == "items.jsonl" && !b.is_empty())
+    );
     // An admin calling an action whose entitlement is read gets a read-only preopen.
     let run = env.call("operator", "hostile", "write_backlog", &json!({}));
     let err = run.json();
     assert_eq!(err["code"], "forbidden", "{run:?}");
-    assert!(err["error"].as_str().unwrap().contains("refused every write"), "{err}");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused every write"),
+        "{err}"
+    );
     assert_eq!(snapshot(&env.backlog_dir()), before);
 }
 
@@ -60,15 +70,36 @@ fn escapes_fail_and_no_environment_leaks() {
 fn limits_become_errors_and_the_host_keeps_serving() {
     let env = Env::new().with_hostile();
     let call = |action: &str| json!({"tool":"hostile","action":action,"params":{}});
-    let out = env.batch(&[call("spin"), call("ok"), call("alloc"), call("ok"), call("panic"), call("ok")]);
+    let out = env.batch(&[
+        call("spin"),
+        call("ok"),
+        call("alloc"),
+        call("ok"),
+        call("panic"),
+        call("ok"),
+    ]);
     assert_eq!(out[0]["code"], "timeout", "{}", out[0]);
-    assert!(out[0]["error"].as_str().unwrap().contains("1000 ms"), "{}", out[0]);
+    assert!(
+        out[0]["error"].as_str().unwrap().contains("1000 ms"),
+        "{}",
+        out[0]
+    );
     assert_eq!(out[1], json!({"ok":true}));
     assert_eq!(out[2]["code"], "internal", "{}", out[2]);
-    assert!(out[2]["error"].as_str().unwrap().contains("memory limit of 32 MiB"), "{}", out[2]);
+    assert!(
+        out[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("memory limit of 32 MiB"),
+        "{}",
+        out[2]
+    );
     assert_eq!(out[3], json!({"ok":true}));
     assert_eq!(out[4]["code"], "internal", "{}", out[4]);
     let msg = out[4]["error"].as_str().unwrap();
-    assert!(msg.contains("hostile: about to panic"), "stderr attached: {msg}");
+    assert!(
+        msg.contains("hostile: about to panic"),
+        "stderr attached: {msg}"
+    );
     assert_eq!(out[5], json!({"ok":true}));
 }

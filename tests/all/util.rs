@@ -174,7 +174,10 @@ impl Env {
         let json = run.json();
         assert_eq!(json["code"], code, "{action} {params}: {run:?}");
         assert_eq!(run.code, 1, "{run:?}");
-        assert!(json["error"].as_str().is_some_and(|m| !m.is_empty()), "{json}");
+        assert!(
+            json["error"].as_str().is_some_and(|m| !m.is_empty()),
+            "{json}"
+        );
         json
     }
 

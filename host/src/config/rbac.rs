@@ -192,18 +192,33 @@ agents:
     fn all_entitlements_are_required() {
         let m = matrix(SMALL).unwrap();
         assert!(m.authorize("reader", "t", "read").is_ok());
-        assert_eq!(m.authorize("writer", "t", "both").unwrap().timeout_s, Some(5));
+        assert_eq!(
+            m.authorize("writer", "t", "both").unwrap().timeout_s,
+            Some(5)
+        );
         let err = m.authorize("reader", "t", "both").unwrap_err();
         assert!(matches!(&err, Denial::Missing { missing, .. } if missing == &["w"]));
-        assert!(err.to_string().contains("agent `reader` lacks `w` for t.both"));
+        assert!(
+            err.to_string()
+                .contains("agent `reader` lacks `w` for t.both")
+        );
     }
 
     #[test]
     fn unlisted_and_unknown_are_denied() {
         let m = matrix(SMALL).unwrap();
-        assert!(matches!(m.authorize("writer", "t", "nope"), Err(Denial::Unlisted { .. })));
-        assert!(matches!(m.authorize("writer", "x", "read"), Err(Denial::Unlisted { .. })));
-        assert!(matches!(m.authorize("ghost", "t", "read"), Err(Denial::UnknownAgent { .. })));
+        assert!(matches!(
+            m.authorize("writer", "t", "nope"),
+            Err(Denial::Unlisted { .. })
+        ));
+        assert!(matches!(
+            m.authorize("writer", "x", "read"),
+            Err(Denial::Unlisted { .. })
+        ));
+        assert!(matches!(
+            m.authorize("ghost", "t", "read"),
+            Err(Denial::UnknownAgent { .. })
+        ));
     }
 
     #[test]
@@ -212,7 +227,9 @@ agents:
             .unwrap_err()
             .to_string();
         assert!(err.contains("tools.t.actions.a.entitlements"), "{err}");
-        let err = matrix("tools: {}\nagents: {}\nextra: 1\n").unwrap_err().to_string();
+        let err = matrix("tools: {}\nagents: {}\nextra: 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `extra`"), "{err}");
     }
 }

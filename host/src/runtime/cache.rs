@@ -55,7 +55,9 @@ pub fn load(
         // wasmtime still validates the header and refuses a mismatched artifact.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(c) => return Ok((c, Origin::Cached)),
-            Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}")
+            }
         }
     }
     let compiled = engine.precompile_component(bytes)?;

@@ -54,6 +54,18 @@ pub struct CallOutcome {
     pub warm: bool,
 }
 
+/// One call as the runtime sees it: what to run and with which capabilities.
+#[derive(Clone, Copy)]
+pub struct Invocation<'a> {
+    pub grants: Grants,
+    pub dirs: &'a Dirs,
+    pub timeout: Duration,
+    pub action: &'a str,
+    /// The params object as JSON text.
+    pub params: &'a str,
+    pub context: &'a CallContext,
+}
+
 struct Warm {
     store: Store<HostState>,
     instance: PluginWorld,
@@ -78,14 +90,24 @@ impl Plugin {
     ) -> anyhow::Result<Self> {
         let pre = PluginPre::new(runtime.linker.instantiate_pre(component)?)?;
         let memory_bytes = (memory_mib as usize) << 20;
-        let mut store = new_store(&runtime.engine, Grants::default(), &Dirs::default(), memory_bytes)?;
+        let mut store = new_store(
+            &runtime.engine,
+            Grants::default(),
+            &Dirs::default(),
+            memory_bytes,
+        )?;
         store.set_epoch_deadline(ticks(Duration::from_secs(10)));
         let instance = pre.instantiate(&mut store)?;
-        let raw = instance.backlog_bridge_tool_tool().call_describe(&mut store)?;
+        let raw = instance
+            .backlog_bridge_tool_tool()
+            .call_describe(&mut store)?;
         let mut actions = Vec::with_capacity(raw.actions.len());
         for a in raw.actions {
             let params_schema = serde_json::from_str(&a.params_schema).map_err(|e| {
-                anyhow::anyhow!("plugin `{name}`: action `{}` has an invalid params schema: {e}", a.name)
+                anyhow::anyhow!(
+                    "plugin `{name}`: action `{}` has an invalid params schema: {e}",
+                    a.name
+                )
             })?;
             actions.push(ActionInfo {
                 name: a.name,
@@ -106,34 +128,42 @@ impl Plugin {
         })
     }
 
-    /// Runs one call in a sandbox with `grants` over `dirs`, stopping it after `timeout`.
+    /// Runs one call in a sandbox with its grants, stopping it at its time limit.
     pub fn call(
         &self,
         runtime: &Runtime,
-        grants: Grants,
-        dirs: &Dirs,
-        timeout: Duration,
-        action: &str,
-        params: &str,
-        context: &CallContext,
+        call: &Invocation,
     ) -> (Result<String, ToolError>, CallOutcome) {
+        let Invocation {
+            grants,
+            dirs,
+            timeout,
+            action,
+            params,
+            context,
+        } = *call;
         let mut outcome = CallOutcome::default();
         let (mut warm, reused) = match self.take_warm(grants) {
             Some(w) => (w, true),
             None => match self.fresh(runtime, grants, dirs) {
                 Ok(w) => (w, false),
                 Err(e) => {
-                    let err = ToolError::new(Code::Internal, format!("cannot start plugin `{}`: {e:#}", self.name));
+                    let err = ToolError::new(
+                        Code::Internal,
+                        format!("cannot start plugin `{}`: {e:#}", self.name),
+                    );
                     return (Err(err), outcome);
                 }
             },
         };
         outcome.warm = reused;
         warm.store.set_epoch_deadline(ticks(timeout));
-        let result = warm
-            .instance
-            .backlog_bridge_tool_tool()
-            .call_call(&mut warm.store, action, params, context);
+        let result = warm.instance.backlog_bridge_tool_tool().call_call(
+            &mut warm.store,
+            action,
+            params,
+            context,
+        );
         outcome.stderr = warm.store.data().stderr.take();
         match result {
             Ok(Ok(json)) => {
@@ -162,7 +192,11 @@ impl Plugin {
         if trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             return ToolError::new(
                 Code::Timeout,
-                format!("plugin `{}` exceeded its time limit of {} ms", self.name, timeout.as_millis()),
+                format!(
+                    "plugin `{}` exceeded its time limit of {} ms",
+                    self.name,
+                    timeout.as_millis()
+                ),
             );
         }
         let mut message = if store.data().limits.memory_exceeded {
@@ -177,7 +211,9 @@ impl Plugin {
         let tail = stderr.trim_end();
         if !tail.is_empty() {
             let start = tail.len().saturating_sub(2048);
-            let start = (start..tail.len()).find(|i| tail.is_char_boundary(*i)).unwrap_or(0);
+            let start = (start..tail.len())
+                .find(|i| tail.is_char_boundary(*i))
+                .unwrap_or(0);
             message.push_str("\nguest stderr:\n");
             message.push_str(&tail[start..]);
         }

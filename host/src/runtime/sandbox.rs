@@ -86,7 +86,8 @@ pub fn new_store(
 ) -> anyhow::Result<Store<HostState>> {
     let stderr = Capture::default();
     let mut wasi = WasiCtxBuilder::new();
-    wasi.stderr(stderr.clone()).allow_blocking_current_thread(true);
+    wasi.stderr(stderr.clone())
+        .allow_blocking_current_thread(true);
     if let (Some(perms), Some(dir)) = (grants.backlog_dir.fs_perms(), &dirs.backlog) {
         wasi.preopened_dir(dir, BACKLOG_DIR, perms)?;
     }

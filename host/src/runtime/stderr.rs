@@ -40,7 +40,11 @@ impl StdoutStream for Capture {
 }
 
 impl tokio::io::AsyncWrite for Capture {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if let Ok(mut b) = self.0.lock() {
             let room = CAPACITY.saturating_sub(b.len());
             b.extend_from_slice(&buf[..buf.len().min(room)]);

@@ -208,9 +208,11 @@ impl Index {
         let mut sorted: Vec<u32> = (0..slots.len() as u32)
             .filter(|&s| slots[s as usize].keys.is_some())
             .collect();
-        sorted.sort_unstable_by(|&a, &b| match (&slots[a as usize].keys, &slots[b as usize].keys) {
-            (Some(a), Some(b)) => list::compare(a, b),
-            _ => Ordering::Equal,
+        sorted.sort_unstable_by(|&a, &b| {
+            match (&slots[a as usize].keys, &slots[b as usize].keys) {
+                (Some(a), Some(b)) => list::compare(a, b),
+                _ => Ordering::Equal,
+            }
         });
         let mut rank = vec![NIL; slots.len()];
         for (p, &s) in sorted.iter().enumerate() {
@@ -335,18 +337,38 @@ mod tests {
     fn list_matches_select_through_incremental_changes() {
         let mut x: u64 = 99;
         let mut r = move |n: u64| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (x >> 33) % n
         };
         let mut ix = Index::default();
         let mut reference: HashMap<String, ItemKeys> = HashMap::new();
         let queries = [
             ListQuery::default(),
-            ListQuery { limit: 5, offset: 7, ..ListQuery::default() },
-            ListQuery { env: Some("e1".into()), limit: 3, ..ListQuery::default() },
-            ListQuery { status: vec![Status::Done], limit: 1000, ..ListQuery::default() },
-            ListQuery { limit: 0, ..ListQuery::default() },
-            ListQuery { offset: 10_000, ..ListQuery::default() },
+            ListQuery {
+                limit: 5,
+                offset: 7,
+                ..ListQuery::default()
+            },
+            ListQuery {
+                env: Some("e1".into()),
+                limit: 3,
+                ..ListQuery::default()
+            },
+            ListQuery {
+                status: vec![Status::Done],
+                limit: 1000,
+                ..ListQuery::default()
+            },
+            ListQuery {
+                limit: 0,
+                ..ListQuery::default()
+            },
+            ListQuery {
+                offset: 10_000,
+                ..ListQuery::default()
+            },
         ];
         for round in 0..40 {
             // Big rounds exceed MAX_MOVES and invalidate the order; small ones move in place.
@@ -354,7 +376,8 @@ mod tests {
             for _ in 0..changes {
                 let id = format!("bl_{:012x}", r(400));
                 if r(7) == 0 {
-                    ix.put_event(&format!("bl_{:012x}", 1000 + r(50)), loc(0)).unwrap();
+                    ix.put_event(&format!("bl_{:012x}", 1000 + r(50)), loc(0))
+                        .unwrap();
                 }
                 let k = ItemKeys {
                     id: id.clone(),
@@ -362,7 +385,8 @@ mod tests {
                     service: "s".into(),
                     owner: "o".into(),
                     category: "c".into(),
-                    priority: [Priority::P0, Priority::P1, Priority::P2, Priority::P3][r(4) as usize],
+                    priority: [Priority::P0, Priority::P1, Priority::P2, Priority::P3]
+                        [r(4) as usize],
                     status: [Status::Open, Status::Done][r(2) as usize],
                     due_date: format!("2026-01-{:02}", 1 + r(5)),
                 };

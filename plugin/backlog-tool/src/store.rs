@@ -60,9 +60,13 @@ pub fn with_store<T>(
 
 fn open(config: &Config) -> Result<Box<dyn BacklogStore>, Error> {
     let dir = || {
-        config.backlog_dir.as_ref().map(PathBuf::from).ok_or_else(|| {
-            Error::forbidden("this call was granted no access to the backlog directory")
-        })
+        config
+            .backlog_dir
+            .as_ref()
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                Error::forbidden("this call was granted no access to the backlog directory")
+            })
     };
     let access = match config.backlog_access.as_deref() {
         Some("read_write") => Access::ReadWrite,
@@ -70,12 +74,18 @@ fn open(config: &Config) -> Result<Box<dyn BacklogStore>, Error> {
     };
     match config.backend.as_str() {
         "null" => Ok(Box::new(NullStore)),
-        "jsonl" => Ok(Box::new(JsonlStore::open(dir()?, access, Box::new(|m: &str| crate::log(m))))),
+        "jsonl" => Ok(Box::new(JsonlStore::open(
+            dir()?,
+            access,
+            Box::new(|m: &str| crate::log(m)),
+        ))),
         "memory" => Ok(Box::new(Renamed {
             name: "memory",
             inner: JsonlStore::open(dir()?, access, Box::new(|m: &str| crate::log(m))),
         })),
-        other => Err(Error::unavailable(format!("backend `{other}` is not available in this build"))),
+        other => Err(Error::unavailable(format!(
+            "backend `{other}` is not available in this build"
+        ))),
     }
 }
 
@@ -90,19 +100,37 @@ impl<S: BacklogStore> BacklogStore for Renamed<S> {
     fn backend(&self) -> &'static str {
         self.name
     }
-    fn get(&mut self, id: &str) -> Result<Option<backlog_core::model::Item>, backlog_core::store::StoreError> {
+    fn get(
+        &mut self,
+        id: &str,
+    ) -> Result<Option<backlog_core::model::Item>, backlog_core::store::StoreError> {
         self.inner.get(id)
     }
-    fn find_by_dedupe_key(&mut self, key: &str) -> Result<Option<backlog_core::model::Item>, backlog_core::store::StoreError> {
+    fn find_by_dedupe_key(
+        &mut self,
+        key: &str,
+    ) -> Result<Option<backlog_core::model::Item>, backlog_core::store::StoreError> {
         self.inner.find_by_dedupe_key(key)
     }
-    fn list(&mut self, query: &backlog_core::list::ListQuery, today: &str) -> Result<backlog_core::store::Page, backlog_core::store::StoreError> {
+    fn list(
+        &mut self,
+        query: &backlog_core::list::ListQuery,
+        today: &str,
+    ) -> Result<backlog_core::store::Page, backlog_core::store::StoreError> {
         self.inner.list(query, today)
     }
-    fn events(&mut self, item_id: &str, limit: usize) -> Result<Vec<backlog_core::model::Event>, backlog_core::store::StoreError> {
+    fn events(
+        &mut self,
+        item_id: &str,
+        limit: usize,
+    ) -> Result<Vec<backlog_core::model::Event>, backlog_core::store::StoreError> {
         self.inner.events(item_id, limit)
     }
-    fn write(&mut self, item: Option<&backlog_core::model::Item>, events: &[backlog_core::model::Event]) -> Result<(), backlog_core::store::StoreError> {
+    fn write(
+        &mut self,
+        item: Option<&backlog_core::model::Item>,
+        events: &[backlog_core::model::Event],
+    ) -> Result<(), backlog_core::store::StoreError> {
         self.inner.write(item, events)
     }
 }

@@ -14,11 +14,17 @@ use crate::{Component, run};
 impl create_item::Guest for Component {
     fn create(r: create_item::CreateRequest, context: CallContext) -> Result<Item, ToolError> {
         let mut p = Params::default();
-        p.put("env", r.env).put("service", r.service).put("category", r.category);
+        p.put("env", r.env)
+            .put("service", r.service)
+            .put("category", r.category);
         p.put("title", r.title).opt("description", r.description);
-        p.opt("priority", r.priority.map(priority)).opt("owner", r.owner);
-        p.opt("due_date", r.due_date).opt("dedupe_key", r.dedupe_key);
-        p.evidence(r.evidence_refs).opt("tags", r.tags).meta(r.meta)?;
+        p.opt("priority", r.priority.map(priority))
+            .opt("owner", r.owner);
+        p.opt("due_date", r.due_date)
+            .opt("dedupe_key", r.dedupe_key);
+        p.evidence(r.evidence_refs)
+            .opt("tags", r.tags)
+            .meta(r.meta)?;
         p.opt("source", r.source.map(source));
         item(&run("create", &p.0, &context)?)
     }
@@ -30,11 +36,18 @@ impl upsert_item::Guest for Component {
         context: CallContext,
     ) -> Result<upsert_item::UpsertResponse, ToolError> {
         let mut p = Params::default();
-        p.opt("id", r.id).opt("env", r.env).opt("service", r.service);
+        p.opt("id", r.id)
+            .opt("env", r.env)
+            .opt("service", r.service);
         p.opt("category", r.category).opt("title", r.title);
-        p.opt("description", r.description).opt("priority", r.priority.map(priority));
-        p.opt("owner", r.owner).opt("due_date", r.due_date).opt("dedupe_key", r.dedupe_key);
-        p.evidence(r.evidence_refs).opt("tags", r.tags).meta(r.meta)?;
+        p.opt("description", r.description)
+            .opt("priority", r.priority.map(priority));
+        p.opt("owner", r.owner)
+            .opt("due_date", r.due_date)
+            .opt("dedupe_key", r.dedupe_key);
+        p.evidence(r.evidence_refs)
+            .opt("tags", r.tags)
+            .meta(r.meta)?;
         p.opt("source", r.source.map(source));
         let out = run("upsert", &p.0, &context)?;
         let action = match out.get("action").and_then(Value::as_str) {
@@ -50,7 +63,10 @@ impl upsert_item::Guest for Component {
 }
 
 impl get_item::Guest for Component {
-    fn get(r: get_item::GetRequest, context: CallContext) -> Result<get_item::GetResponse, ToolError> {
+    fn get(
+        r: get_item::GetRequest,
+        context: CallContext,
+    ) -> Result<get_item::GetResponse, ToolError> {
         let mut p = Params::default();
         p.put("id", r.id).put("include_events", r.include_events);
         let out = run("get", &p.0, &context)?;
@@ -66,15 +82,26 @@ impl get_item::Guest for Component {
 }
 
 impl list_items::Guest for Component {
-    fn list(r: list_items::ListRequest, context: CallContext) -> Result<list_items::ListResponse, ToolError> {
+    fn list(
+        r: list_items::ListRequest,
+        context: CallContext,
+    ) -> Result<list_items::ListResponse, ToolError> {
         let mut p = Params::default();
         p.opt("env", r.env);
         if !r.status.is_empty() {
-            p.put("status", r.status.into_iter().map(status).collect::<Vec<_>>());
+            p.put(
+                "status",
+                r.status.into_iter().map(status).collect::<Vec<_>>(),
+            );
         }
-        p.opt("priority", r.priority.map(priority)).opt("service", r.service);
-        p.opt("owner", r.owner).opt("category", r.category).opt("due_before", r.due_before);
-        p.opt("overdue", r.overdue).opt("limit", r.limit).opt("offset", r.offset);
+        p.opt("priority", r.priority.map(priority))
+            .opt("service", r.service);
+        p.opt("owner", r.owner)
+            .opt("category", r.category)
+            .opt("due_before", r.due_before);
+        p.opt("overdue", r.overdue)
+            .opt("limit", r.limit)
+            .opt("offset", r.offset);
         let out = run("list", &p.0, &context)?;
         Ok(list_items::ListResponse {
             items: field(&out, "items")?
@@ -83,14 +110,22 @@ impl list_items::Guest for Component {
                 .iter()
                 .map(item)
                 .collect::<Result<_, _>>()?,
-            total: field(&out, "total")?.as_u64().ok_or_else(|| shape("total"))? as u32,
-            next_offset: out.get("next_offset").and_then(Value::as_u64).map(|n| n as u32),
+            total: field(&out, "total")?
+                .as_u64()
+                .ok_or_else(|| shape("total"))? as u32,
+            next_offset: out
+                .get("next_offset")
+                .and_then(Value::as_u64)
+                .map(|n| n as u32),
         })
     }
 }
 
 impl item_events::Guest for Component {
-    fn events(r: item_events::EventsRequest, context: CallContext) -> Result<Vec<Event>, ToolError> {
+    fn events(
+        r: item_events::EventsRequest,
+        context: CallContext,
+    ) -> Result<Vec<Event>, ToolError> {
         let mut p = Params::default();
         p.put("id", r.id).opt("limit", r.limit);
         events(field(&run("events", &p.0, &context)?, "events")?)
@@ -98,15 +133,23 @@ impl item_events::Guest for Component {
 }
 
 impl set_status::Guest for Component {
-    fn set_status(r: set_status::SetStatusRequest, context: CallContext) -> Result<Item, ToolError> {
+    fn set_status(
+        r: set_status::SetStatusRequest,
+        context: CallContext,
+    ) -> Result<Item, ToolError> {
         let mut p = Params::default();
-        p.put("id", r.id).put("status", status(r.status)).opt("comment", r.comment);
+        p.put("id", r.id)
+            .put("status", status(r.status))
+            .opt("comment", r.comment);
         item(&run("set_status", &p.0, &context)?)
     }
 }
 
 impl add_comment::Guest for Component {
-    fn add_comment(r: add_comment::AddCommentRequest, context: CallContext) -> Result<Event, ToolError> {
+    fn add_comment(
+        r: add_comment::AddCommentRequest,
+        context: CallContext,
+    ) -> Result<Event, ToolError> {
         let mut p = Params::default();
         p.put("id", r.id).put("message", r.message);
         event(&run("add_comment", &p.0, &context)?)
@@ -143,9 +186,8 @@ impl Params {
     }
 
     fn evidence(&mut self, refs: Option<Vec<Evidence>>) -> &mut Self {
-        let refs = refs.map(|refs| {
-            Value::Object(refs.into_iter().map(|e| (e.kind, json!(e.ids))).collect())
-        });
+        let refs = refs
+            .map(|refs| Value::Object(refs.into_iter().map(|e| (e.kind, json!(e.ids))).collect()));
         self.opt("evidence_refs", refs)
     }
 
@@ -201,7 +243,10 @@ fn field<'a>(v: &'a Value, key: &str) -> Result<&'a Value, ToolError> {
 }
 
 fn text(v: &Value, key: &str) -> Result<String, ToolError> {
-    Ok(field(v, key)?.as_str().ok_or_else(|| shape(key))?.to_owned())
+    Ok(field(v, key)?
+        .as_str()
+        .ok_or_else(|| shape(key))?
+        .to_owned())
 }
 
 fn item(v: &Value) -> Result<Item, ToolError> {
@@ -248,7 +293,11 @@ fn item(v: &Value) -> Result<Item, ToolError> {
                 kind: kind.clone(),
                 ids: ids
                     .as_array()
-                    .map(|a| a.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|i| i.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             })
             .collect(),
@@ -275,5 +324,9 @@ fn event(v: &Value) -> Result<Event, ToolError> {
 }
 
 fn events(v: &Value) -> Result<Vec<Event>, ToolError> {
-    v.as_array().ok_or_else(|| shape("events"))?.iter().map(event).collect()
+    v.as_array()
+        .ok_or_else(|| shape("events"))?
+        .iter()
+        .map(event)
+        .collect()
 }

@@ -60,24 +60,25 @@ impl Guest for Hostile {
 
 fn write_backlog() -> Result<String, ToolError> {
     let attempts: Vec<(&str, std::io::Result<()>)> = vec![
-        ("append items.jsonl", (|| {
-            let mut f = OpenOptions::new().append(true).open("/backlog/items.jsonl")?;
-            f.write_all(b"{\"id\":\"bl_hacked\"}\n")?;
-            f.sync_data()
-        })()),
-        ("write items.jsonl", (|| {
-            let mut f = OpenOptions::new().write(true).open("/backlog/items.jsonl")?;
-            f.write_all(b"hacked")
-        })()),
-        ("truncate items.jsonl", (|| {
-            OpenOptions::new().write(true).truncate(true).open("/backlog/items.jsonl").map(drop)
-        })()),
+        ("append items.jsonl", append("/backlog/items.jsonl")),
+        ("write items.jsonl", overwrite("/backlog/items.jsonl")),
+        ("truncate items.jsonl", truncate("/backlog/items.jsonl")),
         ("create a file", fs::write("/backlog/new.jsonl", b"x")),
-        ("rename items.jsonl", fs::rename("/backlog/items.jsonl", "/backlog/moved.jsonl")),
-        ("remove events.jsonl", fs::remove_file("/backlog/events.jsonl")),
+        (
+            "rename items.jsonl",
+            fs::rename("/backlog/items.jsonl", "/backlog/moved.jsonl"),
+        ),
+        (
+            "remove events.jsonl",
+            fs::remove_file("/backlog/events.jsonl"),
+        ),
         ("create a directory", fs::create_dir("/backlog/sub")),
     ];
-    let got_through: Vec<&str> = attempts.iter().filter(|(_, r)| r.is_ok()).map(|(n, _)| *n).collect();
+    let got_through: Vec<&str> = attempts
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(n, _)| *n)
+        .collect();
     if !got_through.is_empty() {
         return Err(ToolError {
             code: ErrorCode::Internal,
@@ -92,6 +93,25 @@ fn write_backlog() -> Result<String, ToolError> {
         code: ErrorCode::Forbidden,
         message: format!("the sandbox refused every write: {}", refusals.join("; ")),
     })
+}
+
+fn append(path: &str) -> std::io::Result<()> {
+    let mut f = OpenOptions::new().append(true).open(path)?;
+    f.write_all(b"{\"id\":\"bl_hacked\"}\n")?;
+    f.sync_data()
+}
+
+fn overwrite(path: &str) -> std::io::Result<()> {
+    let mut f = OpenOptions::new().write(true).open(path)?;
+    f.write_all(b"hacked")
+}
+
+fn truncate(path: &str) -> std::io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map(drop)
 }
 
 fn spin() -> Result<String, ToolError> {

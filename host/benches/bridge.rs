@@ -1,0 +1,280 @@
+//! `cargo bench -p backlog-bridge --bench bridge` — prints the figures of issue #2's benchmark:
+//!
+//! (a) fixed cost of one tool call through the host (RBAC, grants, instance, call) for `get`
+//!     on a tiny store, warm instance and fresh instance;
+//! (b) `get`/`list`/`upsert` natively (backlog-core + backlog-store) vs through the component,
+//!     on the same JSONL data at 10k and 100k items, with the wasm/native ratio;
+//! (c) at 100k items: `get`, `list limit 50`, durable `upsert` vs a bare fdatasync'd append,
+//!     and a cold process answering `get`;
+//! (d) cold start of `backlog-bridge call … get` (component cache warm), wall time.
+//!
+//! Options (env): BENCH_SIZES="10000,100000", BENCH_ITERS=200.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use backlog_bridge::bridge::Backend;
+use backlog_bridge::{Bridge, CallRequest, Settings};
+use backlog_core::actions::{Ctx, execute};
+use backlog_core::ids::SeqEntropy;
+use backlog_core::policy::Policy;
+use backlog_store::{Access, JsonlStore};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_backlog-bridge");
+const NOW: &str = "2026-11-27T10:00:00Z";
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "10000,100000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let iters: usize = std::env::var("BENCH_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cache = tmp.path().join("cache");
+    // SAFETY: single-threaded at this point; the variables configure the bridge below.
+    unsafe {
+        std::env::set_var("BACKLOG_BRIDGE_CACHE_DIR", &cache);
+        std::env::set_var("BACKLOG_BRIDGE_NOW", NOW);
+        std::env::set_var("BACKLOG_BACKEND", "jsonl");
+    }
+    println!("backlog-bridge benchmark ({iters} iterations per figure; p50 / p99)");
+
+    // (a) fixed cost on a tiny store.
+    let tiny = tmp.path().join("tiny");
+    generate(&tiny.join("backlog"), 10);
+    let tiny_bridge = load_bridge(&tiny);
+    let id = item_id(3);
+    let get = json!({"id": id}).to_string();
+    let warm = measure(iters * 5, || call(&tiny_bridge, "get", &get));
+    report(
+        "(a) host call `get`, tiny store, warm instance",
+        &warm,
+        Some(Duration::from_micros(100)),
+    );
+
+    // (b) + (c)
+    for &n in &sizes {
+        let dir = tmp.path().join(format!("n{n}"));
+        let started = Instant::now();
+        generate(&dir.join("backlog"), n);
+        println!("\n-- {n} items (generated in {:.2?})", started.elapsed());
+        let bridge = load_bridge(&dir);
+        let mut native = JsonlStore::open(
+            dir.join("backlog"),
+            Access::ReadWrite,
+            Box::new(|_: &str| {}),
+        );
+        let policy = Policy::default();
+        let mut entropy = SeqEntropy::new(1 << 40);
+        let now = backlog_core::time::parse_ts(NOW).expect("now");
+        let mut native_call = |action: &str, params: &Value| {
+            let mut ctx = Ctx {
+                actor: "operator",
+                now,
+                policy: &policy,
+                entropy: &mut entropy,
+            };
+            execute(&mut native, action, params, &mut ctx).expect("native call")
+        };
+        // Warm both indexes once (the first call builds it).
+        let t = Instant::now();
+        native_call("get", &json!({"id": item_id(1)}));
+        let native_index = t.elapsed();
+        let t = Instant::now();
+        call(&bridge, "get", &json!({"id": item_id(1)}).to_string());
+        let wasm_index = t.elapsed();
+        println!(
+            "index build on first call: native {native_index:.2?}, component {wasm_index:.2?}"
+        );
+
+        let ids: Vec<String> = (0..iters).map(|i| item_id((i * 7919) % n)).collect();
+        let mut k = 0;
+        let ng = measure(iters, || {
+            k += 1;
+            native_call("get", &json!({"id": ids[k % iters]}));
+        });
+        let mut k = 0;
+        let wg = measure(iters, || {
+            k += 1;
+            call(&bridge, "get", &json!({"id": ids[k % iters]}).to_string());
+        });
+        let list = json!({"env":"prod","status":["open","in_progress"],"limit":50});
+        let nl = measure(iters, || {
+            native_call("list", &list);
+        });
+        let wl = measure(iters, || call(&bridge, "list", &list.to_string()));
+        let mut k = 0;
+        let nu = measure(iters, || {
+            k += 1;
+            native_call("upsert", &upsert(&format!("bench:native:{k}")));
+        });
+        let mut k = 0;
+        let wu = measure(iters, || {
+            k += 1;
+            call(
+                &bridge,
+                "upsert",
+                &upsert(&format!("bench:wasm:{k}")).to_string(),
+            );
+        });
+        let target = (n >= 100_000).then_some(Duration::from_millis(5));
+        report("get, native", &ng, None);
+        report("get, component", &wg, target);
+        ratio("get wasm/native", &wg, &ng);
+        report("list limit 50, native", &nl, None);
+        report("list limit 50, component", &wl, target);
+        ratio("list wasm/native", &wl, &nl);
+        report("durable upsert, native", &nu, None);
+        report("durable upsert, component", &wu, None);
+        ratio("upsert wasm/native", &wu, &nu);
+        if n >= 100_000 {
+            let append = bare_append(&dir, iters);
+            report("bare fdatasync'd append", &append, None);
+            ratio("durable upsert (component) / bare append", &wu, &append);
+            let cold = measure(5, || cold_get(&dir, &item_id(n / 2)));
+            report(
+                "(c) cold process `call get` at this size",
+                &cold,
+                Some(Duration::from_secs(1)),
+            );
+        }
+    }
+
+    // (d) cold start with the component cache warm.
+    let cold = measure(20, || cold_get(&tiny, &item_id(3)));
+    report(
+        "\n(d) cold start `backlog-bridge call … get`, tiny store",
+        &cold,
+        Some(Duration::from_millis(50)),
+    );
+}
+
+fn load_bridge(root: &Path) -> Bridge {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let mut settings = Settings::from_env(config, root.to_owned()).expect("settings");
+    settings.backend = Backend::Jsonl;
+    settings.jsonl_dir = root.join("backlog");
+    Bridge::load(settings).expect("bridge")
+}
+
+fn call(bridge: &Bridge, action: &str, params: &str) {
+    let req = CallRequest {
+        agent: "operator",
+        tool: "backlog_tool",
+        action,
+        params,
+    };
+    if let Err(e) = bridge.call(&req) {
+        panic!("{action} {params}: {e}");
+    }
+}
+
+fn upsert(key: &str) -> Value {
+    json!({"dedupe_key": key, "env":"prod","service":"bench","category":"refactor","title":"bench upsert"})
+}
+
+fn item_id(i: usize) -> String {
+    format!("bl_{i:012x}")
+}
+
+/// Writes `n` items (and one `created` event each) as the store would, without a store.
+fn generate(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let mut items =
+        std::io::BufWriter::new(std::fs::File::create(dir.join("items.jsonl")).expect("items"));
+    let mut events =
+        std::io::BufWriter::new(std::fs::File::create(dir.join("events.jsonl")).expect("events"));
+    let statuses = ["open", "in_progress", "blocked", "done", "canceled"];
+    let envs = ["prod", "staging", "dev"];
+    for i in 0..n {
+        let id = item_id(i);
+        let ts = "2026-11-01T06:20:00.000000Z";
+        let item = json!({
+            "id": id, "created_at": ts, "updated_at": ts, "env": envs[i % 3],
+            "service": format!("svc-{}", i % 97), "category": "refactor",
+            "title": format!("Refactor hot path #{i}"),
+            "description": "- regressions_30d: 3\n- recurrence_high_30d: 1",
+            "priority": format!("P{}", i % 4), "status": statuses[i % 5], "owner": "oncall",
+            "due_date": format!("2026-12-{:02}", 1 + i % 28), "source": "digest",
+            "dedupe_key": format!("platform_backlog:2026-48:prod:svc-{i}:refactor"),
+            "evidence_refs": {"alerts": [format!("al_{i}")], "incidents": []},
+            "tags": ["auto", "week:2026-48"], "meta": {"score": i % 100, "band": "high"},
+        });
+        let event = json!({"id": format!("ev_{i:012x}"), "item_id": id, "ts": ts, "type": "created",
+            "actor": "scheduler", "message": "", "meta": {}});
+        writeln!(items, "{item}").expect("write");
+        writeln!(events, "{event}").expect("write");
+    }
+    items.flush().expect("flush");
+    events.flush().expect("flush");
+}
+
+fn bare_append(dir: &Path, iters: usize) -> Vec<Duration> {
+    let path: PathBuf = dir.join("bare-append.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("open");
+    let line = format!("{}\n", upsert("bare"));
+    measure(iters, || {
+        f.write_all(line.as_bytes()).expect("write");
+        f.sync_data().expect("fdatasync");
+    })
+}
+
+fn cold_get(root: &Path, id: &str) {
+    let out = Command::new(BIN)
+        .args(["--config-dir"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config"))
+        .arg("--ops-dir")
+        .arg(root)
+        .args(["call", "backlog_tool", "get", "--params-json"])
+        .arg(json!({"id": id}).to_string())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("spawn");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn measure(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
+    let mut v: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn pct(v: &[Duration], p: f64) -> Duration {
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn report(name: &str, v: &[Duration], target: Option<Duration>) {
+    let (p50, p99) = (pct(v, 0.50), pct(v, 0.99));
+    let verdict = match target {
+        Some(t) if p50 <= t => format!("  (target p50 <= {t:?}: met)"),
+        Some(t) => format!("  (target p50 <= {t:?}: MISSED)"),
+        None => String::new(),
+    };
+    println!("{name:<48} p50 {:>10.1?}  p99 {:>10.1?}{verdict}", p50, p99);
+}
+
+fn ratio(name: &str, a: &[Duration], b: &[Duration]) {
+    let r = pct(a, 0.5).as_secs_f64() / pct(b, 0.5).as_secs_f64().max(1e-9);
+    println!("{name:<48} {r:.2}x (p50 ratio)");
+}
