@@ -65,8 +65,8 @@ fn build(guests: &[(&str, &str, &str)]) {
         .unwrap_or_else(|e| panic!("cannot run cargo for guests: {e}"));
     if !status.success() {
         panic!(
-            "building guest components failed ({status}). Is the target installed? \
-             Run: rustup target add wasm32-wasip2"
+            "building guest components failed ({status}): see the errors above \
+             (a missing target needs: rustup target add wasm32-wasip2)"
         );
     }
     for (_, artifact, env_name) in guests {

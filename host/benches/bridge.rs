@@ -75,12 +75,7 @@ fn main() {
         let mut entropy = SeqEntropy::new(1 << 40);
         let now = backlog_core::time::parse_ts(NOW).expect("now");
         let mut native_call = |action: &str, params: &Value| {
-            let mut ctx = Ctx {
-                actor: "operator",
-                now,
-                policy: &policy,
-                entropy: &mut entropy,
-            };
+            let mut ctx = Ctx::new("operator", now, &policy, &mut entropy);
             execute(&mut native, action, params, &mut ctx).expect("native call")
         };
         // Warm both indexes once (the first call builds it).

@@ -11,6 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::config::plugins::{self, ComponentSource, PluginEntry};
+use crate::config::policy::{self, LoadedPolicy};
 use crate::config::rbac::Matrix;
 use crate::error::{Code, ToolError};
 use crate::grants::{Access, Grants, grants_for};
@@ -129,6 +130,7 @@ struct Loaded {
 pub struct Bridge {
     pub settings: Settings,
     pub matrix: Matrix,
+    pub policy: LoadedPolicy,
     runtime: Runtime,
     plugins: BTreeMap<String, Loaded>,
     dirs: Dirs,
@@ -140,6 +142,7 @@ impl Bridge {
     /// Loads config and plugins (compiling or taking each component from the cache).
     pub fn load(settings: Settings) -> anyhow::Result<Bridge> {
         let matrix = Matrix::load(&settings.config_dir)?;
+        let policy = policy::load(&settings.config_dir)?;
         let entries = plugins::load(&settings.config_dir)?;
         let runtime = Runtime::new()?;
         let mut plugins = BTreeMap::new();
@@ -172,6 +175,7 @@ impl Bridge {
         Ok(Bridge {
             settings,
             matrix,
+            policy,
             runtime,
             plugins,
             dirs: Dirs { backlog, reports },
@@ -295,7 +299,9 @@ impl Bridge {
                     })?
             }
         };
-        if grants.reports_dir != Access::None && !self.settings.reports_dir.is_dir() {
+        if grants.reports_dir != Access::None
+            && std::fs::create_dir_all(&self.settings.reports_dir).is_err()
+        {
             grants.reports_dir = Access::None;
         }
         let context = crate::runtime::plugin::context(
@@ -351,6 +357,7 @@ impl Bridge {
         if grants.reports_dir != Access::None {
             config["reports_dir"] = json!(REPORTS_DIR);
         }
+        config["policy"] = json!(self.policy.json);
         config.to_string()
     }
 }

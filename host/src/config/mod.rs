@@ -2,6 +2,7 @@
 //! Loaded once, validated, and turned into typed values; errors name the file and key.
 
 pub mod plugins;
+pub mod policy;
 pub mod rbac;
 
 use std::path::{Path, PathBuf};

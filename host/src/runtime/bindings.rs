@@ -5,4 +5,4 @@ wasmtime::component::bindgen!({
     world: "backlog-bridge:tool/plugin@0.1.0",
 });
 
-pub use backlog_bridge::tool::types::{CallContext, ErrorCode, ToolError as WitToolError};
+pub use self::backlog_bridge::tool::types::{CallContext, ErrorCode, ToolError as WitToolError};

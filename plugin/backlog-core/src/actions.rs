@@ -1,24 +1,29 @@
 //! The actions of SPEC §3 over a [`BacklogStore`]: create, upsert, get, list, events,
-//! set_status, add_comment, and [`execute`], the JSON dispatcher in front of them.
+//! set_status, add_comment, cleanup, and [`execute`], the JSON dispatcher in front of them
+//! and of `dashboard` ([`crate::dashboard`]) and generation ([`crate::generate`]).
 //!
 //! Owns the rules: defaults on create, dedupe conflicts, upsert matching and change detection,
-//! lifecycle transitions, and which events each change writes. Every action that changes
-//! anything makes exactly one `store.write(Some(&item), &events)` call, and every event bumps
-//! the item's `updated_at` to the event's `ts`.
+//! lifecycle transitions, and which events each change writes. Every item change makes
+//! exactly one `store.write(Some(&item), &events)` call, and every event bumps the item's
+//! `updated_at` to the event's `ts`.
 //!
-//! Time, randomness and the actor come only from [`Ctx`]: an event's actor is never taken
-//! from params.
+//! Time, randomness, the actor and access to the reports directory come only from [`Ctx`]: an
+//! event's actor is never taken from params.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::dashboard;
+use crate::digest::Reports;
 use crate::error::Error;
+use crate::generate;
 use crate::ids::{self, Entropy};
 use crate::list::{ListQuery, MAX_LIMIT};
 use crate::model::{Event, EventType, Item, Source, Status};
 use crate::params::{
-    AddCommentParams, CreateParams, EventsParams, GetParams, Params, SetStatusParams, UpsertParams,
+    AddCommentParams, CleanupParams, CreateParams, DailyParams, DashboardParams, EventsParams,
+    GetParams, Params, SetStatusParams, UpsertParams, WeeklyParams,
 };
 use crate::policy::Policy;
 use crate::store::BacklogStore;
@@ -36,6 +41,10 @@ pub const ACTIONS: &[&str] = &[
     "events",
     "set_status",
     "add_comment",
+    "dashboard",
+    "auto_generate_weekly",
+    "auto_generate_daily",
+    "cleanup",
 ];
 
 /// Everything an action needs besides the store and its params.
@@ -44,13 +53,17 @@ pub struct Ctx<'a> {
     pub actor: &'a str,
     /// The current time (pinned in tests).
     pub now: DateTime<Utc>,
+    /// The backlog policy in force.
     pub policy: &'a Policy,
     /// Source of item and event ids.
     pub entropy: &'a mut dyn Entropy,
+    /// Read access to the reports directory, when this call was granted it (generation
+    /// needs it; without it generation fails with `forbidden`).
+    pub reports: Option<&'a mut dyn Reports>,
 }
 
 impl<'a> Ctx<'a> {
-    /// A context.
+    /// A context without access to the reports directory.
     pub fn new(
         actor: &'a str,
         now: DateTime<Utc>,
@@ -62,7 +75,14 @@ impl<'a> Ctx<'a> {
             now,
             policy,
             entropy,
+            reports: None,
         }
+    }
+
+    /// This context with read access to the reports directory through `reports`.
+    pub fn with_reports(mut self, reports: &'a mut dyn Reports) -> Self {
+        self.reports = Some(reports);
+        self
     }
 
     /// `now` in the stored timestamp form.
@@ -144,6 +164,22 @@ pub fn execute(
             AddCommentParams::from_json(params, policy)?,
             ctx,
         )?),
+        "dashboard" => {
+            dashboard::dashboard(store, DashboardParams::from_json(params, policy)?, ctx)?.to_json()
+        }
+        "auto_generate_weekly" => Ok(generate::auto_generate_weekly(
+            store,
+            WeeklyParams::from_json(params, policy)?,
+            ctx,
+        )?
+        .to_json()),
+        "auto_generate_daily" => {
+            Ok(
+                generate::auto_generate_daily(store, DailyParams::from_json(params, policy)?, ctx)?
+                    .to_json(),
+            )
+        }
+        "cleanup" => Ok(cleanup(store, CleanupParams::from_json(params, policy)?, ctx)?.to_json()),
         _ => Err(Error::not_found(format!(
             "backlog_tool has no action {}; actions: {}",
             validate::shown(action),
@@ -355,13 +391,9 @@ pub fn upsert(
     }
 }
 
-fn update_item(
-    store: &mut dyn BacklogStore,
-    old: Item,
-    p: UpsertParams,
-    mode: UpsertMode,
-    ctx: &mut Ctx<'_>,
-) -> Result<UpsertOutcome> {
+/// `old` with the update `p` applied under `mode`, and the sorted names of the fields that
+/// changed (`owner` is not among them: it has its own event).
+fn merge(old: &Item, p: UpsertParams, mode: UpsertMode) -> Result<(Item, Vec<&'static str>)> {
     let mut new = old.clone();
     let generation = mode == UpsertMode::Generation;
     if let Some(x) = p.env {
@@ -416,7 +448,7 @@ fn update_item(
     }
 
     // Typed fields compare as parsed values; maps compare by content, not key order.
-    let mut fields: Vec<&str> = [
+    let mut fields: Vec<&'static str> = [
         ("category", old.category != new.category),
         ("dedupe_key", old.dedupe_key != new.dedupe_key),
         ("description", old.description != new.description),
@@ -434,7 +466,24 @@ fn update_item(
     .filter_map(|(name, changed)| changed.then_some(name))
     .collect();
     fields.sort_unstable();
+    Ok((new, fields))
+}
 
+/// Whether upserting `p` into the existing item `old` under `mode` would change it (what
+/// [`upsert`] would answer `updated` for). Reads and writes nothing.
+pub fn would_change(old: &Item, p: &UpsertParams, mode: UpsertMode) -> Result<bool> {
+    let (new, fields) = merge(old, p.clone(), mode)?;
+    Ok(!fields.is_empty() || new.owner != old.owner)
+}
+
+fn update_item(
+    store: &mut dyn BacklogStore,
+    old: Item,
+    p: UpsertParams,
+    mode: UpsertMode,
+    ctx: &mut Ctx<'_>,
+) -> Result<UpsertOutcome> {
+    let (mut new, fields) = merge(&old, p, mode)?;
     let ts = ctx.ts();
     let mut evs = Vec::new();
     if !fields.is_empty() {
@@ -582,6 +631,59 @@ pub fn add_comment(
     item.updated_at = ts;
     store.write(Some(&item), std::slice::from_ref(&ev))?;
     Ok(ev)
+}
+
+/// Result of [`cleanup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanupResult {
+    /// Items deleted (or, in a dry run, that would be).
+    pub deleted: usize,
+    /// Whether this was a dry run (nothing deleted).
+    pub dry_run: bool,
+    /// Terminal items last updated before this instant go (fixed-width timestamp).
+    pub cutoff: String,
+}
+
+impl CleanupResult {
+    /// `{"deleted":N,"dry_run":bool,"cutoff":"…"}`.
+    pub fn to_json(&self) -> Value {
+        json!({ "deleted": self.deleted, "dry_run": self.dry_run, "cutoff": self.cutoff })
+    }
+}
+
+/// The earliest timestamp [`cleanup_cutoff`] returns: a retention reaching further back
+/// than year 0 keeps everything.
+pub const MIN_CUTOFF: &str = "0000-01-01T00:00:00.000000Z";
+
+/// `now` minus `retention_days` days, in the stored fixed-width form; [`MIN_CUTOFF`] if that
+/// is before year 0.
+pub fn cleanup_cutoff(now: DateTime<Utc>, retention_days: u32) -> String {
+    chrono::TimeDelta::try_days(i64::from(retention_days))
+        .and_then(|d| now.checked_sub_signed(d))
+        .filter(|t| chrono::Datelike::year(t) >= 0)
+        .map(time::format_ts)
+        .unwrap_or_else(|| MIN_CUTOFF.to_owned())
+}
+
+/// `cleanup`: deletes `done`/`canceled` items (with their events) whose `updated_at` is
+/// older than `retention_days` (default: the policy's) before now. Destructive unless
+/// `dry_run`.
+pub fn cleanup(
+    store: &mut dyn BacklogStore,
+    p: CleanupParams,
+    ctx: &Ctx<'_>,
+) -> Result<CleanupResult> {
+    p.validate(ctx.policy)?;
+    let days = p
+        .retention_days
+        .unwrap_or(ctx.policy.defaults.retention_days);
+    let cutoff = cleanup_cutoff(ctx.now, days);
+    let deleted = store.cleanup(&cutoff, p.dry_run)?;
+    Ok(CleanupResult {
+        deleted,
+        dry_run: p.dry_run,
+        cutoff,
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use crate::list::{ItemKeys, ListQuery, select};
 use crate::model::{Event, Item};
-use crate::store::{BacklogStore, Page, StoreError};
+use crate::store::{self, BacklogStore, Page, StoreError};
 
 /// An in-memory store.
 #[derive(Debug, Default, Clone)]
@@ -26,7 +26,8 @@ impl MemStore {
         Self::default()
     }
 
-    /// Number of successful `write` calls so far (tests use it to prove "no write").
+    /// Number of successful `write` calls plus non-dry `cleanup` runs that deleted
+    /// something, so far (tests use it to prove "no write").
     pub fn writes(&self) -> usize {
         self.writes
     }
@@ -44,6 +45,27 @@ impl MemStore {
     /// Every item, in no particular order.
     pub fn items(&self) -> impl Iterator<Item = &Item> {
         self.items.values()
+    }
+
+    /// Number of events stored for `item_id` (0 once the item is deleted).
+    pub fn event_count(&self, item_id: &str) -> usize {
+        self.events.get(item_id).map_or(0, Vec::len)
+    }
+
+    /// Total number of events stored.
+    pub fn total_events(&self) -> usize {
+        self.events.values().map(Vec::len).sum()
+    }
+
+    /// Puts `item` in as is, replacing any item with its id and keeping that item's events
+    /// (writes no event, checks nothing). For tests that need states no action produces, such
+    /// as legacy timestamps.
+    pub fn insert_raw(&mut self, item: Item) {
+        if let Some(old) = self.items.get(&item.id) {
+            self.by_key.remove(&old.dedupe_key);
+        }
+        self.by_key.insert(item.dedupe_key.clone(), item.id.clone());
+        self.items.insert(item.id.clone(), item);
     }
 
     /// Removes an item and its events; returns the item.
@@ -88,6 +110,32 @@ impl BacklogStore for MemStore {
             .get(item_id)
             .map(|ev| ev.iter().take(limit).cloned().collect())
             .unwrap_or_default())
+    }
+
+    fn keys(&mut self, env: Option<&str>) -> Result<Vec<ItemKeys>, StoreError> {
+        Ok(self
+            .items
+            .values()
+            .filter(|i| env.is_none_or(|e| i.env == e))
+            .map(ItemKeys::of)
+            .collect())
+    }
+
+    fn cleanup(&mut self, cutoff: &str, dry_run: bool) -> Result<usize, StoreError> {
+        let cutoff = store::parse_cutoff(cutoff)?;
+        let expired: Vec<String> = self
+            .items
+            .values()
+            .filter(|i| store::is_expired(i.status, &i.updated_at, cutoff))
+            .map(|i| i.id.clone())
+            .collect();
+        if !dry_run && !expired.is_empty() {
+            for id in &expired {
+                self.remove(id);
+            }
+            self.writes += 1;
+        }
+        Ok(expired.len())
     }
 
     fn write(&mut self, item: Option<&Item>, events: &[Event]) -> Result<(), StoreError> {

@@ -72,6 +72,14 @@ pub const EVENTS_KEYS: &[&str] = &["id", "limit"];
 pub const SET_STATUS_KEYS: &[&str] = &["id", "status", "comment"];
 /// Keys `add_comment` accepts.
 pub const ADD_COMMENT_KEYS: &[&str] = &["id", "message"];
+/// Keys `dashboard` accepts.
+pub const DASHBOARD_KEYS: &[&str] = &["env"];
+/// Keys `auto_generate_weekly` and `auto_generate_daily` accept.
+pub const GENERATE_KEYS: &[&str] = &["env"];
+/// Keys `cleanup` accepts.
+pub const CLEANUP_KEYS: &[&str] = &["retention_days", "dry_run"];
+/// The env of `dashboard` and generation when none is given.
+pub const DEFAULT_ENV: &str = "prod";
 
 /// The accepted keys of `action`, for the actions this module parses.
 pub fn allowed_keys(action: &str) -> Option<&'static [&'static str]> {
@@ -83,6 +91,9 @@ pub fn allowed_keys(action: &str) -> Option<&'static [&'static str]> {
         "events" => EVENTS_KEYS,
         "set_status" => SET_STATUS_KEYS,
         "add_comment" => ADD_COMMENT_KEYS,
+        "dashboard" => DASHBOARD_KEYS,
+        "auto_generate_weekly" | "auto_generate_daily" => GENERATE_KEYS,
+        "cleanup" => CLEANUP_KEYS,
         _ => return None,
     })
 }
@@ -323,6 +334,36 @@ pub struct AddCommentParams {
     pub id: String,
     /// 1..4000 chars.
     pub message: String,
+}
+
+/// `dashboard`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardParams {
+    /// Default `prod`.
+    pub env: String,
+}
+
+/// `auto_generate_weekly`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeeklyParams {
+    /// Default `prod`.
+    pub env: String,
+}
+
+/// `auto_generate_daily`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyParams {
+    /// Default `prod`.
+    pub env: String,
+}
+
+/// `cleanup`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanupParams {
+    /// Days to keep terminal items; `None` = the policy's `defaults.retention_days`.
+    pub retention_days: Option<u32>,
+    /// Count only, delete nothing. Default false.
+    pub dry_run: bool,
 }
 
 /// The optional item fields shared by create and upsert.
@@ -632,6 +673,65 @@ impl Params for AddCommentParams {
     }
 }
 
+/// Implements [`Params`] for an action whose only parameter is an optional `env`
+/// (default [`DEFAULT_ENV`]).
+macro_rules! env_params {
+    ($t:ident, $action:literal, $keys:ident) => {
+        impl Params for $t {
+            const ACTION: &'static str = $action;
+            const KEYS: &'static [&'static str] = $keys;
+
+            fn from_json(params: &Value, policy: &Policy) -> Result<Self> {
+                let f = object(Self::ACTION, params, Self::KEYS)?;
+                let p = $t {
+                    env: f.opt_str("env")?.unwrap_or_else(|| DEFAULT_ENV.to_owned()),
+                };
+                p.validate(policy)?;
+                Ok(p)
+            }
+
+            fn validate(&self, _policy: &Policy) -> Result {
+                v::env(&self.env)
+            }
+        }
+    };
+}
+env_params!(DashboardParams, "dashboard", DASHBOARD_KEYS);
+env_params!(WeeklyParams, "auto_generate_weekly", GENERATE_KEYS);
+env_params!(DailyParams, "auto_generate_daily", GENERATE_KEYS);
+
+impl Params for CleanupParams {
+    const ACTION: &'static str = "cleanup";
+    const KEYS: &'static [&'static str] = CLEANUP_KEYS;
+
+    fn from_json(params: &Value, policy: &Policy) -> Result<Self> {
+        let f = object(Self::ACTION, params, Self::KEYS)?;
+        let retention_days =
+            match f.get("retention_days") {
+                None => None,
+                Some(n) => Some(n.as_u64().and_then(|d| u32::try_from(d).ok()).ok_or_else(
+                    || match n.as_u64() {
+                        Some(big) => Error::invalid_input(format!(
+                            "`retention_days` must be at most {}, got {big}",
+                            u32::MAX
+                        )),
+                        None => wrong("retention_days", "a non-negative integer", n),
+                    },
+                )?),
+            };
+        let p = CleanupParams {
+            retention_days,
+            dry_run: f.opt_bool("dry_run")?.unwrap_or(false),
+        };
+        p.validate(policy)?;
+        Ok(p)
+    }
+
+    fn validate(&self, _policy: &Policy) -> Result {
+        Ok(())
+    }
+}
+
 /// `status` of `list`: one name, a comma-separated string of names, or a list of names.
 fn statuses(f: &Fields<'_>) -> Result<Vec<Status>> {
     let names: Vec<String> = match f.get("status") {
@@ -919,6 +1019,63 @@ mod tests {
         check_err::<AddCommentParams>(
             json!({"id": "bl_000000000001", "message": "m", "actor": "x"}),
             "unknown parameter `actor` for `add_comment`; allowed: id, message",
+        );
+    }
+
+    #[test]
+    fn env_only_and_cleanup() {
+        let d: DashboardParams = parse(json!({}));
+        assert_eq!(d.env, "prod");
+        let d: DashboardParams = parse(json!({"env": null}));
+        assert_eq!(d.env, "prod");
+        let w: WeeklyParams = parse(json!({"env": "staging"}));
+        assert_eq!(w.env, "staging");
+        let dl: DailyParams = parse(json!({"env": "dev"}));
+        assert_eq!(dl.env, "dev");
+        check_err::<DashboardParams>(json!({"env": "Prod"}), "`env` must match");
+        check_err::<WeeklyParams>(json!({"env": 1}), "`env` must be a string, got number");
+        check_err::<DailyParams>(
+            json!({"week": "2026-48"}),
+            "unknown parameter `week` for `auto_generate_daily`; allowed: env",
+        );
+        check_err::<DashboardParams>(
+            json!({"limit": 3}),
+            "unknown parameter `limit` for `dashboard`; allowed: env",
+        );
+
+        let c: CleanupParams = parse(json!({}));
+        assert_eq!(
+            c,
+            CleanupParams {
+                retention_days: None,
+                dry_run: false
+            }
+        );
+        let c: CleanupParams = parse(json!({"retention_days": 0, "dry_run": true}));
+        assert_eq!((c.retention_days, c.dry_run), (Some(0), true));
+        check_err::<CleanupParams>(
+            json!({"retention_days": -1}),
+            "`retention_days` must be a non-negative integer, got number",
+        );
+        check_err::<CleanupParams>(
+            json!({"retention_days": 1.5}),
+            "`retention_days` must be a non-negative integer",
+        );
+        check_err::<CleanupParams>(
+            json!({"retention_days": "30"}),
+            "`retention_days` must be a non-negative integer, got string",
+        );
+        check_err::<CleanupParams>(
+            json!({"retention_days": 5_000_000_000u64}),
+            "`retention_days` must be at most 4294967295, got 5000000000",
+        );
+        check_err::<CleanupParams>(
+            json!({"dry_run": "yes"}),
+            "`dry_run` must be a boolean, got string",
+        );
+        check_err::<CleanupParams>(
+            json!({"retention": 3}),
+            "unknown parameter `retention` for `cleanup`; allowed: retention_days, dry_run",
         );
     }
 

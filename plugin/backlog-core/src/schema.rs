@@ -7,6 +7,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::list::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::params::DEFAULT_ENV;
 use crate::policy::Policy;
 use crate::validate::{
     DATE_PATTERN, DEDUPE_KEY_MAX, DESCRIPTION_MAX, ENV_PATTERN, ITEM_ID_PATTERN, MESSAGE_MAX,
@@ -21,7 +22,9 @@ pub const TOOL_DESCRIPTION: &str = "Engineering backlog: deduplicated work items
 platform digests or created by hand. Create, upsert (by id or dedupe_key), get, list (filter by \
 env, status, priority, service, owner, category, due date, overdue), read an item's event \
 history, change status (open, in_progress, blocked, done, canceled; done/canceled can only be \
-reopened) and comment. Every change is recorded as an event attributed to the calling agent.";
+reopened) and comment; see an env's dashboard (counts, overdue items, top services, alerts). \
+Admins generate items from the weekly platform digest (and the daily risk digest) and clean up \
+old done/canceled items. Every change is recorded as an event attributed to the calling agent.";
 
 /// Entitlement of read-only actions.
 pub const READ: &str = "tools.backlog.read";
@@ -136,6 +139,12 @@ fn build(policy: Option<&Policy>) -> Vec<ActionSpec> {
         ),
     );
     let status_one = json!({"type": "string", "enum": STATUSES});
+    let env_default = |what: &str| {
+        props(vec![(
+            "env",
+            json!({"type": "string", "pattern": ENV_PATTERN, "default": DEFAULT_ENV, "description": what}),
+        )])
+    };
     vec![
         ActionSpec {
             name: "create",
@@ -260,6 +269,48 @@ fn build(policy: Option<&Policy>) -> Vec<ActionSpec> {
                 &["id", "message"],
             ),
         },
+        ActionSpec {
+            name: "dashboard",
+            description: "Dashboard of one environment: total, status_counts and priority_counts (every key, zeros included), overdue_count, the overdue items (not done/canceled, due before today UTC; sorted by due_date then priority; at most the policy's overdue_limit), top_services by open items, and alerts (notify oncall when overdue_count exceeds the policy threshold; page cto when a P0 item is overdue).",
+            entitlement: READ,
+            schema: object_schema(env_default("Environment. Default prod."), &[]),
+        },
+        ActionSpec {
+            name: "auto_generate_weekly",
+            description: "Generate backlog items from the latest weekly platform digest (ops/reports/platform/YYYY-WW.json) of the env: one item per service and matching policy category, deduplicated by week, env, service and category, at most the policy's max_items_per_run created or updated per run (the rest are counted as capped; run again to continue). Re-running changes nothing. Owner, status, priority and due date that people set are kept. Returns {\"week\",\"env\",\"digest\",\"created\",\"updated\",\"unchanged\",\"capped\",\"items\",\"stale\"}, or {\"skipped\":true,…} when disabled by policy; precondition_failed when no digest exists.",
+            entitlement: ADMIN,
+            schema: object_schema(
+                env_default("Environment whose digest to read. Default prod."),
+                &[],
+            ),
+        },
+        ActionSpec {
+            name: "auto_generate_daily",
+            description: "Generate slo_hardening items from the latest daily risk digest (ops/reports/risk/YYYY-MM-DD.json) for services in the policy's daily_risk_bands, merged into this week's weekly item of the same service. Off unless the policy enables it. Returns the weekly result shape with date in place of week.",
+            entitlement: ADMIN,
+            schema: object_schema(
+                env_default("Environment whose digest to read. Default prod."),
+                &[],
+            ),
+        },
+        ActionSpec {
+            name: "cleanup",
+            description: "Destructive: permanently deletes done and canceled items (and their event history) last updated more than retention_days ago. Open, in_progress and blocked items are never deleted. Use dry_run to count first. Returns {\"deleted\":N,\"dry_run\":bool,\"cutoff\":\"<timestamp>\"}.",
+            entitlement: ADMIN,
+            schema: object_schema(
+                props(vec![
+                    (
+                        "retention_days",
+                        json!({"type": "integer", "minimum": 0, "maximum": u32::MAX, "description": "Keep terminal items updated within this many days. Default: the policy's defaults.retention_days (180)."}),
+                    ),
+                    (
+                        "dry_run",
+                        json!({"type": "boolean", "default": false, "description": "Only count what would be deleted; change nothing."}),
+                    ),
+                ]),
+                &[],
+            ),
+        },
     ]
 }
 
@@ -293,9 +344,14 @@ mod tests {
                 "list",
                 "events",
                 "set_status",
-                "add_comment"
+                "add_comment",
+                "dashboard",
+                "auto_generate_weekly",
+                "auto_generate_daily",
+                "cleanup"
             ]
         );
+        assert_eq!(names, crate::actions::ACTIONS);
         for spec in &specs {
             let accepted = params::allowed_keys(spec.name).unwrap_or_default();
             let accepted: BTreeSet<String> = accepted.iter().map(|k| (*k).to_owned()).collect();
@@ -327,6 +383,9 @@ mod tests {
                 "list" => json!({}),
                 "set_status" => json!({"id": "bl_000000000001", "status": "open"}),
                 "add_comment" => json!({"id": "bl_000000000001", "message": "m"}),
+                "dashboard" | "auto_generate_weekly" | "auto_generate_daily" | "cleanup" => {
+                    json!({})
+                }
                 other => panic!("no minimal request for {other}"),
             };
             let parses = |v: &Value| -> bool {
@@ -337,7 +396,12 @@ mod tests {
                     "list" => crate::list::ListQuery::from_json(v, &policy).is_ok(),
                     "events" => params::EventsParams::from_json(v, &policy).is_ok(),
                     "set_status" => params::SetStatusParams::from_json(v, &policy).is_ok(),
-                    _ => params::AddCommentParams::from_json(v, &policy).is_ok(),
+                    "add_comment" => params::AddCommentParams::from_json(v, &policy).is_ok(),
+                    "dashboard" => params::DashboardParams::from_json(v, &policy).is_ok(),
+                    "auto_generate_weekly" => params::WeeklyParams::from_json(v, &policy).is_ok(),
+                    "auto_generate_daily" => params::DailyParams::from_json(v, &policy).is_ok(),
+                    "cleanup" => params::CleanupParams::from_json(v, &policy).is_ok(),
+                    other => panic!("no parser for {other}"),
                 }
             };
             assert!(parses(&minimal), "{}: minimal request rejected", spec.name);
@@ -376,8 +440,16 @@ mod tests {
                 ("list", READ),
                 ("events", READ),
                 ("set_status", WRITE),
-                ("add_comment", WRITE)
+                ("add_comment", WRITE),
+                ("dashboard", READ),
+                ("auto_generate_weekly", ADMIN),
+                ("auto_generate_daily", ADMIN),
+                ("cleanup", ADMIN)
             ]
+        );
+        assert!(
+            action("cleanup").is_some_and(|a| a.description.starts_with("Destructive")),
+            "cleanup must say it is destructive"
         );
         let specs = actions_for(&Policy::default());
         assert_eq!(

@@ -4,7 +4,9 @@
 //!
 //! This module never reads the clock: the current time always comes in as an argument.
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Timelike, Utc, Weekday,
+};
 
 /// `t` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`: exactly 6 fraction digits (truncated), always `Z`.
 /// Fixed width for years 0000..=9999 (the only years [`parse_ts`] accepts).
@@ -87,6 +89,25 @@ pub fn format_date(date: NaiveDate) -> String {
 pub fn iso_week(date: NaiveDate) -> String {
     let w = date.iso_week();
     format!("{:04}-{:02}", w.year(), w.week())
+}
+
+/// Strict ISO week token `YYYY-WW` (exactly 7 ASCII characters) naming a week that exists:
+/// `WW` is `01`..=`53`, and `53` only in years that have 53 ISO weeks. Returns the Monday of
+/// that week.
+pub fn parse_week(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() != 7 || b[4] != b'-' {
+        return None;
+    }
+    let (y, w) = (digits(&b[..4])?, digits(&b[5..7])?);
+    NaiveDate::from_isoywd_opt(i32::try_from(y).ok()?, w, Weekday::Mon)
+}
+
+/// The week before `week` (`YYYY-WW`): the ISO week of its Monday minus 7 days, so
+/// `2027-01` → `2026-53` and `2026-01` → `2025-52`. `None` if `week` is not a valid token.
+pub fn previous_week(week: &str) -> Option<String> {
+    let monday = parse_week(week)?;
+    Some(iso_week(add_days(monday, -7)?))
 }
 
 /// `date` plus `days` (may be negative); `None` on overflow.
@@ -204,6 +225,29 @@ mod tests {
         assert_eq!(add_days(ymd(2026, 3, 1), i64::MAX), None);
         let now = parse_ts("2026-03-02T23:59:59.999999-01:00").unwrap_or_default();
         assert_eq!(today(now), "2026-03-03");
+    }
+
+    #[track_caller]
+    fn check_week(s: &str, monday: Option<NaiveDate>, prev: Option<&str>) {
+        assert_eq!(parse_week(s), monday, "{s:?}");
+        assert_eq!(previous_week(s).as_deref(), prev, "{s:?}");
+    }
+
+    #[test]
+    fn week_tokens() {
+        check_week("2026-48", Some(ymd(2026, 11, 23)), Some("2026-47"));
+        check_week("2026-53", Some(ymd(2026, 12, 28)), Some("2026-52"));
+        check_week("2027-01", Some(ymd(2027, 1, 4)), Some("2026-53"));
+        check_week("2026-01", Some(ymd(2025, 12, 29)), Some("2025-52"));
+        check_week("2021-01", Some(ymd(2021, 1, 4)), Some("2020-53"));
+        // 2025 has 52 ISO weeks, 2026 has 53.
+        check_week("2025-53", None, None);
+        check_week("2026-54", None, None);
+        check_week("2026-00", None, None);
+        check_week("2026-7", None, None);
+        check_week("2026W48", None, None);
+        check_week("2026-48x", None, None);
+        check_week("", None, None);
     }
 
     #[track_caller]

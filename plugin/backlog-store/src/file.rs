@@ -8,9 +8,15 @@
 //! * inode differs (native only: `std::os::wasi::fs::MetadataExt` is unstable, so inside the
 //!   component a replaced file is caught by the next checks) → rebuild;
 //! * length below the indexed end → rebuild;
-//! * length and mtime as last seen → unchanged (one `open` + `fstat` per call);
+//! * length and mtime as last seen, and no torn tail pending → unchanged (one `open` +
+//!   `fstat` per call);
 //! * otherwise the last indexed line (up to [`CHECK_WINDOW`] bytes before the indexed end) must
 //!   hash as it did and end in `\n`, else → rebuild; if it does → only the tail is read.
+//!
+//! What this cannot see: a file replaced inside the component (no inode there) by one of the
+//! same length within the same mtime tick, or bytes edited in place before the last line.
+//! Readers then meet a line that is not what the index says, and the store re-indexes and
+//! retries (`JsonlError::Stale`).
 
 use std::fs::{File, Metadata};
 use std::hash::{DefaultHasher, Hasher};
@@ -117,7 +123,10 @@ impl FileState {
             || len < self.end
         {
             Plan::Rebuild
-        } else if len == self.seen_len && mtime.is_some() && mtime == self.mtime {
+        } else if len == self.seen_len && self.end == len && mtime.is_some() && mtime == self.mtime
+        {
+            // (With a torn tail after `end`, look again every time: a writer may have cut it
+            // and appended a line of the same length within one mtime tick.)
             Plan::Unchanged
         } else if self.indexed_tail_intact(&file)? {
             Plan::Append
@@ -209,6 +218,27 @@ impl FileState {
             }
         }
         Ok(())
+    }
+
+    /// Calls `f(line, offset)` for every complete line already indexed (`[0, end)`), in
+    /// order, without changing the state (cleanup reads the file again to rewrite it). Lines
+    /// longer than [`MAX_LINE`] are not passed (they were reported when indexed).
+    pub fn each_line(
+        &self,
+        mut f: impl FnMut(&[u8], u64) -> Result<(), JsonlError>,
+    ) -> Result<(), JsonlError> {
+        let Some(file) = self.file.as_ref() else {
+            return Ok(());
+        };
+        let mut on_line = |line: Option<&[u8]>, off: u64, _len: u64| match line {
+            Some(line) => f(line, off),
+            None => Ok(()),
+        };
+        match scan_lines(file, 0, self.end, &mut on_line) {
+            Ok(_) => Ok(()),
+            Err(ScanError::Io(e)) => Err(read_err(self.name, "read", e)),
+            Err(ScanError::Line(e)) => Err(e),
+        }
     }
 
     /// Reads one indexed line (with its `\n`). A short read or a line not ending in `\n`

@@ -22,7 +22,8 @@ pub(crate) struct ItemHead<'a> {
     #[serde(borrow)]
     pub id: Cow<'a, str>,
     created_at: AnyStr,
-    updated_at: AnyStr,
+    #[serde(borrow)]
+    pub updated_at: Cow<'a, str>,
     #[serde(borrow)]
     pub env: Cow<'a, str>,
     #[serde(borrow)]

@@ -4,7 +4,8 @@
 //! The store is meant to live across calls (in a warm component instance), keeping a warm
 //! [`crate::index`] of offsets and keys. Every operation first refreshes: it stats each file it
 //! needs and reads only what was appended since the last call, or re-indexes from scratch when
-//! the file was rewritten (cleanup), replaced or removed ([`crate::file`]).
+//! the file was rewritten (cleanup), replaced or removed ([`crate::file`]). `cleanup` itself
+//! lives in [`cleanup`].
 //!
 //! Must not: take locks (the host serializes write-capable calls across threads and processes
 //! and holds the directory lock; WASI has none), create anything when read-only, keep parsed
@@ -22,6 +23,8 @@ use crate::error::{JsonlError, read_err, write_err};
 use crate::file::{FileState, Plan, read_at};
 use crate::head::{self, EventHead, ItemHead};
 use crate::index::{Index, Loc};
+
+mod cleanup;
 
 /// File name of the items file inside the JSONL directory.
 pub const ITEMS_FILE: &str = "items.jsonl";
@@ -235,17 +238,14 @@ impl JsonlStore {
         let mut out = Vec::with_capacity(locs.len());
         for loc in locs {
             let bytes = self.events.read_line(loc.off, loc.len)?;
-            let stale = JsonlError::Stale {
+            let stale = || JsonlError::Stale {
                 file: EVENTS_FILE,
                 offset: loc.off,
             };
             let ev: Event =
-                serde_json::from_slice(head::trim_newline(&bytes)).map_err(|_| stale)?;
+                serde_json::from_slice(head::trim_newline(&bytes)).map_err(|_| stale())?;
             if ev.item_id != item_id {
-                return Err(JsonlError::Stale {
-                    file: EVENTS_FILE,
-                    offset: loc.off,
-                });
+                return Err(stale());
             }
             out.push(ev);
         }
@@ -276,12 +276,21 @@ impl JsonlStore {
 
         // Open for appending and cut torn tails, then catch the index up with whatever is
         // complete on disk, so the offsets of our lines are known.
+        let mut created = false;
         let mut items_f = match &item_buf {
-            Some(_) => Some(self.open_append(ITEMS_FILE)?),
+            Some(_) => {
+                let (f, new) = self.open_append(ITEMS_FILE)?;
+                created |= new;
+                Some(f)
+            }
             None => None,
         };
         let mut events_f = match &ev_buf {
-            Some(_) => Some(self.open_append(EVENTS_FILE)?),
+            Some(_) => {
+                let (f, new) = self.open_append(EVENTS_FILE)?;
+                created |= new;
+                Some(f)
+            }
             None => None,
         };
         if let Some(f) = &items_f {
@@ -309,6 +318,9 @@ impl JsonlStore {
                 }
             }
             return Err(e);
+        }
+        if created {
+            self.sync_dir();
         }
 
         // Index what was written without reading it back, when the file was exactly what
@@ -350,23 +362,33 @@ impl JsonlStore {
         Ok(())
     }
 
-    /// Opens `name` for reading and appending, creating it (and the directory) if missing.
-    fn open_append(&self, name: &'static str) -> Result<File, JsonlError> {
+    /// Opens `name` for reading and appending; creates it (and the directory) if missing and
+    /// then says so (`true`), because the new directory entry needs syncing too.
+    fn open_append(&self, name: &'static str) -> Result<(File, bool), JsonlError> {
         let path = self.dir.join(name);
-        let open = || {
+        let open = |create: bool| {
             OpenOptions::new()
                 .read(true)
                 .append(true)
-                .create(true)
+                .create(create)
                 .open(&path)
         };
-        match open() {
-            Ok(f) => Ok(f),
+        match open(false) {
+            Ok(f) => Ok((f, false)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir_all(&self.dir).map_err(|e| write_err(name, "create", e))?;
-                open().map_err(|e| write_err(name, "create", e))
+                let f = open(true).map_err(|e| write_err(name, "create", e))?;
+                Ok((f, true))
             }
-            Err(e) => Err(write_err(name, "open", e)),
+            Err(e) => Err(write_err(name, "write", e)),
+        }
+    }
+
+    /// Makes the creation of a file durable (its directory entry). Best effort: not every
+    /// platform lets a directory be opened and synced, and the data itself is already synced.
+    fn sync_dir(&self) {
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
         }
     }
 }
@@ -496,5 +518,19 @@ impl BacklogStore for JsonlStore {
 
     fn write(&mut self, item: Option<&Item>, events: &[Event]) -> Result<(), StoreError> {
         self.write_now(item, events).map_err(StoreError::from)
+    }
+
+    fn keys(&mut self, env: Option<&str>) -> Result<Vec<ItemKeys>, StoreError> {
+        self.refresh_items()?;
+        Ok(self
+            .index
+            .keys()
+            .filter(|k| env.is_none_or(|e| k.env == e))
+            .cloned()
+            .collect())
+    }
+
+    fn cleanup(&mut self, cutoff: &str, dry_run: bool) -> Result<usize, StoreError> {
+        self.cleanup_now(cutoff, dry_run)
     }
 }

@@ -11,6 +11,7 @@
 
 mod error;
 mod file;
+mod filter;
 mod head;
 mod index;
 mod jsonl;

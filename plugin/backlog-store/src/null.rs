@@ -1,14 +1,15 @@
 //! The `null` backend (SPEC §7): storage disabled. Reads answer empty, writes `unavailable`.
 
-use backlog_core::list::ListQuery;
+use backlog_core::list::{ItemKeys, ListQuery};
 use backlog_core::model::{Event, Item};
 use backlog_core::store::{BacklogStore, Page, StoreError};
 
 /// The message every write fails with.
 pub const NULL_WRITE_MESSAGE: &str = "backlog storage is disabled (BACKLOG_BACKEND=null)";
 
-/// Storage disabled: `get`/`find_by_dedupe_key` → `None`, `list` → empty page, `events` →
-/// empty, `write` → [`StoreError::Unavailable`] ([`NULL_WRITE_MESSAGE`]).
+/// Storage disabled: `get`/`find_by_dedupe_key` → `None`, `list` → empty page, `events` and
+/// `keys` → empty, `cleanup` dry run → 0; `write` and a real `cleanup` →
+/// [`StoreError::Unavailable`] ([`NULL_WRITE_MESSAGE`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NullStore;
 
@@ -43,5 +44,16 @@ impl BacklogStore for NullStore {
 
     fn write(&mut self, _item: Option<&Item>, _events: &[Event]) -> Result<(), StoreError> {
         Err(StoreError::Unavailable(NULL_WRITE_MESSAGE.to_owned()))
+    }
+
+    fn keys(&mut self, _env: Option<&str>) -> Result<Vec<ItemKeys>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    fn cleanup(&mut self, _cutoff: &str, dry_run: bool) -> Result<usize, StoreError> {
+        match dry_run {
+            true => Ok(0),
+            false => Err(StoreError::Unavailable(NULL_WRITE_MESSAGE.to_owned())),
+        }
     }
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use backlog_core::list::{self, ItemKeys, ListQuery};
+use backlog_core::mem::MemStore;
 use backlog_core::model::{Event, EventType, Item, Priority, Source, Status};
 use backlog_core::store::{BacklogStore, StoreError};
 use backlog_store::{Access, EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore, NullStore};
@@ -523,6 +524,38 @@ fn torn_tail_is_invisible_then_cut_by_the_next_write() {
 }
 
 #[test]
+fn torn_tail_replaced_by_a_line_of_the_same_length_is_seen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, c) = (item(1), item(3));
+    let torn = "x".repeat(line(&c).len());
+    fs::write(tmp.path().join(ITEMS_FILE), format!("{}{torn}", line(&a))).unwrap();
+    let (mut reader, _) = store(tmp.path(), Access::ReadOnly);
+    assert_eq!(
+        reader
+            .list(&ListQuery::default(), "2026-01-01")
+            .unwrap()
+            .total,
+        1
+    );
+    let mut writer = rw(tmp.path());
+    writer.write(Some(&c), &[]).unwrap();
+    assert_eq!(reader.get(&c.id).unwrap(), Some(c));
+}
+
+#[test]
+fn overlong_line_is_skipped_as_corrupt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = item(1);
+    let huge = format!("{{\"x\":\"{}\"}}\n", "y".repeat(9 << 20));
+    fs::write(tmp.path().join(ITEMS_FILE), format!("{huge}{}", line(&a))).unwrap();
+    let (mut s, warnings) = store(tmp.path(), Access::ReadOnly);
+    assert_eq!(s.get(&a.id).unwrap(), Some(a));
+    let w = warnings.borrow().clone();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("jsonl: skipping corrupt line items.jsonl:1: line is longer than"));
+}
+
+#[test]
 fn read_only_write_is_forbidden_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let a = item(1);
@@ -567,13 +600,217 @@ fn os_refusal_maps_to_forbidden() {
     match s.write(Some(&item(2)), &[]) {
         Err(StoreError::Forbidden(m)) => {
             assert!(
-                m.starts_with("the sandbox refused to open items.jsonl: "),
+                m.starts_with("the sandbox refused to write items.jsonl: "),
                 "{m}"
             )
         }
         other => panic!("expected Forbidden, got {other:?}"),
     }
     assert_eq!(s.get(&item(1).id).unwrap(), Some(item(1)));
+}
+
+#[test]
+fn keys_lists_live_items_of_an_env() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = rw(tmp.path());
+    let (mut a, mut b) = (item(1), item(2));
+    b.env = "staging".into();
+    s.write(Some(&a), &[]).unwrap();
+    s.write(Some(&b), &[]).unwrap();
+    a.owner = "cto".into();
+    s.write(Some(&a), &[]).unwrap();
+    let mut all = s.keys(None).unwrap();
+    all.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(all, vec![ItemKeys::of(&a), ItemKeys::of(&b)]);
+    assert_eq!(s.keys(Some("staging")).unwrap(), vec![ItemKeys::of(&b)]);
+    assert!(s.keys(Some("nope")).unwrap().is_empty());
+}
+
+const CUTOFF: &str = "2026-03-01T00:00:00.000000Z";
+
+/// Items 1..=6: 1 done and old (expired), 2 canceled and old in the legacy naive form
+/// (expired), 3 done but recent, 4 open and old, 5 done and old but reopened by a later line,
+/// 6 old and done but with an unparseable `updated_at` (never expired).
+fn cleanup_fixture(dir: &Path) -> Vec<Item> {
+    let mut s = rw(dir);
+    let old = "2026-02-01T00:00:00.000000Z";
+    let mut items = Vec::new();
+    for n in 1..=6 {
+        let mut it = item(n);
+        it.status = Status::Done;
+        it.updated_at = old.into();
+        items.push(it);
+    }
+    items[1].status = Status::Canceled;
+    items[1].updated_at = "2026-02-01T00:00:00.5".into();
+    items[2].updated_at = "2026-03-02T00:00:00.000000Z".into();
+    items[3].status = Status::Open;
+    items[5].updated_at = "yesterday".into();
+    for it in &items {
+        s.write(Some(it), &[event(it.title.len() as u64 * 100 + 1, &it.id)])
+            .unwrap();
+    }
+    // Item 5 reopened: its latest line is not terminal.
+    items[4].status = Status::Open;
+    items[4].updated_at = "2026-02-02T00:00:00.000000Z".into();
+    s.write(Some(&items[4]), &[event(77, &items[4].id)])
+        .unwrap();
+    // An event of an item that never existed, a corrupt line in each file.
+    s.write(None, &[event(99, "bl_00000000dead")]).unwrap();
+    append(&dir.join(ITEMS_FILE), "garbage\n");
+    append(&dir.join(EVENTS_FILE), "garbage\n");
+    items
+}
+
+#[test]
+fn cleanup_dry_run_counts_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    cleanup_fixture(tmp.path());
+    let before_items = fs::read(tmp.path().join(ITEMS_FILE)).unwrap();
+    let before_events = fs::read(tmp.path().join(EVENTS_FILE)).unwrap();
+    for access in [Access::ReadOnly, Access::ReadWrite] {
+        let (mut s, _) = store(tmp.path(), access);
+        assert_eq!(s.cleanup(CUTOFF, true).unwrap(), 2);
+    }
+    assert_eq!(fs::read(tmp.path().join(ITEMS_FILE)).unwrap(), before_items);
+    assert_eq!(
+        fs::read(tmp.path().join(EVENTS_FILE)).unwrap(),
+        before_events
+    );
+    let names: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn cleanup_deletes_expired_items_and_compacts_both_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let items = cleanup_fixture(tmp.path());
+    let (mut reader, _) = store(tmp.path(), Access::ReadOnly);
+    assert_eq!(
+        reader
+            .list(&ListQuery::default(), "2026-01-01")
+            .unwrap()
+            .total,
+        6
+    );
+    let (mut s, _) = store(tmp.path(), Access::ReadWrite);
+    assert_eq!(s.cleanup(CUTOFF, false).unwrap(), 2);
+
+    // Items: the latest line of each survivor, in file order; nothing else.
+    let survivors = [&items[2], &items[3], &items[5], &items[4]];
+    let want: String = survivors.iter().map(|it| line(*it)).collect();
+    assert_eq!(
+        fs::read_to_string(tmp.path().join(ITEMS_FILE)).unwrap(),
+        want
+    );
+    // Events: only those of survivors (the orphan, the corrupt line and those of 1, 2 gone).
+    let events_text = fs::read_to_string(tmp.path().join(EVENTS_FILE)).unwrap();
+    assert_eq!(events_text.lines().count(), 5, "{events_text}");
+    let names: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
+
+    for st in [&mut s, &mut reader] {
+        assert_eq!(st.get(&items[0].id).unwrap(), None);
+        assert_eq!(st.get(&items[1].id).unwrap(), None);
+        assert!(st.events(&items[0].id, 10).unwrap().is_empty());
+        assert_eq!(st.get(&items[4].id).unwrap(), Some(items[4].clone()));
+        assert_eq!(st.events(&items[4].id, 10).unwrap().len(), 2);
+        assert_eq!(
+            st.list(&ListQuery::default(), "2026-01-01").unwrap().total,
+            4
+        );
+        assert_eq!(
+            st.stats(),
+            IndexStats {
+                items: 4,
+                events: 5,
+                lines: 9,
+                corrupt: 0
+            }
+        );
+    }
+    // Writes go on as usual, and a second cleanup with nothing to do rewrites nothing.
+    let seven = item(7);
+    s.write(Some(&seven), &[event(7, &seven.id)]).unwrap();
+    assert_eq!(reader.get(&seven.id).unwrap(), Some(seven));
+    #[cfg(unix)]
+    let inode = || {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(tmp.path().join(ITEMS_FILE)).unwrap().ino()
+    };
+    #[cfg(unix)]
+    let before = inode();
+    assert_eq!(s.cleanup(CUTOFF, false).unwrap(), 0);
+    #[cfg(unix)]
+    assert_eq!(inode(), before);
+}
+
+#[test]
+fn cleanup_and_keys_agree_with_mem_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = rw(tmp.path());
+    let mut mem = MemStore::new();
+    let mut rng = Lcg(5);
+    for round in 0..3 {
+        for _ in 0..300 {
+            let n = rng.next() % 200;
+            let mut it = random_item(&mut rng, n);
+            it.updated_at = format!("2026-0{}-15T00:00:00.000000Z", 1 + rng.next() % 4);
+            let ev = event(rng.next(), &it.id);
+            s.write(Some(&it), std::slice::from_ref(&ev)).unwrap();
+            mem.write(Some(&it), &[ev]).unwrap();
+        }
+        let cutoff = format!("2026-0{}-01T00:00:00.000000Z", 2 + round);
+        assert_eq!(
+            s.cleanup(&cutoff, true).unwrap(),
+            mem.cleanup(&cutoff, true).unwrap()
+        );
+        assert_eq!(
+            s.cleanup(&cutoff, false).unwrap(),
+            mem.cleanup(&cutoff, false).unwrap()
+        );
+        let sorted = |mut v: Vec<ItemKeys>| {
+            v.sort_by(|a, b| a.id.cmp(&b.id));
+            v
+        };
+        assert_eq!(
+            sorted(s.keys(None).unwrap()),
+            sorted(mem.keys(None).unwrap())
+        );
+        assert_eq!(
+            sorted(s.keys(Some("prod")).unwrap()),
+            sorted(mem.keys(Some("prod")).unwrap())
+        );
+        for k in mem.keys(None).unwrap() {
+            assert_eq!(
+                s.events(&k.id, 1000).unwrap(),
+                mem.events(&k.id, 1000).unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn cleanup_under_read_only_is_forbidden_and_bad_cutoff_is_internal() {
+    let tmp = tempfile::tempdir().unwrap();
+    cleanup_fixture(tmp.path());
+    let before = fs::read(tmp.path().join(ITEMS_FILE)).unwrap();
+    let (mut s, _) = store(tmp.path(), Access::ReadOnly);
+    assert!(matches!(
+        s.cleanup(CUTOFF, false),
+        Err(StoreError::Forbidden(_))
+    ));
+    assert!(matches!(
+        s.cleanup("last week", true),
+        Err(StoreError::Internal(_))
+    ));
+    assert_eq!(fs::read(tmp.path().join(ITEMS_FILE)).unwrap(), before);
 }
 
 #[test]
@@ -591,20 +828,33 @@ fn null_store_reads_empty_and_refuses_writes() {
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
+    assert!(s.keys(None).unwrap().is_empty());
+    assert_eq!(s.cleanup(CUTOFF, true).unwrap(), 0);
+    assert!(matches!(
+        s.cleanup(CUTOFF, false),
+        Err(StoreError::Unavailable(_))
+    ));
 }
 
 #[test]
-fn list_via_index_equals_a_full_scan() {
+fn list_via_index_equals_mem_store_and_a_full_scan() {
     let tmp = tempfile::tempdir().unwrap();
     let mut s = rw(tmp.path());
+    let mut mem = MemStore::new();
     let mut rng = Lcg(42);
-    // 600 items, then 400 random updates of existing ones.
+    // 600 items, then 400 random updates of existing ones; a listing in between so that the
+    // updates also go through the index's incremental reordering.
     for n in 0..600 {
-        s.write(Some(&random_item(&mut rng, n)), &[]).unwrap();
+        let it = random_item(&mut rng, n);
+        s.write(Some(&it), &[]).unwrap();
+        mem.write(Some(&it), &[]).unwrap();
     }
+    s.list(&ListQuery::default(), "2026-06-15").unwrap();
     for _ in 0..400 {
         let n = rng.next() % 600;
-        s.write(Some(&random_item(&mut rng, n)), &[]).unwrap();
+        let it = random_item(&mut rng, n);
+        s.write(Some(&it), &[]).unwrap();
+        mem.write(Some(&it), &[]).unwrap();
     }
     let (mut reader, _) = store(tmp.path(), Access::ReadOnly);
     let today = "2026-06-15";
@@ -653,6 +903,12 @@ fn list_via_index_equals_a_full_scan() {
     });
     for q in &queries {
         let (want, want_total) = naive_list(tmp.path(), q, today);
+        let reference = mem.list(q, today).unwrap();
+        assert_eq!(
+            (&reference.items, reference.total),
+            (&want, want_total),
+            "{q:?}"
+        );
         for st in [&mut s, &mut reader] {
             let page = st.list(q, today).unwrap();
             assert_eq!(page.total, want_total, "{q:?}");

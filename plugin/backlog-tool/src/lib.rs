@@ -5,6 +5,7 @@
 //! Architecture invariant: no backlog rule lives here. This crate only decodes the call
 //! context, keeps the store open across calls of a warm instance, and converts types.
 
+mod reports;
 mod store;
 mod typed;
 
@@ -58,14 +59,19 @@ pub(crate) fn run(action: &str, params: &Value, context: &CallContext) -> Result
     let now = backlog_core::time::parse_ts(&context.now)
         .ok_or_else(|| Error::internal(format!("host sent an invalid `now`: {}", context.now)))
         .map_err(to_wit)?;
-    let policy = Policy::default();
+    let policy = match &config.policy {
+        Some(text) => Policy::from_json_str(text)
+            .map_err(|e| Error::internal(format!("host sent an invalid policy: {e}")))
+            .map_err(to_wit)?,
+        None => Policy::default(),
+    };
+    let mut reports = config.reports_dir.as_deref().map(reports::FsReports::new);
     store::with_store(&config, |store| {
-        let mut ctx = Ctx {
-            actor: &context.actor,
-            now,
-            policy: &policy,
-            entropy: &mut WasiEntropy,
-        };
+        let mut entropy = WasiEntropy;
+        let mut ctx = Ctx::new(&context.actor, now, &policy, &mut entropy);
+        if let Some(r) = reports.as_mut() {
+            ctx = ctx.with_reports(r);
+        }
         actions::execute(store, action, params, &mut ctx)
     })
     .map_err(to_wit)

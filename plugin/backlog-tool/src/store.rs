@@ -5,7 +5,11 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 
 use backlog_core::Error;
-use backlog_core::store::BacklogStore;
+use backlog_core::dashboard::Dashboard;
+use backlog_core::list::{ItemKeys, ListQuery};
+use backlog_core::model::{Event, Item};
+use backlog_core::policy::Policy;
+use backlog_core::store::{BacklogStore, Page, StoreError};
 use backlog_store::{Access, JsonlStore, NullStore};
 use serde::Deserialize;
 
@@ -20,6 +24,12 @@ pub struct Config {
     /// `read` or `read_write`.
     #[serde(default)]
     pub backlog_access: Option<String>,
+    /// Guest path of the reports directory, when granted (admin calls).
+    #[serde(default)]
+    pub reports_dir: Option<String>,
+    /// The backlog policy as JSON text (order of `categories` matters); default when absent.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 impl Config {
@@ -100,37 +110,33 @@ impl<S: BacklogStore> BacklogStore for Renamed<S> {
     fn backend(&self) -> &'static str {
         self.name
     }
-    fn get(
-        &mut self,
-        id: &str,
-    ) -> Result<Option<backlog_core::model::Item>, backlog_core::store::StoreError> {
+    fn get(&mut self, id: &str) -> Result<Option<Item>, StoreError> {
         self.inner.get(id)
     }
-    fn find_by_dedupe_key(
-        &mut self,
-        key: &str,
-    ) -> Result<Option<backlog_core::model::Item>, backlog_core::store::StoreError> {
+    fn find_by_dedupe_key(&mut self, key: &str) -> Result<Option<Item>, StoreError> {
         self.inner.find_by_dedupe_key(key)
     }
-    fn list(
-        &mut self,
-        query: &backlog_core::list::ListQuery,
-        today: &str,
-    ) -> Result<backlog_core::store::Page, backlog_core::store::StoreError> {
+    fn list(&mut self, query: &ListQuery, today: &str) -> Result<Page, StoreError> {
         self.inner.list(query, today)
     }
-    fn events(
-        &mut self,
-        item_id: &str,
-        limit: usize,
-    ) -> Result<Vec<backlog_core::model::Event>, backlog_core::store::StoreError> {
+    fn events(&mut self, item_id: &str, limit: usize) -> Result<Vec<Event>, StoreError> {
         self.inner.events(item_id, limit)
     }
-    fn write(
-        &mut self,
-        item: Option<&backlog_core::model::Item>,
-        events: &[backlog_core::model::Event],
-    ) -> Result<(), backlog_core::store::StoreError> {
+    fn write(&mut self, item: Option<&Item>, events: &[Event]) -> Result<(), StoreError> {
         self.inner.write(item, events)
+    }
+    fn keys(&mut self, env: Option<&str>) -> Result<Vec<ItemKeys>, StoreError> {
+        self.inner.keys(env)
+    }
+    fn cleanup(&mut self, cutoff: &str, dry_run: bool) -> Result<usize, StoreError> {
+        self.inner.cleanup(cutoff, dry_run)
+    }
+    fn dashboard(
+        &mut self,
+        env: &str,
+        today: &str,
+        policy: &Policy,
+    ) -> Result<Dashboard, StoreError> {
+        self.inner.dashboard(env, today, policy)
     }
 }

@@ -779,3 +779,129 @@ fn id_collisions_are_retried() {
     assert_ne!(second["id"], "bl_000000000001");
     assert_eq!(w.store.len(), 2);
 }
+
+/// Creates an item, moves it to `status` and backdates its `updated_at` to `updated_at`
+/// (raw, possibly in a legacy form). Returns its id.
+fn aged(w: &mut World, status: &str, updated_at: &str) -> String {
+    let id = s(&w.create(json!({}))["id"]).to_owned();
+    if status != "open" {
+        w.ok("set_status", json!({"id": id, "status": status}));
+    }
+    if let Some(mut it) = w.store.get(&id).ok().flatten() {
+        it.updated_at = updated_at.to_owned();
+        w.store.insert_raw(it);
+    }
+    id
+}
+
+#[test]
+fn cleanup_deletes_only_old_terminal_items() {
+    let mut w = World::new();
+    // now 2026-03-02T06:20:01.123456Z, retention 180 days.
+    let cutoff = "2025-09-03T06:20:01.123456Z";
+    // (status, updated_at, goes)
+    let rows = [
+        ("done", "2025-01-01T00:00:00.000000Z", true),
+        ("canceled", "2025-09-03T06:20:01.123455Z", true), // 1 µs before the cutoff
+        ("done", cutoff, false),                           // at the cutoff: kept
+        ("done", "2026-03-01T00:00:00.000000Z", false),
+        ("open", "2020-01-01T00:00:00.000000Z", false),
+        ("in_progress", "2020-01-01T00:00:00.000000Z", false),
+        ("blocked", "2020-01-01T00:00:00.000000Z", false),
+        // Legacy naive timestamps read as UTC.
+        ("done", "2025-09-03T06:20:01.123455", true),
+        ("done", "2025-09-03T06:20:01.123456", false),
+        ("canceled", "2025-01-01T00:00:00", true),
+        // Another offset: as text it sorts after the cutoff, as a time it is before.
+        ("done", "2025-09-03T08:20:01.123455+02:00", true),
+        // A time that does not parse is never deleted.
+        ("done", "last tuesday", false),
+    ];
+    let ids: Vec<(String, bool)> = rows
+        .iter()
+        .map(|(st, at, goes)| (aged(&mut w, st, at), *goes))
+        .collect();
+    let going: Vec<&String> = ids.iter().filter(|(_, g)| *g).map(|(id, _)| id).collect();
+    let events_before = w.store.total_events();
+    let events_going: usize = going.iter().map(|id| w.store.event_count(id)).sum();
+    assert!(events_going > 0);
+
+    // Dry run: counts, changes nothing.
+    let writes = w.store.writes();
+    let r = w.ok("cleanup", json!({"dry_run": true}));
+    assert_eq!(
+        r,
+        json!({"deleted": going.len(), "dry_run": true, "cutoff": cutoff})
+    );
+    assert_eq!(
+        (w.store.len(), w.store.writes(), w.store.total_events()),
+        (rows.len(), writes, events_before)
+    );
+
+    let r = w.ok("cleanup", json!({}));
+    assert_eq!(
+        r,
+        json!({"deleted": going.len(), "dry_run": false, "cutoff": cutoff})
+    );
+    assert_eq!(w.store.len(), rows.len() - going.len());
+    for (id, goes) in &ids {
+        assert_eq!(w.store.get(id).ok().flatten().is_none(), *goes, "{id}");
+        if *goes {
+            assert_eq!(w.store.event_count(id), 0, "events of {id} stayed");
+        }
+    }
+    assert_eq!(w.store.total_events(), events_before - events_going);
+    // Nothing left to delete.
+    assert_eq!(w.ok("cleanup", json!({}))["deleted"], 0);
+    w.fails(
+        "get",
+        json!({"id": going[0]}),
+        ErrorCode::NotFound,
+        &["not found"],
+    );
+}
+
+#[test]
+fn cleanup_cutoffs() {
+    let now = time::parse_ts(NOW).unwrap_or_default();
+    #[track_caller]
+    fn check(now: DateTime<Utc>, days: u32, want: &str) {
+        let got = cleanup_cutoff(now, days);
+        assert_eq!(got, want, "{days} days");
+        assert_eq!(got.len(), 27);
+        assert_eq!(time::normalize_ts(&got).as_deref(), Some(want));
+    }
+    check(now, 0, NOW);
+    check(now, 1, "2026-03-01T06:20:01.123456Z");
+    check(now, 180, "2025-09-03T06:20:01.123456Z");
+    // 2026-03-02 is 739_676 days after 0001-01-01, plus 366 for the (leap) year 0.
+    check(now, 739_676, "0001-01-01T06:20:01.123456Z");
+    check(now, 740_042, "0000-01-01T06:20:01.123456Z");
+    check(now, 740_043, MIN_CUTOFF);
+    check(now, u32::MAX, MIN_CUTOFF);
+
+    let mut w = World::new();
+    // The default comes from the policy; retention_days 0 cuts at now.
+    w.policy.defaults.retention_days = 30;
+    assert_eq!(
+        w.ok("cleanup", json!({}))["cutoff"],
+        "2026-01-31T06:20:01.123456Z"
+    );
+    assert_eq!(w.ok("cleanup", json!({"retention_days": 0}))["cutoff"], NOW);
+    let id = aged(&mut w, "done", NOW);
+    assert_eq!(w.ok("cleanup", json!({"retention_days": 0}))["deleted"], 0);
+    w.at("2026-03-02T06:20:01.123457Z");
+    assert_eq!(
+        w.ok("cleanup", json!({"retention_days": 0, "dry_run": false}))["deleted"],
+        1
+    );
+    assert!(w.store.get(&id).ok().flatten().is_none());
+    w.fails(
+        "cleanup",
+        json!({"retention_days": -1}),
+        ErrorCode::InvalidInput,
+        &["`retention_days` must be a non-negative integer"],
+    );
+    // The store rejects a cutoff that is not a timestamp.
+    assert!(w.store.cleanup("yesterday", true).is_err());
+}

@@ -1,0 +1,159 @@
+//! `cleanup` for the JSONL store (SPEC §7): delete expired items with their events and compact
+//! both files, each rewritten atomically — `items.jsonl` first, then `events.jsonl`.
+//!
+//! A rewrite keeps, in file order, only the latest line of each item that is not expired
+//! ([`backlog_core::store::is_expired`], the rule every store shares), and only the events of
+//! kept items; superseded, corrupt, blank and orphaned lines go. Each file is written to a
+//! temporary file in the same directory, synced, renamed over the original, and the directory
+//! is synced, before the next file (and before the call is acknowledged). A crash between the
+//! two leaves events of deleted items behind, which reads ignore and the next cleanup drops.
+//! A file whose every line would be kept is not rewritten.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use backlog_core::store::{StoreError, is_expired, parse_cutoff};
+
+use super::{Access, EVENTS_FILE, ITEMS_FILE, JsonlStore};
+use crate::error::{JsonlError, write_err};
+use crate::head::{self, EventHead, ItemHead};
+
+/// Write buffer of a rewrite.
+const WRITE_BUF: usize = 1 << 20;
+
+impl JsonlStore {
+    pub(super) fn cleanup_now(&mut self, cutoff: &str, dry_run: bool) -> Result<usize, StoreError> {
+        let cutoff = parse_cutoff(cutoff)?;
+        if !dry_run && self.access == Access::ReadOnly {
+            return Err(JsonlError::ReadOnly { file: ITEMS_FILE }.into());
+        }
+        self.refresh_items()?;
+        self.refresh_events()?;
+
+        // Which items survive, by slot; how many go.
+        let mut keep = vec![false; self.index.slot_count()];
+        let mut deleted = 0;
+        let mut kept_lines = 0u64;
+        let index = &self.index;
+        let mut out = match dry_run {
+            true => None,
+            false => Some(Rewrite::start(&self.dir, ITEMS_FILE)?),
+        };
+        self.items.each_line(|line, off| {
+            let Ok(Some(h)) = head::parse::<ItemHead>(line) else {
+                return Ok(());
+            };
+            let Some(slot) = index.slot_if_latest(&h.id, off) else {
+                return Ok(());
+            };
+            if is_expired(h.status, &h.updated_at, cutoff) {
+                deleted += 1;
+                return Ok(());
+            }
+            keep[slot as usize] = true;
+            kept_lines += 1;
+            match &mut out {
+                Some(out) => out.line(line),
+                None => Ok(()),
+            }
+        })?;
+        let Some(items_out) = out else {
+            return Ok(deleted);
+        };
+        if kept_lines == self.items.lines && self.items.fully_indexed() {
+            items_out.abandon();
+        } else {
+            items_out.commit()?;
+            self.items.force_rebuild();
+        }
+
+        let mut events_out = Rewrite::start(&self.dir, EVENTS_FILE)?;
+        let mut kept_lines = 0u64;
+        self.events.each_line(|line, _off| {
+            let Ok(Some(h)) = head::parse::<EventHead>(line) else {
+                return Ok(());
+            };
+            match index.slot(&h.item_id) {
+                Some(slot) if keep.get(slot as usize).copied().unwrap_or(false) => {
+                    kept_lines += 1;
+                    events_out.line(line)
+                }
+                _ => Ok(()),
+            }
+        })?;
+        if kept_lines == self.events.lines && self.events.fully_indexed() {
+            events_out.abandon();
+        } else {
+            events_out.commit()?;
+            self.events.force_rebuild();
+        }
+        Ok(deleted)
+    }
+}
+
+/// A file being rewritten through a temporary sibling.
+struct Rewrite {
+    name: &'static str,
+    tmp: std::path::PathBuf,
+    dest: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    out: BufWriter<File>,
+}
+
+impl Rewrite {
+    fn start(dir: &Path, name: &'static str) -> Result<Self, JsonlError> {
+        let tmp = dir.join(format!(".{name}.cleanup.tmp"));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| write_err(name, "write", e))?;
+        Ok(Rewrite {
+            name,
+            dest: dir.join(name),
+            dir: dir.to_path_buf(),
+            tmp,
+            out: BufWriter::with_capacity(WRITE_BUF, file),
+        })
+    }
+
+    fn line(&mut self, line: &[u8]) -> Result<(), JsonlError> {
+        let r = self.out.write_all(line);
+        r.map_err(|e| write_err(self.name, "write", e))
+    }
+
+    /// Syncs the temporary file, renames it over the original and syncs the directory.
+    fn commit(self) -> Result<(), JsonlError> {
+        let Rewrite {
+            name,
+            tmp,
+            dest,
+            dir,
+            out,
+        } = self;
+        let result = (|| {
+            let file = out
+                .into_inner()
+                .map_err(|e| write_err(name, "write", e.into_error()))?;
+            file.sync_all().map_err(|e| write_err(name, "sync", e))?;
+            drop(file);
+            fs::rename(&tmp, &dest).map_err(|e| write_err(name, "replace", e))?;
+            // The rename is durable only once the directory is.
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| write_err(name, "sync the directory of", e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Drops the temporary file (nothing to change).
+    fn abandon(self) {
+        drop(self.out);
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
