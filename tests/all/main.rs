@@ -5,6 +5,8 @@ mod util;
 
 // Every backlog_tool action and error code through the component.
 mod actions;
+// Generation, dashboard, cleanup and policy through the host.
+mod governance;
 // The on-disk component cache.
 mod cache;
 // Exit codes and streams of the command line.

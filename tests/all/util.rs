@@ -70,7 +70,7 @@ impl Env {
         let ops = tmp.path().join("ops");
         std::fs::create_dir_all(&config).unwrap();
         std::fs::create_dir_all(&ops).unwrap();
-        for f in ["rbac_tools_matrix.yml", "plugins.yml"] {
+        for f in ["rbac_tools_matrix.yml", "plugins.yml", "backlog_policy.yml"] {
             std::fs::copy(repo_config().join(f), config.join(f)).unwrap();
         }
         Env {
