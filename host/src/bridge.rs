@@ -325,10 +325,40 @@ impl Bridge {
         let (result, outcome) = loaded.plugin.call(&self.runtime, &invocation);
         log_stderr(&loaded.plugin.name, request_id, &outcome);
         let json = result?;
+        if _lock.is_some() {
+            self.durable()?;
+        }
         serde_json::from_str(&json).map_err(|e| {
             ToolError::new(
                 Code::Internal,
                 format!("plugin `{}` returned invalid JSON: {e}", loaded.plugin.name),
+            )
+        })
+    }
+
+    /// Makes what a write-capable call appended durable before it is acknowledged: both
+    /// files fdatasync'd in parallel, still under the directory lock. (Guests are told
+    /// `"sync":"host"` and skip their own syncs; the `memory` backend needs none.)
+    fn durable(&self) -> Result<(), ToolError> {
+        let (Backend::Auto | Backend::Jsonl, Some(dir)) =
+            (self.settings.backend, &self.dirs.backlog)
+        else {
+            return Ok(());
+        };
+        let sync = |name: &str| match std::fs::File::open(dir.join(name)) {
+            Ok(f) => f.sync_data(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+        let (items, events) = std::thread::scope(|s| {
+            let events = s.spawn(|| sync("events.jsonl"));
+            (sync("items.jsonl"), events.join())
+        });
+        let events = events.unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked")));
+        items.and(events).map_err(|e| {
+            ToolError::new(
+                Code::Internal,
+                format!("the write could not be made durable: {e}"),
             )
         })
     }
@@ -356,6 +386,10 @@ impl Bridge {
         }
         if grants.reports_dir != Access::None {
             config["reports_dir"] = json!(REPORTS_DIR);
+        }
+        if grants.backlog_dir == Access::ReadWrite && self.settings.backend != Backend::Null {
+            // The host syncs both files in parallel after the call (see `durable`).
+            config["sync"] = json!("host");
         }
         config["policy"] = json!(self.policy.json);
         config.to_string()

@@ -41,39 +41,89 @@ fn weekly_generation_triage_regeneration_and_dashboard() {
     assert_eq!(first["week"], "2026-48");
     assert_eq!(first["digest"], "ops/reports/platform/2026-48.json");
     // gateway matches all five categories, billing refactor, search slo + followups.
-    assert_eq!((first["created"].clone(), first["updated"].clone()), (json!(8), json!(0)));
-    assert_eq!((first["capped"].clone(), first["stale"].clone()), (json!(0), json!(false)));
+    assert_eq!(
+        (first["created"].clone(), first["updated"].clone()),
+        (json!(8), json!(0))
+    );
+    assert_eq!(
+        (first["capped"].clone(), first["stale"].clone()),
+        (json!(0), json!(false))
+    );
 
     let items = env.ok("list", json!({"service":"gateway","limit":10}))["items"].clone();
-    let by_cat = |c: &str| items.as_array().unwrap().iter().find(|i| i["category"] == c).unwrap().clone();
+    let by_cat = |c: &str| {
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["category"] == c)
+            .unwrap()
+            .clone()
+    };
     let arch = by_cat("arch_review");
-    assert_eq!(arch["dedupe_key"], "platform_backlog:2026-48:prod:gateway:arch_review");
-    assert_eq!((arch["priority"].clone(), arch["owner"].clone()), (json!("P0"), json!("cto"))); // P1 escalated
+    assert_eq!(
+        arch["dedupe_key"],
+        "platform_backlog:2026-48:prod:gateway:arch_review"
+    );
+    assert_eq!(
+        (arch["priority"].clone(), arch["owner"].clone()),
+        (json!("P0"), json!("cto"))
+    ); // P1 escalated
     assert_eq!(by_cat("refactor")["priority"], "P1"); // P2 escalated
     assert_eq!(arch["source"], "digest");
     assert_eq!(arch["tags"], json!(["auto", "week:2026-48"]));
-    assert!(arch["title"].as_str().unwrap().contains("gateway"), "{arch}");
+    assert!(
+        arch["title"].as_str().unwrap().contains("gateway"),
+        "{arch}"
+    );
 
     // Triage: a person moves the item, sets an owner and a priority.
     let id = arch["id"].as_str().unwrap();
-    env.ok("set_status", json!({"id": id, "status":"in_progress","comment":"taking it"}));
-    env.ok("upsert", json!({"id": id, "owner":"platform-team","priority":"P1"}));
+    env.ok(
+        "set_status",
+        json!({"id": id, "status":"in_progress","comment":"taking it"}),
+    );
+    env.ok(
+        "upsert",
+        json!({"id": id, "owner":"platform-team","priority":"P1"}),
+    );
 
     // Re-generation on the same digest: nothing created or updated, triage kept.
     let again = admin(&env, "auto_generate_weekly", json!({"env":"prod"})).json();
-    assert_eq!((again["created"].clone(), again["updated"].clone()), (json!(0), json!(0)), "{again}");
+    assert_eq!(
+        (again["created"].clone(), again["updated"].clone()),
+        (json!(0), json!(0)),
+        "{again}"
+    );
     let kept = env.ok("get", json!({"id": id}));
     assert_eq!(
-        (kept["owner"].clone(), kept["status"].clone(), kept["priority"].clone()),
+        (
+            kept["owner"].clone(),
+            kept["status"].clone(),
+            kept["priority"].clone()
+        ),
         (json!("platform-team"), json!("in_progress"), json!("P1"))
     );
 
-    let dash = env.call("viewer", "backlog_tool", "dashboard", &json!({"env":"prod"})).json();
+    let dash = env
+        .call(
+            "viewer",
+            "backlog_tool",
+            "dashboard",
+            &json!({"env":"prod"}),
+        )
+        .json();
     assert_eq!(dash["backend"], "jsonl");
     assert_eq!(dash["total"], 8);
-    assert_eq!(dash["status_counts"], json!({"open":7,"in_progress":1,"blocked":0,"done":0,"canceled":0}));
+    assert_eq!(
+        dash["status_counts"],
+        json!({"open":7,"in_progress":1,"blocked":0,"done":0,"canceled":0})
+    );
     assert_eq!(dash["overdue_count"], 0);
-    assert_eq!(dash["top_services"][0], json!({"service":"gateway","count":5}));
+    assert_eq!(
+        dash["top_services"][0],
+        json!({"service":"gateway","count":5})
+    );
     assert_eq!(dash["alerts"], json!([]));
 }
 
@@ -81,9 +131,16 @@ fn weekly_generation_triage_regeneration_and_dashboard() {
 fn missing_or_foreign_digest_is_precondition_failed_and_writes_nothing() {
     let env = Env::new();
     let run = admin(&env, "auto_generate_weekly", json!({}));
-    assert_eq!((run.code, run.json()["code"].clone()), (1, json!("precondition_failed")));
+    assert_eq!(
+        (run.code, run.json()["code"].clone()),
+        (1, json!("precondition_failed"))
+    );
     assert_eq!(run.json()["error"], NO_DIGEST);
-    with_digest(&env, "platform/2026-48.json", &example_digest().replace("\"prod\"", "\"staging\""));
+    with_digest(
+        &env,
+        "platform/2026-48.json",
+        &example_digest().replace("\"prod\"", "\"staging\""),
+    );
     let run = admin(&env, "auto_generate_weekly", json!({"env":"prod"}));
     assert_eq!(run.json()["error"], NO_DIGEST, "{run:?}");
     assert!(!env.backlog_dir().join("items.jsonl").exists());
@@ -92,14 +149,24 @@ fn missing_or_foreign_digest_is_precondition_failed_and_writes_nothing() {
 #[test]
 fn malformed_digest_names_file_and_field_and_writes_nothing() {
     let env = Env::new();
-    env.ok("create", json!({"env":"prod","service":"a","category":"refactor","title":"t"}));
+    env.ok(
+        "create",
+        json!({"env":"prod","service":"a","category":"refactor","title":"t"}),
+    );
     let before = snapshot(&env.backlog_dir());
-    with_digest(&env, "platform/2026-48.json", &example_digest().replace("\"high\"", "\"severe\""));
+    with_digest(
+        &env,
+        "platform/2026-48.json",
+        &example_digest().replace("\"high\"", "\"severe\""),
+    );
     let run = admin(&env, "auto_generate_weekly", json!({"env":"prod"}));
     let err = run.json();
     assert_eq!(err["code"], "invalid_input", "{run:?}");
     let msg = err["error"].as_str().unwrap();
-    assert!(msg.contains("ops/reports/platform/2026-48.json") && msg.contains("services[1].band"), "{msg}");
+    assert!(
+        msg.contains("ops/reports/platform/2026-48.json") && msg.contains("services[1].band"),
+        "{msg}"
+    );
     assert_eq!(snapshot(&env.backlog_dir()), before);
 }
 
@@ -113,17 +180,36 @@ fn policy_overrides_and_policy_errors() {
     )
     .unwrap();
     let run = admin(&env, "auto_generate_weekly", json!({})).json();
-    assert_eq!((run["created"].clone(), run["capped"].clone()), (json!(3), json!(5)), "{run}");
+    assert_eq!(
+        (run["created"].clone(), run["capped"].clone()),
+        (json!(3), json!(5)),
+        "{run}"
+    );
     let rest = admin(&env, "auto_generate_weekly", json!({})).json();
-    assert_eq!((rest["created"].clone(), rest["capped"].clone()), (json!(3), json!(2)), "{rest}");
+    assert_eq!(
+        (rest["created"].clone(), rest["capped"].clone()),
+        (json!(3), json!(2)),
+        "{rest}"
+    );
     let items = env.ok("list", json!({"service":"gateway"}));
     for item in items["items"].as_array().unwrap() {
-        assert_eq!(item["owner"], "gateway-team", "override beats category owner: {item}");
+        assert_eq!(
+            item["owner"], "gateway-team",
+            "override beats category owner: {item}"
+        );
     }
-    std::fs::write(env.config.join("backlog_policy.yml"), "defaults:\n  retention_days: -3\n").unwrap();
+    std::fs::write(
+        env.config.join("backlog_policy.yml"),
+        "defaults:\n  retention_days: -3\n",
+    )
+    .unwrap();
     let bad = admin(&env, "dashboard", json!({}));
     assert_eq!(bad.code, 2, "{bad:?}");
-    assert!(bad.stderr.contains("backlog_policy.yml") && bad.stderr.contains("defaults.retention_days"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("backlog_policy.yml") && bad.stderr.contains("defaults.retention_days"),
+        "{}",
+        bad.stderr
+    );
     std::fs::write(
         env.config.join("backlog_policy.yml"),
         "generation:\n  weekly_from_pressure_digest: false\n",
@@ -131,7 +217,10 @@ fn policy_overrides_and_policy_errors() {
     .unwrap();
     let skipped = admin(&env, "auto_generate_weekly", json!({}));
     assert_eq!(skipped.code, 0);
-    assert_eq!(skipped.json(), json!({"skipped":true,"reason":"disabled by policy"}));
+    assert_eq!(
+        skipped.json(),
+        json!({"skipped":true,"reason":"disabled by policy"})
+    );
 }
 
 #[test]
@@ -146,12 +235,18 @@ fn generation_needs_admin_and_reads_reports_only_then() {
 /// Writes a store of `live` open items and `old` done items last touched in 2026-01.
 fn old_store(dir: &Path, live: usize, old: usize) -> (HashSet<String>, HashSet<String>) {
     std::fs::create_dir_all(dir).unwrap();
-    let mut items = std::io::BufWriter::new(std::fs::File::create(dir.join("items.jsonl")).unwrap());
-    let mut events = std::io::BufWriter::new(std::fs::File::create(dir.join("events.jsonl")).unwrap());
+    let mut items =
+        std::io::BufWriter::new(std::fs::File::create(dir.join("items.jsonl")).unwrap());
+    let mut events =
+        std::io::BufWriter::new(std::fs::File::create(dir.join("events.jsonl")).unwrap());
     let (mut keep, mut gone) = (HashSet::new(), HashSet::new());
     for i in 0..live + old {
         let id = format!("bl_{i:012x}");
-        let (status, ts) = if i < live { ("open", "2026-11-01T00:00:00.000000Z") } else { ("done", "2026-01-02T00:00:00.000000Z") };
+        let (status, ts) = if i < live {
+            ("open", "2026-11-01T00:00:00.000000Z")
+        } else {
+            ("done", "2026-01-02T00:00:00.000000Z")
+        };
         let item = json!({"id": id, "created_at": ts, "updated_at": ts, "env":"prod", "service": format!("s{}", i % 13),
             "category":"refactor","title": format!("item {i}"),"description":"","priority":"P2","status": status,
             "owner":"oncall","due_date":"2026-12-01","source":"manual","dedupe_key": format!("manual:{id}"),
@@ -160,7 +255,11 @@ fn old_store(dir: &Path, live: usize, old: usize) -> (HashSet<String>, HashSet<S
         writeln!(items, "{item}").unwrap();
         writeln!(items, "{item}").unwrap();
         writeln!(events, "{}", json!({"id": format!("ev_{i:012x}"), "item_id": id, "ts": ts, "type":"created","actor":"operator","message":"","meta":{}})).unwrap();
-        if i < live { keep.insert(id) } else { gone.insert(id) };
+        if i < live {
+            keep.insert(id)
+        } else {
+            gone.insert(id)
+        };
     }
     (keep, gone)
 }
@@ -170,7 +269,13 @@ fn ids_in_store(env: &Env) -> HashSet<String> {
     let mut offset = 0;
     loop {
         let page = env.ok("list", json!({"limit": 1000, "offset": offset}));
-        ids.extend(page["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+        ids.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned()),
+        );
         match page["next_offset"].as_u64() {
             Some(n) => offset = n,
             None => return ids,
@@ -183,7 +288,10 @@ fn cleanup_removes_only_old_terminal_items_and_their_events() {
     let env = Env::new();
     let (keep, gone) = old_store(&env.backlog_dir(), 30, 20);
     let dry = admin(&env, "cleanup", json!({"dry_run": true})).json();
-    assert_eq!(dry, json!({"deleted": 20, "dry_run": true, "cutoff": "2026-05-31T10:00:00.000000Z"}));
+    assert_eq!(
+        dry,
+        json!({"deleted": 20, "dry_run": true, "cutoff": "2026-05-31T10:00:00.000000Z"})
+    );
     assert_eq!(ids_in_store(&env).len(), 50, "dry run changes nothing");
     let none = admin(&env, "cleanup", json!({"retention_days": 400})).json();
     assert_eq!(none["deleted"], 0);
@@ -191,9 +299,16 @@ fn cleanup_removes_only_old_terminal_items_and_their_events() {
     assert_eq!(done["deleted"], 20);
     assert_eq!(ids_in_store(&env), keep);
     let items = std::fs::read_to_string(env.backlog_dir().join("items.jsonl")).unwrap();
-    assert_eq!(items.lines().count(), 30, "superseded lines dropped: one line per live item");
+    assert_eq!(
+        items.lines().count(),
+        30,
+        "superseded lines dropped: one line per live item"
+    );
     let events = std::fs::read_to_string(env.backlog_dir().join("events.jsonl")).unwrap();
-    assert!(gone.iter().all(|id| !events.contains(id.as_str())), "events of deleted items go");
+    assert!(
+        gone.iter().all(|id| !events.contains(id.as_str())),
+        "events of deleted items go"
+    );
     assert_eq!(events.lines().count(), 30);
 }
 
@@ -241,13 +356,22 @@ fn kill_9_during_cleanup_leaves_the_old_or_the_new_store() {
         if ids == all {
             outcomes.0 += 1;
         } else {
-            assert_eq!(ids, keep, "round {round}: neither the old nor the new store");
+            assert_eq!(
+                ids, keep,
+                "round {round}: neither the old nor the new store"
+            );
             outcomes.1 += 1;
         }
         for f in ["items.jsonl", "events.jsonl"] {
             let text = std::fs::read_to_string(env.backlog_dir().join(f)).unwrap();
-            assert!(text.is_empty() || text.ends_with('\n'), "round {round}: {f} is complete");
+            assert!(
+                text.is_empty() || text.ends_with('\n'),
+                "round {round}: {f} is complete"
+            );
         }
     }
-    assert!(outcomes.0 > 0, "some kills landed before the rewrite: {outcomes:?}");
+    assert!(
+        outcomes.0 > 0,
+        "some kills landed before the rewrite: {outcomes:?}"
+    );
 }

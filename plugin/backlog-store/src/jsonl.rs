@@ -54,10 +54,24 @@ pub struct IndexStats {
     pub corrupt: u64,
 }
 
+/// Who makes an append durable before the call is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `write` fdatasyncs both files before it returns (the default).
+    #[default]
+    SyncEachWrite,
+    /// `write` only appends; the caller syncs `items.jsonl` and `events.jsonl` before it
+    /// acknowledges the call. The host uses this to sync both files in parallel after the
+    /// guest returns, holding the directory lock throughout. Also right for a store whose
+    /// directory does not outlive the process (the `memory` backend).
+    Deferred,
+}
+
 /// The JSONL store. See the module docs.
 pub struct JsonlStore {
     dir: PathBuf,
     access: Access,
+    durability: Durability,
     warn: Box<dyn FnMut(&str)>,
     items: FileState,
     events: FileState,
@@ -88,9 +102,16 @@ impl JsonlStore {
             events: FileState::new(&dir, EVENTS_FILE),
             dir,
             access,
+            durability: Durability::default(),
             warn,
             index: Index::default(),
         }
+    }
+
+    /// Sets who syncs appends (see [`Durability`]).
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
     }
 
     /// The JSONL directory.
@@ -309,6 +330,7 @@ impl JsonlStore {
         let result = append_all(
             items_f.as_mut().zip(item_buf.as_ref()),
             events_f.as_mut().zip(ev_buf.as_ref()),
+            self.durability == Durability::SyncEachWrite,
         );
         if let Err(e) = result {
             // Best effort: leave no half-written call behind (a failed call must not show up).
@@ -432,10 +454,11 @@ fn encode<T: serde::Serialize>(file: &'static str, records: &[T]) -> Result<Enco
     Ok(Encoded { bytes, lens })
 }
 
-/// Appends (one `write_all` per file), then syncs data: items first, then events.
+/// Appends (one `write_all` per file), then, if `sync`, syncs data: items first, then events.
 fn append_all(
     items: Option<(&mut File, &Encoded)>,
     events: Option<(&mut File, &Encoded)>,
+    sync: bool,
 ) -> Result<(), JsonlError> {
     let mut written: Vec<(&File, &'static str)> = Vec::with_capacity(2);
     for (name, part) in [(ITEMS_FILE, items), (EVENTS_FILE, events)] {
@@ -445,8 +468,10 @@ fn append_all(
             written.push((f, name));
         }
     }
-    for (f, name) in written {
-        f.sync_data().map_err(|e| write_err(name, "sync", e))?;
+    if sync {
+        for (f, name) in written {
+            f.sync_data().map_err(|e| write_err(name, "sync", e))?;
+        }
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ mod null;
 
 pub use error::JsonlError;
 pub use file::MAX_LINE;
-pub use jsonl::{Access, EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore};
+pub use jsonl::{Access, Durability, EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore};
 pub use null::{NULL_WRITE_MESSAGE, NullStore};
 
 /// The `BACKLOG_BACKEND` value (and `BacklogStore::backend`) of [`JsonlStore`].

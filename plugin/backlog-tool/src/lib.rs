@@ -59,12 +59,7 @@ pub(crate) fn run(action: &str, params: &Value, context: &CallContext) -> Result
     let now = backlog_core::time::parse_ts(&context.now)
         .ok_or_else(|| Error::internal(format!("host sent an invalid `now`: {}", context.now)))
         .map_err(to_wit)?;
-    let policy = match &config.policy {
-        Some(text) => Policy::from_json_str(text)
-            .map_err(|e| Error::internal(format!("host sent an invalid policy: {e}")))
-            .map_err(to_wit)?,
-        None => Policy::default(),
-    };
+    let policy = policy(config.policy.as_deref()).map_err(to_wit)?;
     let mut reports = config.reports_dir.as_deref().map(reports::FsReports::new);
     store::with_store(&config, |store| {
         let mut entropy = WasiEntropy;
@@ -75,6 +70,32 @@ pub(crate) fn run(action: &str, params: &Value, context: &CallContext) -> Result
         actions::execute(store, action, params, &mut ctx)
     })
     .map_err(to_wit)
+}
+
+thread_local! {
+    /// The policy parsed from the text the host sent last; a warm instance reuses it.
+    static POLICY: std::cell::RefCell<Option<(String, std::rc::Rc<Policy>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The policy of this call (the host's document merged over the defaults), parsed once per
+/// distinct text.
+fn policy(text: Option<&str>) -> Result<std::rc::Rc<Policy>, Error> {
+    let text = text.unwrap_or(backlog_core::policy::DEFAULT_POLICY_JSON);
+    POLICY.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if let Some((cached, policy)) = slot.as_ref()
+            && cached == text
+        {
+            return Ok(policy.clone());
+        }
+        let policy = std::rc::Rc::new(
+            Policy::from_json_str(text)
+                .map_err(|e| Error::internal(format!("host sent an invalid policy: {e}")))?,
+        );
+        *slot = Some((text.to_owned(), policy.clone()));
+        Ok(policy)
+    })
 }
 
 /// Randomness from the host's `wasi:random`.

@@ -10,7 +10,7 @@ use backlog_core::list::{ItemKeys, ListQuery};
 use backlog_core::model::{Event, Item};
 use backlog_core::policy::Policy;
 use backlog_core::store::{BacklogStore, Page, StoreError};
-use backlog_store::{Access, JsonlStore, NullStore};
+use backlog_store::{Access, Durability, JsonlStore, NullStore};
 use serde::Deserialize;
 
 /// What the host tells this guest about storage (the `config` of the call context).
@@ -27,6 +27,10 @@ pub struct Config {
     /// Guest path of the reports directory, when granted (admin calls).
     #[serde(default)]
     pub reports_dir: Option<String>,
+    /// `host`: the host syncs both files after the call (in parallel) before acknowledging;
+    /// absent: this store syncs each write itself.
+    #[serde(default)]
+    pub sync: Option<String>,
     /// The backlog policy as JSON text (order of `categories` matters); default when absent.
     #[serde(default)]
     pub policy: Option<String>,
@@ -82,16 +86,19 @@ fn open(config: &Config) -> Result<Box<dyn BacklogStore>, Error> {
         Some("read_write") => Access::ReadWrite,
         _ => Access::ReadOnly,
     };
+    let durability = match config.sync.as_deref() {
+        Some("host") => Durability::Deferred,
+        _ => Durability::SyncEachWrite,
+    };
+    let jsonl = |dir| {
+        JsonlStore::open(dir, access, Box::new(|m: &str| crate::log(m))).with_durability(durability)
+    };
     match config.backend.as_str() {
         "null" => Ok(Box::new(NullStore)),
-        "jsonl" => Ok(Box::new(JsonlStore::open(
-            dir()?,
-            access,
-            Box::new(|m: &str| crate::log(m)),
-        ))),
+        "jsonl" => Ok(Box::new(jsonl(dir()?))),
         "memory" => Ok(Box::new(Renamed {
             name: "memory",
-            inner: JsonlStore::open(dir()?, access, Box::new(|m: &str| crate::log(m))),
+            inner: jsonl(dir()?),
         })),
         other => Err(Error::unavailable(format!(
             "backend `{other}` is not available in this build"
