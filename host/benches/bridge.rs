@@ -142,6 +142,9 @@ fn main() {
         }
     }
 
+    // Issue #3: generation, dashboard, cleanup.
+    governance(tmp.path(), iters);
+
     // (d) cold start with the component cache warm.
     let cold = measure(20, || cold_get(&tiny, &item_id(3)));
     report(
@@ -151,8 +154,150 @@ fn main() {
     );
 }
 
+fn repo_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+/// Weekly generation (500 services, cap lifted) into 100k items; dashboard at 100k warm;
+/// cleanup of a 1M-line store (time and the process's peak RSS).
+fn governance(tmp: &Path, iters: usize) {
+    let n = 100_000;
+    let root = tmp.join("gov");
+    generate(&root.join("backlog"), n);
+    let config = root.join("config");
+    std::fs::create_dir_all(&config).expect("mkdir");
+    for f in ["rbac_tools_matrix.yml", "plugins.yml"] {
+        std::fs::copy(repo_config().join(f), config.join(f)).expect("copy");
+    }
+    std::fs::write(
+        config.join("backlog_policy.yml"),
+        "defaults:\n  max_items_per_run: 100000\n",
+    )
+    .expect("policy");
+    let services: Vec<Value> = (0..500)
+        .map(|i| json!({"service": format!("gen-{i}"), "score": 100 - i % 100, "band": BANDS[i % 4],
+            "requires_arch_review": i % 10 == 0,
+            "signals": {"regressions_30d": i % 4, "escalations_30d": i % 3, "followups_overdue": i % 2, "dependency_high_30d": i % 5 / 4},
+            "evidence_refs": {"alerts": [format!("al_{i}")]}}))
+        .collect();
+    let digest = json!({"week":"2026-48","env":"prod","generated_at":"2026-11-23T06:00:04Z","services": services});
+    let reports = root.join("reports/platform");
+    std::fs::create_dir_all(&reports).expect("mkdir");
+    std::fs::write(reports.join("2026-48.json"), digest.to_string()).expect("digest");
+    let mut settings = Settings::from_env(config, root.clone()).expect("settings");
+    settings.backend = Backend::Jsonl;
+    settings.jsonl_dir = root.join("backlog");
+    let bridge = Bridge::load(settings).expect("bridge");
+    call(&bridge, "get", &json!({"id": item_id(1)}).to_string()); // warm the read index
+    let t = Instant::now();
+    let out = bridge
+        .call(&CallRequest {
+            agent: "scheduler",
+            tool: "backlog_tool",
+            action: "auto_generate_weekly",
+            params: "{}",
+        })
+        .expect("generate");
+    let first = t.elapsed();
+    let t = Instant::now();
+    bridge
+        .call(&CallRequest {
+            agent: "scheduler",
+            tool: "backlog_tool",
+            action: "auto_generate_weekly",
+            params: "{}",
+        })
+        .expect("generate again");
+    let again = t.elapsed();
+    println!("\n-- governance at {n} items");
+    println!(
+        "{:<48} {first:>10.1?}  (created {}, target <= 200ms: {})",
+        "weekly generation, 500 services, first run",
+        out["created"],
+        if first <= Duration::from_millis(200) {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+    println!(
+        "{:<48} {again:>10.1?}  (nothing to change)",
+        "weekly generation, re-run"
+    );
+    let dash = measure(iters.min(100), || {
+        call(&bridge, "dashboard", r#"{"env":"prod"}"#)
+    });
+    report(
+        "dashboard at 100k items, warm",
+        &dash,
+        Some(Duration::from_millis(20)),
+    );
+
+    let lines: usize = std::env::var("BENCH_CLEANUP_LINES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let croot = tmp.join("cleanup");
+    generate(&croot.join("backlog"), lines);
+    let size = std::fs::metadata(croot.join("backlog/items.jsonl"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+        + std::fs::metadata(croot.join("backlog/events.jsonl"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    let t = Instant::now();
+    let mut child = Command::new(BIN)
+        .arg("--config-dir")
+        .arg(repo_config())
+        .arg("--ops-dir")
+        .arg(&croot)
+        .args([
+            "call",
+            "backlog_tool",
+            "cleanup",
+            "--params-json",
+            r#"{"retention_days":1}"#,
+        ])
+        .env("RUST_LOG", "warn")
+        .env("BACKLOG_BRIDGE_NOW", "2027-06-01T00:00:00Z")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut peak_kib = 0u64;
+    while child.try_wait().expect("wait").is_none() {
+        peak_kib = peak_kib.max(vm_hwm_kib(child.id()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(5)); // sampling interval, not synchronization
+    }
+    let took = t.elapsed();
+    let out = child.wait_with_output().expect("output");
+    println!(
+        "{:<48} {took:>10.1?}  (target <= 10s: {}); {}",
+        format!("cleanup, {lines}-line store ({} MiB)", size >> 20),
+        if took <= Duration::from_secs(10) {
+            "met"
+        } else {
+            "MISSED"
+        },
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    println!(
+        "{:<48} {:>7} MiB  ({:.2}x the files; target <= 2x)",
+        "cleanup peak RSS of the process",
+        peak_kib >> 10,
+        (peak_kib << 10) as f64 / size.max(1) as f64
+    );
+}
+
+const BANDS: [&str; 4] = ["low", "medium", "high", "critical"];
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn load_bridge(root: &Path) -> Bridge {
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let config = repo_config();
     let mut settings = Settings::from_env(config, root.to_owned()).expect("settings");
     settings.backend = Backend::Jsonl;
     settings.jsonl_dir = root.join("backlog");

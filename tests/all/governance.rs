@@ -375,3 +375,39 @@ fn kill_9_during_cleanup_leaves_the_old_or_the_new_store() {
         "some kills landed before the rewrite: {outcomes:?}"
     );
 }
+
+#[test]
+fn daily_generation_merges_into_the_weekly_key_when_enabled() {
+    let env = Env::new();
+    let risk = json!({"date":"2026-11-27","env":"prod","services":[
+        {"service":"gateway","score":91,"band":"critical"},
+        {"service":"billing","score":40,"band":"medium"}]});
+    with_digest(&env, "risk/2026-11-27.json", &risk.to_string());
+    let off = admin(&env, "auto_generate_daily", json!({})).json();
+    assert_eq!(off, json!({"skipped":true,"reason":"disabled by policy"}));
+    std::fs::write(
+        env.config.join("backlog_policy.yml"),
+        "generation:\n  daily_from_risk_digest: true\n",
+    )
+    .unwrap();
+    let run = admin(&env, "auto_generate_daily", json!({})).json();
+    assert_eq!(
+        (run["date"].clone(), run["created"].clone()),
+        (json!("2026-11-27"), json!(1)),
+        "{run}"
+    );
+    let item = env.ok("get", json!({"id": run["items"][0]}));
+    assert_eq!(
+        item["dedupe_key"],
+        "platform_backlog:2026-48:prod:gateway:slo_hardening"
+    );
+    assert_eq!(
+        (item["source"].clone(), item["priority"].clone()),
+        (json!("risk"), json!("P0"))
+    );
+    // The weekly run on the same week merges into that item instead of making another.
+    with_digest(&env, "platform/2026-48.json", &example_digest());
+    let weekly = admin(&env, "auto_generate_weekly", json!({})).json();
+    assert_eq!(weekly["created"], 7, "{weekly}");
+    assert_eq!(weekly["updated"], 1, "{weekly}");
+}
