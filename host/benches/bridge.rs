@@ -75,6 +75,7 @@ fn main() {
         let mut entropy = SeqEntropy::new(1 << 40);
         let now = backlog_core::time::parse_ts(NOW).expect("now");
         let mut native_call = |action: &str, params: &Value| {
+            native.begin_call();
             let mut ctx = Ctx::new("operator", now, &policy, &mut entropy);
             execute(&mut native, action, params, &mut ctx).expect("native call")
         };
@@ -184,6 +185,28 @@ fn governance(tmp: &Path, iters: usize) {
     let reports = root.join("reports/platform");
     std::fs::create_dir_all(&reports).expect("mkdir");
     std::fs::write(reports.join("2026-48.json"), digest.to_string()).expect("digest");
+    // The same generation natively (logic + store crates, same files' shape) for the ratio.
+    let native_dir = tmp.join("gov-native");
+    generate(&native_dir.join("backlog"), n);
+    let native_gen = {
+        let mut store = JsonlStore::open(
+            native_dir.join("backlog"),
+            Access::ReadWrite,
+            Box::new(|_: &str| {}),
+        )
+        .with_durability(backlog_store::Durability::Deferred);
+        let policy =
+            Policy::from_json_str(r#"{"defaults":{"max_items_per_run":100000}}"#).expect("policy");
+        let mut entropy = SeqEntropy::new(1 << 41);
+        let mut reports = DirReports(root.join("reports"));
+        let now = backlog_core::time::parse_ts(NOW).expect("now");
+        store.refresh().expect("index");
+        let t = Instant::now();
+        let mut ctx = Ctx::new("scheduler", now, &policy, &mut entropy).with_reports(&mut reports);
+        execute(&mut store, "auto_generate_weekly", &json!({}), &mut ctx)
+            .expect("native generation");
+        t.elapsed()
+    };
     let mut settings = Settings::from_env(config, root.clone()).expect("settings");
     settings.backend = Backend::Jsonl;
     settings.jsonl_dir = root.join("backlog");
@@ -224,6 +247,10 @@ fn governance(tmp: &Path, iters: usize) {
         "{:<48} {again:>10.1?}  (nothing to change)",
         "weekly generation, re-run"
     );
+    println!(
+        "{:<48} {native_gen:>10.1?}",
+        "weekly generation, natively (no sync)"
+    );
     let dash = measure(iters.min(100), || {
         call(&bridge, "dashboard", r#"{"env":"prod"}"#)
     });
@@ -238,7 +265,8 @@ fn governance(tmp: &Path, iters: usize) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let croot = tmp.join("cleanup");
-    generate(&croot.join("backlog"), lines);
+    // An append-only store that grew until cleanup: every item was written 10 times.
+    generate_versions(&croot.join("backlog"), lines / 10, 10);
     let size = std::fs::metadata(croot.join("backlog/items.jsonl"))
         .map(|m| m.len())
         .unwrap_or(0)
@@ -288,6 +316,25 @@ fn governance(tmp: &Path, iters: usize) {
     );
 }
 
+/// Digests read natively from a directory (the component does the same through `/reports`).
+struct DirReports(PathBuf);
+
+impl backlog_core::digest::Reports for DirReports {
+    fn list(&mut self, dir: &str) -> Result<Vec<String>, backlog_core::Error> {
+        Ok(std::fs::read_dir(self.0.join(dir))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+    fn read(&mut self, path: &str) -> Result<String, backlog_core::Error> {
+        std::fs::read_to_string(self.0.join(path))
+            .map_err(|e| backlog_core::Error::internal(e.to_string()))
+    }
+}
+
 const BANDS: [&str; 4] = ["low", "medium", "high", "critical"];
 
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
@@ -326,6 +373,11 @@ fn item_id(i: usize) -> String {
 
 /// Writes `n` items (and one `created` event each) as the store would, without a store.
 fn generate(dir: &Path, n: usize) {
+    generate_versions(dir, n, 1)
+}
+
+/// Writes `n` items, each as `versions` successive lines, and one event per line.
+fn generate_versions(dir: &Path, n: usize, versions: usize) {
     std::fs::create_dir_all(dir).expect("mkdir");
     let mut items =
         std::io::BufWriter::new(std::fs::File::create(dir.join("items.jsonl")).expect("items"));
@@ -349,8 +401,18 @@ fn generate(dir: &Path, n: usize) {
         });
         let event = json!({"id": format!("ev_{i:012x}"), "item_id": id, "ts": ts, "type": "created",
             "actor": "scheduler", "message": "", "meta": {}});
-        writeln!(items, "{item}").expect("write");
-        writeln!(events, "{event}").expect("write");
+        for v in 0..versions {
+            writeln!(items, "{item}").expect("write");
+            let event = if v == 0 {
+                event.clone()
+            } else {
+                let mut e = event.clone();
+                e["id"] = json!(format!("ev_{:012x}", (v << 40) + i));
+                e["type"] = json!("updated");
+                e
+            };
+            writeln!(events, "{event}").expect("write");
+        }
     }
     items.flush().expect("flush");
     events.flush().expect("flush");

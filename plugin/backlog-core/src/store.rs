@@ -74,6 +74,10 @@ pub trait BacklogStore {
     /// backend allows, durably before returning.
     fn write(&mut self, item: Option<&Item>, events: &[Event]) -> Result<(), StoreError>;
 
+    /// Called once at the start of each call (action). A store may check its backing files
+    /// once per call instead of once per operation; the default does nothing.
+    fn begin_call(&mut self) {}
+
     /// The [`ItemKeys`] of every live item (the latest version of each id; deleted items
     /// excluded), of environment `env` only when given. Order unspecified. The `null` store
     /// returns an empty list.

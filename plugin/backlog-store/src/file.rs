@@ -65,6 +65,10 @@ pub(crate) struct FileState {
     /// `(start, hash)` of the bytes `[start, end)`: the tail of the last indexed line.
     check: Option<(u64, u64)>,
     force: bool,
+    /// Within one call (see [`FileState::begin_call`]): the file was already checked, so
+    /// [`FileState::plan`] need not look again. The host serializes writers, so nothing but
+    /// this store changes the file until the call ends.
+    checked: Option<bool>,
 }
 
 impl FileState {
@@ -81,12 +85,35 @@ impl FileState {
             corrupt: 0,
             check: None,
             force: false,
+            checked: None,
+        }
+    }
+
+    /// Starts a call: the next [`FileState::plan`] looks at the file, later ones of the same
+    /// call trust the index. Without calls (`begin_call` never used) every plan looks.
+    pub fn begin_call(&mut self) {
+        self.checked = Some(false);
+    }
+
+    /// Makes the next [`FileState::plan`] look at the file again, even within a call.
+    pub fn uncheck(&mut self) {
+        if let Some(c) = self.checked.as_mut() {
+            *c = false;
+        }
+    }
+
+    /// The index is up to date with the file again (after this store's own append), so the
+    /// rest of the call need not look (undoes [`FileState::uncheck`]).
+    pub fn recheck_done(&mut self) {
+        if let Some(c) = self.checked.as_mut() {
+            *c = true;
         }
     }
 
     /// Makes the next [`FileState::plan`] answer [`Plan::Rebuild`].
     pub fn force_rebuild(&mut self) {
         self.force = true;
+        self.uncheck();
     }
 
     /// Forgets everything indexed.
@@ -101,6 +128,12 @@ impl FileState {
     /// Opens the file, compares it with what was indexed and says what to do. On
     /// [`Plan::Rebuild`] the state is already reset; the caller drops its index and scans.
     pub fn plan(&mut self) -> Result<Plan, JsonlError> {
+        if self.checked == Some(true) && !self.force {
+            return Ok(Plan::Unchanged);
+        }
+        if let Some(c) = self.checked.as_mut() {
+            *c = true;
+        }
         let file = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {

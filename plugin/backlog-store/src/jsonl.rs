@@ -12,11 +12,13 @@
 //! items in memory, fail a read because of a corrupt line (it is skipped with a warning).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
+use backlog_core::dashboard::{self, Dashboard};
 use backlog_core::list::{ItemKeys, ListQuery};
 use backlog_core::model::{Event, Item};
+use backlog_core::policy::Policy;
 use backlog_core::store::{BacklogStore, Page, StoreError};
 
 use crate::error::{JsonlError, read_err, write_err};
@@ -76,6 +78,17 @@ pub struct JsonlStore {
     items: FileState,
     events: FileState,
     index: Index,
+    /// Handles for appending, with the files' lengths, kept for the rest of a call (see
+    /// [`JsonlStore::begin_call`]): `[items, events]`.
+    appenders: [Option<Appender>; 2],
+    /// Whether calls are scoped with `begin_call` (else nothing is kept between writes).
+    scoped: bool,
+}
+
+/// An open file this store appends to, and its length.
+struct Appender {
+    file: File,
+    len: u64,
 }
 
 impl std::fmt::Debug for JsonlStore {
@@ -105,6 +118,8 @@ impl JsonlStore {
             durability: Durability::default(),
             warn,
             index: Index::default(),
+            appenders: [None, None],
+            scoped: false,
         }
     }
 
@@ -112,6 +127,35 @@ impl JsonlStore {
     pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
+    }
+
+    /// Starts one call (one action): the files are looked at once, on the first operation
+    /// that needs them, and trusted for the rest of the call. Only right while nobody else
+    /// writes the directory until the next `begin_call` — the host's per-directory lock for
+    /// writers; a read-only call sees a snapshot taken at its first look.
+    pub fn begin_call(&mut self) {
+        self.items.begin_call();
+        self.events.begin_call();
+        self.appenders = [None, None];
+        self.scoped = true;
+    }
+
+    /// The appender of `items.jsonl` (0) or `events.jsonl` (1): opened (created if missing,
+    /// with its directory entry synced) and with any torn tail cut on first use in a call.
+    fn appender(&mut self, which: usize) -> Result<&mut Appender, JsonlError> {
+        let name = [ITEMS_FILE, EVENTS_FILE][which];
+        if self.appenders[which].is_none() {
+            let (file, created) = self.open_append(name)?;
+            if created {
+                self.sync_dir();
+            }
+            cut_torn_tail(&file, name, self.warn.as_mut())?;
+            let len = file_len(Some(&file), name)?;
+            self.appenders[which] = Some(Appender { file, len });
+        }
+        self.appenders[which]
+            .as_mut()
+            .ok_or(JsonlError::ReadOnly { file: name })
     }
 
     /// The JSONL directory.
@@ -297,57 +341,55 @@ impl JsonlStore {
 
         // Open for appending and cut torn tails, then catch the index up with whatever is
         // complete on disk, so the offsets of our lines are known.
-        let mut created = false;
-        let mut items_f = match &item_buf {
-            Some(_) => {
-                let (f, new) = self.open_append(ITEMS_FILE)?;
-                created |= new;
-                Some(f)
-            }
-            None => None,
+        let items_base = match &item_buf {
+            Some(_) => self.appender(0)?.len,
+            None => 0,
         };
-        let mut events_f = match &ev_buf {
-            Some(_) => {
-                let (f, new) = self.open_append(EVENTS_FILE)?;
-                created |= new;
-                Some(f)
-            }
-            None => None,
+        let events_base = match &ev_buf {
+            Some(_) => self.appender(1)?.len,
+            None => 0,
         };
-        if let Some(f) = &items_f {
-            cut_torn_tail(f, ITEMS_FILE, self.warn.as_mut())?;
-        }
-        if let Some(f) = &events_f {
-            cut_torn_tail(f, EVENTS_FILE, self.warn.as_mut())?;
-        }
         self.refresh_items()?;
-        if events_f.is_some() {
+        if ev_buf.is_some() {
             self.refresh_events()?;
         }
-        let items_base = file_len(items_f.as_ref(), ITEMS_FILE)?;
-        let events_base = file_len(events_f.as_ref(), EVENTS_FILE)?;
-
-        let result = append_all(
-            items_f.as_mut().zip(item_buf.as_ref()),
-            events_f.as_mut().zip(ev_buf.as_ref()),
-            self.durability == Durability::SyncEachWrite,
-        );
+        let sync = self.durability == Durability::SyncEachWrite;
+        let mut result = Ok(());
+        for (which, buf, base) in [(0, &item_buf, items_base), (1, &ev_buf, events_base)] {
+            let (Some(buf), Ok(())) = (buf, &result) else {
+                continue;
+            };
+            let name = [ITEMS_FILE, EVENTS_FILE][which];
+            let a = self.appender(which)?;
+            result = write_all_at(&a.file, &buf.bytes, base)
+                .and_then(|()| if sync { a.file.sync_data() } else { Ok(()) })
+                .map_err(|e| write_err(name, "write", e));
+            if result.is_ok() {
+                a.len = base + buf.bytes.len() as u64;
+            }
+        }
         if let Err(e) = result {
             // Best effort: leave no half-written call behind (a failed call must not show up).
-            for (f, base) in [(&items_f, items_base), (&events_f, events_base)] {
-                if let Some(f) = f {
-                    let _ = f.set_len(base).and_then(|()| f.sync_data());
+            for (which, base) in [(0, items_base), (1, events_base)] {
+                if let Some(a) = self.appenders[which].take() {
+                    let _ = a.file.set_len(base).and_then(|()| a.file.sync_data());
                 }
             }
             return Err(e);
         }
-        if created {
-            self.sync_dir();
-        }
+        let items_f = self.appenders[0].as_ref().map(|a| &a.file);
+        let events_f = self.appenders[1].as_ref().map(|a| &a.file);
 
         // Index what was written without reading it back, when the file was exactly what
         // the index had seen (it is, with the host serializing writers); else the next
         // refresh reads it.
+        // Whatever is not indexed here, the next refresh must read, even within this call.
+        if item_buf.is_some() {
+            self.items.uncheck();
+        }
+        if ev_buf.is_some() {
+            self.events.uncheck();
+        }
         if let (Some(item), Some(buf), Some(f)) = (item, &item_buf, &items_f)
             && self.items.fully_indexed()
             && self.items.end == items_base
@@ -362,6 +404,7 @@ impl JsonlStore {
                 .map_err(|_| JsonlError::TooLarge { file: ITEMS_FILE })?;
             self.items
                 .appended(f.metadata().ok().as_ref(), &buf.bytes, 1, buf.last_len());
+            self.items.recheck_done();
         }
         if let (Some(buf), Some(f)) = (&ev_buf, &events_f)
             && self.events.fully_indexed()
@@ -380,6 +423,10 @@ impl JsonlStore {
                 events.len() as u64,
                 buf.last_len(),
             );
+            self.events.recheck_done();
+        }
+        if !self.scoped {
+            self.appenders = [None, None];
         }
         Ok(())
     }
@@ -454,26 +501,51 @@ fn encode<T: serde::Serialize>(file: &'static str, records: &[T]) -> Result<Enco
     Ok(Encoded { bytes, lens })
 }
 
-/// Appends (one `write_all` per file), then, if `sync`, syncs data: items first, then events.
-fn append_all(
-    items: Option<(&mut File, &Encoded)>,
-    events: Option<(&mut File, &Encoded)>,
-    sync: bool,
-) -> Result<(), JsonlError> {
-    let mut written: Vec<(&File, &'static str)> = Vec::with_capacity(2);
-    for (name, part) in [(ITEMS_FILE, items), (EVENTS_FILE, events)] {
-        if let Some((f, buf)) = part {
-            f.write_all(&buf.bytes)
-                .map_err(|e| write_err(name, "write", e))?;
-            written.push((f, name));
-        }
+/// Writes all of `buf` at byte `off` of `f` (positioned: no stream, no shared cursor).
+fn write_all_at(f: &File, buf: &[u8], off: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(buf, off)
     }
-    if sync {
-        for (f, name) in written {
-            f.sync_data().map_err(|e| write_err(name, "sync", e))?;
+    #[cfg(target_os = "wasi")]
+    {
+        // std's `FileExt::write_at` is unstable on WASI; wasi-libc's `pwrite` is the same
+        // call (`descriptor.write(buf, offset)`), which wasmtime runs on the calling thread,
+        // unlike the output-stream path of `Write::write` (a blocking-pool round trip).
+        use std::os::fd::AsRawFd;
+        unsafe extern "C" {
+            fn pwrite(fd: i32, buf: *const u8, len: usize, off: i64) -> isize;
         }
+        let (mut done, fd) = (0usize, f.as_raw_fd());
+        while done < buf.len() {
+            let at = i64::try_from(off + done as u64)
+                .map_err(|_| io::Error::other("offset too large"))?;
+            let rest = &buf[done..];
+            // SAFETY: `rest` is a live slice of `rest.len()` bytes; `fd` is open for the
+            // lifetime of `f`.
+            let n = unsafe { pwrite(fd, rest.as_ptr(), rest.len(), at) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            done += n as usize;
+        }
+        Ok(())
     }
-    Ok(())
+    #[cfg(not(any(unix, target_os = "wasi")))]
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = f;
+        f.seek(SeekFrom::Start(off))?;
+        f.write_all(buf)
+    }
 }
 
 fn file_len(f: Option<&File>, name: &'static str) -> Result<u64, JsonlError> {
@@ -557,5 +629,34 @@ impl BacklogStore for JsonlStore {
 
     fn cleanup(&mut self, cutoff: &str, dry_run: bool) -> Result<usize, StoreError> {
         self.cleanup_now(cutoff, dry_run)
+    }
+
+    fn begin_call(&mut self) {
+        JsonlStore::begin_call(self)
+    }
+
+    /// The default computation over the index's keys, borrowed rather than cloned (the
+    /// default's `keys()` copy is most of its time at 100k items).
+    fn dashboard(
+        &mut self,
+        env: &str,
+        today: &str,
+        policy: &Policy,
+    ) -> Result<Dashboard, StoreError> {
+        self.refresh_items()?;
+        let counts = dashboard::compute(self.index.keys().filter(|k| k.env == env), today, policy);
+        let mut overdue = Vec::with_capacity(counts.overdue.len());
+        for k in &counts.overdue {
+            if let Some(item) = self.get(&k.id)? {
+                overdue.push(item);
+            }
+        }
+        Ok(Dashboard::from_counts(
+            env,
+            self.backend(),
+            counts,
+            overdue,
+            policy,
+        ))
     }
 }

@@ -955,3 +955,42 @@ fn ten_thousand_items_smoke() {
     assert!(keys.windows(2).all(|w| list::compare(&w[0], &w[1]).is_lt()));
     assert!(warnings.borrow().is_empty());
 }
+
+#[test]
+fn calls_check_the_files_once_and_see_other_writers_at_the_next_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = rw(tmp.path());
+    let mut b = rw(tmp.path());
+    // One call of `a` writes several items and reads its own writes back.
+    a.begin_call();
+    let (x, y) = (item(1), item(2));
+    a.write(Some(&x), &[event(1, &x.id)]).unwrap();
+    a.write(Some(&y), &[event(2, &y.id)]).unwrap();
+    assert_eq!(a.get(&y.id).unwrap(), Some(y.clone()));
+    assert_eq!(a.events(&x.id, 10).unwrap(), vec![event(1, &x.id)]);
+
+    // Another writer (the host serializes them: between calls of `a`) appends.
+    b.begin_call();
+    let z = item(3);
+    b.write(Some(&z), &[event(3, &z.id)]).unwrap();
+    let mut x2 = x.clone();
+    x2.owner = "cto".into();
+    b.write(Some(&x2), &[]).unwrap();
+
+    // `a`'s next call sees all of it, and appends after it (its kept handles and lengths
+    // were dropped at begin_call).
+    a.begin_call();
+    assert_eq!(a.get(&z.id).unwrap(), Some(z.clone()));
+    assert_eq!(a.get(&x.id).unwrap(), Some(x2.clone()));
+    let w = item(4);
+    a.write(Some(&w), &[event(4, &w.id)]).unwrap();
+    b.begin_call();
+    assert_eq!(b.get(&w.id).unwrap(), Some(w));
+    let text = std::fs::read_to_string(tmp.path().join(ITEMS_FILE)).unwrap();
+    assert_eq!(text.lines().count(), 5);
+    assert!(
+        text.lines()
+            .all(|l| serde_json::from_str::<Item>(l).is_ok()),
+        "{text}"
+    );
+}

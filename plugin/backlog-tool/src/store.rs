@@ -66,7 +66,10 @@ pub fn with_store<T>(
             });
         }
         match slot.as_mut() {
-            Some(open) => f(open.store.as_mut()),
+            Some(open) => {
+                open.store.begin_call();
+                f(open.store.as_mut())
+            }
             None => Err(Error::internal("store not open")),
         }
     })
@@ -134,6 +137,9 @@ impl<S: BacklogStore> BacklogStore for Renamed<S> {
     }
     fn keys(&mut self, env: Option<&str>) -> Result<Vec<ItemKeys>, StoreError> {
         self.inner.keys(env)
+    }
+    fn begin_call(&mut self) {
+        self.inner.begin_call()
     }
     fn cleanup(&mut self, cutoff: &str, dry_run: bool) -> Result<usize, StoreError> {
         self.inner.cleanup(cutoff, dry_run)

@@ -30,6 +30,8 @@ impl JsonlStore {
         }
         self.refresh_items()?;
         self.refresh_events()?;
+        // The rewrite replaces both files: handles kept for appending would point at the old.
+        self.appenders = [None, None];
 
         // Which items survive, by slot; how many go.
         let mut keep = vec![false; self.index.slot_count()];
