@@ -76,9 +76,25 @@ struct Order {
     sorted: Vec<u32>,
     /// Slot → its position in `sorted` (`NIL` for placeholders).
     rank: Vec<u32>,
+    /// `rank` lags `sorted` (new slots were inserted): rebuilt, O(n), before it is read.
+    /// Inserting only marks it, so a run of creates (generation) costs one memmove each,
+    /// not a rank pass each.
+    rank_dirty: bool,
     valid: bool,
     /// Incremental moves since the last (re)build; past [`MAX_MOVES`] a re-sort is cheaper.
     moves: usize,
+}
+
+impl Order {
+    /// Makes `rank` agree with `sorted` again.
+    fn refresh_rank(&mut self) {
+        for (p, &s) in self.sorted.iter().enumerate() {
+            if let Some(r) = self.rank.get_mut(s as usize) {
+                *r = p as u32;
+            }
+        }
+        self.rank_dirty = false;
+    }
 }
 
 /// Each incremental move shifts O(n) entries; a re-sort is O(n log n) compares.
@@ -186,6 +202,10 @@ impl Index {
         if order.rank.len() < slots.len() {
             order.rank.resize(slots.len(), NIL);
         }
+        // New slots have `NIL` even in a lagging rank (ranks only become `NIL` on a rebuild).
+        if order.rank[s as usize] != NIL && order.rank_dirty {
+            order.refresh_rank();
+        }
         let old = order.rank[s as usize];
         let from = if old == NIL {
             order.sorted.len()
@@ -202,6 +222,12 @@ impl Index {
             key(x).is_some_and(|k| list::compare(k, new_keys) == Ordering::Less)
         });
         order.sorted.insert(to, s);
+        if old == NIL {
+            // Every rank after `to` shifted by one: settle them when next read.
+            order.rank[s as usize] = to as u32;
+            order.rank_dirty = true;
+            return;
+        }
         for p in from.min(to)..order.sorted.len().min(from.max(to) + 1) {
             order.rank[order.sorted[p] as usize] = p as u32;
         }
@@ -210,6 +236,9 @@ impl Index {
     /// (Re)builds the listing order if a change invalidated it.
     fn ensure_order(&mut self) {
         if self.order.valid {
+            if self.order.rank_dirty {
+                self.order.refresh_rank();
+            }
             return;
         }
         let slots = &self.slots;
@@ -229,6 +258,7 @@ impl Index {
         self.order = Order {
             sorted,
             rank,
+            rank_dirty: false,
             valid: true,
             moves: 0,
         };
