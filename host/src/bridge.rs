@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
+use crate::caps::pg::{self, Dsn, Postgres};
 use crate::config::plugins::{self, ComponentSource, PluginEntry};
 use crate::config::policy::{self, LoadedPolicy};
 use crate::config::rbac::Matrix;
@@ -18,7 +20,7 @@ use crate::grants::{Access, Grants, grants_for};
 use crate::lock::DirLock;
 use crate::runtime::cache::{self, Origin};
 use crate::runtime::plugin::{CallOutcome, Invocation};
-use crate::runtime::sandbox::{BACKLOG_DIR, Dirs, REPORTS_DIR};
+use crate::runtime::sandbox::{BACKLOG_DIR, REPORTS_DIR, Resources};
 use crate::runtime::{Plugin, Runtime};
 
 /// Components built into the binary, by the name `component: builtin` resolves.
@@ -34,6 +36,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Auto,
+    Postgres,
     Jsonl,
     Memory,
     Null,
@@ -47,9 +50,7 @@ impl Backend {
             "jsonl" => Backend::Jsonl,
             "memory" => Backend::Memory,
             "null" => Backend::Null,
-            "postgres" => bail!(
-                "BACKLOG_BACKEND=postgres: this build has no Postgres backend yet; use jsonl or auto"
-            ),
+            "postgres" => Backend::Postgres,
             other => {
                 bail!("BACKLOG_BACKEND={other:?}: expected auto, postgres, jsonl, memory or null")
             }
@@ -60,6 +61,7 @@ impl Backend {
     fn guest_name(self) -> &'static str {
         match self {
             Backend::Auto | Backend::Jsonl => "jsonl",
+            Backend::Postgres => "postgres",
             Backend::Memory => "memory",
             Backend::Null => "null",
         }
@@ -80,6 +82,11 @@ pub struct Settings {
     pub cache_dir: Option<PathBuf>,
     /// `BACKLOG_BRIDGE_NOW`: the clock guests see, pinned.
     pub now: Option<DateTime<Utc>>,
+    /// `BACKLOG_POSTGRES_DSN`, else `POSTGRES_DSN` (prints redacted).
+    pub postgres_dsn: Option<Dsn>,
+    /// `BACKLOG_PG_RETRY_SECONDS` (default 300): how long `auto` stays on JSONL after
+    /// Postgres failed before it tries again.
+    pub pg_retry_seconds: u64,
 }
 
 impl Settings {
@@ -99,6 +106,13 @@ impl Settings {
             ),
         };
         Ok(Settings {
+            postgres_dsn: Dsn::resolve(None, var),
+            pg_retry_seconds: match var("BACKLOG_PG_RETRY_SECONDS") {
+                None => 300,
+                Some(s) => s.parse().ok().filter(|n| *n > 0).with_context(|| {
+                    format!("BACKLOG_PG_RETRY_SECONDS={s:?} is not a positive number of seconds")
+                })?,
+            },
             reports_dir: ops_dir.join("reports"),
             config_dir,
             ops_dir,
@@ -133,7 +147,7 @@ pub struct Bridge {
     pub policy: LoadedPolicy,
     runtime: Runtime,
     plugins: BTreeMap<String, Loaded>,
-    dirs: Dirs,
+    resources: Resources,
     /// Keeps the `memory` backend's directory alive as long as the process.
     _memory_dir: Option<tempfile::TempDir>,
 }
@@ -151,7 +165,7 @@ impl Bridge {
             plugins.insert(name, Loaded { entry, plugin });
         }
         let (backlog, memory_dir) = match settings.backend {
-            Backend::Null => (None, None),
+            Backend::Null | Backend::Postgres => (None, None),
             Backend::Memory => {
                 let dir = tempfile::Builder::new()
                     .prefix("backlog-memory-")
@@ -160,11 +174,28 @@ impl Bridge {
             }
             Backend::Auto | Backend::Jsonl => (Some(settings.jsonl_dir.clone()), None),
         };
+        let postgres = match (settings.backend, &settings.postgres_dsn) {
+            (Backend::Postgres | Backend::Auto, Some(dsn)) => {
+                tracing::debug!(dsn = %dsn, "postgres: configured");
+                Some(Arc::new(
+                    Postgres::new(dsn.clone(), pg::Limits::default())
+                        .context("the Postgres backend")?,
+                ))
+            }
+            (Backend::Postgres, None) => bail!(
+                "BACKLOG_BACKEND=postgres needs a DSN: set BACKLOG_POSTGRES_DSN (or POSTGRES_DSN)"
+            ),
+            _ => None,
+        };
         match settings.backend {
+            Backend::Postgres => tracing::info!("backlog_store: using PostgresBacklogStore"),
+            // With a DSN, the guest's auto store logs each switch itself (on the first call
+            // and whenever Postgres goes away or comes back).
+            Backend::Auto if postgres.is_some() => {}
             Backend::Auto => {
                 tracing::info!("backlog_store: using JsonlBacklogStore");
                 tracing::info!(
-                    "backlog_store: auto uses JSONL: this build has no Postgres backend yet"
+                    "backlog_store: auto without BACKLOG_POSTGRES_DSN or POSTGRES_DSN: JSONL only"
                 );
             }
             Backend::Jsonl => tracing::info!("backlog_store: using JsonlBacklogStore"),
@@ -178,7 +209,11 @@ impl Bridge {
             policy,
             runtime,
             plugins,
-            dirs: Dirs { backlog, reports },
+            resources: Resources {
+                backlog,
+                reports,
+                postgres,
+            },
             _memory_dir: memory_dir,
         })
     }
@@ -281,10 +316,13 @@ impl Bridge {
             &loaded.entry.grants,
             &rule.entitlements,
         );
-        if self.dirs.backlog.is_none() {
+        if self.resources.backlog.is_none() {
             grants.backlog_dir = Access::None;
         }
-        let _lock = match (grants.backlog_dir, &self.dirs.backlog) {
+        if self.resources.postgres.is_none() {
+            grants.postgres = Access::None;
+        }
+        let _lock = match (grants.backlog_dir, &self.resources.backlog) {
             (Access::None, _) | (_, None) => None,
             (access, Some(dir)) => {
                 ensure_dir(dir)?;
@@ -316,7 +354,7 @@ impl Bridge {
             .unwrap_or(DEFAULT_TIMEOUT);
         let invocation = Invocation {
             grants,
-            dirs: &self.dirs,
+            resources: &self.resources,
             timeout,
             action: req.action,
             params: req.params,
@@ -341,7 +379,7 @@ impl Bridge {
     /// `"sync":"host"` and skip their own syncs; the `memory` backend needs none.)
     fn durable(&self) -> Result<(), ToolError> {
         let (Backend::Auto | Backend::Jsonl, Some(dir)) =
-            (self.settings.backend, &self.dirs.backlog)
+            (self.settings.backend, &self.resources.backlog)
         else {
             return Ok(());
         };
@@ -370,9 +408,23 @@ impl Bridge {
             .to_rfc3339_opts(SecondsFormat::Micros, true)
     }
 
-    /// Settings a guest may know: which store, and the guest paths it was granted.
+    /// The Postgres pool, when a Postgres backend is configured (for readiness checks:
+    /// [`Postgres::status`]).
+    pub fn postgres(&self) -> Option<&Postgres> {
+        self.resources.postgres.as_deref()
+    }
+
+    /// Settings a guest may know: which store, the guest paths and the Postgres access it was
+    /// granted (never the DSN).
     fn guest_config(&self, grants: Grants) -> String {
-        let mut config = json!({ "backend": self.settings.backend.guest_name() });
+        let backend = match self.settings.backend {
+            Backend::Auto if self.resources.postgres.is_some() => "auto",
+            b => b.guest_name(),
+        };
+        let mut config = json!({ "backend": backend });
+        if backend == "auto" {
+            config["pg_retry_seconds"] = json!(self.settings.pg_retry_seconds);
+        }
         match grants.backlog_dir {
             Access::None => {}
             Access::Read => {
@@ -386,6 +438,11 @@ impl Bridge {
         }
         if grants.reports_dir != Access::None {
             config["reports_dir"] = json!(REPORTS_DIR);
+        }
+        match grants.postgres {
+            Access::None => {}
+            Access::Read => config["postgres"] = json!("read"),
+            Access::ReadWrite => config["postgres"] = json!("read_write"),
         }
         if grants.backlog_dir == Access::ReadWrite && self.settings.backend != Backend::Null {
             // The host syncs both files in parallel after the call (see `durable`).
@@ -454,7 +511,16 @@ fn ensure_dir(dir: &Path) -> Result<(), ToolError> {
 
 fn log_stderr(plugin: &str, request_id: &str, outcome: &CallOutcome) {
     for line in outcome.stderr.lines().filter(|l| !l.trim().is_empty()) {
-        tracing::warn!(target: "guest", plugin, request_id, "{line}");
+        // Guests write plain lines; the store's repairs and fallbacks say "warning",
+        // "skipping" or "cut", everything else (backend switches) is information.
+        if ["warning", "skipping", "cut torn", "error"]
+            .iter()
+            .any(|w| line.contains(w))
+        {
+            tracing::warn!(target: "guest", plugin, request_id, "{line}");
+        } else {
+            tracing::info!(target: "guest", plugin, request_id, "{line}");
+        }
     }
 }
 

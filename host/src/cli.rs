@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use backlog_bridge::{Bridge, CallRequest, Settings, ToolError, bridge};
+use backlog_bridge::caps::pg::Dsn;
+use backlog_bridge::{Bridge, CallRequest, Settings, ToolError, bridge, migrate};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
@@ -58,6 +59,22 @@ enum Command {
         #[command(subcommand)]
         command: PluginsCommand,
     },
+    /// Creates or completes the Postgres schema (idempotent, one transaction) and optionally
+    /// imports a JSONL store; prints a JSON summary. Exit 2: no or invalid DSN, unreadable
+    /// JSONL directory; 3: cannot connect; 1: the migration failed (nothing changed).
+    Migrate {
+        /// Connection string; default BACKLOG_POSTGRES_DSN, else POSTGRES_DSN (prefer those:
+        /// a flag is visible to other users of the machine). Printed only redacted.
+        #[arg(long)]
+        dsn: Option<String>,
+        /// Print the SQL (and what would be imported) and change nothing; does not connect.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also copy this JSONL store directory (items.jsonl, events.jsonl) into Postgres, by
+        /// id: newer items replace older, events are added once.
+        #[arg(long, value_name = "DIR")]
+        import_jsonl: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -72,6 +89,8 @@ enum PluginsCommand {
 enum Failure {
     Tool(ToolError),
     Config(anyhow::Error),
+    /// A message for stderr and the exit code to leave with.
+    Exit(u8, anyhow::Error),
 }
 
 pub fn main() -> ExitCode {
@@ -93,10 +112,22 @@ pub fn main() -> ExitCode {
             eprintln!("backlog-bridge: {e:#}");
             ExitCode::from(2)
         }
+        Err(Failure::Exit(code, e)) => {
+            eprintln!("backlog-bridge: {e:#}");
+            ExitCode::from(code)
+        }
     }
 }
 
 fn run(args: Args) -> Result<(), Failure> {
+    if let Command::Migrate {
+        dsn,
+        dry_run,
+        import_jsonl,
+    } = args.command
+    {
+        return run_migrate(dsn.as_deref(), dry_run, import_jsonl);
+    }
     let settings = Settings::from_env(args.config_dir, args.ops_dir).map_err(Failure::Config)?;
     match args.command {
         Command::Call {
@@ -135,7 +166,34 @@ fn run(args: Args) -> Result<(), Failure> {
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
             Ok(())
         }
+        Command::Migrate { .. } => unreachable!("handled before settings are read"),
     }
+}
+
+/// `migrate`: needs only a DSN, not the config files.
+fn run_migrate(
+    dsn: Option<&str>,
+    dry_run: bool,
+    import_jsonl: Option<PathBuf>,
+) -> Result<(), Failure> {
+    let var = |k: &str| std::env::var(k).ok();
+    let Some(dsn) = Dsn::resolve(dsn, var) else {
+        return Err(Failure::Config(anyhow::anyhow!(
+            "migrate needs a Postgres DSN: pass --dsn or set BACKLOG_POSTGRES_DSN (or POSTGRES_DSN)"
+        )));
+    };
+    let options = migrate::Options {
+        dsn,
+        dry_run,
+        import_jsonl,
+    };
+    let (summary, sql) =
+        migrate::run(&options).map_err(|e| Failure::Exit(e.exit_code(), e.into()))?;
+    if dry_run {
+        print!("{sql}");
+    }
+    println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+    Ok(())
 }
 
 /// Loads the bridge and checks that `agent` exists (an unknown agent is a usage error).

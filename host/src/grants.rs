@@ -37,7 +37,8 @@ pub struct Grants {
     pub backlog_dir: Access,
     /// The reports directory (`<ops-dir>/reports`), preopened as `/reports`.
     pub reports_dir: Access,
-    /// Postgres access (used by a later backend; never a DSN).
+    /// Postgres access through the host's `backlog-bridge:pg` import (`read`: every
+    /// transaction `READ ONLY`); never a DSN.
     pub postgres: Access,
 }
 

@@ -6,10 +6,12 @@
 //! the generic `describe`/`call` WIT interface; everything about items lives in the guests.
 
 pub mod bridge;
+pub mod caps;
 pub mod config;
 pub mod error;
 pub mod grants;
 pub mod lock;
+pub mod migrate;
 pub mod runtime;
 
 pub use bridge::{Bridge, CallRequest, Settings};

@@ -2,6 +2,8 @@
 //! One test binary; one module per feature; `util` holds the temp-dir harness.
 
 mod util;
+// The throwaway PostgreSQL 15 cluster of this test binary.
+mod pg;
 
 // Every backlog_tool action and error code through the component.
 mod actions;
@@ -17,3 +19,9 @@ mod durability;
 mod sandbox;
 // The typed per-action WIT interfaces agree with the generic `call`.
 mod parity;
+// `migrate`: schema, idempotence, dry run, JSONL import, redaction.
+mod migrate;
+// The Postgres capability: grants, read-only escapes, transactions per call, values, limits.
+mod pg_sandbox;
+// The action suite on the postgres and auto backends.
+mod backends;

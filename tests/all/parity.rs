@@ -3,7 +3,7 @@
 
 use backlog_bridge::grants::{Access, Grants};
 use backlog_bridge::runtime::Runtime;
-use backlog_bridge::runtime::sandbox::{Dirs, HostState, new_store};
+use backlog_bridge::runtime::sandbox::{HostState, Resources, new_store};
 use serde_json::{Value, json};
 use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -27,6 +27,23 @@ use typed::exports::backlog_bridge::backlog::{
 impl typed::backlog_bridge::tool::types::Host for Shim {}
 impl typed::backlog_bridge::backlog::model::Host for Shim {}
 
+/// The parity run uses the JSONL backend: Postgres is not granted.
+impl typed::backlog_bridge::pg::postgres::Host for Shim {
+    fn execute(
+        &mut self,
+        _database: String,
+        _statement: String,
+        _params: Vec<typed::backlog_bridge::pg::postgres::DbValue>,
+    ) -> Result<
+        typed::backlog_bridge::pg::postgres::QueryResult,
+        typed::backlog_bridge::pg::postgres::PgError,
+    > {
+        Err(typed::backlog_bridge::pg::postgres::PgError::NotGranted(
+            "parity test".into(),
+        ))
+    }
+}
+
 /// Local newtype so the test can implement its bindings' (empty) host traits.
 struct Shim;
 
@@ -49,11 +66,11 @@ impl Harness {
             backlog_dir: Access::ReadWrite,
             ..Grants::default()
         };
-        let dirs = Dirs {
+        let resources = Resources {
             backlog: Some(dir.path().to_owned()),
-            reports: None,
+            ..Resources::default()
         };
-        let mut store = new_store(&rt.engine, grants, &dirs, 128 << 20).unwrap();
+        let mut store = new_store(&rt.engine, grants, &resources, 128 << 20).unwrap();
         store.set_epoch_deadline(u64::MAX / 2);
         let tool = BacklogTool::instantiate(&mut store, &component, &linker).unwrap();
         // The engine's epoch ticker stops with the runtime; keep deadlines irrelevant here.

@@ -85,18 +85,20 @@ impl Env {
         }
     }
 
-    /// Also registers the hostile test component as tool `hostile`: its `*_ro` grants are
-    /// read-only, and `write_backlog` needs only `tools.backlog.read`.
+    /// Also registers the hostile test component as tool `hostile`: `write_backlog` needs
+    /// only `tools.backlog.read` (a read-only grant); `pg_read`/`pg_slow` get Postgres
+    /// read-only, `pg_write` read-write, `pg_none` no Postgres (its entitlement,
+    /// `tools.backlog.admin`, gives this plugin nothing).
     pub fn with_hostile(self) -> Env {
         let plugins = format!(
             "
   hostile:
     component: {HOSTILE_WASM}
     memory_limit_mib: 32
-    may_use:   {{ backlog_dir: read_write }}
+    may_use:   {{ backlog_dir: read_write, postgres: read_write }}
     grants:
-      tools.backlog.read:  {{ backlog_dir: read }}
-      tools.backlog.write: {{ backlog_dir: read_write }}
+      tools.backlog.read:  {{ backlog_dir: read, postgres: read }}
+      tools.backlog.write: {{ backlog_dir: read_write, postgres: read_write }}
 "
         );
         append(&self.config.join("plugins.yml"), &plugins);
@@ -112,11 +114,31 @@ impl Env {
       escape:        { entitlements: [tools.backlog.write] }
       panic:         { entitlements: [tools.backlog.read] }
       ok:            { entitlements: [tools.backlog.read] }
+      pg_read:       { entitlements: [tools.backlog.read] }
+      pg_write:      { entitlements: [tools.backlog.write] }
+      pg_none:       { entitlements: [tools.backlog.admin] }
+      pg_slow:       { entitlements: [tools.backlog.read], timeout_s: 1 }
 ",
             1,
         );
         std::fs::write(self.config.join("rbac_tools_matrix.yml"), matrix).unwrap();
         self
+    }
+
+    /// The Postgres backend on `db` (`BACKLOG_BACKEND=postgres`, `BACKLOG_POSTGRES_DSN`).
+    pub fn with_postgres(self, db: &crate::pg::TestDb) -> Env {
+        self.var("BACKLOG_BACKEND", "postgres")
+            .var("BACKLOG_POSTGRES_DSN", &db.dsn)
+    }
+
+    /// `migrate ARGS…` with this installation's environment.
+    pub fn migrate(&self, args: &[&str]) -> Run {
+        self.cmd()
+            .arg("migrate")
+            .args(args)
+            .output()
+            .expect("run binary")
+            .into()
     }
 
     pub fn var(mut self, k: &str, v: &str) -> Env {
@@ -137,7 +159,11 @@ impl Env {
             .arg("--ops-dir")
             .arg(&self.ops);
         for (k, _) in std::env::vars() {
-            if k.starts_with("BACKLOG_") || k.ends_with("_API_KEY") || k == "RUST_LOG" {
+            if k.starts_with("BACKLOG_")
+                || k.ends_with("_API_KEY")
+                || k == "RUST_LOG"
+                || k == "POSTGRES_DSN"
+            {
                 cmd.env_remove(k);
             }
         }

@@ -1,8 +1,27 @@
-//! Host bindings of the generic tool world (`backlog-bridge:tool/plugin`).
+//! Host bindings of the world every tool plugin runs in: it exports the generic tool face
+//! (`backlog-bridge:tool/tool`) and may import the host's Postgres access
+//! (`backlog-bridge:pg/postgres`). Components that do not import Postgres link all the same.
+//! The world is declared here (the WIT files stay the guests' contract).
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "backlog-bridge:tool/plugin@0.1.0",
+    inline: "
+        package backlog-bridge:host@0.1.0;
+
+        world tool-host {
+            import backlog-bridge:pg/postgres@0.1.0;
+            export backlog-bridge:tool/tool@0.1.0;
+        }
+    ",
+    world: "backlog-bridge:host/tool-host@0.1.0",
+    // A statement still running when the call's time limit passes ends the call with a trap
+    // (-> `timeout`), like a guest that runs too long.
+    imports: { "backlog-bridge:pg/postgres.execute": trappable },
 });
 
 pub use self::backlog_bridge::tool::types::{CallContext, ErrorCode, ToolError as WitToolError};
+
+/// The Postgres interface's types and `Host` trait.
+pub mod pg {
+    pub use super::backlog_bridge::pg::postgres::*;
+}

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::Plugin as PluginWorld;
+use super::bindings;
 use super::sandbox::HostState;
 
 /// One epoch tick. Deadlines are whole ticks, so limits are accurate to this.
@@ -29,8 +29,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Builds the engine (pooling allocator if possible) and the linker with WASI p2 and the
-    /// tool world's imports.
+    /// Builds the engine (pooling allocator if possible) and the linker with every interface a
+    /// guest may import: WASI p2, the tool types, Postgres. What a call may actually use is
+    /// decided per store by its grants (`sandbox.rs`).
     pub fn new() -> anyhow::Result<Self> {
         let (engine, allocator) = match Engine::new(&config(true)) {
             Ok(engine) => (engine, "pooling"),
@@ -43,9 +44,12 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI p2")?;
-        PluginWorld::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        bindings::backlog_bridge::tool::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
-            .context("linking the tool world")?;
+            .context("linking backlog-bridge:tool/types")?;
+        bindings::pg::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)
+            .context("linking backlog-bridge:pg/postgres")?;
         let stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), stop.clone());
         Ok(Runtime {

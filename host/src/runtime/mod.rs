@@ -2,10 +2,10 @@
 //! on disk, and [`Plugin`]s that run calls in sandboxed stores.
 //!
 //! Architecture invariant: this module grants nothing on its own. A store gets exactly the
-//! preopens of the [`Grants`](crate::grants::Grants) handed to it (see `sandbox.rs`); no
-//! environment, arguments, network or inherited stdio ever reach a guest.
+//! preopens and the Postgres access of the [`Grants`](crate::grants::Grants) handed to it (see
+//! `sandbox.rs`); no environment, arguments, network or inherited stdio ever reach a guest.
 
-mod bindings;
+pub(crate) mod bindings;
 pub mod cache;
 pub mod engine;
 pub mod plugin;

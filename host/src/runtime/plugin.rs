@@ -7,15 +7,16 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
-use super::bindings::{CallContext, ErrorCode, Plugin as PluginWorld, PluginPre, WitToolError};
+use super::bindings::{CallContext, ErrorCode, ToolHost, ToolHostPre, WitToolError};
 use super::engine::{EPOCH_TICK, Runtime};
-use super::sandbox::{Dirs, HostState, new_store};
+use super::sandbox::{HostState, Resources, new_store};
+use crate::caps::pg::{CommitError, DeadlineExceeded, End};
 use crate::error::{Code, ToolError};
 use crate::grants::Grants;
 
@@ -58,7 +59,7 @@ pub struct CallOutcome {
 #[derive(Clone, Copy)]
 pub struct Invocation<'a> {
     pub grants: Grants,
-    pub dirs: &'a Dirs,
+    pub resources: &'a Resources,
     pub timeout: Duration,
     pub action: &'a str,
     /// The params object as JSON text.
@@ -68,14 +69,14 @@ pub struct Invocation<'a> {
 
 struct Warm {
     store: Store<HostState>,
-    instance: PluginWorld,
+    instance: ToolHost,
 }
 
 /// A loaded plugin.
 pub struct Plugin {
     pub name: String,
     pub info: ToolInfo,
-    pre: PluginPre<HostState>,
+    pre: ToolHostPre<HostState>,
     memory_bytes: usize,
     warm: Mutex<HashMap<Grants, Vec<Warm>>>,
 }
@@ -88,12 +89,12 @@ impl Plugin {
         component: &Component,
         memory_mib: u64,
     ) -> anyhow::Result<Self> {
-        let pre = PluginPre::new(runtime.linker.instantiate_pre(component)?)?;
+        let pre = ToolHostPre::new(runtime.linker.instantiate_pre(component)?)?;
         let memory_bytes = (memory_mib as usize) << 20;
         let mut store = new_store(
             &runtime.engine,
             Grants::default(),
-            &Dirs::default(),
+            &Resources::default(),
             memory_bytes,
         )?;
         store.set_epoch_deadline(ticks(Duration::from_secs(10)));
@@ -128,7 +129,9 @@ impl Plugin {
         })
     }
 
-    /// Runs one call in a sandbox with its grants, stopping it at its time limit.
+    /// Runs one call in a sandbox with its grants, stopping it at its time limit. The call's
+    /// Postgres transaction (if it opened one) is committed when the guest returned `ok`, and
+    /// rolled back on an error result, a trap or a timeout, before the instance is reused.
     pub fn call(
         &self,
         runtime: &Runtime,
@@ -136,7 +139,7 @@ impl Plugin {
     ) -> (Result<String, ToolError>, CallOutcome) {
         let Invocation {
             grants,
-            dirs,
+            resources,
             timeout,
             action,
             params,
@@ -145,7 +148,7 @@ impl Plugin {
         let mut outcome = CallOutcome::default();
         let (mut warm, reused) = match self.take_warm(grants) {
             Some(w) => (w, true),
-            None => match self.fresh(runtime, grants, dirs) {
+            None => match self.fresh(runtime, grants, resources) {
                 Ok(w) => (w, false),
                 Err(e) => {
                     let err = ToolError::new(
@@ -158,6 +161,10 @@ impl Plugin {
         };
         outcome.warm = reused;
         warm.store.set_epoch_deadline(ticks(timeout));
+        warm.store
+            .data_mut()
+            .pg
+            .begin_call(Instant::now() + timeout);
         let result = warm.instance.backlog_bridge_tool_tool().call_call(
             &mut warm.store,
             action,
@@ -165,10 +172,18 @@ impl Plugin {
             context,
         );
         outcome.stderr = warm.store.data().stderr.take();
+        let end = match result {
+            Ok(Ok(_)) => End::Commit,
+            _ => End::Rollback,
+        };
+        let ended = warm.store.data_mut().pg.end_call(end);
         match result {
             Ok(Ok(json)) => {
                 self.put_warm(grants, warm);
-                (Ok(json), outcome)
+                match ended {
+                    Ok(()) => (Ok(json), outcome),
+                    Err(e) => (Err(self.commit_error(&e)), outcome),
+                }
             }
             Ok(Err(e)) => {
                 self.put_warm(grants, warm);
@@ -182,6 +197,21 @@ impl Plugin {
         }
     }
 
+    /// A call whose guest succeeded but whose Postgres transaction did not commit.
+    fn commit_error(&self, e: &CommitError) -> ToolError {
+        let code = match e {
+            CommitError::Aborted(_) => Code::Internal,
+            CommitError::Refused { sqlstate, .. }
+                if sqlstate.starts_with("23") || sqlstate.starts_with("40") =>
+            {
+                Code::Conflict
+            }
+            CommitError::Refused { .. } => Code::Internal,
+            CommitError::Unavailable(_) => Code::Unavailable,
+        };
+        ToolError::new(code, format!("plugin `{}`: {e}", self.name))
+    }
+
     fn trap_error(
         &self,
         store: &Store<HostState>,
@@ -189,7 +219,9 @@ impl Plugin {
         timeout: Duration,
         stderr: &str,
     ) -> ToolError {
-        if trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        if trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
+            || trap.downcast_ref::<DeadlineExceeded>().is_some()
+        {
             return ToolError::new(
                 Code::Timeout,
                 format!(
@@ -220,8 +252,13 @@ impl Plugin {
         ToolError::new(Code::Internal, message)
     }
 
-    fn fresh(&self, runtime: &Runtime, grants: Grants, dirs: &Dirs) -> anyhow::Result<Warm> {
-        let mut store = new_store(&runtime.engine, grants, dirs, self.memory_bytes)?;
+    fn fresh(
+        &self,
+        runtime: &Runtime,
+        grants: Grants,
+        resources: &Resources,
+    ) -> anyhow::Result<Warm> {
+        let mut store = new_store(&runtime.engine, grants, resources, self.memory_bytes)?;
         store.set_epoch_deadline(ticks(Duration::from_secs(10)));
         let instance = self.pre.instantiate(&mut store)?;
         Ok(Warm { store, instance })

@@ -1,10 +1,11 @@
 //! The per-call sandbox: a [`Store`] holding a WASI context with exactly the preopens of the
-//! call's [`Grants`], memory limits, and captured stderr.
+//! call's [`Grants`], its Postgres grant, memory limits, and captured stderr.
 //!
 //! Default deny, stated once: no environment, no arguments, no stdin, stdout discarded, no
-//! network, no preopens. Everything a guest can touch is added below from `Grants`.
+//! network, no preopens, no Postgres. Everything a guest can touch is added below from `Grants`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store};
@@ -12,6 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::backlog_bridge::tool::types;
 use super::stderr::Capture;
+use crate::caps::pg::{PgGrant, Postgres};
 use crate::grants::Grants;
 
 /// Guest path of the JSONL store directory.
@@ -19,11 +21,14 @@ pub const BACKLOG_DIR: &str = "/backlog";
 /// Guest path of the reports directory.
 pub const REPORTS_DIR: &str = "/reports";
 
-/// Host directories behind the guest paths; only those the grants name are preopened.
+/// What the host has to give: directories behind the guest paths and the Postgres pool. A
+/// store gets only what its grants name.
 #[derive(Debug, Clone, Default)]
-pub struct Dirs {
+pub struct Resources {
     pub backlog: Option<PathBuf>,
     pub reports: Option<PathBuf>,
+    /// The pool, when a Postgres backend is configured.
+    pub postgres: Option<Arc<Postgres>>,
 }
 
 /// The data of one store.
@@ -32,6 +37,8 @@ pub struct HostState {
     table: ResourceTable,
     pub limits: Limits,
     pub stderr: Capture,
+    /// Postgres access and the running call's transaction.
+    pub pg: PgGrant,
 }
 
 impl WasiView for HostState {
@@ -77,21 +84,21 @@ impl ResourceLimiter for Limits {
     }
 }
 
-/// Builds a store carrying exactly `grants` over `dirs`.
+/// Builds a store carrying exactly `grants` over `resources`.
 pub fn new_store(
     engine: &Engine,
     grants: Grants,
-    dirs: &Dirs,
+    resources: &Resources,
     memory_bytes: usize,
 ) -> anyhow::Result<Store<HostState>> {
     let stderr = Capture::default();
     let mut wasi = WasiCtxBuilder::new();
     wasi.stderr(stderr.clone())
         .allow_blocking_current_thread(true);
-    if let (Some(perms), Some(dir)) = (grants.backlog_dir.fs_perms(), &dirs.backlog) {
+    if let (Some(perms), Some(dir)) = (grants.backlog_dir.fs_perms(), &resources.backlog) {
         wasi.preopened_dir(dir, BACKLOG_DIR, perms)?;
     }
-    if let (Some(perms), Some(dir)) = (grants.reports_dir.fs_perms(), &dirs.reports) {
+    if let (Some(perms), Some(dir)) = (grants.reports_dir.fs_perms(), &resources.reports) {
         wasi.preopened_dir(dir, REPORTS_DIR, perms)?;
     }
     let state = HostState {
@@ -102,6 +109,7 @@ pub fn new_store(
             memory_exceeded: false,
         },
         stderr,
+        pg: PgGrant::new(grants.postgres, resources.postgres.clone()),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);

@@ -1,14 +1,19 @@
-//! Backlog stores over `std::fs`: the `jsonl` backend ([`JsonlStore`]) and the disabled `null`
-//! backend ([`NullStore`]), both implementing [`backlog_core::store::BacklogStore`].
+//! Backlog stores, all implementing [`backlog_core::store::BacklogStore`]: the `jsonl`
+//! backend ([`JsonlStore`]) over `std::fs`; the `postgres` backend ([`PostgresStore`]) over
+//! the [`Sql`] seam (the host's Postgres import in the component, the `postgres` crate in
+//! tests); the `auto` backend ([`AutoStore`]: Postgres, falling back to JSONL with an outage
+//! journal replayed into Postgres); and the disabled `null` backend ([`NullStore`]).
 //!
 //! This crate is compiled natively (tests, benchmarks, host-side tools) and into the
 //! `backlog_tool` component (`wasm32-wasip2`), where the JSONL directory is a preopen granted
 //! read-only or read-write for the call.
 //!
 //! Architecture invariant: only `std::fs` / `std::io` — no libc, no file locks (the host holds
-//! the cross-process lock and serializes writers), no mmap, nothing that WASI lacks. Messages
-//! name files by their name (`items.jsonl`), never by an absolute host path.
+//! the cross-process lock and serializes writers), no mmap, no sockets, nothing that WASI
+//! lacks; Postgres only through [`Sql`], never a DSN. Messages name files by their name
+//! (`items.jsonl`), never by an absolute host path.
 
+mod auto;
 mod error;
 mod file;
 mod filter;
@@ -16,11 +21,21 @@ mod head;
 mod index;
 mod jsonl;
 mod null;
+mod pg;
 
+pub use auto::{
+    Active, AutoStatus, AutoStore, DEFAULT_RETRY_SECONDS, DOWN_UNTIL_FILE, FAILED_FILE,
+    JOURNAL_FILE, REPLAY_BATCH, REPLAYED_FILE, auto_status,
+};
 pub use error::JsonlError;
 pub use file::MAX_LINE;
 pub use jsonl::{Access, Durability, EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore};
 pub use null::{NULL_WRITE_MESSAGE, NullStore};
+pub use pg::{
+    EVENT_COLUMNS, INSUFFICIENT_PRIVILEGE, ITEM_COLUMNS, KEY_COLUMNS, MIGRATE_HINT,
+    POSTGRES_BACKEND, PostgresStore, QueryResult, READ_ONLY_TRANSACTION, Sql, SqlError,
+    UNIQUE_VIOLATION, Value,
+};
 
 /// The `BACKLOG_BACKEND` value (and `BacklogStore::backend`) of [`JsonlStore`].
 pub const JSONL_BACKEND: &str = "jsonl";

@@ -5,6 +5,7 @@
 //! Architecture invariant: no backlog rule lives here. This crate only decodes the call
 //! context, keeps the store open across calls of a warm instance, and converts types.
 
+mod pg;
 mod reports;
 mod store;
 mod typed;
@@ -61,7 +62,7 @@ pub(crate) fn run(action: &str, params: &Value, context: &CallContext) -> Result
         .map_err(to_wit)?;
     let policy = policy(config.policy.as_deref()).map_err(to_wit)?;
     let mut reports = config.reports_dir.as_deref().map(reports::FsReports::new);
-    store::with_store(&config, |store| {
+    store::with_store(&config, &context.now, |store| {
         let mut entropy = WasiEntropy;
         let mut ctx = Ctx::new(&context.actor, now, &policy, &mut entropy);
         if let Some(r) = reports.as_mut() {

@@ -1,5 +1,10 @@
 //! The store of this instance, chosen by the host's config and kept open across the calls a
 //! warm instance serves, so the JSONL index stays warm.
+//!
+//! Backends: `null`, `jsonl`, `memory` (the JSONL code over a per-process directory),
+//! `postgres` (through the host's Postgres import; needs a `postgres` grant) and `auto`
+//! ([`AutoStore`]: Postgres with the JSONL directory as fallback and outage journal; JSONL
+//! alone when the host configured no Postgres).
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -10,13 +15,17 @@ use backlog_core::list::{ItemKeys, ListQuery};
 use backlog_core::model::{Event, Item};
 use backlog_core::policy::Policy;
 use backlog_core::store::{BacklogStore, Page, StoreError};
-use backlog_store::{Access, Durability, JsonlStore, NullStore};
+use backlog_store::{
+    Access, AutoStore, DEFAULT_RETRY_SECONDS, Durability, JsonlStore, NullStore, PostgresStore,
+};
 use serde::Deserialize;
+
+use crate::pg::WitSql;
 
 /// What the host tells this guest about storage (the `config` of the call context).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Config {
-    /// `jsonl`, `memory` or `null`.
+    /// `auto`, `postgres`, `jsonl`, `memory` or `null`.
     pub backend: String,
     /// Guest path of the store directory, when granted.
     #[serde(default)]
@@ -34,6 +43,14 @@ pub struct Config {
     /// The backlog policy as JSON text (order of `categories` matters); default when absent.
     #[serde(default)]
     pub policy: Option<String>,
+    /// The Postgres grant of this call: `read` or `read_write`; absent = none (no Postgres
+    /// configured, or not for this action).
+    #[serde(default)]
+    pub postgres: Option<String>,
+    /// `auto`: seconds before a Postgres found down is tried again
+    /// (`BACKLOG_PG_RETRY_SECONDS`, default 300).
+    #[serde(default)]
+    pub pg_retry_seconds: Option<u64>,
 }
 
 impl Config {
@@ -43,18 +60,26 @@ impl Config {
     }
 }
 
+/// An open store: the auto store needs each call's time, the others only `begin_call`.
+enum Store {
+    Plain(Box<dyn BacklogStore>),
+    Auto(Box<AutoStore<WitSql>>),
+}
+
 struct Open {
     config: Config,
-    store: Box<dyn BacklogStore>,
+    store: Store,
 }
 
 thread_local! {
     static STORE: RefCell<Option<Open>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with the store `config` names, opening it if this instance has not yet.
+/// Runs `f` with the store `config` names for a call at `now`, opening it if this instance
+/// has not yet.
 pub fn with_store<T>(
     config: &Config,
+    now: &str,
     f: impl FnOnce(&mut dyn BacklogStore) -> Result<T, Error>,
 ) -> Result<T, Error> {
     STORE.with(|cell| {
@@ -66,16 +91,22 @@ pub fn with_store<T>(
             });
         }
         match slot.as_mut() {
-            Some(open) => {
-                open.store.begin_call();
-                f(open.store.as_mut())
-            }
+            Some(open) => match &mut open.store {
+                Store::Plain(store) => {
+                    store.begin_call();
+                    f(store.as_mut())
+                }
+                Store::Auto(auto) => {
+                    auto.begin_call_at(now);
+                    f(auto.as_mut())
+                }
+            },
             None => Err(Error::internal("store not open")),
         }
     })
 }
 
-fn open(config: &Config) -> Result<Box<dyn BacklogStore>, Error> {
+fn open(config: &Config) -> Result<Store, Error> {
     let dir = || {
         config
             .backlog_dir
@@ -96,13 +127,30 @@ fn open(config: &Config) -> Result<Box<dyn BacklogStore>, Error> {
     let jsonl = |dir| {
         JsonlStore::open(dir, access, Box::new(|m: &str| crate::log(m))).with_durability(durability)
     };
+    let postgres = matches!(config.postgres.as_deref(), Some("read" | "read_write"));
+    let plain = |s: Box<dyn BacklogStore>| Ok(Store::Plain(s));
     match config.backend.as_str() {
-        "null" => Ok(Box::new(NullStore)),
-        "jsonl" => Ok(Box::new(jsonl(dir()?))),
-        "memory" => Ok(Box::new(Renamed {
+        "null" => plain(Box::new(NullStore)),
+        "jsonl" => plain(Box::new(jsonl(dir()?))),
+        "memory" => plain(Box::new(Renamed {
             name: "memory",
             inner: jsonl(dir()?),
         })),
+        "postgres" if postgres => plain(Box::new(PostgresStore::new(WitSql))),
+        "postgres" => Err(Error::unavailable(
+            "no Postgres configured: BACKLOG_BACKEND=postgres needs BACKLOG_POSTGRES_DSN or POSTGRES_DSN",
+        )),
+        // Auto without Postgres is the JSONL store; without the directory, Postgres alone.
+        "auto" => match (postgres, config.backlog_dir.is_some()) {
+            (true, true) => Ok(Store::Auto(Box::new(AutoStore::new(
+                PostgresStore::new(WitSql),
+                jsonl(dir()?),
+                config.pg_retry_seconds.unwrap_or(DEFAULT_RETRY_SECONDS),
+                Box::new(|m: &str| crate::log(m)),
+            )))),
+            (true, false) => plain(Box::new(PostgresStore::new(WitSql))),
+            (false, _) => plain(Box::new(jsonl(dir()?))),
+        },
         other => Err(Error::unavailable(format!(
             "backend `{other}` is not available in this build"
         ))),

@@ -8,16 +8,32 @@
 //! - `escape`: tries `..`, absolute host paths and `/backlog/../..`; returns which succeeded.
 //! - `panic`: panics after writing to stderr.
 //! - `ok`: returns `{"ok":true}` — the host must still answer normally after the others.
+//! - `pg_read`, `pg_write`, `pg_none`, `pg_slow` (the grant differs, the code is the same): runs
+//!   the statements of `params.statements` (`[{"sql", "params": [{"text": "x"}, …]}]`) through
+//!   the host's Postgres import on database `params.database` (default `backlog`), one after
+//!   the other whatever fails, and returns every outcome; `params.then` = `error` makes the
+//!   call fail afterwards and `trap` makes it panic (the host must roll back either way).
 
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
 
+use serde_json::{Value, json};
+
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "backlog-bridge:tool/plugin@0.1.0",
+    inline: "
+        package test:hostile;
+
+        world hostile {
+            import backlog-bridge:pg/postgres@0.1.0;
+            export backlog-bridge:tool/tool@0.1.0;
+        }
+    ",
+    world: "test:hostile/hostile",
     generate_all,
 });
 
+use backlog_bridge::pg::postgres::{self, DbValue, PgError};
 use backlog_bridge::tool::types::{CallContext, ErrorCode, ToolError};
 use exports::backlog_bridge::tool::tool::{ActionInfo, Guest, ToolInfo};
 
@@ -25,7 +41,18 @@ struct Hostile;
 
 export!(Hostile);
 
-const ACTIONS: &[&str] = &["write_backlog", "spin", "alloc", "escape", "panic", "ok"];
+const ACTIONS: &[&str] = &[
+    "write_backlog",
+    "spin",
+    "alloc",
+    "escape",
+    "panic",
+    "ok",
+    "pg_read",
+    "pg_write",
+    "pg_none",
+    "pg_slow",
+];
 
 impl Guest for Hostile {
     fn describe() -> ToolInfo {
@@ -43,8 +70,9 @@ impl Guest for Hostile {
         }
     }
 
-    fn call(action: String, _params: String, _context: CallContext) -> Result<String, ToolError> {
+    fn call(action: String, params: String, context: CallContext) -> Result<String, ToolError> {
         match action.as_str() {
+            "pg_read" | "pg_write" | "pg_none" | "pg_slow" => pg(&params, &context),
             "write_backlog" => write_backlog(),
             "spin" => spin(),
             "alloc" => alloc(),
@@ -155,4 +183,82 @@ fn escape() -> Result<String, ToolError> {
 fn json_list(items: &[&str]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
     format!("[{}]", quoted.join(","))
+}
+
+fn pg(params: &str, context: &CallContext) -> Result<String, ToolError> {
+    let params: Value = serde_json::from_str(params).map_err(|e| ToolError {
+        code: ErrorCode::InvalidInput,
+        message: e.to_string(),
+    })?;
+    let database = params["database"].as_str().unwrap_or("backlog");
+    let mut results = Vec::new();
+    for st in params["statements"].as_array().into_iter().flatten() {
+        let sql = st["sql"].as_str().unwrap_or_default();
+        let args: Vec<DbValue> = st["params"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(db_value)
+            .collect();
+        results.push(match postgres::execute(database, sql, &args) {
+            Ok(r) => json!({"ok": {
+                "columns": r.columns,
+                "rows": r.rows.iter().map(|row| row.iter().map(to_json).collect::<Vec<_>>()).collect::<Vec<_>>(),
+                "rows_affected": r.rows_affected,
+            }}),
+            Err(e) => json!({"error": pg_error(&e)}),
+        });
+    }
+    let out = json!({"results": results, "config": context.config}).to_string();
+    match params["then"].as_str() {
+        Some("error") => Err(ToolError {
+            code: ErrorCode::Conflict,
+            message: out,
+        }),
+        Some("trap") => panic!("hostile guest traps after its statements"),
+        _ => Ok(out),
+    }
+}
+
+/// `{"text": "x"}`, `{"int64": 1}`, `{"null": null}`, …: the WIT variant case by name.
+fn db_value(v: &Value) -> DbValue {
+    let (case, inner) = v
+        .as_object()
+        .and_then(|o| o.iter().next())
+        .map(|(k, v)| (k.as_str(), v))
+        .unwrap_or(("null", &Value::Null));
+    let s = || inner.as_str().unwrap_or_default().to_owned();
+    match case {
+        "boolean" => DbValue::Boolean(inner.as_bool().unwrap_or_default()),
+        "int64" => DbValue::Int64(inner.as_i64().unwrap_or_default()),
+        "float64" => DbValue::Float64(inner.as_f64().unwrap_or_default()),
+        "text" => DbValue::Text(s()),
+        "json" => DbValue::Json(s()),
+        "timestamp" => DbValue::Timestamp(s()),
+        "date" => DbValue::Date(s()),
+        _ => DbValue::Null,
+    }
+}
+
+fn to_json(v: &DbValue) -> Value {
+    match v {
+        DbValue::Null => json!({"null": null}),
+        DbValue::Boolean(b) => json!({"boolean": b}),
+        DbValue::Int64(i) => json!({"int64": i}),
+        DbValue::Float64(f) => json!({"float64": f}),
+        DbValue::Text(s) => json!({"text": s}),
+        DbValue::Json(s) => json!({"json": s}),
+        DbValue::Timestamp(s) => json!({"timestamp": s}),
+        DbValue::Date(s) => json!({"date": s}),
+    }
+}
+
+fn pg_error(e: &PgError) -> Value {
+    match e {
+        PgError::NotGranted(m) => json!({"kind": "not_granted", "message": m}),
+        PgError::Refused(m) => json!({"kind": "refused", "message": m}),
+        PgError::Unavailable(m) => json!({"kind": "unavailable", "message": m}),
+        PgError::Sql(s) => json!({"kind": "sql", "sqlstate": s.sqlstate, "message": s.message}),
+        PgError::Limit(m) => json!({"kind": "limit", "message": m}),
+    }
 }

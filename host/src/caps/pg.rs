@@ -1,0 +1,144 @@
+//! The Postgres capability: the host side of `backlog-bridge:pg/postgres@0.1.0`
+//! (`wit/deps/pg/pg.wit`).
+//!
+//! Owns what one call may do with Postgres ([`PgGrant`], held by the call's store): whether it
+//! may at all (`grants.postgres`), read-only or read-write, and the call's transaction, which
+//! the host opens on the first statement and ends when the call returns ([`PgGrant::end_call`]:
+//! commit on `ok`, roll back on an error result, a trap or a timeout).
+//!
+//! Must not: hand a guest the DSN, a password or a host name (guests name the database
+//! `backlog`); let a guest statement control the transaction or the session (see [`guard`]);
+//! let a transaction or session state outlive its call (a warm instance starts every call
+//! clean).
+//!
+//! Only this module talks to Postgres (`migrate` borrows its pool).
+
+pub mod dsn;
+pub mod guard;
+pub mod pool;
+pub mod value;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use dsn::{DSN_VARS, Dsn, redact};
+pub use pool::{CommitError, ConnectError, DATABASE, End, Limits, PgStatus, Postgres};
+
+/// The WIT types of `backlog-bridge:pg/postgres`, as the host sees them.
+pub use crate::runtime::bindings::pg::{DbValue, PgError, QueryResult, SqlError};
+
+use crate::grants::Access;
+use crate::runtime::bindings::pg::Host;
+use crate::runtime::sandbox::HostState;
+use pool::Session;
+use value::Param;
+
+/// One store's Postgres grant, and the transaction of the call it is running.
+pub struct PgGrant {
+    /// The pool, when the call has a grant (`None`: every statement is `not-granted`).
+    pool: Option<Arc<Postgres>>,
+    read_write: bool,
+    session: Option<Session>,
+    /// The running call's deadline: the host stops waiting for the server then.
+    deadline: Option<Instant>,
+}
+
+impl PgGrant {
+    /// The grant for `access` over `pool` (no pool or `Access::None`: nothing).
+    pub fn new(access: Access, pool: Option<Arc<Postgres>>) -> PgGrant {
+        PgGrant {
+            pool: pool.filter(|_| access != Access::None),
+            read_write: access == Access::ReadWrite,
+            session: None,
+            deadline: None,
+        }
+    }
+
+    /// No Postgres at all (the default of every store).
+    pub fn none() -> PgGrant {
+        PgGrant::new(Access::None, None)
+    }
+
+    /// Starts a call that must finish by `deadline`.
+    pub fn begin_call(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
+    }
+
+    /// Ends the call's transaction, if a statement opened one: commits for
+    /// [`End::Commit`], rolls back otherwise. Always leaves no transaction behind.
+    pub fn end_call(&mut self, end: End) -> Result<(), CommitError> {
+        self.deadline = None;
+        match self.session.take() {
+            Some(session) => session.end(end),
+            None => Ok(()),
+        }
+    }
+
+    /// The guest's `execute`.
+    pub fn execute(
+        &mut self,
+        database: &str,
+        statement: &str,
+        params: Vec<DbValue>,
+    ) -> Result<QueryResult, PgError> {
+        let Some(pool) = &self.pool else {
+            return Err(PgError::NotGranted(
+                "this call has no Postgres grant: none of the action's entitlements gives \
+                 `postgres` in plugins.yml, or the host has no Postgres backend configured \
+                 (BACKLOG_BACKEND postgres|auto and BACKLOG_POSTGRES_DSN)"
+                    .into(),
+            ));
+        };
+        if database != DATABASE {
+            return Err(PgError::NotGranted(format!(
+                "no grant for database `{database}`; the only database is `{DATABASE}`"
+            )));
+        }
+        let checked = guard::check(statement).map_err(PgError::Refused)?;
+        let params = params
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| Param::from_guest(v, i + 1))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                PgError::Sql(SqlError {
+                    sqlstate: e.sqlstate.into(),
+                    message: e.message,
+                })
+            })?;
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(PgError::Limit("the call's time limit is spent".into()));
+        }
+        if self.session.is_none() {
+            self.session = Some(Session::begin(pool, self.read_write)?);
+        }
+        match &mut self.session {
+            Some(session) => session.execute(statement, params, checked.rows_only, self.deadline),
+            None => Err(PgError::Unavailable("no Postgres session".into())),
+        }
+    }
+}
+
+/// The trap a host call raises when the call's time limit passes while (or before) Postgres
+/// runs a statement; the host reports it as `timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the call's time limit passed while Postgres was running a statement")]
+pub struct DeadlineExceeded;
+
+impl Host for HostState {
+    fn execute(
+        &mut self,
+        database: String,
+        statement: String,
+        params: Vec<DbValue>,
+    ) -> wasmtime::Result<Result<QueryResult, PgError>> {
+        let deadline = self.pg.deadline;
+        let result = self.pg.execute(&database, &statement, params);
+        match (&result, deadline) {
+            (Err(PgError::Limit(_)), Some(d)) if Instant::now() >= d => {
+                Err(wasmtime::Error::new(DeadlineExceeded))
+            }
+            _ => Ok(result),
+        }
+    }
+}

@@ -1,0 +1,652 @@
+//! Connections to the configured database: the pool ([`Postgres`]), the per-call
+//! transaction on one pooled connection ([`Session`]), and the schema check.
+//!
+//! Threads: the connections are `tokio-postgres` clients driven by a small runtime the pool
+//! owns. Callers (a wasm host call on whatever thread runs the guest — the CLI's main thread,
+//! a `spawn_blocking` thread of the HTTP server) hand a future to that runtime and wait on a
+//! channel with a deadline; nobody calls `block_on`, so this works inside or outside another
+//! runtime.
+//!
+//! Every connection is opened with the host's session settings in its startup packet
+//! (`statement_timeout`, `TimeZone=UTC`), so they are the session defaults that a reset
+//! restores. Between calls a connection is reset (temp objects, advisory locks, cursors,
+//! settings) before it goes back to the pool: a call must not see what an earlier call left in
+//! the session.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures_util::TryStreamExt as _;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::dsn::Dsn;
+use super::value::{Cell, Param, supported, unsupported_column};
+use crate::runtime::bindings::pg::{PgError, QueryResult, SqlError};
+
+/// The database name guests use: the only one the host grants.
+pub const DATABASE: &str = "backlog";
+
+/// Limits of the host's Postgres access (SPEC §12 style defaults).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Server-side `statement_timeout` of every session.
+    pub statement_timeout: Duration,
+    /// Most rows one statement may return.
+    pub max_rows: usize,
+    /// Most bytes (raw column data) one statement may return.
+    pub max_bytes: usize,
+    /// Longest wait for a connection (connecting, or a free slot).
+    pub connect_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            statement_timeout: Duration::from_secs(5),
+            max_rows: 100_000,
+            max_bytes: 64 << 20,
+            connect_timeout: Duration::from_secs(5),
+            max_connections: 16,
+        }
+    }
+}
+
+/// Extra wait beyond the statement timeout before the host gives up on the server.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// What resets a connection's session between calls (one simple query; none of these may
+/// run in a transaction block, and the host's settings come back from the startup packet).
+const RESET_SESSION: &str =
+    "CLOSE ALL; RESET ALL; DISCARD TEMP; DISCARD SEQUENCES; SELECT pg_advisory_unlock_all()";
+
+/// SQLSTATE for a result value the host cannot represent (an infinite timestamp, …).
+const DATETIME_FIELD_OVERFLOW: &str = "22008";
+
+/// The query behind [`Postgres::status`] and the schema check.
+const SCHEMA_VERSION_SQL: &str = "SELECT max(version) FROM backlog_schema_version";
+
+/// A failed connect or DSN: typed for the library, shown with the DSN redacted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{dsn}: not a valid Postgres connection string: {source}")]
+    Dsn {
+        dsn: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("cannot start the Postgres client runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot connect to {dsn}: {message}")]
+    Connect { dsn: String, message: String },
+}
+
+/// Reachability and schema, for readiness checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgStatus {
+    /// The server accepted a connection and answered.
+    pub reachable: bool,
+    /// `backlog_schema_version` holds this build's version ([`backlog_store::PG_SCHEMA_VERSION`]).
+    pub schema_current: bool,
+}
+
+struct Slots {
+    idle: Vec<Arc<Client>>,
+    /// Connections open, idle or in use.
+    open: usize,
+}
+
+/// The pool: the DSN, the client runtime, idle connections, and the schema state.
+pub struct Postgres {
+    dsn: Dsn,
+    config: Config,
+    runtime: Option<tokio::runtime::Runtime>,
+    slots: Mutex<Slots>,
+    freed: Condvar,
+    schema_current: AtomicBool,
+    schema_warned: AtomicBool,
+    /// The limits every session of this pool gets.
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("dsn", &self.dsn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks on its tasks, which may not happen inside another runtime.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Postgres {
+    /// A pool for `dsn`. Parses the DSN and starts the client runtime; connects lazily.
+    pub fn new(dsn: Dsn, limits: Limits) -> Result<Postgres, ConnectError> {
+        let mut config: Config = dsn.expose().parse().map_err(|source| ConnectError::Dsn {
+            dsn: dsn.redacted(),
+            source,
+        })?;
+        // The host's session settings, as startup options so that `RESET ALL` restores them.
+        let ours = format!(
+            "-c statement_timeout={} -c TimeZone=UTC",
+            limits.statement_timeout.as_millis()
+        );
+        let options = match config.get_options() {
+            Some(theirs) if !theirs.trim().is_empty() => format!("{theirs} {ours}"),
+            _ => ours,
+        };
+        config.options(options);
+        if config.get_application_name().is_none() {
+            config.application_name("backlog-bridge");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(limits.connect_timeout);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("postgres-client")
+            .enable_all()
+            .build()
+            .map_err(ConnectError::Runtime)?;
+        Ok(Postgres {
+            dsn,
+            config,
+            runtime: Some(runtime),
+            slots: Mutex::new(Slots {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            freed: Condvar::new(),
+            schema_current: AtomicBool::new(false),
+            schema_warned: AtomicBool::new(false),
+            limits,
+        })
+    }
+
+    /// The DSN, for logs (prints redacted).
+    pub fn dsn(&self) -> &Dsn {
+        &self.dsn
+    }
+
+    /// Runs `fut` on the client runtime and waits at most `wait` for its output.
+    pub(crate) fn run<T: Send + 'static>(
+        &self,
+        wait: Duration,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
+        let rt = self.runtime.as_ref()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv_timeout(wait).ok()
+    }
+
+    /// A new connection, outside the pool (for `migrate`).
+    pub fn connect(&self) -> Result<Client, ConnectError> {
+        let config = self.config.clone();
+        let wait = self.limits.connect_timeout + GRACE;
+        match self.run(wait, connect(config)) {
+            Some(Ok(client)) => Ok(client),
+            Some(Err(e)) => Err(ConnectError::Connect {
+                dsn: self.dsn.redacted(),
+                message: e.to_string(),
+            }),
+            None => Err(ConnectError::Connect {
+                dsn: self.dsn.redacted(),
+                message: format!("no answer within {} s", wait.as_secs()),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An idle connection, or a new one if fewer than `max_connections` are open. The bool
+    /// says whether it was reused (and so may have gone stale).
+    fn checkout(&self) -> Result<(Arc<Client>, bool), PgError> {
+        let deadline = Instant::now() + self.limits.connect_timeout;
+        let mut slots = self.lock();
+        loop {
+            while let Some(client) = slots.idle.pop() {
+                if !client.is_closed() {
+                    return Ok((client, true));
+                }
+                slots.open -= 1;
+            }
+            if slots.open < self.limits.max_connections {
+                slots.open += 1;
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(PgError::Unavailable(format!(
+                    "all {} Postgres connections are busy",
+                    self.limits.max_connections
+                )));
+            }
+            slots = self
+                .freed
+                .wait_timeout(slots, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        drop(slots);
+        match self.connect() {
+            Ok(client) => Ok((Arc::new(client), false)),
+            Err(e) => {
+                self.checkin(None);
+                tracing::warn!("postgres: {e}");
+                // The guest gets the reason, not the DSN (host and port included).
+                let reason = match e {
+                    ConnectError::Connect { message, .. } => message,
+                    other => other.to_string(),
+                };
+                Err(PgError::Unavailable(format!(
+                    "cannot connect to Postgres: {reason}"
+                )))
+            }
+        }
+    }
+
+    /// Returns a clean connection to the pool, or (with `None`) frees its slot.
+    fn checkin(&self, client: Option<Arc<Client>>) {
+        let mut slots = self.lock();
+        match client {
+            Some(c) if !c.is_closed() => slots.idle.push(c),
+            _ => slots.open -= 1,
+        }
+        self.freed.notify_one();
+    }
+
+    /// Whether the server answers and holds the current schema.
+    pub fn status(&self) -> PgStatus {
+        let Ok((client, _)) = self.checkout() else {
+            return PgStatus {
+                reachable: false,
+                schema_current: false,
+            };
+        };
+        let schema = self.schema(&client);
+        self.checkin(schema.is_ok().then_some(client));
+        PgStatus {
+            reachable: schema.is_ok(),
+            schema_current: matches!(schema, Ok(Schema::Version(Some(v))) if v == backlog_store::PG_SCHEMA_VERSION),
+        }
+    }
+
+    /// What the database says about its schema; `Err` when it did not answer.
+    fn schema(&self, client: &Arc<Client>) -> Result<Schema, PgError> {
+        let client = client.clone();
+        let wait = self.limits.statement_timeout + GRACE;
+        let answer = self.run(wait, async move {
+            match client.query_typed(SCHEMA_VERSION_SQL, &[]).await {
+                Ok(rows) => {
+                    Ok(Schema::Version(rows.first().and_then(|r| {
+                        r.try_get::<_, Option<i32>>(0).ok().flatten()
+                    })))
+                }
+                Err(e) => match e.as_db_error() {
+                    Some(db) if *db.code() == tokio_postgres::error::SqlState::UNDEFINED_TABLE => {
+                        Ok(Schema::Version(None))
+                    }
+                    Some(db) => Ok(Schema::Unreadable(format!(
+                        "SQLSTATE {}: {}",
+                        db.code().code(),
+                        db.message()
+                    ))),
+                    None => Err(unavailable(&e)),
+                },
+            }
+        });
+        answer.unwrap_or_else(|| Err(PgError::Unavailable("the server did not answer".into())))
+    }
+
+    /// Checks (until it once succeeds) that the database holds the current schema; logs the
+    /// operator's remedy once.
+    fn ensure_schema(&self, client: &Arc<Client>) -> Result<(), PgError> {
+        if self.schema_current.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let want = backlog_store::PG_SCHEMA_VERSION;
+        let found = match self.schema(client)? {
+            Schema::Version(Some(v)) if v == want => {
+                self.schema_current.store(true, Ordering::Relaxed);
+                return Ok(());
+            }
+            Schema::Version(Some(v)) => format!("schema version {v}"),
+            Schema::Version(None) => "no backlog schema".to_owned(),
+            Schema::Unreadable(why) => format!("an unreadable schema version ({why})"),
+        };
+        let message = format!(
+            "the database holds {found}, this build needs version {want}: run `backlog-bridge migrate`"
+        );
+        if !self.schema_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(dsn = %self.dsn, "postgres: {message}");
+        }
+        Err(PgError::Unavailable(message))
+    }
+}
+
+/// The schema as the database reports it.
+enum Schema {
+    /// `max(version)` of `backlog_schema_version`; `None`: no table, or no row.
+    Version(Option<i32>),
+    /// The server answered with an error (e.g. the role may not read the table).
+    Unreadable(String),
+}
+
+async fn connect(config: Config) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("postgres connection closed: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// How a call ends its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Commit,
+    Rollback,
+}
+
+/// Why a transaction could not be committed (the call's writes are not in the database).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// A statement failed, so the server had aborted the transaction; the guest still
+    /// returned success. Its writes were rolled back.
+    #[error(
+        "a statement of this call failed (SQLSTATE {0}), so its Postgres transaction was rolled \
+         back although the plugin reported success"
+    )]
+    Aborted(String),
+    /// The server refused the commit (serialization failure, deferred constraint, …).
+    #[error("Postgres refused to commit: SQLSTATE {sqlstate}: {message}")]
+    Refused { sqlstate: String, message: String },
+    /// The connection broke; the outcome is unknown to the host, the writes are not
+    /// acknowledged.
+    #[error("Postgres became unavailable while committing: {0}")]
+    Unavailable(String),
+}
+
+/// One call's transaction on one pooled connection. Opened by the first statement, ended by
+/// [`Session::end`]; dropped without ending, it closes its connection (the server then rolls
+/// back), so no transaction outlives its call.
+pub struct Session {
+    pool: Arc<Postgres>,
+    client: Option<Arc<Client>>,
+    /// SQLSTATE of the first server error: the server has aborted the transaction.
+    failed: Option<String>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.client.take().is_some() {
+            self.pool.checkin(None);
+        }
+    }
+}
+
+impl Session {
+    /// Takes a connection, checks the schema and opens the call's transaction (`BEGIN READ
+    /// ONLY` unless `read_write`). A pooled connection the server has closed meanwhile
+    /// (restart, idle timeout) is replaced once.
+    pub fn begin(pool: &Arc<Postgres>, read_write: bool) -> Result<Session, PgError> {
+        let begin = if read_write {
+            "BEGIN"
+        } else {
+            "BEGIN READ ONLY"
+        };
+        let mut retried = false;
+        loop {
+            let (client, reused) = pool.checkout()?;
+            let mut session = Session {
+                pool: pool.clone(),
+                client: Some(client.clone()),
+                failed: None,
+            };
+            let stale = |client: &Client| client.is_closed() && reused && !retried;
+            if let Err(e) = pool.ensure_schema(&client) {
+                if stale(&client) {
+                    retried = true;
+                    continue;
+                }
+                // Nothing was begun: the connection goes back to the pool as it came.
+                if let Some(c) = session.client.take() {
+                    pool.checkin(Some(c));
+                }
+                return Err(e);
+            }
+            let wait = pool.limits.statement_timeout + GRACE;
+            let c = client.clone();
+            match pool.run(wait, async move { c.batch_execute(begin).await }) {
+                Some(Ok(())) => return Ok(session),
+                Some(Err(_)) if stale(&client) => retried = true,
+                Some(Err(e)) => return Err(unavailable(&e)),
+                None => {
+                    return Err(PgError::Unavailable(
+                        "the server did not answer BEGIN".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn close_connection(&mut self) {
+        if self.client.take().is_some() {
+            self.pool.checkin(None);
+        }
+    }
+
+    /// Runs one guard-checked statement. `rows_only` (a SELECT, VALUES, TABLE or EXPLAIN)
+    /// reports 0 rows affected. `deadline` is the call's: the host stops waiting then.
+    pub fn execute(
+        &mut self,
+        statement: &str,
+        params: Vec<Param>,
+        rows_only: bool,
+        deadline: Option<Instant>,
+    ) -> Result<QueryResult, PgError> {
+        let Some(client) = self.client.clone() else {
+            return Err(PgError::Unavailable(
+                "the connection of this call was lost".into(),
+            ));
+        };
+        let limits = self.pool.limits;
+        let mut wait = limits.statement_timeout + GRACE;
+        if let Some(deadline) = deadline {
+            wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        let cancel = client.cancel_token();
+        let sql = statement.to_owned();
+        match self.pool.run(wait, query(client, sql, params, limits)) {
+            Some(Ok(mut result)) => {
+                if rows_only {
+                    result.rows_affected = 0;
+                }
+                Ok(result)
+            }
+            Some(Err(Failure::Db { sqlstate, message })) => {
+                self.failed.get_or_insert(sqlstate.clone());
+                Err(sql_error(sqlstate, message, limits))
+            }
+            Some(Err(Failure::Host(e))) => Err(e),
+            Some(Err(Failure::Connection(message))) => {
+                self.close_connection();
+                Err(PgError::Unavailable(message))
+            }
+            None => {
+                // Stop the statement, and drop this connection: its transaction is unknown.
+                self.pool.run(Duration::ZERO, async move {
+                    let _ = cancel.cancel_query(NoTls).await;
+                });
+                self.close_connection();
+                Err(PgError::Limit(format!(
+                    "the statement did not finish within the call's time limit ({} ms left)",
+                    wait.as_millis()
+                )))
+            }
+        }
+    }
+
+    /// Commits or rolls back, resets the session, and returns the connection to the pool.
+    pub fn end(mut self, end: End) -> Result<(), CommitError> {
+        let Some(client) = self.client.take() else {
+            return match end {
+                End::Commit => Err(CommitError::Unavailable(
+                    "the connection of this call was lost".into(),
+                )),
+                End::Rollback => Ok(()),
+            };
+        };
+        let failed = self.failed.take();
+        let finish = match (end, &failed) {
+            (End::Commit, None) => "COMMIT",
+            _ => "ROLLBACK",
+        };
+        let wait = self.pool.limits.statement_timeout + GRACE;
+        let c = client.clone();
+        let answer = self.pool.run(wait, async move {
+            // Pipelined: the reset is sent right behind the COMMIT, one round trip for both.
+            let (ended, reset) =
+                tokio::join!(c.batch_execute(finish), c.batch_execute(RESET_SESSION));
+            (ended, reset.is_ok())
+        });
+        let (ended, reset_ok) = match answer {
+            Some(answer) => answer,
+            None => {
+                self.pool.checkin(None);
+                return Err(CommitError::Unavailable(
+                    "the server did not answer COMMIT".into(),
+                ));
+            }
+        };
+        let clean = ended.is_ok() && reset_ok;
+        self.pool.checkin(clean.then_some(client));
+        match (end, failed, ended) {
+            (End::Rollback, _, _) => Ok(()),
+            (End::Commit, Some(sqlstate), _) => Err(CommitError::Aborted(sqlstate)),
+            (End::Commit, None, Ok(())) => Ok(()),
+            (End::Commit, None, Err(e)) => Err(match e.as_db_error() {
+                Some(db) => CommitError::Refused {
+                    sqlstate: db.code().code().to_owned(),
+                    message: db.message().to_owned(),
+                },
+                None => CommitError::Unavailable(e.to_string()),
+            }),
+        }
+    }
+}
+
+/// How a statement failed on the client runtime.
+enum Failure {
+    /// The server rejected it; the transaction is aborted.
+    Db { sqlstate: String, message: String },
+    /// The host refused the result (caps, column types); the transaction is fine.
+    Host(PgError),
+    /// The connection is gone.
+    Connection(String),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    /// A server error, or else the connection is in an unknown state and must go.
+    fn from(e: tokio_postgres::Error) -> Failure {
+        match e.as_db_error() {
+            Some(db) => Failure::Db {
+                sqlstate: db.code().code().to_owned(),
+                message: db.message().to_owned(),
+            },
+            None => Failure::Connection(format!("lost the Postgres connection: {e}")),
+        }
+    }
+}
+
+async fn query(
+    client: Arc<Client>,
+    sql: String,
+    params: Vec<Param>,
+    limits: Limits,
+) -> Result<QueryResult, Failure> {
+    let typed = params
+        .iter()
+        .map(|p| (p as &(dyn ToSql + Sync), p.declared_type()));
+    let mut stream = pin!(client.query_typed_raw(&sql, typed).await?);
+    let mut columns = Vec::new();
+    let mut rows = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(row) = stream.try_next().await? {
+        if rows.is_empty() {
+            for c in row.columns() {
+                if !supported(c.type_()) {
+                    let e = unsupported_column(c.name(), c.type_());
+                    return Err(Failure::Host(PgError::Sql(SqlError {
+                        sqlstate: e.sqlstate.into(),
+                        message: e.message,
+                    })));
+                }
+            }
+            columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+        }
+        bytes += row.raw_size_bytes();
+        if rows.len() == limits.max_rows || bytes > limits.max_bytes {
+            return Err(Failure::Host(PgError::Limit(format!(
+                "the result exceeds the host's cap of {} rows or {} MiB",
+                limits.max_rows,
+                limits.max_bytes >> 20
+            ))));
+        }
+        let mut values = Vec::with_capacity(row.len());
+        for i in 0..row.len() {
+            let cell = row.try_get::<_, Cell>(i).map_err(|e| {
+                Failure::Host(PgError::Sql(SqlError {
+                    sqlstate: DATETIME_FIELD_OVERFLOW.into(),
+                    message: format!("result column {i}: {e}"),
+                }))
+            })?;
+            values.push(cell.0);
+        }
+        rows.push(values);
+    }
+    Ok(QueryResult {
+        columns,
+        rows,
+        rows_affected: stream.rows_affected().unwrap_or(0),
+    })
+}
+
+/// A server error as the guest sees it; a statement timeout is a `limit`.
+fn sql_error(sqlstate: String, message: String, limits: Limits) -> PgError {
+    match sqlstate.as_str() {
+        // query_canceled: the host's statement_timeout (or its cancel at the call's deadline).
+        "57014" => PgError::Limit(format!(
+            "the statement was canceled after the host's statement timeout of {} ms ({message})",
+            limits.statement_timeout.as_millis()
+        )),
+        s if s.starts_with("08") || matches!(s, "57P01" | "57P02" | "57P03") => {
+            PgError::Unavailable(format!("SQLSTATE {s}: {message}"))
+        }
+        _ => PgError::Sql(SqlError { sqlstate, message }),
+    }
+}
+
+fn unavailable(e: &tokio_postgres::Error) -> PgError {
+    PgError::Unavailable(match e.as_db_error() {
+        Some(db) => format!("SQLSTATE {}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    })
+}

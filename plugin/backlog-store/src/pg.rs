@@ -1,0 +1,784 @@
+//! The `postgres` backend (SPEC §7): [`PostgresStore`], a [`BacklogStore`] over the tables of
+//! schema v1 ([`crate::PG_SCHEMA_SQL`]), reached through the [`Sql`] seam.
+//!
+//! Owns the SQL text of every backlog statement and the decoding of their rows ([`rows`]).
+//! Every statement is a single parameterized statement: no value from a caller or from stored
+//! data is ever spliced into SQL text (the only generated text is placeholder numbers). It
+//! never sends transaction or session statements: whoever implements [`Sql`] (the host, for
+//! the component) wraps each call in one transaction, which makes `write`'s item + events
+//! atomic and a read-only grant binding.
+//!
+//! Wire forms: timestamps travel as RFC 3339 (`timestamp` values, cast `$n::timestamptz`)
+//! and are normalized on reading to `YYYY-MM-DDTHH:MM:SS.ffffffZ`; dates as `YYYY-MM-DD`
+//! (`date` values); JSONB is read as JSON text (`::text`) and parsed. Typed values rather than
+//! `to_char` text, because only they carry year 0000 (1 BC in Postgres) both ways. Ordering
+//! of text uses `COLLATE "C"` (byte order, what the other stores sort by), whatever the
+//! database's locale.
+
+mod rows;
+mod sql;
+
+use std::collections::HashMap;
+
+use backlog_core::dashboard::{
+    Dashboard, DashboardCounts, PriorityCounts, ServiceCount, StatusCounts,
+};
+use backlog_core::list::{ItemKeys, ListQuery};
+use backlog_core::model::{Event, Item, Priority};
+use backlog_core::policy::Policy;
+use backlog_core::store::{self, BacklogStore, Page, StoreError};
+use backlog_core::time;
+
+pub use sql::{
+    INSUFFICIENT_PRIVILEGE, MIGRATE_HINT, QueryResult, READ_ONLY_TRANSACTION, Sql, SqlError,
+    UNIQUE_VIOLATION, Value,
+};
+
+/// The `BACKLOG_BACKEND` value (and `BacklogStore::backend`) of [`PostgresStore`].
+pub const POSTGRES_BACKEND: &str = "postgres";
+
+/// The SELECT list every item read uses (columns of table alias `$p`), in the order
+/// [`rows::item`] decodes.
+#[rustfmt::skip]
+macro_rules! item_columns {
+    ($p:literal) => {
+        concat!(
+            $p, "id, ", $p, "created_at, ", $p, "updated_at, ",
+            $p, "env, ", $p, "service, ", $p, "category, ", $p, "title, ",
+            $p, "description, ", $p, "priority, ", $p, "status, ", $p, "owner, ",
+            $p, "due_date, ", $p, "source, ", $p, "dedupe_key, ",
+            $p, "evidence_refs::text, ", $p, "tags::text, ", $p, "meta::text"
+        )
+    };
+}
+
+/// The columns of an item as [`rows::item`] reads them.
+pub const ITEM_COLUMNS: &str = item_columns!("");
+/// How many columns [`ITEM_COLUMNS`] has.
+const ITEM_COLUMN_COUNT: usize = 17;
+/// The columns of an event as [`rows::event`] reads them.
+pub const EVENT_COLUMNS: &str = "id, item_id, ts, type, actor, message, meta::text";
+/// The columns of [`ItemKeys`] as [`rows::keys`] reads them.
+pub const KEY_COLUMNS: &str = "id, env, service, owner, category, priority, status, due_date";
+
+/// The listing order (priority, due_date, id) in byte order.
+const LIST_ORDER: &str = r#"priority COLLATE "C", due_date, id COLLATE "C""#;
+/// "Not terminal", as SQL.
+const LIVE: &str = "status NOT IN ('done', 'canceled')";
+
+const GET_SQL: &str = concat!(
+    "SELECT ",
+    item_columns!(""),
+    " FROM backlog_items WHERE id = $1"
+);
+const FIND_SQL: &str = concat!(
+    "SELECT ",
+    item_columns!(""),
+    " FROM backlog_items WHERE dedupe_key = $1"
+);
+const EVENTS_SQL: &str = "SELECT id, item_id, ts, type, actor, message, meta::text \
+     FROM backlog_events WHERE item_id = $1 ORDER BY seq LIMIT $2";
+/// The item upsert by id (last write wins). [`PostgresStore::write`] sends it alone or as
+/// the data-modifying CTE in front of the events INSERT.
+const UPSERT_ITEM_SQL: &str = "INSERT INTO backlog_items (id, created_at, updated_at, env, service, category, title, \
+     description, priority, status, owner, due_date, source, dedupe_key, evidence_refs, tags, meta) \
+     VALUES ($1, $2::timestamptz, $3::timestamptz, $4, $5, $6, $7, $8, $9, $10, $11, $12::date, $13, $14, \
+     $15::jsonb, $16::jsonb, $17::jsonb) \
+     ON CONFLICT (id) DO UPDATE SET created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
+     env = EXCLUDED.env, service = EXCLUDED.service, category = EXCLUDED.category, \
+     title = EXCLUDED.title, description = EXCLUDED.description, priority = EXCLUDED.priority, \
+     status = EXCLUDED.status, owner = EXCLUDED.owner, due_date = EXCLUDED.due_date, \
+     source = EXCLUDED.source, dedupe_key = EXCLUDED.dedupe_key, \
+     evidence_refs = EXCLUDED.evidence_refs, tags = EXCLUDED.tags, meta = EXCLUDED.meta";
+/// Parameters per item in [`UPSERT_ITEM_SQL`].
+const ITEM_PARAMS: usize = 17;
+/// Parameters per event row of the events INSERT.
+const EVENT_PARAMS: usize = 7;
+const CLEANUP_SQL: &str = "DELETE FROM backlog_items WHERE status IN ('done', 'canceled') AND updated_at < $1::timestamptz";
+const CLEANUP_DRY_SQL: &str = "SELECT count(*) FROM backlog_items \
+     WHERE status IN ('done', 'canceled') AND updated_at < $1::timestamptz";
+/// The probe: the schema version this code was written for is recorded.
+const PROBE_SQL: &str = "SELECT count(*) FROM backlog_schema_version WHERE version = $1::int8";
+
+/// Every count and the top services of one env (`$1`) on day `$2`, in one statement and one
+/// pass over the env's rows (grouped by service); `$3` caps `top_services`.
+const DASHBOARD_COUNTS_SQL: &str = r#"WITH per AS (
+    SELECT service,
+           count(*) AS total,
+           count(*) FILTER (WHERE status = 'open') AS open,
+           count(*) FILTER (WHERE status = 'in_progress') AS in_progress,
+           count(*) FILTER (WHERE status = 'blocked') AS blocked,
+           count(*) FILTER (WHERE status = 'done') AS done,
+           count(*) FILTER (WHERE status = 'canceled') AS canceled,
+           count(*) FILTER (WHERE priority = 'P0') AS p0,
+           count(*) FILTER (WHERE priority = 'P1') AS p1,
+           count(*) FILTER (WHERE priority = 'P2') AS p2,
+           count(*) FILTER (WHERE priority = 'P3') AS p3,
+           count(*) FILTER (WHERE status NOT IN ('done', 'canceled') AND due_date < $2::date) AS overdue,
+           count(*) FILTER (WHERE status NOT IN ('done', 'canceled') AND due_date < $2::date
+                              AND priority = 'P0') AS overdue_p0,
+           count(*) FILTER (WHERE status NOT IN ('done', 'canceled')) AS live
+      FROM backlog_items
+     WHERE env = $1
+     GROUP BY service
+)
+SELECT coalesce(sum(total), 0)::int8,
+       coalesce(sum(open), 0)::int8,
+       coalesce(sum(in_progress), 0)::int8,
+       coalesce(sum(blocked), 0)::int8,
+       coalesce(sum(done), 0)::int8,
+       coalesce(sum(canceled), 0)::int8,
+       coalesce(sum(p0), 0)::int8,
+       coalesce(sum(p1), 0)::int8,
+       coalesce(sum(p2), 0)::int8,
+       coalesce(sum(p3), 0)::int8,
+       coalesce(sum(overdue), 0)::int8,
+       coalesce(sum(overdue_p0), 0)::int8,
+       (SELECT coalesce(json_agg(json_build_array(service, live) ORDER BY live DESC, service COLLATE "C"), '[]')::text
+          FROM (SELECT service, live FROM per WHERE live > 0
+                 ORDER BY live DESC, service COLLATE "C" LIMIT $3) top)
+  FROM per"#;
+/// Ids of every overdue P0 item of env `$1` on day `$2`, in overdue order, as a JSON array;
+/// needed only when the overdue page does not already hold all of them.
+const DASHBOARD_P0_SQL: &str = r#"SELECT coalesce(json_agg(id ORDER BY due_date, id COLLATE "C"), '[]')::text
+  FROM backlog_items
+ WHERE env = $1 AND priority = 'P0' AND status NOT IN ('done', 'canceled') AND due_date < $2::date"#;
+/// The first `$3` overdue items of env `$1` on day `$2`, by due_date, priority, id.
+const DASHBOARD_OVERDUE_SQL: &str = concat!(
+    "SELECT ",
+    item_columns!(""),
+    " FROM backlog_items WHERE env = $1 AND status NOT IN ('done', 'canceled') AND due_date < $2::date",
+    r#" ORDER BY due_date, priority COLLATE "C", id COLLATE "C" LIMIT $3"#
+);
+
+/// The Postgres store over an [`Sql`] connection.
+///
+/// Once calls are scoped with [`BacklogStore::begin_call`], it remembers, for the rest of
+/// the call, the items it read or wrote by id and dedupe key (misses too), so the lookups
+/// the actions repeat within one call (upsert, then create, by the same key) cost one
+/// statement. A call is one transaction: nothing else it could see changes but its own
+/// writes, which update what it remembers. Unscoped, every read goes to the database.
+#[derive(Debug)]
+pub struct PostgresStore<S> {
+    sql: S,
+    seen: Option<Seen>,
+}
+
+/// What the current call looked up: items by id and the id holding a dedupe key; `None`
+/// values are known misses.
+#[derive(Debug, Default)]
+struct Seen {
+    by_id: HashMap<String, Option<Item>>,
+    by_key: HashMap<String, Option<String>>,
+}
+
+impl Seen {
+    fn item(&mut self, item: &Item) {
+        let mut item = item.clone();
+        // As read back: timestamps in the fixed-width form.
+        for ts in [&mut item.created_at, &mut item.updated_at] {
+            if let Some(t) = time::normalize_ts(ts) {
+                *ts = t;
+            }
+        }
+        self.by_key
+            .insert(item.dedupe_key.clone(), Some(item.id.clone()));
+        self.by_id.insert(item.id.clone(), Some(item));
+    }
+
+    fn by_key(&self, key: &str) -> Option<Option<Item>> {
+        match self.by_key.get(key)? {
+            None => Some(None),
+            Some(id) => match self.by_id.get(id)? {
+                // Only while that item still holds the key.
+                Some(item) if item.dedupe_key == key => Some(Some(item.clone())),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl<S: Sql> PostgresStore<S> {
+    /// The name logged on a backend switch (`backlog_store: using PostgresBacklogStore`).
+    pub const LOG_NAME: &'static str = "PostgresBacklogStore";
+
+    /// A store running its statements through `sql`. Does no I/O.
+    pub fn new(sql: S) -> Self {
+        PostgresStore { sql, seen: None }
+    }
+
+    /// The connection (tests use it to end a transaction).
+    pub fn sql_mut(&mut self) -> &mut S {
+        &mut self.sql
+    }
+
+    /// The connection back.
+    pub fn into_inner(self) -> S {
+        self.sql
+    }
+
+    /// Checks that the server answers and holds schema version [`crate::PG_SCHEMA_VERSION`]:
+    /// one cheap statement. `Unavailable` (with the `migrate` hint) if not.
+    pub fn probe(&mut self) -> Result<(), StoreError> {
+        let r = self.query(
+            PROBE_SQL,
+            &[Value::Int(i64::from(crate::PG_SCHEMA_VERSION))],
+        )?;
+        match single_count(&r)? {
+            0 => Err(StoreError::Unavailable(format!(
+                "{MIGRATE_HINT} (schema version {} is not recorded)",
+                crate::PG_SCHEMA_VERSION
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// How many of the event ids `ids` are stored (the auto store checks a replay with it).
+    pub fn events_present(&mut self, ids: &[String]) -> Result<usize, StoreError> {
+        let mut found = 0;
+        for chunk in ids.chunks(1000) {
+            let ps: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let statement = format!(
+                "SELECT count(*) FROM backlog_events WHERE id IN ({})",
+                ps.join(", ")
+            );
+            let params: Vec<Value> = chunk.iter().map(|id| text(id)).collect();
+            found += single_count(&self.query(&statement, &params)?)?;
+        }
+        Ok(found)
+    }
+
+    fn query(&mut self, statement: &str, params: &[Value]) -> Result<QueryResult, StoreError> {
+        self.sql
+            .execute(statement, params)
+            .map_err(StoreError::from)
+    }
+
+    fn one_item(&mut self, statement: &str, key: &str) -> Result<Option<Item>, StoreError> {
+        if key.contains('\0') {
+            // Text cannot hold NUL in Postgres: nothing stored can match.
+            return Ok(None);
+        }
+        let r = self.query(statement, &[text(key)])?;
+        r.rows.first().map(|row| rows::item(row)).transpose()
+    }
+
+    /// Forgets what this call looked up (after a failure, whose transaction is gone).
+    fn forget(&mut self) {
+        if let Some(seen) = self.seen.as_mut() {
+            *seen = Seen::default();
+        }
+    }
+
+    /// Upserts `item` (by id) and inserts `events` (by id; an event id already stored is kept
+    /// as is), in one statement.
+    fn write_rows(&mut self, item: Option<&Item>, events: &[Event]) -> Result<(), StoreError> {
+        let mut params = Vec::with_capacity(ITEM_PARAMS + EVENT_PARAMS * events.len());
+        if let Some(item) = item {
+            item_params(item, &mut params)?;
+        }
+        let events_sql = match events.is_empty() {
+            true => None,
+            false => Some(insert_events_sql(params.len(), events.len())),
+        };
+        for ev in events {
+            event_params(ev, &mut params)?;
+        }
+        let statement = match (item.is_some(), events_sql) {
+            (false, None) => return Ok(()),
+            (true, None) => UPSERT_ITEM_SQL.to_owned(),
+            (false, Some(evs)) => evs,
+            // A data-modifying CTE: one round trip; the events' foreign key is checked at the
+            // end of the statement, after the item row exists.
+            (true, Some(evs)) => format!("WITH item AS ({UPSERT_ITEM_SQL} RETURNING 1) {evs}"),
+        };
+        self.query(&statement, &params)
+            .map(drop)
+            .map_err(|e| write_error(e, item))
+    }
+}
+
+/// The events INSERT for `n` rows, placeholders starting after `first - 1`.
+fn insert_events_sql(first: usize, n: usize) -> String {
+    let mut s = String::from(
+        "INSERT INTO backlog_events (id, item_id, ts, type, actor, message, meta) VALUES ",
+    );
+    for row in 0..n {
+        let b = first + row * EVENT_PARAMS;
+        if row > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(&format!(
+            "(${}, ${}, ${}::timestamptz, ${}, ${}, ${}, ${}::jsonb)",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6,
+            b + 7
+        ));
+    }
+    s.push_str(" ON CONFLICT (id) DO NOTHING");
+    s
+}
+
+/// A clearer error for the failures a write can meet under races or bad data.
+fn write_error(e: StoreError, item: Option<&Item>) -> StoreError {
+    let StoreError::Internal(msg) = e else {
+        return e;
+    };
+    if msg.contains(&format!("SQLSTATE {UNIQUE_VIOLATION}"))
+        && let Some(item) = item
+    {
+        return StoreError::Internal(format!(
+            "dedupe_key {:?} of item {} already names another item in Postgres \
+             (a concurrent write?): {msg}",
+            item.dedupe_key, item.id
+        ));
+    }
+    if msg.contains("SQLSTATE 23503") {
+        return StoreError::Internal(format!(
+            "an event refers to an item that does not exist: {msg}"
+        ));
+    }
+    StoreError::Internal(msg)
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+/// `n` as a bigint parameter (saturating: an absurd limit or offset is just large).
+fn int(n: usize) -> Value {
+    Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// A stored timestamp (fixed width, or the legacy naive form) as a timestamptz parameter.
+fn timestamp(what: &str, s: &str) -> Result<Value, StoreError> {
+    time::normalize_ts(s)
+        .map(Value::Timestamp)
+        .ok_or_else(|| StoreError::Internal(format!("{what} {s:?} is not a timestamp")))
+}
+
+fn json<T: serde::Serialize>(what: &str, v: &T) -> Result<Value, StoreError> {
+    serde_json::to_string(v)
+        .map(Value::Json)
+        .map_err(|e| StoreError::Internal(format!("cannot serialize {what}: {e}")))
+}
+
+fn item_params(item: &Item, out: &mut Vec<Value>) -> Result<(), StoreError> {
+    let what = |col: &str| format!("item {} {col}", item.id);
+    out.extend([
+        text(&item.id),
+        timestamp(&what("created_at"), &item.created_at)?,
+        timestamp(&what("updated_at"), &item.updated_at)?,
+        text(&item.env),
+        text(&item.service),
+        text(&item.category),
+        text(&item.title),
+        text(&item.description),
+        text(item.priority.as_str()),
+        text(item.status.as_str()),
+        text(&item.owner),
+        Value::Date(item.due_date.clone()),
+        text(item.source.as_str()),
+        text(&item.dedupe_key),
+        json(&what("evidence_refs"), &item.evidence_refs)?,
+        json(&what("tags"), &item.tags)?,
+        json(&what("meta"), &item.meta)?,
+    ]);
+    Ok(())
+}
+
+fn event_params(ev: &Event, out: &mut Vec<Value>) -> Result<(), StoreError> {
+    out.extend([
+        text(&ev.id),
+        text(&ev.item_id),
+        timestamp(&format!("event {} ts", ev.id), &ev.ts)?,
+        text(ev.kind.as_str()),
+        text(&ev.actor),
+        text(&ev.message),
+        json(&format!("event {} meta", ev.id), &ev.meta)?,
+    ]);
+    Ok(())
+}
+
+/// The single count of a `SELECT count(*)`.
+fn single_count(r: &QueryResult) -> Result<usize, StoreError> {
+    let row = r
+        .rows
+        .first()
+        .ok_or_else(|| StoreError::Internal("postgres: a count returned no row".into()))?;
+    rows::Row::new("count", row).count("count")
+}
+
+/// A `YYYY-MM-DD` naming a real calendar date, as a date parameter.
+fn pg_date(s: &str) -> Option<Value> {
+    time::parse_date(s).map(|_| Value::Date(s.to_owned()))
+}
+
+/// The WHERE clause and parameters of a listing. Only placeholders are generated; values go
+/// into `params`.
+struct Filter {
+    conds: Vec<String>,
+    params: Vec<Value>,
+    /// A filter value no stored row can equal (it holds NUL): the page is empty.
+    impossible: bool,
+}
+
+impl Filter {
+    fn bind(&mut self, v: Value) -> String {
+        self.params.push(v);
+        format!("${}", self.params.len())
+    }
+
+    fn eq(&mut self, column: &str, want: Option<&str>) {
+        if let Some(w) = want {
+            if w.contains('\0') {
+                self.impossible = true;
+                return;
+            }
+            let p = self.bind(text(w));
+            self.conds.push(format!("{column} = {p}"));
+        }
+    }
+
+    fn of(q: &ListQuery, today: &str) -> Result<Filter, StoreError> {
+        let mut f = Filter {
+            conds: Vec::new(),
+            params: Vec::new(),
+            impossible: false,
+        };
+        f.eq("env", q.env.as_deref());
+        if !q.status.is_empty() {
+            let ps: Vec<String> = q.status.iter().map(|s| f.bind(text(s.as_str()))).collect();
+            f.conds.push(format!("status IN ({})", ps.join(", ")));
+        }
+        f.eq("priority", q.priority.map(|p| p.as_str()));
+        f.eq("service", q.service.as_deref());
+        f.eq("owner", q.owner.as_deref());
+        f.eq("category", q.category.as_deref());
+        if let Some(d) = q.due_before.as_deref() {
+            // The rule is a string comparison of `YYYY-MM-DD` texts: for a real date that is
+            // the date comparison (indexed); anything else (which `list` params never pass)
+            // compares as text in byte order (exact for due dates of years 0001..9999).
+            let cond = match pg_date(d) {
+                Some(v) => format!("due_date < {}", f.bind(v)),
+                None => match d.split_once('\0') {
+                    // t < p + NUL + … ⟺ t <= p, for texts t without NUL.
+                    Some((p, _)) => format!(
+                        r#"to_char(due_date, 'YYYY-MM-DD') COLLATE "C" <= {}"#,
+                        f.bind(text(p))
+                    ),
+                    None => format!(
+                        r#"to_char(due_date, 'YYYY-MM-DD') COLLATE "C" < {}"#,
+                        f.bind(text(d))
+                    ),
+                },
+            };
+            f.conds.push(cond);
+        }
+        if let Some(overdue) = q.overdue {
+            let day = pg_date(today).ok_or_else(|| {
+                StoreError::Internal(format!("today {today:?} is not a YYYY-MM-DD date"))
+            })?;
+            let p = f.bind(day);
+            f.conds.push(match overdue {
+                true => format!("({LIVE} AND due_date < {p})"),
+                false => format!("NOT ({LIVE} AND due_date < {p})"),
+            });
+        }
+        Ok(f)
+    }
+
+    fn where_clause(&self) -> String {
+        match self.conds.is_empty() {
+            true => String::new(),
+            false => format!(" WHERE {}", self.conds.join(" AND ")),
+        }
+    }
+}
+
+impl<S: Sql> BacklogStore for PostgresStore<S> {
+    fn backend(&self) -> &'static str {
+        POSTGRES_BACKEND
+    }
+
+    fn begin_call(&mut self) {
+        self.seen = Some(Seen::default());
+    }
+
+    fn get(&mut self, id: &str) -> Result<Option<Item>, StoreError> {
+        if let Some(hit) = self.seen.as_ref().and_then(|s| s.by_id.get(id)) {
+            return Ok(hit.clone());
+        }
+        let found = self.one_item(GET_SQL, id)?;
+        if let Some(seen) = self.seen.as_mut() {
+            match &found {
+                Some(item) => seen.item(item),
+                None => {
+                    seen.by_id.insert(id.to_owned(), None);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn find_by_dedupe_key(&mut self, key: &str) -> Result<Option<Item>, StoreError> {
+        if let Some(hit) = self.seen.as_ref().and_then(|s| s.by_key(key)) {
+            return Ok(hit);
+        }
+        let found = self.one_item(FIND_SQL, key)?;
+        if let Some(seen) = self.seen.as_mut() {
+            match &found {
+                Some(item) => seen.item(item),
+                None => {
+                    seen.by_key.insert(key.to_owned(), None);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// One statement: the page's ids with `count(*) OVER ()` as the total (sorted as narrow
+    /// rows), joined back for the page's full items; a second `count(*)` only when the page
+    /// comes back empty (offset past the end, or limit 0).
+    fn list(&mut self, query: &ListQuery, today: &str) -> Result<Page, StoreError> {
+        let mut f = Filter::of(query, today)?;
+        if f.impossible {
+            return Ok(Page {
+                items: Vec::new(),
+                total: 0,
+            });
+        }
+        let wh = f.where_clause();
+        let limit = f.bind(int(query.limit));
+        let offset = f.bind(int(query.offset));
+        // Sort and count narrow rows; build full items for the page only.
+        let statement = format!(
+            "WITH page AS (SELECT id, priority, due_date, count(*) OVER () AS total \
+             FROM backlog_items{wh} ORDER BY {LIST_ORDER} LIMIT {limit} OFFSET {offset}) \
+             SELECT {}, page.total FROM page JOIN backlog_items i ON i.id = page.id \
+             ORDER BY page.priority COLLATE \"C\", page.due_date, page.id COLLATE \"C\"",
+            item_columns!("i.")
+        );
+        let r = self.query(&statement, &f.params)?;
+        let mut items = Vec::with_capacity(r.rows.len());
+        let mut total = 0;
+        for row in &r.rows {
+            items.push(rows::item(row)?);
+            let n = row.get(ITEM_COLUMN_COUNT..).unwrap_or_default();
+            total = rows::Row::new("backlog_items", n).count("total")?;
+        }
+        if items.is_empty() && (query.offset > 0 || query.limit == 0) {
+            f.params.truncate(f.params.len() - 2);
+            let r = self.query(
+                &format!("SELECT count(*) FROM backlog_items{wh}"),
+                &f.params,
+            )?;
+            total = single_count(&r)?;
+        }
+        Ok(Page { items, total })
+    }
+
+    fn events(&mut self, item_id: &str, limit: usize) -> Result<Vec<Event>, StoreError> {
+        if item_id.contains('\0') {
+            return Ok(Vec::new());
+        }
+        let r = self.query(EVENTS_SQL, &[text(item_id), int(limit)])?;
+        r.rows.iter().map(|row| rows::event(row)).collect()
+    }
+
+    /// The item upsert by id and the events INSERT, as one statement (a data-modifying CTE)
+    /// in the caller's transaction.
+    fn write(&mut self, item: Option<&Item>, events: &[Event]) -> Result<(), StoreError> {
+        match self.write_rows(item, events) {
+            Ok(()) => {
+                if let (Some(seen), Some(item)) = (self.seen.as_mut(), item) {
+                    seen.item(item);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.forget();
+                Err(e)
+            }
+        }
+    }
+
+    fn keys(&mut self, env: Option<&str>) -> Result<Vec<ItemKeys>, StoreError> {
+        let r = match env {
+            Some(e) if e.contains('\0') => return Ok(Vec::new()),
+            Some(e) => self.query(
+                &format!("SELECT {KEY_COLUMNS} FROM backlog_items WHERE env = $1"),
+                &[text(e)],
+            )?,
+            None => self.query(&format!("SELECT {KEY_COLUMNS} FROM backlog_items"), &[])?,
+        };
+        r.rows.iter().map(|row| rows::keys(row)).collect()
+    }
+
+    /// One `DELETE` (events go by `ON DELETE CASCADE`); a dry run one `SELECT count(*)`.
+    fn cleanup(&mut self, cutoff: &str, dry_run: bool) -> Result<usize, StoreError> {
+        let at = time::format_ts(store::parse_cutoff(cutoff)?);
+        let params = [Value::Timestamp(at)];
+        if dry_run {
+            let r = self.query(CLEANUP_DRY_SQL, &params)?;
+            return single_count(&r);
+        }
+        self.forget();
+        let r = self.query(CLEANUP_SQL, &params)?;
+        usize::try_from(r.rows_affected)
+            .map_err(|_| StoreError::Internal("postgres: absurd deleted count".into()))
+    }
+
+    /// At most three statements: every count and the top services in one pass
+    /// ([`DASHBOARD_COUNTS_SQL`]); the overdue page ([`DASHBOARD_OVERDUE_SQL`]) when something
+    /// is overdue; the overdue P0 ids ([`DASHBOARD_P0_SQL`]) only when some of them fall
+    /// beyond that page. Equal to the default computation.
+    fn dashboard(
+        &mut self,
+        env: &str,
+        today: &str,
+        policy: &Policy,
+    ) -> Result<Dashboard, StoreError> {
+        let day = pg_date(today).ok_or_else(|| {
+            StoreError::Internal(format!("today {today:?} is not a YYYY-MM-DD date"))
+        })?;
+        if env.contains('\0') {
+            // Nothing stored can have this env.
+            let counts = DashboardCounts::default();
+            return Ok(Dashboard::from_counts(
+                env,
+                self.backend(),
+                counts,
+                Vec::new(),
+                policy,
+            ));
+        }
+        let top = int(usize::try_from(policy.dashboard.top_services).unwrap_or(usize::MAX));
+        let r = self.query(DASHBOARD_COUNTS_SQL, &[text(env), day.clone(), top])?;
+        let row = r.rows.first().ok_or_else(|| {
+            StoreError::Internal("postgres: the dashboard counts returned no row".into())
+        })?;
+        let (mut counts, overdue_p0) = dashboard_counts(row)?;
+        let limit = usize::try_from(policy.dashboard.overdue_limit).unwrap_or(usize::MAX);
+        let overdue: Vec<Item> = match counts.overdue_count > 0 && limit > 0 {
+            true => {
+                let r = self.query(DASHBOARD_OVERDUE_SQL, &[text(env), day.clone(), int(limit)])?;
+                r.rows
+                    .iter()
+                    .map(|row| rows::item(row))
+                    .collect::<Result<_, _>>()?
+            }
+            false => Vec::new(),
+        };
+        // The page is a prefix of the overdue order, so its P0 items are the first overdue
+        // P0 ids; when it holds as many as there are, it holds them all.
+        counts.overdue_p0 = overdue
+            .iter()
+            .filter(|i| i.priority == Priority::P0)
+            .map(|i| i.id.clone())
+            .collect();
+        if counts.overdue_p0.len() < overdue_p0 {
+            let r = self.query(DASHBOARD_P0_SQL, &[text(env), day])?;
+            let row = r.rows.first().ok_or_else(|| {
+                StoreError::Internal("postgres: the overdue P0 ids returned no row".into())
+            })?;
+            counts.overdue_p0 = rows::Row::new("dashboard", row).json("overdue_p0")?;
+        }
+        Ok(Dashboard::from_counts(
+            env,
+            self.backend(),
+            counts,
+            overdue,
+            policy,
+        ))
+    }
+}
+
+/// Decodes the row of [`DASHBOARD_COUNTS_SQL`]: the counts (with `overdue` and
+/// `overdue_p0` left empty: the store fills them) and the number of overdue P0 items.
+fn dashboard_counts(row: &[Value]) -> Result<(DashboardCounts, usize), StoreError> {
+    let mut r = rows::Row::new("dashboard", row);
+    let total = r.count("total")?;
+    let status_counts = StatusCounts {
+        open: r.count("open")?,
+        in_progress: r.count("in_progress")?,
+        blocked: r.count("blocked")?,
+        done: r.count("done")?,
+        canceled: r.count("canceled")?,
+    };
+    let priority_counts = PriorityCounts {
+        p0: r.count("P0")?,
+        p1: r.count("P1")?,
+        p2: r.count("P2")?,
+        p3: r.count("P3")?,
+    };
+    let overdue_count = r.count("overdue_count")?;
+    let overdue_p0 = r.count("overdue_p0")?;
+    let top: Vec<(String, usize)> = r.json("top_services")?;
+    let counts = DashboardCounts {
+        total,
+        status_counts,
+        priority_counts,
+        overdue_count,
+        overdue: Vec::new(),
+        overdue_p0: Vec::new(),
+        top_services: top
+            .into_iter()
+            .map(|(service, count)| ServiceCount { service, count })
+            .collect(),
+    };
+    Ok((counts, overdue_p0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_read_the_columns_the_decoders_expect() {
+        assert!(EVENTS_SQL.starts_with(&format!("SELECT {EVENT_COLUMNS} FROM ")));
+        assert!(GET_SQL.starts_with(&format!("SELECT {ITEM_COLUMNS} FROM ")));
+        assert_eq!(UPSERT_ITEM_SQL.matches('$').count(), ITEM_PARAMS);
+    }
+
+    #[test]
+    fn events_insert_numbers_its_placeholders_after_the_item() {
+        assert_eq!(
+            insert_events_sql(17, 2),
+            "INSERT INTO backlog_events (id, item_id, ts, type, actor, message, meta) VALUES \
+             ($18, $19, $20::timestamptz, $21, $22, $23, $24::jsonb), \
+             ($25, $26, $27::timestamptz, $28, $29, $30, $31::jsonb) ON CONFLICT (id) DO NOTHING"
+        );
+    }
+
+    #[test]
+    fn filters_bind_values_and_never_splice_them() {
+        let q = ListQuery {
+            env: Some("prod' OR 1=1 --".into()),
+            status: vec![backlog_core::model::Status::Open],
+            owner: Some("x'; DROP TABLE backlog_items; --".into()),
+            due_before: Some("'; DELETE".into()),
+            overdue: Some(false),
+            ..ListQuery::default()
+        };
+        let f = Filter::of(&q, "2026-03-02").unwrap_or_else(|e| panic!("{e}"));
+        let w = f.where_clause();
+        assert!(!w.contains("OR 1=1"), "{w}");
+        assert!(!w.contains("DROP") && !w.contains("DELETE"), "{w}");
+        assert_eq!(f.params.len(), 5);
+        assert!(f.params.contains(&Value::Text("prod' OR 1=1 --".into())));
+        let nul = ListQuery {
+            service: Some("a\0b".into()),
+            ..ListQuery::default()
+        };
+        assert!(
+            Filter::of(&nul, "2026-03-02")
+                .map(|f| f.impossible)
+                .unwrap_or(false)
+        );
+    }
+}
