@@ -21,7 +21,8 @@ use typed::BacklogTool;
 use typed::backlog_bridge::backlog::model::{Event, Item, Priority, Source, Status};
 use typed::backlog_bridge::tool::types::{CallContext, ToolError};
 use typed::exports::backlog_bridge::backlog::{
-    add_comment, create_item, get_item, item_events, list_items, set_status, upsert_item,
+    add_comment, cleanup, create_item, dashboard, generate, get_item, item_events, list_items,
+    set_status, upsert_item,
 };
 
 impl typed::backlog_bridge::tool::types::Host for Shim {}
@@ -312,6 +313,65 @@ fn typed_and_generic_faces_agree() {
     assert_eq!(
         json!({"items": tl.items.iter().map(item_json).collect::<Vec<_>>(), "total": tl.total, "next_offset": tl.next_offset}),
         gl
+    );
+
+    // dashboard, cleanup (dry run) and generation (no reports grant here: both refuse)
+    let td = h
+        .tool
+        .backlog_bridge_backlog_dashboard()
+        .call_dashboard(
+            &mut h.store,
+            &dashboard::DashboardRequest {
+                env: Some("prod".into()),
+            },
+            &ctx,
+        )
+        .unwrap()
+        .unwrap();
+    let gd = h.call("dashboard", json!({"env":"prod"})).unwrap();
+    let sc = &td.status_counts;
+    let pc = &td.priority_counts;
+    assert_eq!(
+        json!({
+            "env": td.env, "backend": td.backend, "generated_at": td.generated_at, "total": td.total,
+            "status_counts": {"open": sc.open, "in_progress": sc.in_progress, "blocked": sc.blocked, "done": sc.done, "canceled": sc.canceled},
+            "priority_counts": {"P0": pc.p0, "P1": pc.p1, "P2": pc.p2, "P3": pc.p3},
+            "overdue_count": td.overdue_count,
+            "overdue": td.overdue.iter().map(item_json).collect::<Vec<_>>(),
+            "top_services": td.top_services.iter().map(|s| json!({"service": s.service, "count": s.count})).collect::<Vec<_>>(),
+            "alerts": td.alerts.iter().map(|a| json!({"level": a.level, "target": a.target, "reason": a.reason})).collect::<Vec<_>>(),
+        }),
+        gd
+    );
+    let tc = h
+        .tool
+        .backlog_bridge_backlog_cleanup()
+        .call_cleanup(
+            &mut h.store,
+            cleanup::CleanupRequest {
+                retention_days: Some(0),
+                dry_run: Some(true),
+            },
+            &ctx,
+        )
+        .unwrap()
+        .unwrap();
+    let gc = h
+        .call("cleanup", json!({"retention_days": 0, "dry_run": true}))
+        .unwrap();
+    assert_eq!(
+        json!({"deleted": tc.deleted, "dry_run": tc.dry_run, "cutoff": tc.cutoff}),
+        gc
+    );
+    let tg = h
+        .tool
+        .backlog_bridge_backlog_generate()
+        .call_auto_generate_weekly(&mut h.store, &generate::GenerateRequest { env: None }, &ctx)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        err(tg),
+        h.call("auto_generate_weekly", json!({})).unwrap_err()
     );
 
     // errors agree too

@@ -7,7 +7,8 @@ use serde_json::{Map, Value, json};
 use crate::backlog_bridge::backlog::model::{Event, Evidence, Item, Priority, Source, Status};
 use crate::backlog_bridge::tool::types::{CallContext, ErrorCode, ToolError};
 use crate::exports::backlog_bridge::backlog::{
-    add_comment, create_item, get_item, item_events, list_items, set_status, upsert_item,
+    add_comment, cleanup, create_item, dashboard, generate, get_item, item_events, list_items,
+    set_status, upsert_item,
 };
 use crate::{Component, run};
 
@@ -154,6 +155,150 @@ impl add_comment::Guest for Component {
         p.put("id", r.id).put("message", r.message);
         event(&run("add_comment", &p.0, &context)?)
     }
+}
+
+impl dashboard::Guest for Component {
+    fn dashboard(
+        r: dashboard::DashboardRequest,
+        context: CallContext,
+    ) -> Result<dashboard::DashboardResponse, ToolError> {
+        let mut p = Params::default();
+        p.opt("env", r.env);
+        let out = run("dashboard", &p.0, &context)?;
+        let count = |v: &Value, k: &str| -> Result<u32, ToolError> { number(field(v, k)?, k) };
+        let sc = field(&out, "status_counts")?;
+        let pc = field(&out, "priority_counts")?;
+        Ok(dashboard::DashboardResponse {
+            env: text(&out, "env")?,
+            backend: text(&out, "backend")?,
+            generated_at: text(&out, "generated_at")?,
+            total: count(&out, "total")?,
+            status_counts: dashboard::StatusCounts {
+                open: count(sc, "open")?,
+                in_progress: count(sc, "in_progress")?,
+                blocked: count(sc, "blocked")?,
+                done: count(sc, "done")?,
+                canceled: count(sc, "canceled")?,
+            },
+            priority_counts: dashboard::PriorityCounts {
+                p0: count(pc, "P0")?,
+                p1: count(pc, "P1")?,
+                p2: count(pc, "P2")?,
+                p3: count(pc, "P3")?,
+            },
+            overdue_count: count(&out, "overdue_count")?,
+            overdue: array(&out, "overdue")?
+                .iter()
+                .map(item)
+                .collect::<Result<_, _>>()?,
+            top_services: array(&out, "top_services")?
+                .iter()
+                .map(|s| {
+                    Ok(dashboard::ServiceCount {
+                        service: text(s, "service")?,
+                        count: count(s, "count")?,
+                    })
+                })
+                .collect::<Result<_, ToolError>>()?,
+            alerts: array(&out, "alerts")?
+                .iter()
+                .map(|a| {
+                    Ok(dashboard::Alert {
+                        level: text(a, "level")?,
+                        target: text(a, "target")?,
+                        reason: text(a, "reason")?,
+                        overdue_count: a
+                            .get("overdue_count")
+                            .and_then(Value::as_u64)
+                            .map(|n| n as u32),
+                        items: a.get("items").and_then(Value::as_array).map(|ids| {
+                            ids.iter()
+                                .filter_map(|i| i.as_str().map(str::to_owned))
+                                .collect()
+                        }),
+                    })
+                })
+                .collect::<Result<_, ToolError>>()?,
+        })
+    }
+}
+
+impl generate::Guest for Component {
+    fn auto_generate_weekly(
+        r: generate::GenerateRequest,
+        context: CallContext,
+    ) -> Result<generate::GenerationOutcome, ToolError> {
+        generation("auto_generate_weekly", r, &context)
+    }
+
+    fn auto_generate_daily(
+        r: generate::GenerateRequest,
+        context: CallContext,
+    ) -> Result<generate::GenerationOutcome, ToolError> {
+        generation("auto_generate_daily", r, &context)
+    }
+}
+
+fn generation(
+    action: &str,
+    r: generate::GenerateRequest,
+    context: &CallContext,
+) -> Result<generate::GenerationOutcome, ToolError> {
+    let mut p = Params::default();
+    p.opt("env", r.env);
+    let out = run(action, &p.0, context)?;
+    if out.get("skipped").and_then(Value::as_bool) == Some(true) {
+        return Ok(generate::GenerationOutcome::Skipped(text(&out, "reason")?));
+    }
+    let opt = |k: &str| out.get(k).and_then(Value::as_str).map(str::to_owned);
+    Ok(generate::GenerationOutcome::Ran(
+        generate::GenerationReport {
+            week: opt("week"),
+            date: opt("date"),
+            env: text(&out, "env")?,
+            digest: text(&out, "digest")?,
+            created: number(field(&out, "created")?, "created")?,
+            updated: number(field(&out, "updated")?, "updated")?,
+            unchanged: number(field(&out, "unchanged")?, "unchanged")?,
+            capped: number(field(&out, "capped")?, "capped")?,
+            items: array(&out, "items")?
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect(),
+            stale: field(&out, "stale")?
+                .as_bool()
+                .ok_or_else(|| shape("stale"))?,
+        },
+    ))
+}
+
+impl cleanup::Guest for Component {
+    fn cleanup(
+        r: cleanup::CleanupRequest,
+        context: CallContext,
+    ) -> Result<cleanup::CleanupResponse, ToolError> {
+        let mut p = Params::default();
+        p.opt("retention_days", r.retention_days)
+            .opt("dry_run", r.dry_run);
+        let out = run("cleanup", &p.0, &context)?;
+        Ok(cleanup::CleanupResponse {
+            deleted: number(field(&out, "deleted")?, "deleted")?,
+            dry_run: field(&out, "dry_run")?
+                .as_bool()
+                .ok_or_else(|| shape("dry_run"))?,
+            cutoff: text(&out, "cutoff")?,
+        })
+    }
+}
+
+fn number(v: &Value, key: &str) -> Result<u32, ToolError> {
+    v.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| shape(key))
+}
+
+fn array<'a>(v: &'a Value, key: &str) -> Result<&'a Vec<Value>, ToolError> {
+    field(v, key)?.as_array().ok_or_else(|| shape(key))
 }
 
 /// Builds a params object; absent options stay absent.
