@@ -110,18 +110,30 @@ pub trait BacklogStore {
     ) -> Result<Dashboard, StoreError> {
         let keys = self.keys(Some(env))?;
         let counts = dashboard::compute(keys.iter().filter(|k| k.env == env), today, policy);
-        let mut overdue = Vec::with_capacity(counts.overdue.len());
-        for k in &counts.overdue {
-            if let Some(item) = self.get(&k.id)? {
-                overdue.push(item);
-            }
-        }
-        Ok(Dashboard::from_counts(
-            env,
-            self.backend(),
-            counts,
-            overdue,
-            policy,
-        ))
+        finish_dashboard(self, env, counts, policy)
     }
+}
+
+/// The dashboard from its counts: fetches the listed overdue items (an item gone in between
+/// is left out). Shared by the default [`BacklogStore::dashboard`] and stores that compute the
+/// counts their own way.
+pub fn finish_dashboard<S: BacklogStore + ?Sized>(
+    store: &mut S,
+    env: &str,
+    counts: dashboard::DashboardCounts,
+    policy: &Policy,
+) -> Result<Dashboard, StoreError> {
+    let mut overdue = Vec::with_capacity(counts.overdue.len());
+    for k in &counts.overdue {
+        if let Some(item) = store.get(&k.id)? {
+            overdue.push(item);
+        }
+    }
+    Ok(Dashboard::from_counts(
+        env,
+        store.backend(),
+        counts,
+        overdue,
+        policy,
+    ))
 }

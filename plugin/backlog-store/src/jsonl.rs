@@ -645,18 +645,6 @@ impl BacklogStore for JsonlStore {
     ) -> Result<Dashboard, StoreError> {
         self.refresh_items()?;
         let counts = dashboard::compute(self.index.keys().filter(|k| k.env == env), today, policy);
-        let mut overdue = Vec::with_capacity(counts.overdue.len());
-        for k in &counts.overdue {
-            if let Some(item) = self.get(&k.id)? {
-                overdue.push(item);
-            }
-        }
-        Ok(Dashboard::from_counts(
-            env,
-            self.backend(),
-            counts,
-            overdue,
-            policy,
-        ))
+        backlog_core::store::finish_dashboard(self, env, counts, policy)
     }
 }
