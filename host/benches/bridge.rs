@@ -211,7 +211,17 @@ fn governance(tmp: &Path, iters: usize) {
     settings.backend = Backend::Jsonl;
     settings.jsonl_dir = root.join("backlog");
     let bridge = Bridge::load(settings).expect("bridge");
-    call(&bridge, "get", &json!({"id": item_id(1)}).to_string()); // warm the read index
+    // Warm the index of the admin-grant instance (each grant set has its own warm instance,
+    // and so its own index): a dry-run cleanup reads everything and writes nothing.
+    bridge
+        .call(&CallRequest {
+            agent: "scheduler",
+            tool: "backlog_tool",
+            action: "cleanup",
+            params: r#"{"dry_run":true}"#,
+        })
+        .expect("warm-up");
+    call(&bridge, "get", &json!({"id": item_id(1)}).to_string()); // and the read instance's
     let t = Instant::now();
     let out = bridge
         .call(&CallRequest {
