@@ -5,7 +5,7 @@
 //! auth on loopback, except role [`PASSWORD_USER`] which must log in with its password;
 //! `fsync=off`; a free port) and stops it at process exit (`atexit`). A start also stops and
 //! removes clusters left behind by test processes that no longer run. Binaries come from
-//! `/usr/lib/postgresql/15/bin` (or `PG_BIN_DIR`); `.ci/test` installs them.
+//! `/usr/lib/postgresql/15/bin` (or `PG_BIN_DIR`); `.ci/run` installs them.
 //!
 //! A test that needs Postgres and cannot get it fails, loudly: it never skips.
 
@@ -99,7 +99,7 @@ pub fn database() -> TestDb {
     let cluster = CLUSTER.get_or_init(|| match Cluster::start() {
         Ok(c) => c,
         Err(e) => panic!(
-            "cannot start the test PostgreSQL 15 cluster (binaries in {}; `.ci/test` installs \
+            "cannot start the test PostgreSQL 15 cluster (binaries in {}; `.ci/run` installs \
              them): {e}",
             bin_dir().display()
         ),
