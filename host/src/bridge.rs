@@ -218,11 +218,6 @@ impl Bridge {
         })
     }
 
-    /// The installed plugins' descriptions.
-    pub fn tools(&self) -> impl Iterator<Item = &crate::runtime::ToolInfo> {
-        self.plugins.values().map(|l| &l.plugin.info)
-    }
-
     /// The `/v1/tools` document for `agent`: only the actions it may call.
     pub fn tools_for(&self, agent: Option<&str>) -> Value {
         let tools: Vec<Value> = self

@@ -128,10 +128,6 @@ impl Matrix {
         self.agents.get(agent)
     }
 
-    pub fn agents(&self) -> impl Iterator<Item = (&String, &AgentRule)> {
-        self.agents.iter()
-    }
-
     /// Authorizes `agent` for `tool.action`: every listed entitlement is required.
     pub fn authorize(&self, agent: &str, tool: &str, action: &str) -> Result<&ActionRule, Denial> {
         let path = self.path.display().to_string();

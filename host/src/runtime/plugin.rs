@@ -276,13 +276,6 @@ impl Plugin {
             }
         }
     }
-
-    /// Drops every warm instance (for example after the directories behind a grant changed).
-    pub fn clear_warm(&self) {
-        if let Ok(mut pool) = self.warm.lock() {
-            pool.clear();
-        }
-    }
 }
 
 fn ticks(timeout: Duration) -> u64 {
