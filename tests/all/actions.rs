@@ -1,10 +1,20 @@
 //! Every backlog_tool action through the real component, and every error code reachable
-//! without HTTP. The rules themselves are table-tested natively in backlog-core; here each
-//! rule is checked once more end to end.
+//! without HTTP, on each backend (`jsonl`, `postgres`, `auto`: one suite, see
+//! [`backend_suite!`](crate::backend_suite)). The rules themselves are table-tested natively
+//! in backlog-core; here each rule is checked once more end to end.
 
 use serde_json::{Value, json};
 
-use crate::util::Env;
+use crate::util::{Backend, Env};
+
+crate::backend_suite!(
+    create_applies_policy_defaults_and_returns_all_17_keys,
+    get_list_events_set_status_add_comment_round_trip,
+    upsert_created_updated_unchanged_and_owner_change,
+    error_codes_end_to_end,
+    the_actor_is_the_calling_agent_never_a_param,
+    injection_in_every_string_filter_is_inert,
+);
 
 fn create(env: &Env, extra: Value) -> Value {
     let mut p =
@@ -15,9 +25,8 @@ fn create(env: &Env, extra: Value) -> Value {
     env.ok("create", p)
 }
 
-#[test]
-fn create_applies_policy_defaults_and_returns_all_17_keys() {
-    let env = Env::new();
+fn create_applies_policy_defaults_and_returns_all_17_keys(backend: Backend) {
+    let env = Env::on(backend);
     let item = create(&env, json!({}));
     let keys: Vec<&String> = item.as_object().unwrap().keys().collect();
     assert_eq!(keys.len(), 17, "{keys:?}");
@@ -49,9 +58,8 @@ fn create_applies_policy_defaults_and_returns_all_17_keys() {
     );
 }
 
-#[test]
-fn get_list_events_set_status_add_comment_round_trip() {
-    let env = Env::new();
+fn get_list_events_set_status_add_comment_round_trip(backend: Backend) {
+    let env = Env::on(backend);
     let item = create(&env, json!({"priority":"P1","dedupe_key":"k1"}));
     let id = item["id"].as_str().unwrap();
     assert_eq!(env.ok("get", json!({"id": id})), item);
@@ -106,9 +114,8 @@ fn get_list_events_set_status_add_comment_round_trip() {
     assert_eq!(st["total"], 2);
 }
 
-#[test]
-fn upsert_created_updated_unchanged_and_owner_change() {
-    let env = Env::new();
+fn upsert_created_updated_unchanged_and_owner_change(backend: Backend) {
+    let env = Env::on(backend);
     let base =
         json!({"dedupe_key":"d1","env":"prod","service":"gw","category":"refactor","title":"a"});
     assert_eq!(env.ok("upsert", base.clone())["action"], "created");
@@ -139,9 +146,8 @@ fn upsert_created_updated_unchanged_and_owner_change() {
     );
 }
 
-#[test]
-fn error_codes_end_to_end() {
-    let env = Env::new();
+fn error_codes_end_to_end(backend: Backend) {
+    let env = Env::on(backend);
     let item = create(&env, json!({"dedupe_key":"taken"}));
     let id = item["id"].as_str().unwrap();
     let other = create(&env, json!({"dedupe_key":"other"}));
@@ -238,15 +244,68 @@ fn error_codes_end_to_end() {
     // Over 1 MiB of params (through batch: argv cannot carry that much).
     let huge = json!({"tool":"backlog_tool","action":"add_comment","params":{"id": id, "message": "m".repeat(1 << 20)}});
     assert_eq!(env.batch(&[huge])[0]["code"], "payload_too_large");
-
-    let null = Env::new().var("BACKLOG_BACKEND", "null");
-    null.err("create", ok(json!({})), "unavailable");
-    assert_eq!(null.ok("list", json!({}))["total"], 0);
 }
 
 #[test]
-fn the_actor_is_the_calling_agent_never_a_param() {
-    let env = Env::new();
+fn the_null_backend_reads_empty_and_refuses_writes() {
+    let null = Env::new().var("BACKLOG_BACKEND", "null");
+    null.err(
+        "create",
+        json!({"env":"prod","service":"gw","category":"refactor","title":"t"}),
+        "unavailable",
+    );
+    assert_eq!(null.ok("list", json!({}))["total"], 0);
+}
+
+/// Quotes, comment markers, wildcards and statement separators in every string filter of
+/// `list` (and in ids) are plain values: they match nothing and change nothing.
+fn injection_in_every_string_filter_is_inert(backend: Backend) {
+    let env = Env::on(backend);
+    create(&env, json!({"dedupe_key":"k1"}));
+    let before = env.state();
+    let evil = [
+        "x' OR '1'='1",
+        "x\"; DROP TABLE backlog_items; --",
+        "%",
+        "_",
+        "x'); DELETE FROM backlog_events; --",
+        "$1",
+    ];
+    for e in evil {
+        for key in [
+            "env",
+            "service",
+            "owner",
+            "category",
+            "priority",
+            "status",
+            "due_before",
+        ] {
+            let run = env.call("operator", "backlog_tool", "list", &json!({ key: e }));
+            let out = run.json();
+            assert!(
+                out["total"] == 0 || out["code"] == "invalid_input",
+                "list {key}={e:?} -> {out}"
+            );
+        }
+        for action in ["get", "events"] {
+            let run = env.call("operator", "backlog_tool", action, &json!({"id": e}));
+            let code = run.json()["code"].clone();
+            assert!(
+                code == "not_found" || code == "invalid_input",
+                "{action} {e:?} -> {run:?}"
+            );
+        }
+    }
+    assert_eq!(env.state(), before);
+    if let Some(db) = &env.db {
+        assert_eq!(db.scalar("SELECT count(*) FROM backlog_items"), "1");
+        assert_eq!(db.scalar("SELECT count(*) FROM backlog_events"), "1");
+    }
+}
+
+fn the_actor_is_the_calling_agent_never_a_param(backend: Backend) {
+    let env = Env::on(backend);
     let item = create(&env, json!({}));
     let run = env.call(
         "operator",

@@ -10,7 +10,16 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::util::{Env, Run, snapshot};
+use crate::util::{Backend, Env, Run};
+
+crate::backend_suite!(
+    weekly_generation_triage_regeneration_and_dashboard,
+    missing_or_foreign_digest_is_precondition_failed_and_writes_nothing,
+    malformed_digest_names_file_and_field_and_writes_nothing,
+    policy_overrides_and_policy_errors,
+    cleanup_removes_only_old_terminal_items_and_their_events,
+    daily_generation_merges_into_the_weekly_key_when_enabled,
+);
 
 const NO_DIGEST: &str = "No platform digest found. Run architecture_pressure_tool.digest first.";
 
@@ -31,9 +40,8 @@ fn admin(env: &Env, action: &str, params: Value) -> Run {
     env.call("scheduler", "backlog_tool", action, &params)
 }
 
-#[test]
-fn weekly_generation_triage_regeneration_and_dashboard() {
-    let env = Env::new();
+fn weekly_generation_triage_regeneration_and_dashboard(backend: Backend) {
+    let env = Env::on(backend);
     with_digest(&env, "platform/2026-48.json", &example_digest());
     let run = admin(&env, "auto_generate_weekly", json!({"env":"prod"}));
     assert_eq!(run.code, 0, "{run:?}");
@@ -113,7 +121,7 @@ fn weekly_generation_triage_regeneration_and_dashboard() {
             &json!({"env":"prod"}),
         )
         .json();
-    assert_eq!(dash["backend"], "jsonl");
+    assert_eq!(dash["backend"], backend.store_name());
     assert_eq!(dash["total"], 8);
     assert_eq!(
         dash["status_counts"],
@@ -127,9 +135,8 @@ fn weekly_generation_triage_regeneration_and_dashboard() {
     assert_eq!(dash["alerts"], json!([]));
 }
 
-#[test]
-fn missing_or_foreign_digest_is_precondition_failed_and_writes_nothing() {
-    let env = Env::new();
+fn missing_or_foreign_digest_is_precondition_failed_and_writes_nothing(backend: Backend) {
+    let env = Env::on(backend);
     let run = admin(&env, "auto_generate_weekly", json!({}));
     assert_eq!(
         (run.code, run.json()["code"].clone()),
@@ -143,17 +150,16 @@ fn missing_or_foreign_digest_is_precondition_failed_and_writes_nothing() {
     );
     let run = admin(&env, "auto_generate_weekly", json!({"env":"prod"}));
     assert_eq!(run.json()["error"], NO_DIGEST, "{run:?}");
-    assert!(!env.backlog_dir().join("items.jsonl").exists());
+    assert_eq!(env.state(), Vec::<Value>::new());
 }
 
-#[test]
-fn malformed_digest_names_file_and_field_and_writes_nothing() {
-    let env = Env::new();
+fn malformed_digest_names_file_and_field_and_writes_nothing(backend: Backend) {
+    let env = Env::on(backend);
     env.ok(
         "create",
         json!({"env":"prod","service":"a","category":"refactor","title":"t"}),
     );
-    let before = snapshot(&env.backlog_dir());
+    let before = env.state();
     with_digest(
         &env,
         "platform/2026-48.json",
@@ -167,12 +173,11 @@ fn malformed_digest_names_file_and_field_and_writes_nothing() {
         msg.contains("ops/reports/platform/2026-48.json") && msg.contains("services[1].band"),
         "{msg}"
     );
-    assert_eq!(snapshot(&env.backlog_dir()), before);
+    assert_eq!(env.state(), before);
 }
 
-#[test]
-fn policy_overrides_and_policy_errors() {
-    let env = Env::new();
+fn policy_overrides_and_policy_errors(backend: Backend) {
+    let env = Env::on(backend);
     with_digest(&env, "platform/2026-48.json", &example_digest());
     std::fs::write(
         env.config.join("backlog_policy.yml"),
@@ -283,10 +288,11 @@ fn ids_in_store(env: &Env) -> HashSet<String> {
     }
 }
 
-#[test]
-fn cleanup_removes_only_old_terminal_items_and_their_events() {
-    let env = Env::new();
-    let (keep, gone) = old_store(&env.backlog_dir(), 30, 20);
+fn cleanup_removes_only_old_terminal_items_and_their_events(backend: Backend) {
+    let env = Env::on(backend);
+    let seed = env.tmp.path().join("seed");
+    let (keep, gone) = old_store(&seed, 30, 20);
+    env.seed_jsonl(&seed);
     let dry = admin(&env, "cleanup", json!({"dry_run": true})).json();
     assert_eq!(
         dry,
@@ -298,6 +304,11 @@ fn cleanup_removes_only_old_terminal_items_and_their_events() {
     let done = admin(&env, "cleanup", json!({"retention_days": 180})).json();
     assert_eq!(done["deleted"], 20);
     assert_eq!(ids_in_store(&env), keep);
+    if let Some(db) = &env.db {
+        assert_eq!(db.scalar("SELECT count(*) FROM backlog_items"), "30");
+        assert_eq!(db.scalar("SELECT count(*) FROM backlog_events"), "30");
+        return;
+    }
     let items = std::fs::read_to_string(env.backlog_dir().join("items.jsonl")).unwrap();
     assert_eq!(
         items.lines().count(),
@@ -376,9 +387,8 @@ fn kill_9_during_cleanup_leaves_the_old_or_the_new_store() {
     );
 }
 
-#[test]
-fn daily_generation_merges_into_the_weekly_key_when_enabled() {
-    let env = Env::new();
+fn daily_generation_merges_into_the_weekly_key_when_enabled(backend: Backend) {
+    let env = Env::on(backend);
     let risk = json!({"date":"2026-11-27","env":"prod","services":[
         {"service":"gateway","score":91,"band":"critical"},
         {"service":"billing","score":40,"band":"medium"}]});

@@ -96,7 +96,7 @@ static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 /// A fresh, empty database on the cluster of this test binary (started on first use).
 #[track_caller]
 pub fn database() -> TestDb {
-    let cluster = CLUSTER.get_or_init(|| match Cluster::start() {
+    let cluster = CLUSTER.get_or_init(|| match Cluster::start(None) {
         Ok(c) => c,
         Err(e) => panic!(
             "cannot start the test PostgreSQL 15 cluster (binaries in {}; `.ci/run` installs \
@@ -104,22 +104,52 @@ pub fn database() -> TestDb {
             bin_dir().display()
         ),
     });
-    let name = format!("test_{}", NEXT_DB.fetch_add(1, Ordering::Relaxed));
-    let db = TestDb {
-        dsn: format!("postgresql://postgres@127.0.0.1:{}/{name}", cluster.port),
-        name,
-        port: cluster.port,
-    };
-    let admin = format!("postgresql://postgres@127.0.0.1:{}/postgres", cluster.port);
-    let mut client = postgres::Client::connect(&admin, postgres::NoTls)
-        .unwrap_or_else(|e| panic!("connect to the test cluster: {e}"));
-    client
-        .batch_execute(&format!(
-            "CREATE DATABASE {} OWNER {PASSWORD_USER}",
-            db.name
-        ))
-        .unwrap_or_else(|e| panic!("CREATE DATABASE {}: {e}", db.name));
-    db
+    cluster.database()
+}
+
+/// A cluster of one test's own, which it may stop and start (outage drills); removed on drop.
+pub struct PrivateCluster(Cluster);
+
+impl PrivateCluster {
+    /// Starts a new cluster (fails the test loudly if it cannot).
+    #[track_caller]
+    pub fn start() -> PrivateCluster {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let tag = NEXT.fetch_add(1, Ordering::Relaxed);
+        match Cluster::start(Some(tag)) {
+            Ok(c) => PrivateCluster(c),
+            Err(e) => panic!("cannot start a private PostgreSQL 15 cluster: {e}"),
+        }
+    }
+
+    /// A fresh, empty database on it.
+    pub fn database(&self) -> TestDb {
+        self.0.database()
+    }
+
+    /// Stops the server (fast shutdown), keeping its data; clients now get connection refused.
+    #[track_caller]
+    pub fn pause(&self) {
+        let data = self.0.data();
+        let data = path_str(&data).unwrap();
+        self.0
+            .run("pg_ctl", &["-D", data, "-m", "fast", "-w", "stop"])
+            .unwrap_or_else(|e| panic!("stop the private cluster: {e}"));
+    }
+
+    /// Starts it again on the same port and data.
+    #[track_caller]
+    pub fn resume(&self) {
+        self.0
+            .pg_start()
+            .unwrap_or_else(|e| panic!("restart the private cluster: {e}"));
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 extern "C" fn stop_at_exit() {
@@ -129,17 +159,25 @@ extern "C" fn stop_at_exit() {
 }
 
 impl Cluster {
-    fn start() -> Result<Cluster, String> {
+    /// Starts a cluster in `…/pg-e2e/<pid>` (the binary's shared one) or `<pid>.<tag>`.
+    fn start(tag: Option<usize>) -> Result<Cluster, String> {
         let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pg-e2e");
         std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
         let as_postgres = unsafe { libc::geteuid() } == 0;
-        remove_stale(&base, as_postgres);
-        let dir = base.join(std::process::id().to_string());
+        if tag.is_none() {
+            remove_stale(&base, as_postgres);
+        }
+        let name = match tag {
+            None => std::process::id().to_string(),
+            Some(t) => format!("{}.{t}", std::process::id()),
+        };
         let mut cluster = Cluster {
-            dir,
+            dir: base.join(name),
             port: 0,
             as_postgres,
         };
+        // A directory of this name is left over from an earlier process with our pid.
+        let _ = std::fs::remove_dir_all(&cluster.dir);
         std::fs::create_dir_all(&cluster.dir).map_err(|e| e.to_string())?;
         if as_postgres {
             chown_to_postgres(&cluster.dir)?;
@@ -164,44 +202,74 @@ impl Cluster {
             "local all all trust\nhost all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n"
         );
         std::fs::write(data.join("pg_hba.conf"), hba).map_err(|e| e.to_string())?;
-        // SAFETY: registering a plain `extern "C" fn` with no captured state.
-        unsafe { libc::atexit(stop_at_exit) };
+        if tag.is_none() {
+            // SAFETY: registering a plain `extern "C" fn` with no captured state.
+            unsafe { libc::atexit(stop_at_exit) };
+        }
         let mut last = String::new();
         for _ in 0..3 {
             cluster.port = free_port()?;
-            let options = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-                 -c full_page_writes=off -c max_connections=200",
-                cluster.port,
-                path_str(&cluster.dir)?
-            );
-            let log = cluster.dir.join("postgres.log");
-            match cluster.run(
-                "pg_ctl",
-                &[
-                    "-D",
-                    path_str(&data)?,
-                    "-l",
-                    path_str(&log)?,
-                    "-w",
-                    "-t",
-                    "60",
-                    "-o",
-                    &options,
-                    "start",
-                ],
-            ) {
+            match cluster.pg_start() {
                 Ok(()) => {
                     cluster.setup_roles()?;
                     return Ok(cluster);
                 }
-                Err(e) => {
-                    let tail = std::fs::read_to_string(&log).unwrap_or_default();
-                    last = format!("{e}\nserver log:\n{tail}");
-                }
+                Err(e) => last = e,
             }
         }
         Err(last)
+    }
+
+    /// `pg_ctl start` on this cluster's data directory and port; waits until it accepts
+    /// connections.
+    fn pg_start(&self) -> Result<(), String> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=200",
+            self.port,
+            path_str(&self.dir)?
+        );
+        let log = self.dir.join("postgres.log");
+        let data = self.data();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&data)?,
+                "-l",
+                path_str(&log)?,
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &options,
+                "start",
+            ],
+        )
+        .map_err(|e| {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            format!("{e}\nserver log:\n{tail}")
+        })
+    }
+
+    /// A fresh, empty database owned by [`PASSWORD_USER`].
+    fn database(&self) -> TestDb {
+        let name = format!("test_{}", NEXT_DB.fetch_add(1, Ordering::Relaxed));
+        let db = TestDb {
+            dsn: format!("postgresql://postgres@127.0.0.1:{}/{name}", self.port),
+            name,
+            port: self.port,
+        };
+        let admin = format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port);
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connect to the test cluster: {e}"));
+        client
+            .batch_execute(&format!(
+                "CREATE DATABASE {} OWNER {PASSWORD_USER}",
+                db.name
+            ))
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {}: {e}", db.name));
+        db
     }
 
     fn data(&self) -> PathBuf {
@@ -266,14 +334,17 @@ fn remove_stale(base: &Path, as_postgres: bool) {
         return;
     };
     for entry in entries.flatten() {
+        // `<pid>` or `<pid>.<tag>` (a private cluster).
         let Some(pid) = entry
             .file_name()
             .to_str()
+            .and_then(|n| n.split('.').next())
             .and_then(|n| n.parse::<i32>().ok())
         else {
             continue;
         };
-        if pid != std::process::id() as i32 && running(pid) {
+        // Ours (a private cluster this process already started) or another live run's.
+        if pid == std::process::id() as i32 || running(pid) {
             continue;
         }
         let dir = entry.path();

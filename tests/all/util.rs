@@ -33,6 +33,46 @@ pub struct Env {
     pub ops: PathBuf,
     pub cache: PathBuf,
     pub vars: Vec<(String, String)>,
+    /// The store the installation runs on.
+    pub backend: Backend,
+    /// Its database, on the `postgres` and `auto` backends.
+    pub db: Option<crate::pg::TestDb>,
+}
+
+/// The stores the action suite runs on (`BACKLOG_BACKEND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Jsonl,
+    Postgres,
+    /// Auto with a live, migrated Postgres: it must behave exactly like `postgres`.
+    Auto,
+}
+
+impl Backend {
+    /// The name the dashboard reports for the store that answered.
+    pub fn store_name(self) -> &'static str {
+        match self {
+            Backend::Jsonl => "jsonl",
+            Backend::Postgres | Backend::Auto => "postgres",
+        }
+    }
+}
+
+/// Runs each listed `fn(Backend)` as one test per backend: `jsonl::NAME`, `postgres::NAME`,
+/// `auto::NAME` — one suite, not three copies.
+#[macro_export]
+macro_rules! backend_suite {
+    ($($name:ident),* $(,)?) => {
+        mod jsonl {
+            $(#[test] fn $name() { super::$name($crate::util::Backend::Jsonl) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name($crate::util::Backend::Postgres) })*
+        }
+        mod auto {
+            $(#[test] fn $name() { super::$name($crate::util::Backend::Auto) })*
+        }
+    };
 }
 
 /// What one run of the binary produced.
@@ -82,7 +122,64 @@ impl Env {
                 ("BACKLOG_BACKEND".into(), "jsonl".into()),
                 ("BACKLOG_BRIDGE_NOW".into(), "2026-11-27T10:00:00Z".into()),
             ],
+            backend: Backend::Jsonl,
+            db: None,
         }
+    }
+
+    /// A fresh installation on `backend`: for `postgres` and `auto`, a fresh database of the
+    /// test cluster, migrated.
+    pub fn on(backend: Backend) -> Env {
+        let env = Env::new();
+        if backend == Backend::Jsonl {
+            return env;
+        }
+        let db = crate::pg::database();
+        let mut env = env.with_postgres(&db);
+        if backend == Backend::Auto {
+            env = env.var("BACKLOG_BACKEND", "auto");
+        }
+        let run = env.migrate(&[]);
+        assert_eq!(run.code, 0, "migrate: {run:?}");
+        env.backend = backend;
+        env.db = Some(db);
+        env
+    }
+
+    /// Loads a JSONL store (`items.jsonl`, `events.jsonl` in `dir`) as this installation's
+    /// backlog: copied into the backlog directory, or imported with `migrate --import-jsonl`.
+    pub fn seed_jsonl(&self, dir: &Path) {
+        if self.db.is_none() {
+            std::fs::create_dir_all(self.backlog_dir()).unwrap();
+            for f in ["items.jsonl", "events.jsonl"] {
+                std::fs::copy(dir.join(f), self.backlog_dir().join(f)).unwrap();
+            }
+            return;
+        }
+        let run = self.migrate(&["--import-jsonl", dir.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "import: {run:?}");
+    }
+
+    /// Everything the store holds, as the actions show it: every item (by id) with its events.
+    /// Equal states mean nothing was written, whatever the backend.
+    pub fn state(&self) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = self.ok("list", serde_json::json!({"limit": 1000, "offset": offset}));
+            items.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next_offset"].as_u64() {
+                Some(n) => offset = n,
+                None => break,
+            }
+        }
+        items.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        for item in &mut items {
+            let id = item["id"].clone();
+            item["events"] =
+                self.ok("events", serde_json::json!({"id": id, "limit": 1000}))["events"].clone();
+        }
+        items
     }
 
     /// Also registers the hostile test component as tool `hostile`: `write_backlog` needs
