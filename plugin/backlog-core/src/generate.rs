@@ -266,6 +266,18 @@ pub fn auto_generate_weekly(
 
     let mut services: Vec<&PlatformService> = d.services.iter().collect();
     by_score(&mut services, |s| (&s.score, s.service.as_str()));
+    // Every key the loop below looks up (this week's and last week's), fetched at once.
+    let mut keys = Vec::new();
+    for s in &services {
+        for (category, cat) in policy.categories.iter() {
+            if cat.when.iter().any(|r| rule_matches(r, s)) {
+                for week in [&d.week, &prev_week] {
+                    keys.push(dedupe_key(policy, week, &p.env, &s.service, category));
+                }
+            }
+        }
+    }
+    store.prefetch_dedupe_keys(&keys)?;
     let mut planned = Vec::new();
     for s in services {
         for (category, cat) in policy.categories.iter() {
@@ -388,6 +400,11 @@ pub fn auto_generate_daily(
         .filter(|s| policy.generation.daily_risk_bands.contains(&s.band))
         .collect();
     by_score(&mut services, |s| (&s.score, s.service.as_str()));
+    let keys: Vec<String> = services
+        .iter()
+        .map(|s| dedupe_key(policy, &week, &p.env, &s.service, DAILY_CATEGORY))
+        .collect();
+    store.prefetch_dedupe_keys(&keys)?;
     let mut planned = Vec::new();
     for s in services {
         let key = dedupe_key(policy, &week, &p.env, &s.service, DAILY_CATEGORY);

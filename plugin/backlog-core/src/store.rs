@@ -78,6 +78,15 @@ pub trait BacklogStore {
     /// once per call instead of once per operation; the default does nothing.
     fn begin_call(&mut self) {}
 
+    /// A hint: this call is about to look up these dedupe keys with
+    /// [`find_by_dedupe_key`](Self::find_by_dedupe_key). A store with round trips may fetch
+    /// them all at once (Postgres: one statement) and answer the lookups from memory; the
+    /// default does nothing.
+    fn prefetch_dedupe_keys(&mut self, keys: &[String]) -> Result<(), StoreError> {
+        let _ = keys;
+        Ok(())
+    }
+
     /// The [`ItemKeys`] of every live item (the latest version of each id; deleted items
     /// excluded), of environment `env` only when given. Order unspecified. The `null` store
     /// returns an empty list.

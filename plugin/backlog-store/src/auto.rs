@@ -580,6 +580,10 @@ impl<S: Sql> BacklogStore for AutoStore<S> {
         self.on(|s| s.find_by_dedupe_key(key))
     }
 
+    fn prefetch_dedupe_keys(&mut self, keys: &[String]) -> Result<(), StoreError> {
+        self.on(|s| s.prefetch_dedupe_keys(keys))
+    }
+
     fn list(&mut self, query: &ListQuery, today: &str) -> Result<Page, StoreError> {
         self.on(|s| s.list(query, today))
     }

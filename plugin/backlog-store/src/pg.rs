@@ -76,6 +76,12 @@ const FIND_SQL: &str = concat!(
     item_columns!(""),
     " FROM backlog_items WHERE dedupe_key = $1"
 );
+/// Followed by `($1, …, $n)`: the items holding any of n dedupe keys.
+const FIND_MANY_SQL: &str = concat!(
+    "SELECT ",
+    item_columns!(""),
+    " FROM backlog_items WHERE dedupe_key IN"
+);
 const EVENTS_SQL: &str = "SELECT id, item_id, ts, type, actor, message, meta::text \
      FROM backlog_events WHERE item_id = $1 ORDER BY seq LIMIT $2";
 /// The item upsert by id (last write wins). [`PostgresStore::write`] sends it alone or as
@@ -523,6 +529,40 @@ impl<S: Sql> BacklogStore for PostgresStore<S> {
             }
         }
         Ok(found)
+    }
+
+    /// One `SELECT … WHERE dedupe_key IN (…)` per 500 keys not yet known to this call; the
+    /// hits and the misses are remembered for the rest of the call (unscoped: nothing).
+    fn prefetch_dedupe_keys(&mut self, keys: &[String]) -> Result<(), StoreError> {
+        let Some(seen) = self.seen.as_ref() else {
+            return Ok(());
+        };
+        let mut wanted: Vec<&String> = keys
+            .iter()
+            .filter(|k| !k.contains('\0') && seen.by_key(k).is_none())
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        for chunk in wanted.chunks(500) {
+            let ps: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let statement = format!("{FIND_MANY_SQL} ({})", ps.join(", "));
+            let params: Vec<Value> = chunk.iter().map(|k| text(k)).collect();
+            let r = self.query(&statement, &params)?;
+            let found: Vec<Item> = r
+                .rows
+                .iter()
+                .map(|row| rows::item(row))
+                .collect::<Result<_, _>>()?;
+            if let Some(seen) = self.seen.as_mut() {
+                for key in chunk {
+                    seen.by_key.entry((*key).clone()).or_insert(None);
+                }
+                for item in &found {
+                    seen.item(item);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn find_by_dedupe_key(&mut self, key: &str) -> Result<Option<Item>, StoreError> {

@@ -845,6 +845,40 @@ fn lookups_are_remembered_within_a_call_only() {
     assert_eq!(statements(&mut s) - before, 1);
 }
 
+#[test]
+fn prefetched_keys_answer_lookups_in_one_statement() {
+    let mut s = store("prefetch");
+    let (a, b) = (item(1), item(2));
+    write(&mut s, Some(&a), &[event(1, &a.id)]);
+    write(&mut s, Some(&b), &[event(2, &b.id)]);
+    let statements = |s: &mut Store| s.sql_mut().log.len();
+    let before = statements(&mut s);
+    let keys = vec![
+        a.dedupe_key.clone(),
+        "k-missing".to_owned(),
+        b.dedupe_key.clone(),
+        a.dedupe_key.clone(),
+        "nul\0key".to_owned(),
+    ];
+    let r = call(&mut s, |s| {
+        s.prefetch_dedupe_keys(&keys)?;
+        assert_eq!(s.find_by_dedupe_key(&a.dedupe_key)?.as_ref(), Some(&a));
+        assert_eq!(s.find_by_dedupe_key(&b.dedupe_key)?.as_ref(), Some(&b));
+        assert_eq!(s.find_by_dedupe_key("k-missing")?, None);
+        assert_eq!(s.find_by_dedupe_key("nul\0key")?, None);
+        assert_eq!(s.get(&b.id)?.as_ref(), Some(&b));
+        // Known keys are not fetched again.
+        s.prefetch_dedupe_keys(&keys)?;
+        Ok::<_, StoreError>(())
+    });
+    ok(r);
+    assert_eq!(
+        statements(&mut s) - before,
+        1,
+        "one statement for every lookup"
+    );
+}
+
 /// Reports held in memory (digests for generation).
 #[derive(Default)]
 struct MemReports(BTreeMap<String, String>);
