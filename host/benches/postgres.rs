@@ -14,7 +14,6 @@
 //! Options (env): BENCH_PG_SIZES="10000,100000", BENCH_ITERS=200.
 
 #[path = "../../tests/all/pg.rs"]
-#[allow(dead_code, unused_imports)]
 mod pg;
 
 use std::path::{Path, PathBuf};
