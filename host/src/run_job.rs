@@ -27,6 +27,9 @@ pub const DEFAULT_ROUTER_URL: &str = "http://localhost:8000";
 /// Extra time the HTTP exchange gets beyond the action's own limit (the router's queueing).
 const HTTP_MARGIN: Duration = Duration::from_secs(5);
 
+/// Renders a planned request body as `--dry-run` prints it.
+type Describe = Box<dyn Fn(&Value) -> Value>;
+
 /// What to run.
 pub enum Job {
     Registry(String),
@@ -95,7 +98,7 @@ pub fn run(
         )));
     };
     let timeout = call_timeout(&matrix, &tool, &action);
-    let (invoker, describe): (Arc<dyn Invoke>, Box<dyn Fn(&Value) -> Value>) = match &bridge {
+    let (invoker, describe): (Arc<dyn Invoke>, Describe) = match &bridge {
         Some(b) => {
             let agent_name = agent.clone();
             (
