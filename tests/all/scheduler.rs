@@ -497,3 +497,99 @@ fn a_hanging_job_is_recorded_timeout_and_the_loop_goes_on() {
     assert_eq!(again.json()["claimed"], 0);
     assert_eq!(again.json()["already_claimed"], 6);
 }
+
+/// Last record per (job, minute) of `ops/scheduler/runs.jsonl`.
+fn jsonl_runs(env: &Env) -> BTreeMap<(String, String), Value> {
+    let text = std::fs::read_to_string(env.ops.join("scheduler/runs.jsonl")).unwrap();
+    let mut last = BTreeMap::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        last.insert(
+            (
+                v["job"].as_str().unwrap().into(),
+                v["scheduled"].as_str().unwrap().into(),
+            ),
+            v,
+        );
+    }
+    last
+}
+
+#[test]
+fn two_schedulers_on_one_host_with_jsonl_claim_each_run_once() {
+    let env = env();
+    with_digest(&env);
+    // Monday 2026-11-23: every job of the registry is due at least once.
+    let span = [
+        "scheduler",
+        "--from",
+        "2026-11-23T00:00:00Z",
+        "--until",
+        "2026-11-23T23:59:00Z",
+    ];
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            env.cmd()
+                .args(span)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<Run> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().into())
+        .collect();
+    let claimed: u64 = outs
+        .iter()
+        .map(|o| {
+            assert_eq!(o.code, 0, "{o:?}");
+            o.json()["claimed"].as_u64().unwrap()
+        })
+        .sum();
+    let runs = jsonl_runs(&env);
+    assert_eq!(runs.len(), 24 + 1 + 1 + 1 + 1 + 1);
+    assert_eq!(claimed, 29);
+    assert!(runs.values().all(|v| v["outcome"] != "running"), "{runs:?}");
+    assert_eq!(
+        runs[&(
+            "weekly_backlog_generate".into(),
+            "2026-11-23T06:20:00Z".into()
+        )]["outcome"],
+        "ok"
+    );
+}
+
+#[test]
+fn after_downtime_a_run_within_15_minutes_runs_once_and_older_ones_are_missed() {
+    let env = env();
+    let at = |from: &str, until: &str| {
+        let r = run(&env, &["scheduler", "--from", from, "--until", until]);
+        assert_eq!(r.code, 0, "{r:?}");
+        r.json()
+    };
+    at("2026-11-24T10:00:00Z", "2026-11-24T10:00:00Z");
+    // Down from 10:01 until 12:10: 11:00 is 70 minutes late, 12:00 only 10.
+    let back = at("2026-11-24T12:10:00Z", "2026-11-24T12:10:00Z");
+    assert_eq!(back["missed"], 1, "{back}");
+    let runs = jsonl_runs(&env);
+    let hourly =
+        |m: &str| runs[&("hourly_risk_snapshot".to_owned(), m.to_owned())]["outcome"].clone();
+    assert_eq!(hourly("2026-11-24T10:00:00Z"), "skipped");
+    assert_eq!(hourly("2026-11-24T11:00:00Z"), "missed");
+    assert_eq!(hourly("2026-11-24T12:00:00Z"), "skipped");
+    let missed = &runs[&(
+        "hourly_risk_snapshot".to_owned(),
+        "2026-11-24T11:00:00Z".to_owned(),
+    )];
+    assert!(
+        missed["error"]
+            .as_str()
+            .unwrap()
+            .contains("not running within 15 minutes"),
+        "{missed}"
+    );
+    // Daily jobs of that morning before 10:00 were never in a look: nothing is invented.
+    assert_eq!(runs.len(), 3, "{runs:?}");
+}
