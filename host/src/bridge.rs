@@ -252,9 +252,19 @@ impl Bridge {
 
     /// Runs one tool call through the whole path; logs the outcome.
     pub fn call(&self, req: &CallRequest) -> Result<Value, ToolError> {
+        self.call_at(req, None)
+    }
+
+    /// [`Bridge::call`] with the clock the guest sees pinned to `now` (the scheduler's drills
+    /// run each job at its scheduled minute); `None`: the bridge's clock.
+    pub fn call_at(
+        &self,
+        req: &CallRequest,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Value, ToolError> {
         let started = Instant::now();
         let request_id = request_id();
-        let result = self.call_inner(req, &request_id);
+        let result = self.call_inner(req, &request_id, now);
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.code.as_str(),
@@ -271,7 +281,12 @@ impl Bridge {
         result
     }
 
-    fn call_inner(&self, req: &CallRequest, request_id: &str) -> Result<Value, ToolError> {
+    fn call_inner(
+        &self,
+        req: &CallRequest,
+        request_id: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Value, ToolError> {
         let loaded = self.plugins.get(req.tool).ok_or_else(|| {
             let why = if self.matrix.knows_tool(req.tool) {
                 "is not installed (listed in the RBAC matrix, but no plugin provides it)"
@@ -340,7 +355,8 @@ impl Bridge {
         let context = crate::runtime::plugin::context(
             req.agent,
             request_id,
-            &self.now(),
+            &now.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
+                .unwrap_or_else(|| self.now()),
             &self.guest_config(grants),
         );
         let timeout = rule
@@ -401,6 +417,28 @@ impl Bridge {
             .now
             .unwrap_or_else(Utc::now)
             .to_rfc3339_opts(SecondsFormat::Micros, true)
+    }
+
+    /// The clock guests and the scheduler see: `BACKLOG_BRIDGE_NOW` when pinned, else the
+    /// wall clock.
+    pub fn clock(&self) -> DateTime<Utc> {
+        self.settings.now.unwrap_or_else(Utc::now)
+    }
+
+    /// Whether some loaded plugin provides `tool`.
+    pub fn provides(&self, tool: &str) -> bool {
+        self.plugins.contains_key(tool)
+    }
+
+    /// The engine and linker (the scheduler loads its runner component on the same engine).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The shared Postgres pool, when a Postgres backend is configured (the scheduler keeps
+    /// its run table through it).
+    pub fn postgres_pool(&self) -> Option<Arc<Postgres>> {
+        self.resources.postgres.clone()
     }
 
     /// The Postgres pool, when a Postgres backend is configured (for readiness checks:

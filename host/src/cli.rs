@@ -4,11 +4,16 @@
 use std::io::{BufRead as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Context as _;
 use backlog_bridge::caps::pg::Dsn;
-use backlog_bridge::{Bridge, CallRequest, Settings, ToolError, bridge, migrate};
+use backlog_bridge::config::rbac::Matrix;
+use backlog_bridge::{Bridge, CallRequest, Settings, ToolError, bridge, migrate, scheduler};
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
+use scheduler_core::cronfile;
 use serde_json::{Value, json};
 
 /// Engineering Backlog Bridge: sandboxed backlog tools behind RBAC.
@@ -54,6 +59,50 @@ enum Command {
         #[arg(long, default_value = "operator")]
         agent: String,
     },
+    /// Runs one governance job: a registry job (--job) or a tool call (--tool/--action).
+    /// Exit 0 ok (also skipped), 1 tool error, 2 usage or configuration, 3 transport or
+    /// authentication failure.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["job", "tool"])))]
+    RunJob {
+        /// A job id of ops/task_registry.yml.
+        #[arg(long, conflicts_with_all = ["tool", "action", "params_json"])]
+        job: Option<String>,
+        /// Tool of a one-off job (acts as agent `scheduler`).
+        #[arg(long, requires = "action")]
+        tool: Option<String>,
+        #[arg(long, requires = "tool")]
+        action: Option<String>,
+        /// The params object as JSON (one-off jobs).
+        #[arg(long)]
+        params_json: Option<String>,
+        /// Print the exact request as JSON (key shown as ***) and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The router (default: ROUTER_URL, else http://localhost:8000).
+        #[arg(long)]
+        router_url: Option<String>,
+        /// Call the tool in-process as the job's agent instead of over HTTP.
+        #[arg(long, conflicts_with = "router_url")]
+        local: bool,
+    },
+    /// Runs due jobs in-process: with --from/--until, every minute of that span (drills,
+    /// tests); without, on the clock until killed. `scheduler status` reports.
+    #[command(args_conflicts_with_subcommands = true)]
+    Scheduler {
+        #[command(subcommand)]
+        command: Option<SchedulerCommand>,
+        /// Start of the span (RFC 3339).
+        #[arg(long, requires = "until")]
+        from: Option<String>,
+        /// End of the span, inclusive (RFC 3339).
+        #[arg(long, requires = "from")]
+        until: Option<String>,
+    },
+    /// The cron file of the registry's jobs.
+    Cron {
+        #[command(subcommand)]
+        command: CronCommand,
+    },
     /// Registered tools and actions.
     Plugins {
         #[command(subcommand)]
@@ -78,6 +127,24 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum CronCommand {
+    /// Writes ops/cron/jobs.cron (an /etc/cron.d file) from ops/task_registry.yml.
+    Render,
+    /// Compares a cron file's job lines with the registry; names each drift; exit 1 on drift.
+    Check {
+        /// The file to check (default: ops/cron/jobs.cron), e.g. /etc/cron.d/daarion-governance.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SchedulerCommand {
+    /// Each job's last run, outcome and next due time, as JSON.
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
 enum PluginsCommand {
     /// Every registered tool and its actions, as JSON (the /v1/tools shape).
     List,
@@ -85,12 +152,16 @@ enum PluginsCommand {
     Inspect { file: PathBuf },
 }
 
+use crate::run_job::{self, Job};
+
 /// A failure that decides the exit code.
-enum Failure {
+pub(crate) enum Failure {
     Tool(ToolError),
     Config(anyhow::Error),
     /// A message for stderr and the exit code to leave with.
     Exit(u8, anyhow::Error),
+    /// Everything was already printed; leave with this code.
+    Quiet(u8),
 }
 
 pub fn main() -> ExitCode {
@@ -116,6 +187,7 @@ pub fn main() -> ExitCode {
             eprintln!("backlog-bridge: {e:#}");
             ExitCode::from(code)
         }
+        Err(Failure::Quiet(code)) => ExitCode::from(code),
     }
 }
 
@@ -166,7 +238,115 @@ fn run(args: Args) -> Result<(), Failure> {
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
             Ok(())
         }
+        Command::RunJob {
+            job,
+            tool,
+            action,
+            params_json,
+            dry_run,
+            router_url,
+            local,
+        } => {
+            let what = match (job, tool, action) {
+                (Some(id), _, _) => Job::Registry(id),
+                (None, Some(tool), Some(action)) => Job::Adhoc {
+                    tool,
+                    action,
+                    params: params_json.unwrap_or_else(|| "{}".into()),
+                },
+                _ => {
+                    return Err(Failure::Config(anyhow::anyhow!(
+                        "run-job needs --job ID or --tool T --action A"
+                    )));
+                }
+            };
+            run_job::run(settings, what, dry_run, router_url, local)
+        }
+        Command::Scheduler {
+            command: Some(SchedulerCommand::Status),
+            ..
+        } => {
+            let bridge = Bridge::load(settings).map_err(Failure::Config)?;
+            let status = scheduler::status(&bridge).map_err(Failure::Config)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&status).unwrap_or_default()
+            );
+            Ok(())
+        }
+        Command::Scheduler {
+            command: None,
+            from,
+            until,
+        } => {
+            let clock = match (from, until) {
+                (Some(f), Some(u)) => scheduler::Clock::Span {
+                    from: parse_time("--from", &f)?,
+                    until: parse_time("--until", &u)?,
+                },
+                _ => scheduler::Clock::Wall,
+            };
+            let bridge = Arc::new(Bridge::load(settings).map_err(Failure::Config)?);
+            let stop = AtomicBool::new(false);
+            let summary = scheduler::run(bridge, clock, &stop).map_err(Failure::Config)?;
+            println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+            Ok(())
+        }
+        Command::Cron { command } => cron(&settings, command),
         Command::Migrate { .. } => unreachable!("handled before settings are read"),
+    }
+}
+
+fn parse_time(flag: &str, s: &str) -> Result<DateTime<Utc>, Failure> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Failure::Config(anyhow::anyhow!("{flag} {s:?} is not an RFC 3339 time: {e}")))
+}
+
+/// `cron render` / `cron check`: need the registry and the matrix, no plugins.
+fn cron(settings: &Settings, command: CronCommand) -> Result<(), Failure> {
+    let matrix = Matrix::load(&settings.config_dir).map_err(|e| Failure::Config(e.into()))?;
+    let catalog = scheduler::catalog(&matrix, |_| true);
+    let (registry, _) =
+        scheduler::load_registry(&settings.ops_dir, &catalog).map_err(Failure::Config)?;
+    let default_file = settings.ops_dir.join("cron").join("jobs.cron");
+    match command {
+        CronCommand::Render => {
+            let text = cronfile::render(&registry, &cronfile::Header::default());
+            if let Some(dir) = default_file.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))
+                    .map_err(Failure::Config)?;
+            }
+            std::fs::write(&default_file, text)
+                .with_context(|| format!("cannot write {}", default_file.display()))
+                .map_err(Failure::Config)?;
+            println!(
+                "{}",
+                json!({"file": default_file.display().to_string(), "jobs": registry.jobs.len()})
+            );
+            Ok(())
+        }
+        CronCommand::Check { file } => {
+            let file = file.unwrap_or(default_file);
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))
+                .map_err(Failure::Config)?;
+            let drifts = cronfile::check(&registry, &text);
+            let names: Vec<String> = drifts.iter().map(ToString::to_string).collect();
+            for d in &names {
+                eprintln!("backlog-bridge: {}: {d}", file.display());
+            }
+            println!(
+                "{}",
+                json!({"file": file.display().to_string(), "in_sync": names.is_empty(), "drifts": names})
+            );
+            if names.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::Quiet(1))
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod grants;
 pub mod lock;
 pub mod migrate;
 pub mod runtime;
+pub mod scheduler;
 
 pub use bridge::{Bridge, CallRequest, Settings};
 pub use error::{Code, ToolError};

@@ -25,3 +25,5 @@ mod migrate;
 mod pg_sandbox;
 // The action suite on the postgres and auto backends.
 mod backends;
+// The scheduler: cron render/check, run-job, exactly-once runs, time limits.
+mod scheduler;

@@ -124,6 +124,19 @@ impl Matrix {
         self.tools.contains_key(tool)
     }
 
+    /// Every listed `(tool, action)`.
+    pub fn listed_actions(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.tools
+            .iter()
+            .flat_map(|(t, actions)| actions.keys().map(move |a| (t.as_str(), a.as_str())))
+    }
+
+    /// Every agent id.
+    pub fn agent_ids(&self) -> impl Iterator<Item = &str> {
+        self.agents.keys().map(String::as_str)
+    }
+
+    /// The rule of one agent, if listed.
     pub fn agent(&self, agent: &str) -> Option<&AgentRule> {
         self.agents.get(agent)
     }

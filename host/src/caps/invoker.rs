@@ -1,0 +1,248 @@
+//! The tool-invoker capability of the `scheduler` component (SPEC §11): how a planned job
+//! reaches its tool, and as whom.
+//!
+//! Two transports, one trait: [`Http`] posts the request to the router's
+//! `/v1/tools/execute` with the job agent's bearer key (sent even when empty, so the router's
+//! 401 is what the operator sees); [`Local`] calls [`Bridge::call_at`] in-process as the job's
+//! agent, so RBAC, grants and time limits apply exactly as for any other caller.
+//!
+//! Must not: give the component anything but the answer. No key, URL or host path crosses
+//! into the guest; errors carry the runbook's texts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::bridge::{Bridge, CallRequest};
+use crate::error::{Code, ToolError};
+
+/// The path every tool call is posted to (SPEC §10).
+pub const EXECUTE_PATH: &str = "/v1/tools/execute";
+
+/// Why a tool call produced no result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeError {
+    /// The tool (or the router's checks) answered with an error object.
+    #[error("{0}")]
+    Tool(ToolError),
+    /// The router refused the credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The router could not be reached or answered outside the contract.
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// Sends one `/v1/tools/execute` body and returns the tool's result.
+pub trait Invoke: Send + Sync {
+    fn invoke(&self, request: &Value) -> Result<Value, InvokeError>;
+}
+
+/// Splits a flat request body into tool, action and the params object.
+fn split(request: &Value) -> Result<(String, String, Map<String, Value>), InvokeError> {
+    let invalid = |m: &str| InvokeError::Tool(ToolError::new(Code::InvalidInput, m));
+    let Some(obj) = request.as_object() else {
+        return Err(invalid("the request body must be a JSON object"));
+    };
+    let mut params = obj.clone();
+    let take = |params: &mut Map<String, Value>, k: &str| match params.remove(k) {
+        Some(Value::String(s)) => Ok(s),
+        _ => Err(invalid(&format!("the request body needs a string `{k}`"))),
+    };
+    let tool = take(&mut params, "tool")?;
+    let action = take(&mut params, "action")?;
+    Ok((tool, action, params))
+}
+
+/// In-process transport: [`Bridge::call_at`] as `agent` (a trusted local entry point).
+pub struct Local {
+    pub bridge: Arc<Bridge>,
+    pub agent: String,
+    /// The clock the tool sees (the scheduled minute in drills); `None`: the bridge's clock.
+    pub now: Option<DateTime<Utc>>,
+}
+
+impl Invoke for Local {
+    fn invoke(&self, request: &Value) -> Result<Value, InvokeError> {
+        let (tool, action, params) = split(request)?;
+        let params = Value::Object(params).to_string();
+        self.bridge
+            .call_at(
+                &CallRequest {
+                    agent: &self.agent,
+                    tool: &tool,
+                    action: &action,
+                    params: &params,
+                },
+                self.now,
+            )
+            .map_err(InvokeError::Tool)
+    }
+}
+
+/// HTTP transport to the router.
+pub struct Http {
+    /// `http://host:port`, no trailing slash.
+    pub base_url: String,
+    /// The job agent's API key (may be empty: it is sent anyway).
+    pub key: String,
+    /// Wall-clock limit of the whole exchange.
+    pub timeout: Duration,
+}
+
+impl Http {
+    /// The request as `--dry-run` prints it: the key shown as `***`.
+    pub fn describe(&self, body: &Value) -> Value {
+        serde_json::json!({
+            "method": "POST",
+            "url": format!("{}{EXECUTE_PATH}", self.base_url),
+            "headers": {
+                "Authorization": "Bearer ***",
+                "Content-Type": "application/json",
+            },
+            "body": body,
+        })
+    }
+}
+
+impl Invoke for Http {
+    fn invoke(&self, request: &Value) -> Result<Value, InvokeError> {
+        let url = format!("{}{EXECUTE_PATH}", self.base_url);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(self.timeout))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let sent = agent
+            .post(&url)
+            .header("Authorization", format!("Bearer {}", self.key))
+            .header("Content-Type", "application/json")
+            .send(request.to_string());
+        let mut response = sent.map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| self.transport_error(e))?;
+        let body: Option<Value> = serde_json::from_str(&text).ok();
+        match (status, body) {
+            (200, Some(v)) => Ok(v),
+            (401, _) => Err(InvokeError::Unauthenticated(format!(
+                "HTTP 401 from {EXECUTE_PATH}"
+            ))),
+            (_, Some(v)) if v.get("error").is_some_and(Value::is_string) => {
+                let message = v["error"].as_str().unwrap_or_default().to_owned();
+                let code = v
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .and_then(code_from_str);
+                Err(InvokeError::Tool(ToolError::new(
+                    code.unwrap_or_else(|| code_for_status(status)),
+                    message,
+                )))
+            }
+            (status, _) => Err(InvokeError::Transport(format!(
+                "HTTP {status} from {EXECUTE_PATH}: {}",
+                text.chars().take(200).collect::<String>()
+            ))),
+        }
+    }
+}
+
+impl Http {
+    fn transport_error(&self, e: ureq::Error) -> InvokeError {
+        InvokeError::Transport(match e {
+            ureq::Error::Timeout(_) => format!(
+                "No answer from {}{EXECUTE_PATH} within {} s",
+                self.base_url,
+                self.timeout.as_secs()
+            ),
+            other => format!("Cannot reach {} ({other})", self.base_url),
+        })
+    }
+}
+
+/// The wire code of SPEC §3, parsed.
+pub fn code_from_str(s: &str) -> Option<Code> {
+    Some(match s {
+        "invalid_input" => Code::InvalidInput,
+        "unauthenticated" => Code::Unauthenticated,
+        "forbidden" => Code::Forbidden,
+        "not_found" => Code::NotFound,
+        "conflict" => Code::Conflict,
+        "precondition_failed" => Code::PreconditionFailed,
+        "payload_too_large" => Code::PayloadTooLarge,
+        "unavailable" => Code::Unavailable,
+        "timeout" => Code::Timeout,
+        "internal" => Code::Internal,
+        _ => return None,
+    })
+}
+
+fn code_for_status(status: u16) -> Code {
+    match status {
+        400 => Code::InvalidInput,
+        403 => Code::Forbidden,
+        404 => Code::NotFound,
+        409 => Code::Conflict,
+        412 => Code::PreconditionFailed,
+        413 => Code::PayloadTooLarge,
+        503 => Code::Unavailable,
+        504 => Code::Timeout,
+        _ => Code::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn split_takes_tool_and_action_out_of_a_flat_body() {
+        let (t, a, p) =
+            split(&json!({"tool":"backlog_tool","action":"cleanup","dry_run":true})).unwrap();
+        assert_eq!((t.as_str(), a.as_str()), ("backlog_tool", "cleanup"));
+        assert_eq!(Value::Object(p), json!({"dry_run": true}));
+        assert!(matches!(
+            split(&json!({"tool": 1})),
+            Err(InvokeError::Tool(_))
+        ));
+    }
+
+    #[test]
+    fn every_code_round_trips() {
+        for code in [
+            Code::InvalidInput,
+            Code::Unauthenticated,
+            Code::Forbidden,
+            Code::NotFound,
+            Code::Conflict,
+            Code::PreconditionFailed,
+            Code::PayloadTooLarge,
+            Code::Unavailable,
+            Code::Timeout,
+            Code::Internal,
+        ] {
+            assert_eq!(code_from_str(code.as_str()), Some(code));
+            if code != Code::Unauthenticated {
+                assert_eq!(code_for_status(code.http_status()), code);
+            }
+        }
+    }
+
+    #[test]
+    fn dry_run_description_masks_the_key() {
+        let http = Http {
+            base_url: "http://localhost:8000".into(),
+            key: "s3cret".into(),
+            timeout: Duration::from_secs(1),
+        };
+        let d = http.describe(&json!({"tool":"t","action":"a"}));
+        assert_eq!(d["headers"]["Authorization"], "Bearer ***");
+        assert_eq!(d["url"], "http://localhost:8000/v1/tools/execute");
+        assert!(!d.to_string().contains("s3cret"));
+    }
+}

@@ -1,0 +1,391 @@
+//! The governance scheduler (SPEC §11): the task registry loaded against the RBAC matrix, the
+//! `scheduler` component runner, the run store, and the loop behind `backlog-bridge
+//! scheduler` (and, once wired, `serve --scheduler`).
+//!
+//! Must not: run a job twice for one scheduled minute (every run is claimed first, see
+//! `runs.rs`), or reach a tool other than through the invoker (`caps/invoker.rs`), which goes
+//! through [`Bridge::call_at`] as the job's agent.
+
+pub mod runner;
+pub mod runs;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Duration as Minutes, Utc};
+use scheduler_core::cron::minute_floor;
+use scheduler_core::plan::{self, Action, GRACE};
+use scheduler_core::{Catalog, Registry};
+use serde_json::{Value, json};
+
+use crate::bridge::{Backend, Bridge, DEFAULT_TIMEOUT};
+use crate::caps::invoker::Local;
+use crate::config::rbac::Matrix;
+use runner::{Outcome, Runner, Source};
+use runs::{JsonlRuns, PgRuns, RunRecord, Runs};
+
+/// Extra time the runner component gets beyond its tool call's own limit.
+const RUNNER_MARGIN: Duration = Duration::from_secs(30);
+
+/// The registry file under the ops dir.
+pub fn registry_path(ops_dir: &Path) -> PathBuf {
+    ops_dir.join(scheduler_core::registry::FILE)
+}
+
+/// What the matrix knows, for registry validation; `installed` from `provides`.
+pub fn catalog(matrix: &Matrix, provides: impl Fn(&str) -> bool) -> Catalog {
+    let actions: std::collections::BTreeSet<(String, String)> = matrix
+        .listed_actions()
+        .map(|(t, a)| (t.to_owned(), a.to_owned()))
+        .collect();
+    let installed = actions
+        .iter()
+        .map(|(t, _)| t.clone())
+        .filter(|t| provides(t))
+        .collect();
+    Catalog {
+        actions,
+        agents: matrix.agent_ids().map(str::to_owned).collect(),
+        installed,
+    }
+}
+
+/// Reads and validates the registry; returns it with its text (for the component).
+pub fn load_registry(ops_dir: &Path, catalog: &Catalog) -> anyhow::Result<(Registry, String)> {
+    let path = registry_path(ops_dir);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the task registry {}", path.display()))?;
+    let registry = Registry::parse(&path.display().to_string(), &text, Some(catalog))?;
+    Ok((registry, text))
+}
+
+/// The time limit of one call of `tool.action` (the matrix's `timeout_s`, else 10 s).
+pub fn call_timeout(matrix: &Matrix, tool: &str, action: &str) -> Duration {
+    matrix
+        .action(tool, action)
+        .and_then(|r| r.timeout_s)
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT)
+}
+
+/// The run store the bridge's backend implies: `scheduler_runs` with Postgres (required for
+/// `postgres`; `auto` falls back to JSONL when Postgres does not answer), else JSONL.
+pub fn open_runs(bridge: &Bridge) -> anyhow::Result<Runs> {
+    let jsonl = || {
+        Runs::Jsonl(JsonlRuns {
+            dir: bridge.settings.ops_dir.join("scheduler"),
+        })
+    };
+    let Some(pool) = bridge.postgres_pool() else {
+        return Ok(jsonl());
+    };
+    match PgRuns::connect(pool) {
+        Ok(pg) => Ok(Runs::Postgres(pg)),
+        Err(e) if bridge.settings.backend == Backend::Postgres => {
+            Err(e).context("the scheduler's run table")
+        }
+        Err(e) => {
+            tracing::warn!(
+                "scheduler: Postgres unavailable ({e}); recording runs in JSONL on this host only"
+            );
+            Ok(jsonl())
+        }
+    }
+}
+
+/// Which minutes the loop looks at.
+#[derive(Debug, Clone, Copy)]
+pub enum Clock {
+    /// Each minute of `[from, until]`, as fast as jobs finish (drills and tests).
+    Span {
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    },
+    /// The bridge's clock, once a minute, until stopped.
+    Wall,
+}
+
+/// Counts of what one loop did (for its final log line and tests).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Summary {
+    pub ticks: u64,
+    pub claimed: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub timeout: u64,
+    pub missed: u64,
+    /// Runs another process (or an earlier loop) had claimed.
+    pub already_claimed: u64,
+}
+
+/// The scheduler loop: at each minute, claims and runs (or records `missed`) every due job,
+/// in `after` order, until the span ends or `stop` is set.
+pub fn run(bridge: Arc<Bridge>, clock: Clock, stop: &AtomicBool) -> anyhow::Result<Summary> {
+    let cat = catalog(&bridge.matrix, |t| bridge.provides(t));
+    let (registry, text) = load_registry(&bridge.settings.ops_dir, &cat)?;
+    let order = registry
+        .order()
+        .map_err(|c| anyhow::anyhow!("`after` cycle: {}", c.join(" -> ")))?;
+    let runs = open_runs(&bridge)?;
+    let runner = Runner::new(
+        &bridge.runtime().engine,
+        bridge.settings.cache_dir.as_deref(),
+    )?;
+    tracing::info!(
+        jobs = registry.jobs.len(),
+        runs = runs.backend(),
+        "scheduler: started"
+    );
+    let ctx = Loop {
+        bridge: &bridge,
+        registry: &registry,
+        text: &text,
+        catalog: &cat,
+        runs: &runs,
+        runner: &runner,
+        stop,
+        drill: matches!(clock, Clock::Span { .. }),
+    };
+    let mut summary = Summary::default();
+    let mut previous: Option<DateTime<Utc>> = None;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let tick = match clock {
+            Clock::Span { from, until } => {
+                let t = previous.map_or(minute_floor(from), |p| p + Minutes::minutes(1));
+                if t > until {
+                    break;
+                }
+                t
+            }
+            Clock::Wall => {
+                let t = minute_floor(bridge.clock());
+                if previous.is_some_and(|p| t <= p) {
+                    sleep_to_next_minute(&bridge);
+                    continue;
+                }
+                t
+            }
+        };
+        summary.ticks += 1;
+        let latest = if previous.is_none() {
+            runs.latest()?
+        } else {
+            Default::default()
+        };
+        for &i in &order {
+            let job = &registry.jobs[i];
+            let last = latest.get(&job.id).map(|r| r.scheduled);
+            let start = plan::window_start(previous, last, tick);
+            for due in plan::due_for_job(&registry, i, start, tick) {
+                ctx.handle(&due, tick, &mut summary);
+            }
+        }
+        previous = Some(tick);
+    }
+    tracing::info!(?summary, "scheduler: stopped");
+    Ok(summary)
+}
+
+struct Loop<'a> {
+    bridge: &'a Arc<Bridge>,
+    registry: &'a Registry,
+    text: &'a str,
+    catalog: &'a Catalog,
+    runs: &'a Runs,
+    runner: &'a Runner,
+    stop: &'a AtomicBool,
+    /// Stepping through a span: records and tools see the scheduled minute as "now".
+    drill: bool,
+}
+
+impl Loop<'_> {
+    /// The time the loop records: the wall (or pinned) clock in production; in a drill of a
+    /// span the tick, so records stay inside the span.
+    fn now(&self, tick: DateTime<Utc>) -> DateTime<Utc> {
+        if self.drill {
+            tick
+        } else {
+            self.bridge.clock()
+        }
+    }
+
+    fn handle(&self, due: &plan::Due, tick: DateTime<Utc>, summary: &mut Summary) {
+        let job = &self.registry.jobs[due.job];
+        let claimed = match self.runs.claim(&job.id, due.minute, self.now(tick)) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(job = job.id, minute = %runs::ts(due.minute), "scheduler: cannot claim the run, not running it: {e}");
+                return;
+            }
+        };
+        if !claimed {
+            summary.already_claimed += 1;
+            tracing::debug!(job = job.id, minute = %runs::ts(due.minute), "scheduler: already claimed");
+            return;
+        }
+        summary.claimed += 1;
+        let started = self.now(tick);
+        let (outcome, error) = match &due.action {
+            Action::Missed(reason) => ("missed", Some(reason.clone())),
+            Action::Run => match self.catalog.not_installed(job) {
+                Some(reason) => ("skipped", Some(reason)),
+                None => self.execute(job, due.minute),
+            },
+        };
+        match outcome {
+            "ok" => summary.ok += 1,
+            "skipped" => summary.skipped += 1,
+            "timeout" => summary.timeout += 1,
+            "missed" => summary.missed += 1,
+            _ => summary.failed += 1,
+        }
+        let record = RunRecord {
+            job: job.id.clone(),
+            scheduled: due.minute,
+            started_at: Some(started),
+            finished_at: Some(self.now(tick)),
+            outcome: outcome.into(),
+            error: error.clone(),
+        };
+        if let Err(e) = self.runs.finish(&record) {
+            tracing::error!(
+                job = job.id,
+                "scheduler: cannot record the run's outcome: {e}"
+            );
+        }
+        let minute = runs::ts(due.minute);
+        match &error {
+            None => tracing::info!(job = job.id, minute, outcome, "scheduler: run"),
+            Some(e) => tracing::warn!(
+                job = job.id,
+                minute,
+                outcome,
+                error = e.as_str(),
+                "scheduler: run"
+            ),
+        }
+    }
+
+    /// Runs one claimed job through the component; returns the outcome and error.
+    fn execute(
+        &self,
+        job: &scheduler_core::Job,
+        minute: DateTime<Utc>,
+    ) -> (&'static str, Option<String>) {
+        self.wait_for_after(job, minute);
+        let timeout = call_timeout(&self.bridge.matrix, &job.tool, &job.action);
+        let invoker = Arc::new(Local {
+            bridge: self.bridge.clone(),
+            agent: job.agent.clone(),
+            now: self.drill.then_some(minute),
+        });
+        let source = Source::Registry {
+            text: self.text.to_owned(),
+            id: job.id.clone(),
+        };
+        match self
+            .runner
+            .run(&source, false, invoker, timeout + RUNNER_MARGIN)
+        {
+            Ok(report) => {
+                let error = report.error.map(|e| e.to_string()).or(report.reason);
+                let outcome = match report.outcome {
+                    Outcome::Ok | Outcome::DryRun => "ok",
+                    Outcome::Skipped => "skipped",
+                    Outcome::Timeout => "timeout",
+                    Outcome::Failed => "failed",
+                };
+                (outcome, error)
+            }
+            Err(e) => ("failed", Some(e.to_string())),
+        }
+    }
+
+    /// `after`: waits (at most [`GRACE`]) while a run of the same UTC day of a job this one
+    /// comes after is still running, possibly on another replica.
+    fn wait_for_after(&self, job: &scheduler_core::Job, minute: DateTime<Utc>) {
+        if job.after.is_empty() {
+            return;
+        }
+        let day_start = minute
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc())
+            .unwrap_or(minute);
+        let deadline = std::time::Instant::now() + GRACE.to_std().unwrap_or_default();
+        loop {
+            match self.runs.running(&job.after, day_start, minute) {
+                Ok(false) => return,
+                Ok(true)
+                    if std::time::Instant::now() < deadline
+                        && !self.stop.load(Ordering::Relaxed) =>
+                {
+                    tracing::info!(job = job.id, after = ?job.after, "scheduler: waiting for the jobs it comes after");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Ok(true) => {
+                    tracing::warn!(job = job.id, after = ?job.after, "scheduler: stopped waiting for the jobs it comes after");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        job = job.id,
+                        "scheduler: cannot check the jobs it comes after: {e}"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps towards the next minute, at most a second (so `stop` is noticed).
+fn sleep_to_next_minute(bridge: &Bridge) {
+    let now = bridge.clock();
+    let next = minute_floor(now) + Minutes::minutes(1);
+    let wait = (next - now).to_std().unwrap_or(Duration::from_secs(1));
+    // Wake at least every second to notice `stop`.
+    std::thread::sleep(wait.min(Duration::from_secs(1)));
+}
+
+/// `scheduler status`: per job its last run, outcome and next due time, as JSON.
+pub fn status(bridge: &Bridge) -> anyhow::Result<Value> {
+    let cat = catalog(&bridge.matrix, |t| bridge.provides(t));
+    let (registry, _) = load_registry(&bridge.settings.ops_dir, &cat)?;
+    let runs = open_runs(bridge)?;
+    let latest = runs.latest()?;
+    let now = bridge.clock();
+    let jobs: Vec<Value> = registry
+        .jobs
+        .iter()
+        .map(|j| {
+            let last = latest.get(&j.id);
+            json!({
+                "id": j.id,
+                "schedule": j.schedule.as_str(),
+                "tool": j.tool,
+                "action": j.action,
+                "agent": j.agent,
+                "enabled": j.enabled,
+                "installed": cat.not_installed(j).is_none(),
+                "last_run": last.map(|r| json!({
+                    "scheduled": runs::ts(r.scheduled),
+                    "started_at": r.started_at.map(runs::ts),
+                    "finished_at": r.finished_at.map(runs::ts),
+                    "outcome": r.outcome,
+                    "error": r.error,
+                })),
+                "outcome": last.map(|r| r.outcome.clone()),
+                "next_due": j.enabled.then(|| j.schedule.next_after(now).map(runs::ts)).flatten(),
+            })
+        })
+        .collect();
+    Ok(json!({ "runs": runs.backend(), "now": runs::ts(now), "jobs": jobs }))
+}
