@@ -287,7 +287,14 @@ fn run(args: Args) -> Result<(), Failure> {
                 _ => scheduler::Clock::Wall,
             };
             let bridge = Arc::new(Bridge::load(settings).map_err(Failure::Config)?);
-            let stop = AtomicBool::new(false);
+            // SIGTERM/SIGINT: finish the job in hand, record it, stop (within a second when
+            // idle) — a killed scheduler would leave its claimed run `running`.
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|e| {
+                    Failure::Config(anyhow::anyhow!("cannot handle signal {signal}: {e}"))
+                })?;
+            }
             let summary = scheduler::run(bridge, clock, &stop).map_err(Failure::Config)?;
             println!("{}", serde_json::to_string(&summary).unwrap_or_default());
             Ok(())

@@ -593,3 +593,40 @@ fn after_downtime_a_run_within_15_minutes_runs_once_and_older_ones_are_missed() 
     // Daily jobs of that morning before 10:00 were never in a look: nothing is invented.
     assert_eq!(runs.len(), 3, "{runs:?}");
 }
+
+/// The built-in scheduler on the wall clock stops cleanly on SIGTERM: exit 0 with its summary.
+#[test]
+fn sigterm_stops_the_wall_clock_scheduler_cleanly() {
+    use std::io::BufRead as _;
+    let env = env();
+    let mut child = env
+        .cmd()
+        .arg("scheduler")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn scheduler");
+    // Wait for the loop to have started (its log line), then signal it.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                let started = line.contains("scheduler: started");
+                seen.push(line);
+                if started {
+                    break;
+                }
+            }
+            _ => panic!("scheduler ended before starting: {seen:?}"),
+        }
+    }
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{seen:?}");
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary JSON on stdout");
+    assert!(summary["ticks"].is_u64(), "{summary}");
+}
