@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use backlog_bridge::caps::pg::Dsn;
-use backlog_bridge::{Bridge, CallRequest, Settings, ToolError, bridge, migrate};
+use backlog_bridge::{Bridge, CallRequest, Settings, ToolError, bridge, http, migrate};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
@@ -53,6 +53,26 @@ enum Command {
         /// Agent for lines that name none.
         #[arg(long, default_value = "operator")]
         agent: String,
+    },
+    /// The router: the HTTP API of SPEC §10 until SIGTERM/SIGINT, which finishes the calls in
+    /// flight before exiting. Agents log in with the keys in the variables the RBAC matrix
+    /// names (`api_key_env`).
+    Serve {
+        /// Address to listen on (port 0: a free port, logged at start).
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: std::net::SocketAddr,
+        /// Calls admitted at once (running or waiting for a worker); beyond → 503.
+        #[arg(long, default_value_t = 64)]
+        max_in_flight: usize,
+        /// Guest calls running at once.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Agent whose read-only `list` calls compute the overdue gauges of /metrics.
+        #[arg(long, default_value = "viewer")]
+        metrics_agent: String,
+        /// Envs the overdue gauges of /metrics cover (comma-separated).
+        #[arg(long, default_value = "prod,staging,dev", value_delimiter = ',')]
+        metrics_envs: Vec<String>,
     },
     /// Registered tools and actions.
     Plugins {
@@ -152,6 +172,23 @@ fn run(args: Args) -> Result<(), Failure> {
         Command::Batch { agent } => {
             let bridge = load(settings, &agent)?;
             batch(&bridge, &agent).map_err(Failure::Config)
+        }
+        Command::Serve {
+            listen,
+            max_in_flight,
+            workers,
+            metrics_agent,
+            metrics_envs,
+        } => {
+            let bridge = load(settings, &metrics_agent)?;
+            let options = http::ServeOptions {
+                listen,
+                max_in_flight,
+                workers,
+                metrics_agent,
+                metrics_envs,
+            };
+            http::serve(bridge, options).map_err(|e| Failure::Config(e.into()))
         }
         Command::Plugins { command } => {
             let doc = match command {

@@ -124,6 +124,11 @@ impl Matrix {
         self.tools.contains_key(tool)
     }
 
+    /// Every agent, by id.
+    pub fn agents(&self) -> impl Iterator<Item = (&str, &AgentRule)> {
+        self.agents.iter().map(|(id, rule)| (id.as_str(), rule))
+    }
+
     pub fn agent(&self, agent: &str) -> Option<&AgentRule> {
         self.agents.get(agent)
     }
