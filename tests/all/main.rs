@@ -25,3 +25,5 @@ mod migrate;
 mod pg_sandbox;
 // The action suite on the postgres and auto backends.
 mod backends;
+// The router over loopback: auth, RBAC per route, statuses, concurrency, SIGTERM.
+mod http;

@@ -136,6 +136,11 @@ fn error_response(e: &ToolError) -> Response {
             HeaderValue::from_static("Bearer realm=\"backlog-bridge\""),
         );
     }
+    if e.code == Code::PayloadTooLarge {
+        // The rest of an over-limit body may be unread: the connection cannot be reused.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if e.code == Code::Unavailable {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -199,6 +204,14 @@ async fn read_body(body: Body) -> Result<Bytes, ToolError> {
     Ok(Bytes::from(buf))
 }
 
+/// Reads and drops a body the answer does not need, so that the connection stays usable (an
+/// unread body makes the server close it, racing the client's next request on it).
+async fn discard(body: Option<Body>) {
+    if let Some(body) = body {
+        let _ = read_body(body).await;
+    }
+}
+
 /// One `/v1/backlog/...` route's call: authenticate → authorize (before the body is read) →
 /// params from `build(body)` → the call.
 async fn backlog_call(
@@ -211,7 +224,10 @@ async fn backlog_call(
 ) -> Response {
     let agent = match authenticate(app, headers) {
         Ok(a) => a,
-        Err(e) => return call_response(Err(e), CallLog::default()),
+        Err(e) => {
+            discard(body).await;
+            return call_response(Err(e), CallLog::default());
+        }
     };
     let log = CallLog {
         agent: Some(agent.clone()),
@@ -220,6 +236,7 @@ async fn backlog_call(
         outcome: "",
     };
     if let Err(e) = app.bridge.authorize(&agent, BACKLOG_TOOL, action) {
+        discard(body).await;
         return call_response(Err(e), log);
     }
     let body = match body {
@@ -252,7 +269,10 @@ async fn execute(
 ) -> Response {
     let agent = match authenticate(&app, &headers) {
         Ok(a) => a,
-        Err(e) => return call_response(Err(e), CallLog::default()),
+        Err(e) => {
+            discard(Some(body)).await;
+            return call_response(Err(e), CallLog::default());
+        }
     };
     let mut log = CallLog {
         agent: Some(agent.clone()),
@@ -459,7 +479,8 @@ async fn metrics(State(app): AppState) -> Response {
     }
 }
 
-async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
+async fn not_found(method: Method, uri: axum::http::Uri, body: Body) -> Response {
+    discard(Some(body)).await;
     error_response(&ToolError::new(
         Code::NotFound,
         format!(
@@ -469,7 +490,8 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
     ))
 }
 
-async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+async fn method_not_allowed(method: Method, uri: axum::http::Uri, body: Body) -> Response {
+    discard(Some(body)).await;
     json_response(
         StatusCode::METHOD_NOT_ALLOWED,
         &json!({
