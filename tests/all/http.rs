@@ -1065,3 +1065,80 @@ fn sigterm_under_load_keeps_every_acknowledged_write() {
         acked.len()
     );
 }
+
+/// The router on the `postgres` backend: guest calls on several worker threads share the
+/// pool; concurrent clients' writes all land, each once.
+#[test]
+fn postgres_backend_serves_concurrent_clients() {
+    const CLIENTS: usize = 8;
+    const CALLS: usize = 100;
+    let db = crate::pg::database();
+    let env = env().with_postgres(&db);
+    assert_eq!(env.migrate(&[]).code, 0);
+    let server = Server::start(&env, &["--workers", "4"]);
+    assert_eq!(
+        server.get("/readyz", None).ok(),
+        json!({"backend":"postgres","degraded":false,"pending_replay":0})
+    );
+    std::thread::scope(|s| {
+        for c in 0..CLIENTS {
+            let base = server.base.clone();
+            s.spawn(move || script(&base, c, CALLS));
+        }
+    });
+    // Per client and ten calls: 2 creates, 1 comment, 2 status changes (5 events); plus one
+    // `created` per shared key.
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM backlog_items"),
+        (CLIENTS * CALLS / 10 * 2 + 8).to_string()
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM backlog_events"),
+        (CLIENTS * CALLS / 10 * 5 + 8).to_string()
+    );
+    let metrics = server.get("/metrics", None).body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"backlog_bridge_backend_active{backend="postgres"} 1"#),
+        "{metrics}"
+    );
+    assert!(!env.backlog_dir().join("items.jsonl").exists());
+}
+
+/// `auto` with a server that does not answer: JSONL takes the writes, `/readyz` says degraded
+/// (200: writes still succeed).
+#[test]
+fn readyz_reports_a_degraded_auto_store() {
+    let env = env().var("BACKLOG_BACKEND", "auto").var(
+        "BACKLOG_POSTGRES_DSN",
+        "postgresql://nobody@127.0.0.1:1/none",
+    );
+    let server = Server::start(&env, &[]);
+    let ready = server.get("/readyz", None).ok();
+    assert_eq!(
+        (&ready["backend"], &ready["degraded"]),
+        (&json!("jsonl"), &json!(true)),
+        "{ready}"
+    );
+    server
+        .post(
+            "/v1/backlog/items",
+            Some(OPERATOR_KEY),
+            &json!({"env":"prod","service":"gw","category":"refactor","title":"t"}),
+        )
+        .ok();
+    let ready = server.get("/readyz", None).ok();
+    assert_eq!(ready["degraded"], true, "{ready}");
+    assert_eq!(ready["pending_replay"], 1, "{ready}");
+    let metrics = server.get("/metrics", None).body;
+    for line in [
+        "backlog_bridge_degraded 1",
+        "backlog_bridge_pending_replay 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line}: {metrics}"
+        );
+    }
+}
