@@ -1,7 +1,7 @@
 //! Two stages: [`Args`] is the raw clap input; [`Settings`] is what the rest of the program
 //! reads, built once from flags and environment.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -308,8 +308,10 @@ fn batch_line(bridge: &Bridge, default_agent: &str, line: &str) -> Result<Value,
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: logs in files and pipes stay greppable (`status=403`).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_target(false).init(),

@@ -29,6 +29,7 @@ struct Server {
     child: Child,
     base: String,
     stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     client: ureq::Agent,
 }
 
@@ -96,10 +97,13 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         let pipe = child.stderr.take().expect("stderr");
         let log = stderr.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let addr = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect::<String>();
                     let _ = tx.send(addr);
                 }
                 let mut log = log.lock().unwrap();
@@ -119,6 +123,7 @@ impl Server {
             child,
             base: format!("http://{addr}"),
             stderr,
+            reader: Some(reader),
             client: client(),
         };
         server.wait_healthy();
@@ -138,6 +143,29 @@ impl Server {
 
     fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// The log once `found` holds for it: lines reach the pipe before the response leaves,
+    /// but the reader thread may not have read them yet (bounded poll).
+    #[track_caller]
+    fn log_when(&self, found: impl Fn(&str) -> bool) -> String {
+        for _ in 0..500 {
+            let log = self.log();
+            if found(&log) {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10)); // retry interval of a bounded poll
+        }
+        panic!("the expected log line never came: {}", self.log());
+    }
+
+    /// Waits for the process to exit and for its whole log to be read.
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        status
     }
 
     fn send(&self, method: &str, path: &str, key: Option<&str>, body: Option<Vec<u8>>) -> Resp {
@@ -253,8 +281,7 @@ fn no_key_or_a_wrong_key_is_401_and_never_logged() {
     // The same routes work with the key; nothing was written by the refused POSTs.
     assert_eq!(server.get("/v1/tools", Some(OPERATOR_KEY)).status, 200);
     assert!(!env.backlog_dir().join("items.jsonl").exists());
-    let log = server.log();
-    assert!(log.contains("unauthenticated"), "{log}");
+    let log = server.log_when(|l| l.contains("unauthenticated"));
     for secret in [wrong, OPERATOR_KEY, VIEWER_KEY, SCHEDULER_KEY] {
         assert!(!log.contains(secret), "the log shows a key: {log}");
     }
@@ -323,7 +350,7 @@ fn viewer_is_refused_every_write_and_admin_route() {
             "{path}: {message}"
         );
         assert!(message.contains("agent `viewer`"), "{message}");
-        // Malformed or over-limit bodies do not change the answer: 403 comes first.
+        // A malformed body does not change the answer: 403 comes before 400.
         let resp = server.send("POST", path, Some(VIEWER_KEY), Some(b"{not json".to_vec()));
         resp.error(403, "forbidden");
     }
@@ -362,11 +389,9 @@ fn viewer_is_refused_every_write_and_admin_route() {
         .get("/v1/backlog/items", Some(SCHEDULER_KEY))
         .error(403, "forbidden");
     assert!(!env.backlog_dir().join("items.jsonl").exists());
-    assert!(
-        !server.log().contains("tool call"),
-        "a guest ran: {}",
-        server.log()
-    );
+    // Once the access log shows all 28 refusals, no call line may be among them.
+    let log = server.log_when(|l| l.matches("status=403").count() >= 28);
+    assert!(!log.contains("tool call"), "a guest ran: {log}");
 }
 
 /// Runbook §3.2 (HTTP trigger and tool-call body), §4 (cleanup body), §6 (dashboard).
@@ -533,7 +558,10 @@ fn rest_routes_call_their_actions() {
     let resp = server.get("/v1/backlog/dashboard?env=prod", op);
     let rid = resp.header("x-request-id").unwrap().to_owned();
     assert!(rid.starts_with("req_"), "{rid}");
-    let log = server.log();
+    let log = server.log_when(|l| {
+        l.lines()
+            .any(|l| l.contains(&rid) && l.contains("http request"))
+    });
     let lines: Vec<&str> = log.lines().filter(|l| l.contains(&rid)).collect();
     assert!(
         lines.iter().any(|l| l.contains("tool call"))
@@ -1034,7 +1062,7 @@ fn sigterm_under_load_keeps_every_acknowledged_write() {
     // SAFETY: plain kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(server.pid(), libc::SIGTERM) }, 0);
     let mut server = server;
-    let status = server.child.wait().unwrap();
+    let status = server.wait_exit();
     for w in writers {
         let statuses = w.join().unwrap();
         assert!(statuses.iter().all(|s| *s < 500), "{statuses:?}");
@@ -1141,4 +1169,44 @@ fn readyz_reports_a_degraded_auto_store() {
             "missing {line}: {metrics}"
         );
     }
+}
+
+/// `--log-format json`: one JSON object per request with agent, tool, action, outcome,
+/// status, duration and the request id the response carries.
+#[test]
+fn json_access_log_has_one_line_per_request() {
+    let env = env();
+    let server = Server::start(&env, &["--log-format", "json"]);
+    let resp = server.post(
+        "/v1/tools/execute",
+        Some(VIEWER_KEY),
+        &json!({"tool":"backlog_tool","action":"get","id":"bl_00000000beef"}),
+    );
+    resp.error(404, "not_found");
+    let rid = resp.header("x-request-id").unwrap().to_owned();
+    let log = server.log_when(|l| l.contains(&rid) && l.contains("http request"));
+    let line: Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "http request" && v["fields"]["request_id"] == rid)
+        .unwrap_or_else(|| panic!("no JSON access log line for {rid}: {log}"));
+    let f = &line["fields"];
+    assert_eq!(
+        (
+            &f["agent"],
+            &f["tool"],
+            &f["action"],
+            &f["outcome"],
+            &f["status"]
+        ),
+        (
+            &json!("viewer"),
+            &json!("backlog_tool"),
+            &json!("get"),
+            &json!("not_found"),
+            &json!(404)
+        ),
+        "{line}"
+    );
+    assert!(f["duration_us"].as_u64().is_some(), "{line}");
 }
