@@ -8,7 +8,13 @@
 //!     and a cold process answering `get`;
 //! (d) cold start of `backlog-bridge call … get` (component cache warm), wall time.
 //!
-//! Options (env): BENCH_SIZES="10000,100000", BENCH_ITERS=200.
+//! (e) the router (`backlog-bridge serve`) over loopback on a 10k-item store: `get` req/s and
+//!     p50/p99, `dashboard` req/s, mixed 90/10 read/write req/s and errors, with a few client
+//!     threads (keep-alive); and the router's own overhead (HTTP + auth + RBAC): one client's
+//!     `get` p50 over HTTP minus the in-process call's p50 on the same store.
+//!
+//! Options (env): BENCH_SIZES="10000,100000", BENCH_ITERS=200; BENCH_ONLY=router runs (e)
+//! alone; BENCH_ROUTER_SECS=3 (per load figure), BENCH_ROUTER_CLIENTS=4.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,6 +28,9 @@ use backlog_core::ids::SeqEntropy;
 use backlog_core::policy::Policy;
 use backlog_store::{Access, JsonlStore};
 use serde_json::{Value, json};
+
+#[path = "bridge/router.rs"]
+mod router;
 
 const BIN: &str = env!("CARGO_BIN_EXE_backlog-bridge");
 const NOW: &str = "2026-11-27T10:00:00Z";
@@ -45,6 +54,10 @@ fn main() {
         std::env::set_var("BACKLOG_BACKEND", "jsonl");
     }
     println!("backlog-bridge benchmark ({iters} iterations per figure; p50 / p99)");
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("router") {
+        router::bench(tmp.path(), iters);
+        return;
+    }
 
     // (a) fixed cost on a tiny store.
     let tiny = tmp.path().join("tiny");
@@ -145,6 +158,9 @@ fn main() {
 
     // Issue #3: generation, dashboard, cleanup.
     governance(tmp.path(), iters);
+
+    // (e) the router over loopback.
+    router::bench(tmp.path(), iters);
 
     // (d) cold start with the component cache warm.
     let cold = measure(20, || cold_get(&tiny, &item_id(3)));

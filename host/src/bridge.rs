@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::caps::pg::{self, Dsn, Postgres};
 use crate::config::plugins::{self, ComponentSource, PluginEntry};
 use crate::config::policy::{self, LoadedPolicy};
-use crate::config::rbac::Matrix;
+use crate::config::rbac::{ActionRule, Matrix};
 use crate::error::{Code, ToolError};
 use crate::grants::{Access, Grants, grants_for};
 use crate::lock::DirLock;
@@ -122,6 +122,20 @@ impl Settings {
             now,
         })
     }
+}
+
+/// The store as `/readyz` reports it (SPEC §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStatus {
+    /// The store that answers now: `postgres`, `jsonl`, `memory` or `null`.
+    pub backend: &'static str,
+    /// `auto` fell back to JSONL (Postgres down or without the current schema), or the
+    /// `postgres` backend cannot reach its server.
+    pub degraded: bool,
+    /// Writes journaled during an outage, not yet replayed into Postgres.
+    pub pending_replay: usize,
+    /// Whether a write would be accepted (false: `null`, or `postgres` down).
+    pub writable: bool,
 }
 
 /// One tool call as an entry point received it, after authentication.
@@ -252,7 +266,7 @@ impl Bridge {
 
     /// Runs one tool call through the whole path; logs the outcome.
     pub fn call(&self, req: &CallRequest) -> Result<Value, ToolError> {
-        self.call_at(req, None)
+        self.call_with(req, &new_request_id(), None)
     }
 
     /// [`Bridge::call`] with the clock the guest sees pinned to `now` (the scheduler's drills
@@ -262,9 +276,23 @@ impl Bridge {
         req: &CallRequest,
         now: Option<DateTime<Utc>>,
     ) -> Result<Value, ToolError> {
+        self.call_with(req, &new_request_id(), now)
+    }
+
+    /// [`Bridge::call`] under a request id the entry point chose (the router's, so that its
+    /// access log, this call's log line and the guest's context carry the same id).
+    pub fn call_with_id(&self, req: &CallRequest, request_id: &str) -> Result<Value, ToolError> {
+        self.call_with(req, request_id, None)
+    }
+
+    fn call_with(
+        &self,
+        req: &CallRequest,
+        request_id: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Value, ToolError> {
         let started = Instant::now();
-        let request_id = request_id();
-        let result = self.call_inner(req, &request_id, now);
+        let result = self.call_inner(req, request_id, now);
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.code.as_str(),
@@ -281,37 +309,51 @@ impl Bridge {
         result
     }
 
-    fn call_inner(
+    /// The checks that run before any params are looked at, in the order of SPEC §3: the tool
+    /// and action exist (404), then `agent` holds every entitlement the action requires (403).
+    pub fn authorize(&self, agent: &str, tool: &str, action: &str) -> Result<(), ToolError> {
+        self.authorized(agent, tool, action).map(|_| ())
+    }
+
+    fn authorized(
         &self,
-        req: &CallRequest,
-        request_id: &str,
-        now: Option<DateTime<Utc>>,
-    ) -> Result<Value, ToolError> {
-        let loaded = self.plugins.get(req.tool).ok_or_else(|| {
-            let why = if self.matrix.knows_tool(req.tool) {
+        agent: &str,
+        tool: &str,
+        action: &str,
+    ) -> Result<(&Loaded, &ActionRule), ToolError> {
+        let loaded = self.plugins.get(tool).ok_or_else(|| {
+            let why = if self.matrix.knows_tool(tool) {
                 "is not installed (listed in the RBAC matrix, but no plugin provides it)"
             } else {
                 "does not exist"
             };
-            ToolError::new(Code::NotFound, format!("tool `{}` {why}", req.tool))
+            ToolError::new(Code::NotFound, format!("tool `{tool}` {why}"))
         })?;
         let info = &loaded.plugin.info;
-        if info.action(req.action).is_none() {
+        if info.action(action).is_none() {
             let known: Vec<&str> = info.actions.iter().map(|a| a.name.as_str()).collect();
             return Err(ToolError::new(
                 Code::NotFound,
                 format!(
-                    "tool `{}` has no action `{}` (actions: {})",
-                    req.tool,
-                    req.action,
+                    "tool `{tool}` has no action `{action}` (actions: {})",
                     known.join(", ")
                 ),
             ));
         }
         let rule = self
             .matrix
-            .authorize(req.agent, req.tool, req.action)
+            .authorize(agent, tool, action)
             .map_err(|d| ToolError::new(Code::Forbidden, d.to_string()))?;
+        Ok((loaded, rule))
+    }
+
+    fn call_inner(
+        &self,
+        req: &CallRequest,
+        request_id: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Value, ToolError> {
+        let (loaded, rule) = self.authorized(req.agent, req.tool, req.action)?;
         if req.params.len() > MAX_PARAMS_BYTES {
             return Err(ToolError::new(
                 Code::PayloadTooLarge,
@@ -441,6 +483,61 @@ impl Bridge {
         self.resources.postgres.clone()
     }
 
+    /// Which store answers and whether writes would succeed, for `/readyz` and `/metrics`.
+    /// May talk to Postgres (one probe statement): call it off the async runtime.
+    pub fn store_status(&self) -> StoreStatus {
+        let jsonl = |degraded: bool, pending_replay: usize| StoreStatus {
+            backend: "jsonl",
+            degraded,
+            pending_replay,
+            writable: true,
+        };
+        match (
+            self.settings.backend,
+            self.postgres(),
+            &self.resources.backlog,
+        ) {
+            (Backend::Null, ..) => StoreStatus {
+                backend: "null",
+                degraded: false,
+                pending_replay: 0,
+                writable: false,
+            },
+            (Backend::Memory, ..) => StoreStatus {
+                backend: "memory",
+                ..jsonl(false, 0)
+            },
+            (Backend::Postgres, pg, _) => {
+                let up = pg.is_some_and(|pg| {
+                    let s = pg.status();
+                    s.reachable && s.schema_current
+                });
+                StoreStatus {
+                    backend: "postgres",
+                    degraded: !up,
+                    pending_replay: 0,
+                    writable: up,
+                }
+            }
+            (Backend::Auto, Some(pg), Some(dir)) => {
+                let auto = backlog_store::auto_status(dir, &self.now());
+                if auto.degraded {
+                    return jsonl(true, auto.pending_replay);
+                }
+                let s = pg.status();
+                if s.reachable && s.schema_current {
+                    StoreStatus {
+                        backend: "postgres",
+                        ..jsonl(false, auto.pending_replay)
+                    }
+                } else {
+                    jsonl(true, auto.pending_replay)
+                }
+            }
+            (Backend::Auto | Backend::Jsonl, ..) => jsonl(false, 0),
+        }
+    }
+
     /// The Postgres pool, when a Postgres backend is configured (for readiness checks:
     /// [`Postgres::status`]).
     pub fn postgres(&self) -> Option<&Postgres> {
@@ -557,7 +654,8 @@ fn log_stderr(plugin: &str, request_id: &str, outcome: &CallOutcome) {
     }
 }
 
-fn request_id() -> String {
+/// A fresh request id, `req_` and 16 hex digits.
+pub fn new_request_id() -> String {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
         return "req_unknown".into();

@@ -1,7 +1,7 @@
 //! Two stages: [`Args`] is the raw clap input; [`Settings`] is what the rest of the program
 //! reads, built once from flags and environment.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context as _;
 use backlog_bridge::caps::pg::Dsn;
 use backlog_bridge::config::rbac::Matrix;
-use backlog_bridge::{Bridge, CallRequest, Settings, ToolError, bridge, migrate, scheduler};
+use backlog_bridge::{Bridge, CallRequest, Settings, ToolError, bridge, http, migrate, scheduler};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use scheduler_core::cronfile;
@@ -102,6 +102,30 @@ enum Command {
     Cron {
         #[command(subcommand)]
         command: CronCommand,
+    },
+    /// The router: the HTTP API of SPEC §10 until SIGTERM/SIGINT, which finishes the calls in
+    /// flight before exiting. Agents log in with the keys in the variables the RBAC matrix
+    /// names (`api_key_env`).
+    Serve {
+        /// Address to listen on (port 0: a free port, logged at start).
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: std::net::SocketAddr,
+        /// Calls admitted at once (running or waiting for a worker); beyond → 503.
+        #[arg(long, default_value_t = 64)]
+        max_in_flight: usize,
+        /// Guest calls running at once.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Agent whose read-only `list` calls compute the overdue gauges of /metrics.
+        #[arg(long, default_value = "viewer")]
+        metrics_agent: String,
+        /// Envs the overdue gauges of /metrics cover (comma-separated).
+        #[arg(long, default_value = "prod,staging,dev", value_delimiter = ',')]
+        metrics_envs: Vec<String>,
+        /// Also run the governance scheduler in this process (claims every run; see
+        /// `scheduler`). Stops with the router.
+        #[arg(long)]
+        scheduler: bool,
     },
     /// Registered tools and actions.
     Plugins {
@@ -224,6 +248,25 @@ fn run(args: Args) -> Result<(), Failure> {
         Command::Batch { agent } => {
             let bridge = load(settings, &agent)?;
             batch(&bridge, &agent).map_err(Failure::Config)
+        }
+        Command::Serve {
+            listen,
+            max_in_flight,
+            workers,
+            metrics_agent,
+            metrics_envs,
+            scheduler,
+        } => {
+            let bridge = load(settings, &metrics_agent)?;
+            let options = http::ServeOptions {
+                listen,
+                max_in_flight,
+                workers,
+                metrics_agent,
+                metrics_envs,
+                scheduler,
+            };
+            http::serve(bridge, options).map_err(|e| Failure::Config(e.into()))
         }
         Command::Plugins { command } => {
             let doc = match command {
@@ -458,8 +501,10 @@ fn batch_line(bridge: &Bridge, default_agent: &str, line: &str) -> Result<Value,
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: logs in files and pipes stay greppable (`status=403`).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_target(false).init(),

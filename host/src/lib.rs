@@ -10,6 +10,7 @@ pub mod caps;
 pub mod config;
 pub mod error;
 pub mod grants;
+pub mod http;
 pub mod lock;
 pub mod migrate;
 pub mod runtime;

@@ -27,3 +27,5 @@ mod pg_sandbox;
 mod backends;
 // The scheduler: cron render/check, run-job, exactly-once runs, time limits.
 mod scheduler;
+// The router over loopback: auth, RBAC per route, statuses, concurrency, SIGTERM.
+mod http;

@@ -234,9 +234,18 @@ fn warm_instances_and_pooled_connections_start_every_call_clean() {
         vec![
             q("SELECT pg_backend_pid() AS pid"),
             q("SELECT count(*) AS n FROM backlog_items"),
-            q("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory'"),
+            // Advisory locks other than the host's writer lock (key 0x6261636b_6c6f6721,
+            // which every write-capable call holds for its transaction).
+            q(
+                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' \
+               AND NOT (classid = 1650549611 AND objid = 1819240225)",
+            ),
             q("SELECT now()::text AS started"),
             q("SELECT current_setting('statement_timeout') AS t"),
+            q(
+                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' \
+               AND classid = 1650549611 AND objid = 1819240225 AND granted",
+            ),
         ]
     };
     let mut leave_mess = vec![
@@ -265,6 +274,8 @@ fn warm_instances_and_pooled_connections_start_every_call_clean() {
         assert_eq!(row(out, 1), json!({"int64": 1}), "{out}");
         assert_eq!(row(out, 2), json!({"int64": 0}), "{out}");
         assert_eq!(row(out, 4), json!({"text": "5s"}), "{out}");
+        // The writer lock is held by this write call's transaction (and only by it).
+        assert_eq!(row(out, 5), json!({"int64": 1}), "{out}");
     }
     // A new transaction per call.
     assert_ne!(row(&outs[1], 3), row(&outs[2], 3));

@@ -131,9 +131,9 @@ impl Matrix {
             .flat_map(|(t, actions)| actions.keys().map(move |a| (t.as_str(), a.as_str())))
     }
 
-    /// Every agent id.
-    pub fn agent_ids(&self) -> impl Iterator<Item = &str> {
-        self.agents.keys().map(String::as_str)
+    /// Every agent, by id.
+    pub fn agents(&self) -> impl Iterator<Item = (&str, &AgentRule)> {
+        self.agents.iter().map(|(id, rule)| (id.as_str(), rule))
     }
 
     /// The rule of one agent, if listed.

@@ -48,7 +48,7 @@ pub fn catalog(matrix: &Matrix, provides: impl Fn(&str) -> bool) -> Catalog {
         .collect();
     Catalog {
         actions,
-        agents: matrix.agent_ids().map(str::to_owned).collect(),
+        agents: matrix.agents().map(|(id, _)| id.to_owned()).collect(),
         installed,
     }
 }

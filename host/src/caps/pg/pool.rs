@@ -65,6 +65,18 @@ const GRACE: Duration = Duration::from_secs(2);
 const RESET_SESSION: &str =
     "CLOSE ALL; RESET ALL; DISCARD TEMP; DISCARD SEQUENCES; SELECT pg_advisory_unlock_all()";
 
+/// The transaction-scoped advisory lock every write-capable call takes first
+/// ([`BEGIN_WRITER`]); the value spells `backlog!`.
+pub const WRITER_LOCK: i64 = 0x6261_636b_6c6f_6721;
+
+/// How a write-capable call's transaction starts: it waits for the writer lock, so writes
+/// are serialized across threads, processes and replicas (as with the JSONL store's directory
+/// lock). Without it, two calls upserting one new `dedupe_key` at once would both miss it and
+/// one would fail on the UNIQUE constraint. Read-only calls never wait. The lock ends with
+/// the transaction (COMMIT or ROLLBACK), and is taken before any row lock, so it cannot
+/// deadlock with one.
+const BEGIN_WRITER: &str = "BEGIN; SELECT pg_advisory_xact_lock(7089056601489762081)";
+
 /// SQLSTATE for a result value the host cannot represent (an infinite timestamp, …).
 const DATETIME_FIELD_OVERFLOW: &str = "22008";
 
@@ -404,11 +416,11 @@ impl Drop for Session {
 
 impl Session {
     /// Takes a connection, checks the schema and opens the call's transaction (`BEGIN READ
-    /// ONLY` unless `read_write`). A pooled connection the server has closed meanwhile
+    /// ONLY` unless `read_write`, which also waits for [`WRITER_LOCK`]). A pooled connection the server has closed meanwhile
     /// (restart, idle timeout) is replaced once.
     pub fn begin(pool: &Arc<Postgres>, read_write: bool) -> Result<Session, PgError> {
         let begin = if read_write {
-            "BEGIN"
+            BEGIN_WRITER
         } else {
             "BEGIN READ ONLY"
         };
@@ -649,4 +661,17 @@ fn unavailable(e: &tokio_postgres::Error) -> PgError {
         Some(db) => format!("SQLSTATE {}: {}", db.code().code(), db.message()),
         None => e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writers_begin_by_taking_the_writer_lock() {
+        assert_eq!(
+            BEGIN_WRITER,
+            format!("BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})")
+        );
+    }
 }

@@ -1,0 +1,278 @@
+//! (e) The router over loopback: the real `backlog-bridge serve` process, a Rust load
+//! generator (a few threads, one keep-alive connection each), a 10k-item JSONL store.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{BIN, call, generate, item_id, load_bridge, measure, pct, repo_config, report};
+
+const ITEMS: usize = 10_000;
+const OPERATOR_KEY: &str = "bench-operator-key";
+const VIEWER_KEY: &str = "bench-viewer-key";
+
+/// The server process; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(root: &Path) -> Server {
+    let mut child = Command::new(BIN)
+        .arg("--config-dir")
+        .arg(repo_config())
+        .arg("--ops-dir")
+        .arg(root)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("BACKLOG_BACKEND", "jsonl")
+        .env("OPERATOR_API_KEY", OPERATOR_KEY)
+        .env("VIEWER_API_KEY", VIEWER_KEY)
+        .env("SCHEDULER_API_KEY", "bench-scheduler-key")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    // Drains the log (one access-log line per request, as in production) and reports the
+    // address the server listens on.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(
+                    rest.chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect::<String>(),
+                );
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("serve listens");
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// One request; its status.
+fn request(http: &ureq::Agent, base: &str, method: &str, path: &str, body: Option<String>) -> u16 {
+    let key = if method == "POST" {
+        OPERATOR_KEY
+    } else {
+        VIEWER_KEY
+    };
+    let req = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"))
+        .header("Authorization", format!("Bearer {key}"));
+    let resp = match body {
+        Some(b) => http.run(
+            req.header("Content-Type", "application/json")
+                .body(b)
+                .expect("request"),
+        ),
+        None => http.run(req.body(()).expect("request")),
+    };
+    match resp {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            // Read the body: the connection is reused only once it is consumed.
+            let _ = r.into_body().read_to_string();
+            status
+        }
+        Err(_) => 0,
+    }
+}
+
+/// What one load run measured.
+struct Load {
+    requests: usize,
+    errors: usize,
+    wall: Duration,
+    latencies: Vec<Duration>,
+}
+
+/// `clients` threads send requests from `next(client, i)` for `secs`.
+fn load(
+    base: &str,
+    clients: usize,
+    secs: Duration,
+    next: impl Fn(usize, usize) -> (&'static str, String, Option<String>) + Sync,
+) -> Load {
+    let started = Instant::now();
+    let per_client: Vec<(Vec<Duration>, usize)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let next = &next;
+                s.spawn(move || {
+                    let http = client();
+                    let mut latencies = Vec::new();
+                    let mut errors = 0;
+                    let mut i = 0;
+                    while started.elapsed() < secs {
+                        let (method, path, body) = next(c, i);
+                        let t = Instant::now();
+                        let status = request(&http, base, method, &path, body);
+                        latencies.push(t.elapsed());
+                        if status != 200 {
+                            errors += 1;
+                        }
+                        i += 1;
+                    }
+                    (latencies, errors)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    });
+    let wall = started.elapsed();
+    let mut latencies: Vec<Duration> = per_client.iter().flat_map(|(l, _)| l.clone()).collect();
+    latencies.sort();
+    Load {
+        requests: latencies.len(),
+        errors: per_client.iter().map(|(_, e)| e).sum(),
+        wall,
+        latencies,
+    }
+}
+
+fn print_load(name: &str, l: &Load, target_rps: f64, p99_target: Option<Duration>) {
+    let rps = l.requests as f64 / l.wall.as_secs_f64();
+    let (p50, p99) = (pct(&l.latencies, 0.5), pct(&l.latencies, 0.99));
+    let mut verdict = format!(
+        "target >= {target_rps:.0} req/s: {}",
+        if rps >= target_rps { "met" } else { "MISSED" }
+    );
+    if let Some(t) = p99_target {
+        verdict.push_str(&format!(
+            "; p99 <= {t:?}: {}",
+            if p99 <= t { "met" } else { "MISSED" }
+        ));
+    }
+    println!(
+        "{name:<48} {rps:>8.0} req/s  p50 {p50:>9.1?}  p99 {p99:>9.1?}  errors {}  ({verdict})",
+        l.errors
+    );
+}
+
+/// Runs (e) and prints its figures.
+pub fn bench(tmp: &Path, iters: usize) {
+    let secs = Duration::from_secs(
+        std::env::var("BENCH_ROUTER_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3),
+    );
+    let clients: usize = std::env::var("BENCH_ROUTER_CLIENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let root = tmp.join("router");
+    generate(&root.join("backlog"), ITEMS);
+    println!(
+        "\n-- (e) router over loopback, {ITEMS} items, {clients} client threads, {secs:?} per figure"
+    );
+    let server = start(&root);
+    let base = server.base.as_str();
+    let http = client();
+    // Warm the warm instances (and their indexes) of the read and write grant sets.
+    for i in 0..8 {
+        request(
+            &http,
+            base,
+            "GET",
+            &format!("/v1/backlog/items/{}", item_id(i)),
+            None,
+        );
+    }
+    for i in 0..4 {
+        let body = json!({"tool":"backlog_tool","action":"upsert","dedupe_key":format!("bench:warm:{i}"),
+            "env":"prod","service":"bench","category":"refactor","title":"warm"});
+        request(
+            &http,
+            base,
+            "POST",
+            "/v1/tools/execute",
+            Some(body.to_string()),
+        );
+    }
+
+    // Router overhead: one client, sequential `get`, HTTP vs in-process on the same store.
+    let ids: Vec<String> = (0..iters).map(|i| item_id((i * 7919) % ITEMS)).collect();
+    let mut k = 0;
+    let over_http = measure(iters * 5, || {
+        k += 1;
+        let status = request(
+            &http,
+            base,
+            "GET",
+            &format!("/v1/backlog/items/{}", ids[k % iters]),
+            None,
+        );
+        assert_eq!(status, 200);
+    });
+    let bridge = load_bridge(&root);
+    call(&bridge, "get", &json!({"id": item_id(1)}).to_string());
+    let mut k = 0;
+    let in_process = measure(iters * 5, || {
+        k += 1;
+        call(&bridge, "get", &json!({"id": ids[k % iters]}).to_string());
+    });
+    drop(bridge);
+    report("get, one client over HTTP", &over_http, None);
+    report("get, in-process Bridge::call", &in_process, None);
+    let overhead = pct(&over_http, 0.5).saturating_sub(pct(&in_process, 0.5));
+    println!(
+        "{:<48} p50 {overhead:>10.1?}  (HTTP + auth + RBAC + worker hand-off, p50 difference)",
+        "router overhead"
+    );
+
+    let get = load(base, clients, secs, |c, i| {
+        let id = item_id((c * 7919 + i * 104_729) % ITEMS);
+        ("GET", format!("/v1/backlog/items/{id}"), None)
+    });
+    print_load("get", &get, 3000.0, Some(Duration::from_millis(20)));
+    let dash = load(base, clients, secs, |_, _| {
+        ("GET", "/v1/backlog/dashboard?env=prod".to_owned(), None)
+    });
+    print_load("dashboard env=prod", &dash, 300.0, None);
+    let mixed = load(base, clients, secs, |c, i| {
+        if i % 10 == 9 {
+            let body = json!({"tool":"backlog_tool","action":"upsert","dedupe_key":format!("bench:mixed:{c}:{i}"),
+                "env":"prod","service":"bench","category":"refactor","title":"mixed upsert"});
+            (
+                "POST",
+                "/v1/tools/execute".to_owned(),
+                Some(body.to_string()),
+            )
+        } else {
+            let id = item_id((c * 7919 + i * 104_729) % ITEMS);
+            ("GET", format!("/v1/backlog/items/{id}"), None)
+        }
+    });
+    print_load("mixed 90% get / 10% durable upsert", &mixed, 1500.0, None);
+}

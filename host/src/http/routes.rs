@@ -1,0 +1,513 @@
+//! The routes of SPEC §10 and what each turns into: a tool call, or a status document.
+//!
+//! Every handler authenticates first (401), then checks the action (404, 403) before reading
+//! the body (413, 400), so a caller without the entitlement learns nothing from its body.
+//! Errors are the spec's `{"error","code"}` object with the status of SPEC §3; unknown routes
+//! (404) and wrong methods (405) answer JSON too.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt as _;
+use serde_json::{Map, Value, json};
+
+use super::{App, MAX_BODY_BYTES, params};
+use crate::error::{Code, ToolError};
+
+/// The tool the `/v1/backlog/...` routes call.
+const BACKLOG_TOOL: &str = "backlog_tool";
+
+/// An over-limit body is read (and dropped) up to this size before the 413 goes out, so a
+/// client that sends its whole body before reading gets the answer rather than a reset.
+const DRAIN_LIMIT: usize = 16 << 20;
+
+/// The request id of one request (`x-request-id` on the response; the guest's context).
+#[derive(Debug, Clone)]
+struct RequestId(String);
+
+/// What the access log says about the call a request made.
+#[derive(Debug, Clone, Default)]
+struct CallLog {
+    agent: Option<String>,
+    tool: Option<String>,
+    action: Option<String>,
+    outcome: &'static str,
+}
+
+type AppState = State<Arc<App>>;
+
+/// Every route of SPEC §10 over `app`.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/tools/execute", post(execute))
+        .route("/v1/tools", get(list_tools))
+        .route("/v1/backlog/dashboard", get(dashboard))
+        .route("/v1/backlog/generate/weekly", post(generate_weekly))
+        .route("/v1/backlog/generate/daily", post(generate_daily))
+        .route("/v1/backlog/items", get(list_items).post(create_item))
+        .route("/v1/backlog/items/{id}", get(get_item))
+        .route("/v1/backlog/items/{id}/events", get(item_events))
+        .route("/v1/backlog/items/{id}/status", post(set_status))
+        .route("/v1/backlog/items/{id}/comments", post(add_comment))
+        .route("/v1/backlog/cleanup", post(cleanup))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), access_log))
+        .with_state(app)
+}
+
+/// Gives each request an id, then logs and counts it when the response is ready.
+async fn access_log(State(app): AppState, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = crate::bridge::new_request_id();
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
+    let mut resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    // Methods outside the standard set share one label, so a client cannot grow the series.
+    let method_label = match method {
+        Method::GET
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::HEAD
+        | Method::PATCH
+        | Method::OPTIONS => method.as_str(),
+        _ => "other",
+    };
+    app.metrics.record_request(method_label, &route, status);
+    let call = resp
+        .extensions()
+        .get::<CallLog>()
+        .cloned()
+        .unwrap_or_default();
+    let duration_us = started.elapsed().as_micros() as u64;
+    let quiet = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics") && status < 500;
+    macro_rules! log {
+        ($level:ident) => {
+            tracing::$level!(
+                request_id,
+                method = %method,
+                path,
+                status,
+                agent = call.agent.as_deref().unwrap_or(""),
+                tool = call.tool.as_deref().unwrap_or(""),
+                action = call.action.as_deref().unwrap_or(""),
+                outcome = call.outcome,
+                duration_us,
+                "http request"
+            )
+        };
+    }
+    if quiet {
+        log!(debug);
+    } else {
+        log!(info);
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// A JSON response.
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The spec's error object with its status; 401 also says how to authenticate.
+fn error_response(e: &ToolError) -> Response {
+    let status =
+        StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = json_response(status, &e.to_json());
+    if e.code == Code::Unauthenticated {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"backlog-bridge\""),
+        );
+    }
+    if e.code == Code::PayloadTooLarge {
+        // The rest of an over-limit body may be unread: the connection cannot be reused.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if e.code == Code::Unavailable {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// A call's result (200) or error, tagged for the access log.
+fn call_response(result: Result<Value, ToolError>, mut log: CallLog) -> Response {
+    let mut resp = match &result {
+        Ok(v) => {
+            log.outcome = "ok";
+            json_response(StatusCode::OK, v)
+        }
+        Err(e) => {
+            log.outcome = e.code.as_str();
+            error_response(e)
+        }
+    };
+    resp.extensions_mut().insert(log);
+    resp
+}
+
+/// The authenticated agent, or the 401 error.
+fn authenticate(app: &App, headers: &HeaderMap) -> Result<String, ToolError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    app.keys.authenticate(value).map(str::to_owned)
+}
+
+/// Reads the whole body, at most [`MAX_BODY_BYTES`] (413 beyond).
+async fn read_body(body: Body) -> Result<Bytes, ToolError> {
+    let too_large = || {
+        ToolError::new(
+            Code::PayloadTooLarge,
+            format!("the request body exceeds the limit of {MAX_BODY_BYTES} bytes (1 MiB)"),
+        )
+    };
+    let mut stream = body.into_data_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ToolError::new(
+                Code::InvalidInput,
+                format!("cannot read the request body: {e}"),
+            )
+        })?;
+        seen += chunk.len();
+        if seen > DRAIN_LIMIT {
+            return Err(too_large());
+        }
+        if seen <= MAX_BODY_BYTES {
+            buf.extend_from_slice(&chunk);
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Reads and drops a body the answer does not need, so that the connection stays usable (an
+/// unread body makes the server close it, racing the client's next request on it).
+async fn discard(body: Option<Body>) {
+    if let Some(body) = body {
+        let _ = read_body(body).await;
+    }
+}
+
+/// One `/v1/backlog/...` route's call: authenticate → authorize (before the body is read) →
+/// params from `build(body)` → the call.
+async fn backlog_call(
+    app: &App,
+    headers: &HeaderMap,
+    request_id: &str,
+    action: &str,
+    body: Option<Body>,
+    build: impl FnOnce(Map<String, Value>) -> Result<Map<String, Value>, ToolError>,
+) -> Response {
+    let agent = match authenticate(app, headers) {
+        Ok(a) => a,
+        Err(e) => {
+            discard(body).await;
+            return call_response(Err(e), CallLog::default());
+        }
+    };
+    let log = CallLog {
+        agent: Some(agent.clone()),
+        tool: Some(BACKLOG_TOOL.to_owned()),
+        action: Some(action.to_owned()),
+        outcome: "",
+    };
+    if let Err(e) = app.bridge.authorize(&agent, BACKLOG_TOOL, action) {
+        discard(body).await;
+        return call_response(Err(e), log);
+    }
+    let body = match body {
+        None => Map::new(),
+        Some(body) => match read_body(body).await.and_then(|b| params::object_body(&b)) {
+            Ok(map) => map,
+            Err(e) => return call_response(Err(e), log),
+        },
+    };
+    let params = match build(body) {
+        Ok(p) => p,
+        Err(e) => return call_response(Err(e), log),
+    };
+    let result = app
+        .call(&agent, BACKLOG_TOOL, action, params, request_id)
+        .await;
+    call_response(result, log)
+}
+
+fn id_param(id: String) -> Map<String, Value> {
+    Map::from_iter([("id".to_owned(), Value::String(id))])
+}
+
+/// `POST /v1/tools/execute`: `{"tool","action",…params}` or `{"tool","action","params":{…}}`.
+async fn execute(
+    State(app): AppState,
+    axum::Extension(RequestId(rid)): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let agent = match authenticate(&app, &headers) {
+        Ok(a) => a,
+        Err(e) => {
+            discard(Some(body)).await;
+            return call_response(Err(e), CallLog::default());
+        }
+    };
+    let mut log = CallLog {
+        agent: Some(agent.clone()),
+        ..CallLog::default()
+    };
+    let parsed = match read_body(body).await.and_then(|b| params::execute_body(&b)) {
+        Ok(p) => p,
+        Err(e) => return call_response(Err(e), log),
+    };
+    log.tool = Some(parsed.tool.clone());
+    log.action = Some(parsed.action.clone());
+    if let Err(e) = app.bridge.authorize(&agent, &parsed.tool, &parsed.action) {
+        return call_response(Err(e), log);
+    }
+    let params = match parsed.params {
+        Ok(p) => p,
+        Err(e) => return call_response(Err(e), log),
+    };
+    let result = app
+        .call(&agent, &parsed.tool, &parsed.action, params, &rid)
+        .await;
+    call_response(result, log)
+}
+
+/// `GET /v1/tools`: the tools and actions this caller may call, with their params schemas.
+async fn list_tools(State(app): AppState, headers: HeaderMap) -> Response {
+    match authenticate(&app, &headers) {
+        Ok(agent) => {
+            let mut resp = json_response(StatusCode::OK, &app.bridge.tools_for(Some(&agent)));
+            resp.extensions_mut().insert(CallLog {
+                agent: Some(agent),
+                outcome: "ok",
+                ..CallLog::default()
+            });
+            resp
+        }
+        Err(e) => call_response(Err(e), CallLog::default()),
+    }
+}
+
+async fn dashboard(
+    State(app): AppState,
+    axum::Extension(RequestId(rid)): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    backlog_call(&app, &headers, &rid, "dashboard", None, |_| {
+        params::query(q.as_deref())
+    })
+    .await
+}
+
+async fn generate_weekly(
+    State(app): AppState,
+    axum::Extension(RequestId(rid)): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Response {
+    backlog_call(
+        &app,
+        &headers,
+        &rid,
+        "auto_generate_weekly",
+        Some(body),
+        |b| params::merge(b, params::query(q.as_deref())?),
+    )
+    .await
+}
+
+async fn generate_daily(
+    State(app): AppState,
+    axum::Extension(RequestId(rid)): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Response {
+    backlog_call(
+        &app,
+        &headers,
+        &rid,
+        "auto_generate_daily",
+        Some(body),
+        |b| params::merge(b, params::query(q.as_deref())?),
+    )
+    .await
+}
+
+async fn list_items(
+    State(app): AppState,
+    axum::Extension(RequestId(rid)): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    backlog_call(&app, &headers, &rid, "list", None, |_| {
+        params::query(q.as_deref())
+    })
+    .await
+}
+
+async fn create_item(
+    State(app): AppState,
+    axum::Extension(RequestId(rid)): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    backlog_call(&app, &headers, &rid, "create", Some(body), Ok).await
+}
+
+async fn get_item(
+    State(app): AppState,
+    axum::Extension(RequestId(rid)): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    backlog_call(&app, &headers, &rid, "get", None, |_| {
+        params::merge(params::query(q.as_deref())?, id_param(id))
+    })
+    .await
+}
+
+async fn item_events(
+    State(app): AppState,
+    axum::Extension(RequestId(rid)): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    backlog_call(&app, &headers, &rid, "events", None, |_| {
+        params::merge(params::query(q.as_deref())?, id_param(id))
+    })
+    .await
+}
+
+async fn set_status(
+    State(app): AppState,
+    axum::Extension(RequestId(rid)): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    backlog_call(&app, &headers, &rid, "set_status", Some(body), |b| {
+        params::merge(b, id_param(id))
+    })
+    .await
+}
+
+async fn add_comment(
+    State(app): AppState,
+    axum::Extension(RequestId(rid)): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    backlog_call(&app, &headers, &rid, "add_comment", Some(body), |b| {
+        params::merge(b, id_param(id))
+    })
+    .await
+}
+
+async fn cleanup(
+    State(app): AppState,
+    axum::Extension(RequestId(rid)): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    backlog_call(&app, &headers, &rid, "cleanup", Some(body), Ok).await
+}
+
+/// `GET /healthz`: the process serves.
+async fn healthz() -> Response {
+    json_response(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: `{"backend","degraded","pending_replay"}`; 503 when writes would fail.
+async fn readyz(State(app): AppState) -> Response {
+    match app.store_status().await {
+        Ok(s) => {
+            let status = if s.writable {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json_response(
+                status,
+                &json!({"backend": s.backend, "degraded": s.degraded, "pending_replay": s.pending_replay}),
+            )
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(app): AppState) -> Response {
+    match app.store_gauges().await {
+        Ok(gauges) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            app.metrics.render(app.calls_in_flight(), &gauges),
+        )
+            .into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri, body: Body) -> Response {
+    discard(Some(body)).await;
+    error_response(&ToolError::new(
+        Code::NotFound,
+        format!(
+            "no route {method} {} (routes: /v1/tools/execute, /v1/tools, /v1/backlog/…, /healthz, /readyz, /metrics)",
+            uri.path()
+        ),
+    ))
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri, body: Body) -> Response {
+    discard(Some(body)).await;
+    json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &json!({
+            "error": format!("method {method} is not allowed on {}", uri.path()),
+            "code": "method_not_allowed",
+        }),
+    )
+}
