@@ -1210,3 +1210,86 @@ fn json_access_log_has_one_line_per_request() {
     );
     assert!(f["duration_us"].as_u64().is_some(), "{line}");
 }
+
+/// The task registry shipped in `ops/`, in this installation's ops dir.
+fn with_registry(env: Env) -> Env {
+    let ops = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops");
+    std::fs::copy(
+        ops.join("task_registry.yml"),
+        env.ops.join("task_registry.yml"),
+    )
+    .unwrap();
+    env
+}
+
+/// `run-job` over HTTP against the real router: the runbook's messages and exit codes.
+#[test]
+fn run_job_over_http_wrong_key_missing_digest_and_success() {
+    let env = with_registry(env());
+    let server = Server::start(&env, &[]);
+    let run_job = |key: &str, job: &str| -> crate::util::Run {
+        env.cmd()
+            .env("SCHEDULER_API_KEY", key)
+            .args(["run-job", "--job", job, "--router-url", &server.base])
+            .output()
+            .expect("run-job")
+            .into()
+    };
+    for key in ["wrong-key", ""] {
+        let r = run_job(key, "daily_backlog_cleanup");
+        assert_eq!(r.code, 3, "{r:?}");
+        assert!(
+            r.stderr.contains("HTTP 401 from /v1/tools/execute"),
+            "{}",
+            r.stderr
+        );
+    }
+    let r = run_job(SCHEDULER_KEY, "weekly_backlog_generate");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.json()["code"], "precondition_failed", "{r:?}");
+    assert!(
+        r.stderr.contains("error: No platform digest found"),
+        "{}",
+        r.stderr
+    );
+    let r = run_job(SCHEDULER_KEY, "daily_backlog_cleanup");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["deleted"], 0, "{r:?}");
+}
+
+/// `serve --scheduler` runs the jobs due at its clock's minute and records them; SIGTERM
+/// stops both the router and the loop.
+#[test]
+fn serve_with_scheduler_runs_due_jobs_and_stops_on_sigterm() {
+    // 03:40 UTC: `daily_backlog_cleanup` is due.
+    let env = with_registry(env()).var("BACKLOG_BRIDGE_NOW", "2026-11-27T03:40:00Z");
+    let mut server = Server::start(&env, &["--scheduler"]);
+    let runs = env.ops.join("scheduler/runs.jsonl");
+    let mut recorded = String::new();
+    for _ in 0..500 {
+        recorded = std::fs::read_to_string(&runs).unwrap_or_default();
+        if recorded.contains("\"outcome\":\"ok\"") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20)); // retry interval of a bounded poll
+    }
+    let ok: Vec<Value> = recorded
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["outcome"] == "ok")
+        .collect();
+    assert!(
+        ok.iter().any(|r| r["job"] == "daily_backlog_cleanup"),
+        "{recorded}\n{}",
+        server.log()
+    );
+    assert_eq!(server.get("/healthz", None).status, 200);
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(server.pid(), libc::SIGTERM) }, 0);
+    assert!(server.wait_exit().success(), "{}", server.log());
+    assert!(
+        server.log().contains("scheduler: stopped"),
+        "{}",
+        server.log()
+    );
+}

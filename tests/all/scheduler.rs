@@ -3,8 +3,8 @@
 //! --from/--until` (exactly once across two processes on one Postgres; a hanging job cut at
 //! its limit and recorded `timeout`).
 //!
-//! Tests that need the HTTP router (`HTTP 401 from /v1/tools/execute` with a wrong key, a
-//! successful HTTP run) belong with `serve`.
+//! `run-job` against the real router (a wrong key's `HTTP 401 from /v1/tools/execute`, the
+//! missing digest over HTTP, a successful run) and `serve --scheduler` are in `http.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
