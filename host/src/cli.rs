@@ -54,6 +54,13 @@ enum Command {
         #[arg(long, default_value = "operator")]
         agent: String,
     },
+    /// MCP server on stdio: every action the agent may call, as an MCP tool. stdio carries no
+    /// credentials: whoever launches the server names the agent. Exit 2: no or unknown agent.
+    Mcp {
+        /// The agent to act as (RBAC and grants apply as over HTTP).
+        #[arg(long, env = "BACKLOG_BRIDGE_AGENT")]
+        agent: Option<String>,
+    },
     /// Registered tools and actions.
     Plugins {
         #[command(subcommand)]
@@ -152,6 +159,16 @@ fn run(args: Args) -> Result<(), Failure> {
         Command::Batch { agent } => {
             let bridge = load(settings, &agent)?;
             batch(&bridge, &agent).map_err(Failure::Config)
+        }
+        Command::Mcp { agent } => {
+            let Some(agent) = agent.filter(|a| !a.is_empty()) else {
+                return Err(Failure::Config(anyhow::anyhow!(
+                    "mcp needs an agent: pass --agent ID or set BACKLOG_BRIDGE_AGENT \
+                     (agents are defined in config/rbac_tools_matrix.yml)"
+                )));
+            };
+            let bridge = load(settings, &agent)?;
+            backlog_bridge::mcp::run_stdio(bridge, &agent).map_err(|e| Failure::Exit(1, e.into()))
         }
         Command::Plugins { command } => {
             let doc = match command {

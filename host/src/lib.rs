@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod grants;
 pub mod lock;
+pub mod mcp;
 pub mod migrate;
 pub mod runtime;
 
