@@ -25,3 +25,5 @@ mod migrate;
 mod pg_sandbox;
 // The action suite on the postgres and auto backends.
 mod backends;
+// The MCP face: the official Python client over stdio and HTTP, Origin/auth/OAuth paths.
+mod mcp;
