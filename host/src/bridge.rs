@@ -19,7 +19,7 @@ use crate::error::{Code, ToolError};
 use crate::grants::{Access, Grants, grants_for};
 use crate::lock::DirLock;
 use crate::runtime::cache::{self, Origin};
-use crate::runtime::plugin::{CallOutcome, Invocation};
+use crate::runtime::plugin::{ActionInfo, CallOutcome, Invocation};
 use crate::runtime::sandbox::{BACKLOG_DIR, REPORTS_DIR, Resources};
 use crate::runtime::{Plugin, Runtime};
 
@@ -154,6 +154,20 @@ struct Loaded {
     plugin: Plugin,
 }
 
+/// One action that an installed plugin provides and the RBAC matrix lists (so someone may
+/// call it): what the MCP face turns into a tool.
+#[derive(Debug, Clone, Copy)]
+pub struct ManifestAction<'a> {
+    /// The registered tool name (what [`CallRequest::tool`] takes).
+    pub tool: &'a str,
+    /// The tool's own description, from `describe()`.
+    pub tool_description: &'a str,
+    /// The action as `describe()` reports it: name, description, params schema.
+    pub action: &'a ActionInfo,
+    /// The grants every call of this action gets (they follow the action, not the caller).
+    pub grants: Grants,
+}
+
 /// The host: configuration, the engine, and the loaded plugins.
 pub struct Bridge {
     pub settings: Settings,
@@ -262,6 +276,22 @@ impl Bridge {
             })
             .collect();
         json!({ "tools": tools })
+    }
+
+    /// Every action of the installed plugins that the RBAC matrix lists, in tool then
+    /// `describe()` order. Unlisted actions are left out: nobody may call them.
+    pub fn manifest(&self) -> impl Iterator<Item = ManifestAction<'_>> {
+        self.plugins.iter().flat_map(move |(name, l)| {
+            l.plugin.info.actions.iter().filter_map(move |a| {
+                let rule = self.matrix.action(name, &a.name)?;
+                Some(ManifestAction {
+                    tool: name,
+                    tool_description: &l.plugin.info.description,
+                    action: a,
+                    grants: grants_for(l.entry.may_use, &l.entry.grants, &rule.entitlements),
+                })
+            })
+        })
     }
 
     /// Runs one tool call through the whole path; logs the outcome.

@@ -126,6 +126,18 @@ enum Command {
         /// `scheduler`). Stops with the router.
         #[arg(long)]
         scheduler: bool,
+        /// Lets requests without an `Authorization` header act as agent NAME (for the MCP
+        /// conformance runner, which sends no key). Refused unless --listen is a loopback
+        /// address. A wrong key is still 401.
+        #[arg(long, value_name = "NAME")]
+        anonymous_agent: Option<String>,
+    },
+    /// MCP server on stdio: every action the agent may call, as an MCP tool. stdio carries no
+    /// credentials: whoever launches the server names the agent. Exit 2: no or unknown agent.
+    Mcp {
+        /// The agent to act as (RBAC and grants apply as over HTTP).
+        #[arg(long, env = "BACKLOG_BRIDGE_AGENT")]
+        agent: Option<String>,
     },
     /// Registered tools and actions.
     Plugins {
@@ -256,6 +268,7 @@ fn run(args: Args) -> Result<(), Failure> {
             metrics_agent,
             metrics_envs,
             scheduler,
+            anonymous_agent,
         } => {
             let bridge = load(settings, &metrics_agent)?;
             let options = http::ServeOptions {
@@ -265,8 +278,19 @@ fn run(args: Args) -> Result<(), Failure> {
                 metrics_agent,
                 metrics_envs,
                 scheduler,
+                anonymous_agent,
             };
             http::serve(bridge, options).map_err(|e| Failure::Config(e.into()))
+        }
+        Command::Mcp { agent } => {
+            let Some(agent) = agent.filter(|a| !a.is_empty()) else {
+                return Err(Failure::Config(anyhow::anyhow!(
+                    "mcp needs an agent: pass --agent ID or set BACKLOG_BRIDGE_AGENT \
+                     (agents are defined in config/rbac_tools_matrix.yml)"
+                )));
+            };
+            let bridge = load(settings, &agent)?;
+            backlog_bridge::mcp::run_stdio(bridge, &agent).map_err(|e| Failure::Exit(1, e.into()))
         }
         Command::Plugins { command } => {
             let doc = match command {

@@ -12,12 +12,12 @@ use serde_json::{Value, json};
 
 use crate::util::Env;
 
-const OPERATOR_KEY: &str = "op-key-0123456789abcdef";
-const VIEWER_KEY: &str = "view-key-0123456789abcdef";
-const SCHEDULER_KEY: &str = "sched-key-0123456789abcdef";
+pub(crate) const OPERATOR_KEY: &str = "op-key-0123456789abcdef";
+pub(crate) const VIEWER_KEY: &str = "view-key-0123456789abcdef";
+pub(crate) const SCHEDULER_KEY: &str = "sched-key-0123456789abcdef";
 
 /// An installation with the three shipped agents' keys set.
-fn env() -> Env {
+pub(crate) fn env() -> Env {
     Env::new()
         .var("OPERATOR_API_KEY", OPERATOR_KEY)
         .var("VIEWER_API_KEY", VIEWER_KEY)
@@ -25,9 +25,10 @@ fn env() -> Env {
 }
 
 /// A running `serve` process on a free loopback port; killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) base: String,
     stderr: Arc<Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
     client: ureq::Agent,
@@ -84,7 +85,7 @@ fn client() -> ureq::Agent {
 
 impl Server {
     /// Starts `serve --listen 127.0.0.1:0 ARGS…` and waits until `/healthz` answers.
-    fn start(env: &Env, args: &[&str]) -> Server {
+    pub(crate) fn start(env: &Env, args: &[&str]) -> Server {
         let mut child = env
             .cmd()
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -141,7 +142,7 @@ impl Server {
         panic!("/healthz never answered 200: {}", self.log());
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 

@@ -29,3 +29,5 @@ mod backends;
 mod scheduler;
 // The router over loopback: auth, RBAC per route, statuses, concurrency, SIGTERM.
 mod http;
+// The MCP face: the official Python client over stdio and HTTP, Origin/auth/OAuth paths.
+mod mcp;

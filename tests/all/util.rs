@@ -255,6 +255,14 @@ impl Env {
             .arg(&self.config)
             .arg("--ops-dir")
             .arg(&self.ops);
+        self.environment(&mut cmd);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// This installation's environment on `cmd` (and nothing of the caller's `BACKLOG_*`,
+    /// keys or log settings); for the binary, or for a client that launches it.
+    pub fn environment(&self, cmd: &mut Command) {
         for (k, _) in std::env::vars() {
             if k.starts_with("BACKLOG_")
                 || k.ends_with("_API_KEY")
@@ -268,8 +276,6 @@ impl Env {
         for (k, v) in &self.vars {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null());
-        cmd
     }
 
     /// `call TOOL ACTION --params-json P --agent A`.

@@ -56,6 +56,9 @@ pub struct ServeOptions {
     /// `--scheduler`: also run the governance scheduler loop ([`crate::scheduler::run`]) on
     /// the same bridge, stopped after the router has finished its calls.
     pub scheduler: bool,
+    /// `--anonymous-agent NAME`: requests without an `Authorization` header act as NAME (the
+    /// MCP conformance runner sends none). Only on a loopback `listen` address.
+    pub anonymous_agent: Option<String>,
 }
 
 /// Why the router could not start or stopped abnormally.
@@ -74,6 +77,8 @@ pub enum ServeError {
     Keys(#[from] auth::SharedKey),
     #[error("--{flag} must be at least 1")]
     Limit { flag: &'static str },
+    #[error("--anonymous-agent: {0}")]
+    Anonymous(String),
 }
 
 /// Everything a request handler needs.
@@ -100,6 +105,25 @@ impl App {
         if options.workers == 0 {
             return Err(ServeError::Limit { flag: "workers" });
         }
+        if let Some(name) = &options.anonymous_agent {
+            if !options.listen.ip().is_loopback() {
+                return Err(ServeError::Anonymous(format!(
+                    "refused on {}: unauthenticated requests may act as an agent only on a \
+                     loopback address",
+                    options.listen
+                )));
+            }
+            if bridge.matrix.agent(name).is_none() {
+                return Err(ServeError::Anonymous(format!(
+                    "unknown agent `{name}` (agents are defined in {})",
+                    bridge.matrix.path.display()
+                )));
+            }
+            tracing::warn!(
+                "router: requests without an Authorization header act as agent `{name}` \
+                 (--anonymous-agent)"
+            );
+        }
         let keys = Keys::load(&bridge.matrix, |k| std::env::var(k).ok())?;
         Ok(App {
             bridge: Arc::new(bridge),
@@ -110,6 +134,18 @@ impl App {
             options,
             overdue: Mutex::new(None),
         })
+    }
+
+    /// The agent a request acts as: its bearer key's, or (no `Authorization` header at all)
+    /// the `--anonymous-agent`; else the spec's 401 error.
+    pub fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<String, ToolError> {
+        let value = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .map(axum::http::HeaderValue::as_bytes);
+        match (value, &self.options.anonymous_agent) {
+            (None, Some(anonymous)) => Ok(anonymous.clone()),
+            (value, _) => self.keys.authenticate(value).map(str::to_owned),
+        }
     }
 
     /// Calls admitted and not finished.
@@ -303,17 +339,36 @@ async fn run(app: Arc<App>) -> Result<(), ServeError> {
         "router: listening on http://{local}"
     );
     let stopping = Arc::new(tokio::sync::Notify::new());
+    // Ends the MCP face's open streams and sessions on shutdown.
+    let mcp_shutdown = tokio_util::sync::CancellationToken::new();
     let signal = {
-        let stopping = stopping.clone();
+        let (stopping, mcp_shutdown) = (stopping.clone(), mcp_shutdown.clone());
         async move {
             let which = shutdown_signal().await;
             tracing::info!(
                 "router: {which} received: not accepting new connections, finishing calls in flight"
             );
+            mcp_shutdown.cancel();
             stopping.notify_one();
         }
     };
-    let server = axum::serve(listener, routes::router(app.clone())).with_graceful_shutdown(signal);
+    let mcp = {
+        let auth_app = app.clone();
+        let auth: crate::mcp::Authenticate =
+            Arc::new(move |headers| auth_app.authenticate(headers));
+        let mut options = match local.ip().is_loopback() {
+            true => crate::mcp::HttpOptions::loopback(),
+            false => crate::mcp::HttpOptions {
+                allowed_origins: Vec::new(),
+                allowed_hosts: None,
+                shutdown: mcp_shutdown.clone(),
+            },
+        };
+        options.shutdown = mcp_shutdown;
+        crate::mcp::http_router(app.bridge.clone(), auth, options)
+    };
+    let server =
+        axum::serve(listener, routes::router(app.clone(), mcp)).with_graceful_shutdown(signal);
     let grace = async {
         stopping.notified().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;

@@ -44,8 +44,11 @@ struct CallLog {
 type AppState = State<Arc<App>>;
 
 /// Every route of SPEC §10 over `app`.
-pub fn router(app: Arc<App>) -> Router {
+pub fn router(app: Arc<App>, mcp: Router<Arc<App>>) -> Router {
     Router::new()
+        // `/mcp` and the OAuth discovery 404s (`crate::mcp::http_router`): authenticated by
+        // the same keys through `App::authenticate`, logged and counted like every route.
+        .merge(mcp)
         .route("/v1/tools/execute", post(execute))
         .route("/v1/tools", get(list_tools))
         .route("/v1/backlog/dashboard", get(dashboard))
@@ -177,10 +180,7 @@ fn call_response(result: Result<Value, ToolError>, mut log: CallLog) -> Response
 
 /// The authenticated agent, or the 401 error.
 fn authenticate(app: &App, headers: &HeaderMap) -> Result<String, ToolError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
-    app.keys.authenticate(value).map(str::to_owned)
+    app.authenticate(headers)
 }
 
 /// Reads the whole body, at most [`MAX_BODY_BYTES`] (413 beyond).

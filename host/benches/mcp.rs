@@ -1,0 +1,243 @@
+//! `cargo bench -p backlog-bridge --bench mcp` — the MCP face's cost for `tools/call` of `get`
+//! on a small JSONL store (warm instances everywhere):
+//!
+//! (a) `Bridge::call` in-process — the baseline;
+//! (b) `McpHandler::call` in-process — plus argument checks (RBAC, size, schema) and the hop to
+//!     the blocking pool;
+//! (c) `backlog-bridge mcp` over stdio — one JSON-RPC line out, one back, through rmcp and a
+//!     pipe, measured by the client.
+//!
+//! The MCP overhead is (c) − (a) at p50; issue #7's target is ≤ 200 µs. HTTP figures come with
+//! `serve` (the same handler behind `/mcp`).
+//!
+//! Options (env): BENCH_ITERS=2000.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backlog_bridge::bridge::Backend;
+use backlog_bridge::mcp::McpHandler;
+use backlog_bridge::{Bridge, CallRequest, Settings};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_backlog-bridge");
+const NOW: &str = "2026-11-27T10:00:00Z";
+
+fn main() {
+    let iters: usize = std::env::var("BENCH_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cache = tmp.path().join("cache");
+    // SAFETY: single-threaded at this point; the variables configure the bridge below and are
+    // inherited by the `mcp` child.
+    unsafe {
+        std::env::set_var("BACKLOG_BRIDGE_CACHE_DIR", &cache);
+        std::env::set_var("BACKLOG_BRIDGE_NOW", NOW);
+        std::env::set_var("BACKLOG_BACKEND", "jsonl");
+        std::env::set_var("RUST_LOG", "warn");
+    }
+    println!("backlog-bridge MCP benchmark ({iters} iterations per figure; p50 / p99)");
+
+    let ops = tmp.path().join("ops");
+    let bridge = Arc::new(load_bridge(&ops));
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let item = call(
+            &bridge,
+            "create",
+            &json!({"env": "prod", "service": format!("svc-{i}"), "category": "refactor",
+                    "title": format!("bench item {i}")})
+            .to_string(),
+        );
+        ids.push(item["id"].as_str().expect("id").to_owned());
+    }
+    let get = json!({"id": ids[3]});
+    let get_text = get.to_string();
+
+    // (a)
+    for _ in 0..50 {
+        call(&bridge, "get", &get_text);
+    }
+    let direct = measure(iters, || {
+        call(&bridge, "get", &get_text);
+    });
+    report("(a) Bridge::call `get`, in-process", &direct, None);
+
+    // (b)
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let handler = McpHandler::for_agent(bridge.clone(), "operator");
+    let args = get.as_object().cloned();
+    let handler_call = || {
+        let result = runtime
+            .block_on(handler.call("operator", "backlog_tool_get", args.clone()))
+            .expect("known tool");
+        assert_eq!(result.is_error, Some(false), "{result:?}");
+    };
+    for _ in 0..50 {
+        handler_call();
+    }
+    let in_process = measure(iters, handler_call);
+    report("(b) McpHandler::call `get`, in-process", &in_process, None);
+
+    // (c)
+    let mut server = StdioServer::spawn(&ops);
+    for _ in 0..50 {
+        server.get(&get);
+    }
+    let stdio = measure(iters, || server.get(&get));
+    report("(c) tools/call `get` over stdio (round trip)", &stdio, None);
+    server.close();
+
+    println!();
+    overhead("MCP layer in-process (b) - (a)", &in_process, &direct, None);
+    overhead(
+        "MCP over stdio (c) - (a)",
+        &stdio,
+        &direct,
+        Some(Duration::from_micros(200)),
+    );
+}
+
+/// `backlog-bridge mcp --agent operator` with a completed handshake.
+struct StdioServer {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    next_id: u64,
+    line: String,
+}
+
+impl StdioServer {
+    fn spawn(ops: &Path) -> StdioServer {
+        let mut child = Command::new(BIN)
+            .arg("--config-dir")
+            .arg(repo_config())
+            .arg("--ops-dir")
+            .arg(ops)
+            .args(["mcp", "--agent", "operator"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn mcp");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut s = StdioServer {
+            child,
+            stdin,
+            stdout,
+            next_id: 1,
+            line: String::new(),
+        };
+        let init = s.request(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "bench", "version": "0"}}),
+        );
+        assert!(init.contains("backlog-bridge"), "{init}");
+        writeln!(
+            s.stdin,
+            "{}",
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        )
+        .expect("write");
+        s
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> &str {
+        let id = self.next_id;
+        self.next_id += 1;
+        writeln!(
+            self.stdin,
+            "{}",
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+        )
+        .expect("write");
+        self.stdin.flush().expect("flush");
+        self.line.clear();
+        self.stdout.read_line(&mut self.line).expect("read");
+        &self.line
+    }
+
+    fn get(&mut self, args: &Value) {
+        let reply = self.request(
+            "tools/call",
+            json!({"name": "backlog_tool_get", "arguments": args}),
+        );
+        assert!(reply.contains("\"isError\":false"), "{reply}");
+    }
+
+    fn close(mut self) {
+        drop(self.stdin);
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "mcp exited with {status:?}");
+    }
+}
+
+fn repo_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+fn load_bridge(ops: &Path) -> Bridge {
+    let mut settings = Settings::from_env(repo_config(), ops.to_owned()).expect("settings");
+    settings.backend = Backend::Jsonl;
+    Bridge::load(settings).expect("bridge")
+}
+
+fn call(bridge: &Bridge, action: &str, params: &str) -> Value {
+    let req = CallRequest {
+        agent: "operator",
+        tool: "backlog_tool",
+        action,
+        params,
+    };
+    bridge
+        .call(&req)
+        .unwrap_or_else(|e| panic!("{action} {params}: {e}"))
+}
+
+fn measure(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
+    let mut v: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn pct(v: &[Duration], p: f64) -> Duration {
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn report(name: &str, v: &[Duration], target: Option<Duration>) {
+    let (p50, p99) = (pct(v, 0.50), pct(v, 0.99));
+    let verdict = match target {
+        Some(t) if p50 <= t => format!("  (target p50 <= {t:?}: met)"),
+        Some(t) => format!("  (target p50 <= {t:?}: MISSED)"),
+        None => String::new(),
+    };
+    println!("{name:<48} p50 {:>10.1?}  p99 {:>10.1?}{verdict}", p50, p99);
+}
+
+fn overhead(name: &str, with: &[Duration], base: &[Duration], target: Option<Duration>) {
+    let diff = |p| pct(with, p).saturating_sub(pct(base, p));
+    let (p50, p99) = (diff(0.50), diff(0.99));
+    let verdict = match target {
+        Some(t) if p50 <= t => format!("  (target p50 <= {t:?}: met)"),
+        Some(t) => format!("  (target p50 <= {t:?}: MISSED)"),
+        None => String::new(),
+    };
+    println!("{name:<48} p50 {:>10.1?}  p99 {:>10.1?}{verdict}", p50, p99);
+}
