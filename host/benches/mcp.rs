@@ -7,8 +7,10 @@
 //! (c) `backlog-bridge mcp` over stdio — one JSON-RPC line out, one back, through rmcp and a
 //!     pipe, measured by the client.
 //!
-//! The MCP overhead is (c) − (a) at p50; issue #7's target is ≤ 200 µs. HTTP figures come with
-//! `serve` (the same handler behind `/mcp`).
+//! (d) `tools/call` over Streamable HTTP to `/mcp` of a `serve` process on loopback (session
+//!     from an `initialize` handshake, one keep-alive connection, bearer key).
+//!
+//! The MCP overhead is (c) − (a) at p50; issue #7's target is ≤ 200 µs over stdio.
 //!
 //! Options (env): BENCH_ITERS=2000.
 
@@ -97,6 +99,19 @@ fn main() {
     report("(c) tools/call `get` over stdio (round trip)", &stdio, None);
     server.close();
 
+    // (d)
+    let http = HttpServer::spawn(&ops);
+    let session = http.initialize();
+    for _ in 0..50 {
+        http.get(&session, &get);
+    }
+    let over_http = measure(iters, || http.get(&session, &get));
+    report(
+        "(d) tools/call `get` over HTTP /mcp (round trip)",
+        &over_http,
+        None,
+    );
+
     println!();
     overhead("MCP layer in-process (b) - (a)", &in_process, &direct, None);
     overhead(
@@ -105,6 +120,109 @@ fn main() {
         &direct,
         Some(Duration::from_micros(200)),
     );
+    overhead("MCP over HTTP (d) - (a)", &over_http, &direct, None);
+}
+
+const BENCH_KEY: &str = "bench-operator-key";
+
+/// `backlog-bridge serve` on a free loopback port (killed on drop), and a keep-alive client.
+struct HttpServer {
+    child: std::process::Child,
+    url: String,
+    agent: ureq::Agent,
+}
+
+impl HttpServer {
+    fn spawn(ops: &Path) -> HttpServer {
+        let mut child = Command::new(BIN)
+            .arg("--config-dir")
+            .arg(repo_config())
+            .arg("--ops-dir")
+            .arg(ops)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("OPERATOR_API_KEY", BENCH_KEY)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            if stderr.read_line(&mut line).expect("read log") == 0 {
+                panic!("serve exited before listening");
+            }
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect::<String>();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        HttpServer {
+            child,
+            url: format!("http://{addr}/mcp"),
+            agent: ureq::Agent::new_with_defaults(),
+        }
+    }
+
+    fn post(&self, session: Option<&str>, body: &Value) -> (Option<String>, String) {
+        let mut req = self
+            .agent
+            .post(&self.url)
+            .header("Authorization", format!("Bearer {BENCH_KEY}"))
+            .header("Accept", "application/json, text/event-stream")
+            .header("Content-Type", "application/json");
+        if let Some(s) = session {
+            req = req
+                .header("Mcp-Session-Id", s)
+                .header("MCP-Protocol-Version", "2025-11-25");
+        }
+        let resp = req.send(body.to_string()).expect("POST /mcp");
+        let session = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = resp.into_body().read_to_string().expect("body");
+        (session, text)
+    }
+
+    /// The `initialize` handshake; the session id.
+    fn initialize(&self) -> String {
+        let (session, text) = self.post(
+            None,
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "bench", "version": "0"}}}),
+        );
+        assert!(text.contains("backlog-bridge"), "{text}");
+        let session = session.expect("an Mcp-Session-Id");
+        self.post(
+            Some(&session),
+            &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        );
+        session
+    }
+
+    fn get(&self, session: &str, args: &Value) {
+        let (_, text) = self.post(
+            Some(session),
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                    "params": {"name": "backlog_tool_get", "arguments": args}}),
+        );
+        assert!(text.contains("\"isError\":false"), "{text}");
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// `backlog-bridge mcp --agent operator` with a completed handshake.
