@@ -367,6 +367,14 @@ async fn run(app: Arc<App>) -> Result<(), ServeError> {
         options.shutdown = mcp_shutdown;
         crate::mcp::http_router(app.bridge.clone(), auth, options)
     };
+    // TCP_NODELAY: a response written in pieces (headers, then body or SSE events) must not
+    // wait for the client's delayed ACK (~40 ms per exchange on loopback).
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("router: cannot set TCP_NODELAY: {e}");
+        }
+    });
     let server =
         axum::serve(listener, routes::router(app.clone(), mcp)).with_graceful_shutdown(signal);
     let grace = async {
