@@ -178,10 +178,14 @@ fn cron_lines_cannot_be_injected_through_the_registry_or_the_deployed_file() {
         ),
     )
     .unwrap();
-    let r = run(&env, &["cron", "check", "--file", deployed.to_str().unwrap()]);
+    let r = run(
+        &env,
+        &["cron", "check", "--file", deployed.to_str().unwrap()],
+    );
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
-        r.stderr.contains("job weekly_backlog_generate: line ") && r.stderr.contains("command differs"),
+        r.stderr.contains("job weekly_backlog_generate: line ")
+            && r.stderr.contains("command differs"),
         "{}",
         r.stderr
     );

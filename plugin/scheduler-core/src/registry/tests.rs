@@ -219,10 +219,16 @@ fn values_that_reach_a_cron_line_cannot_carry_shell_or_cron_syntax() {
         &job("a", &format!(", description: '{}'", "x".repeat(201))),
         "(a).description: must be at most 200 characters",
     );
-    let text = format!("jobs:\n{}", job("a", "").replace("backlog_tool", "'backlog tool'"));
+    let text = format!(
+        "jobs:\n{}",
+        job("a", "").replace("backlog_tool", "'backlog tool'")
+    );
     let e = Registry::parse(FILE, &text, None).unwrap_err().to_string();
     assert!(e.contains("(a).tool: `backlog tool` must match"), "{e}");
-    let text = format!("jobs:\n{}", job("a", "").replace("cleanup", "\"clean\\nup\""));
+    let text = format!(
+        "jobs:\n{}",
+        job("a", "").replace("cleanup", "\"clean\\nup\"")
+    );
     let e = Registry::parse(FILE, &text, None).unwrap_err().to_string();
     assert!(e.contains("(a).action: `clean\\nup` must match"), "{e}");
     let text = format!("jobs:\n{}", job("a", ", log: gen-2026_11.log"));
