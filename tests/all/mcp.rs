@@ -777,7 +777,10 @@ fn http_sessions_belong_to_their_creator() {
         ] {
             let (status, _, answer) = http(addr, method, "/mcp", headers, &body);
             assert_eq!(status, 404, "{who} {method} {body}: {answer}");
-            assert_eq!(answer, unknown, "{who} {method}: not told apart from an unknown id");
+            assert_eq!(
+                answer, unknown,
+                "{who} {method}: not told apart from an unknown id"
+            );
         }
     }
 
@@ -878,7 +881,10 @@ fn http_sessions_are_bounded() {
                 refused += 1;
                 if refused == 1 {
                     let message = error_object(status, &body, 503, "unavailable");
-                    assert!(message.contains("--mcp-max-sessions-per-agent"), "{message}");
+                    assert!(
+                        message.contains("--mcp-max-sessions-per-agent"),
+                        "{message}"
+                    );
                 }
             }
             other => panic!("attempt {i}: {other} {body}"),
@@ -890,7 +896,10 @@ fn http_sessions_are_bounded() {
     assert_eq!((opened.len(), refused), (64, 10_000 - 64));
     assert_eq!(rest(OPERATOR_KEY), 200);
     let grown = rss(server.pid()).saturating_sub(before);
-    eprintln!("RSS growth over 10,000 session attempts: {} KiB", grown / 1024);
+    eprintln!(
+        "RSS growth over 10,000 session attempts: {} KiB",
+        grown / 1024
+    );
     assert!(grown < 100 << 20, "RSS grew {grown} bytes");
     assert!(
         metrics(addr).contains("backlog_bridge_mcp_sessions_open 64\n"),
@@ -939,7 +948,10 @@ fn http_sessions_are_bounded() {
         assert_eq!(v["id"], 1, "{v}");
     }
     let log = server.log();
-    assert!(!log.contains(&"x".repeat(200)), "client info reached the log whole");
+    assert!(
+        !log.contains(&"x".repeat(200)),
+        "client info reached the log whole"
+    );
 }
 
 /// A session is closed after its absolute lifetime however busy it is: its next request is a
@@ -960,7 +972,10 @@ fn http_sessions_have_an_absolute_lifetime() {
         }
         assert_eq!(status, 200, "{body}");
         answered += 1;
-        assert!(std::time::Instant::now() < deadline, "the session outlived its lifetime");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session outlived its lifetime"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50)); // a busy client's pace
     }
     assert!(answered > 0, "the session never served a request");
@@ -1013,7 +1028,11 @@ fn logs_cannot_be_forged() {
         for line in log.lines().filter(|l| l.contains("FORGED")) {
             assert!(line.contains("request_id"), "{what}: forged line: {line}");
         }
-        assert!(foreign_lines(&log).is_empty(), "{what}: {:#?}", foreign_lines(&log));
+        assert!(
+            foreign_lines(&log).is_empty(),
+            "{what}: {:#?}",
+            foreign_lines(&log)
+        );
     };
     let rid_of = |headers: &[(String, String)]| {
         header(headers, "x-request-id")
@@ -1045,7 +1064,10 @@ fn logs_cannot_be_forged() {
             &tools_call(3, "backlog_tool_list", Value::Object(args.clone())),
         );
         let r = response(&body, 3);
-        assert_eq!(r["result"]["structuredContent"]["code"], "invalid_input", "{r}");
+        assert_eq!(
+            r["result"]["structuredContent"]["code"], "invalid_input",
+            "{r}"
+        );
         assert!(
             r["result"]["structuredContent"]["error"]
                 .as_str()
@@ -1067,7 +1089,10 @@ fn logs_cannot_be_forged() {
             "",
         );
         assert_eq!(status, 400, "{body}");
-        assert!(body.contains("FORGED"), "the error echoes the value: {body}");
+        assert!(
+            body.contains("FORGED"),
+            "the error echoes the value: {body}"
+        );
         (status, rid_of(&headers))
     });
     check("rest execute", 2, &|| {
@@ -1098,9 +1123,17 @@ fn unreadable_messages_get_json_rpc_errors() {
     let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
     let cases: Vec<(Vec<u8>, i64, Value)> = vec![
         (b"not json".to_vec(), -32700, Value::Null),
-        (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\xff\"}".to_vec(), -32700, Value::Null),
+        (
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\xff\"}".to_vec(),
+            -32700,
+            Value::Null,
+        ),
         (deep.into_bytes(), -32700, Value::Null),
-        (br#"{"jsonrpc":"2.0","id":5,"method":7}"#.to_vec(), -32600, json!(5)),
+        (
+            br#"{"jsonrpc":"2.0","id":5,"method":7}"#.to_vec(),
+            -32600,
+            json!(5),
+        ),
         (br#"[1,2,3]"#.to_vec(), -32600, Value::Null),
     ];
 
@@ -1223,7 +1256,10 @@ fn http_mcp_calls_share_the_routers_admission_and_metrics() {
     assert_eq!(status, 200, "{body}");
     let r = response(&body, 2);
     assert_eq!(r["result"]["isError"], true, "{r}");
-    assert_eq!(r["result"]["structuredContent"]["code"], "unavailable", "{r}");
+    assert_eq!(
+        r["result"]["structuredContent"]["code"], "unavailable",
+        "{r}"
+    );
     let (status, _, _) = http(addr, "GET", "/healthz", &[], "");
     assert_eq!(status, 200);
     let (status, _, _) = slow.join().unwrap();
@@ -1245,9 +1281,16 @@ fn http_mcp_calls_share_the_routers_admission_and_metrics() {
         );
         assert!(text.contains(&series), "{series}: {text}");
     }
-    assert!(text.contains("backlog_bridge_call_duration_seconds_count{tool=\"backlog_tool\",action=\"list\"} 2"), "{text}");
+    assert!(
+        text.contains(
+            "backlog_bridge_call_duration_seconds_count{tool=\"backlog_tool\",action=\"list\"} 2"
+        ),
+        "{text}"
+    );
 
-    let rid = header(&headers, "x-request-id").expect("request id").to_owned();
+    let rid = header(&headers, "x-request-id")
+        .expect("request id")
+        .to_owned();
     let log = log_when(&server, |log| {
         log.lines().filter(|l| l.contains(&rid)).count() >= 2
     });
