@@ -1148,10 +1148,21 @@ fn unreadable_messages_get_json_rpc_errors() {
         .spawn()
         .expect("spawn mcp");
     let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut recv = || {
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read");
+    // Replies through a reader thread, so a line the server drops fails the test in time
+    // instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let recv = || {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("no reply within 30 s: the line was dropped");
         serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
     };
     for (bytes, code, id) in &cases {

@@ -331,7 +331,11 @@ impl SessionManager for Sessions {
         if forgotten {
             tracing::debug!(session = short(id), "mcp: session closed");
         }
-        self.inner.close_session(id).await
+        // rmcp logs a failed close with the whole id: log it here, by its hash, instead.
+        if let Err(e) = self.inner.close_session(id).await {
+            tracing::warn!(session = short(id), error = %e, "mcp: closing a session failed");
+        }
+        Ok(())
     }
 
     async fn create_stream(
