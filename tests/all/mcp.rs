@@ -1113,6 +1113,42 @@ fn logs_cannot_be_forged() {
     });
     let log = server.log();
     assert!(!log.contains("\nFORGED"), "{log}");
+
+    // The CLI face, in both log formats: a param value with the injected text, echoed by the
+    // agent-visible error, never starts a line; JSON lines stay one JSON document each.
+    let env = env.var("RUST_LOG", "info");
+    let run = env.call(
+        "operator",
+        "backlog_tool",
+        "list",
+        &json!({"status": forged}),
+    );
+    assert!(
+        run.stdout.contains("FORGED"),
+        "the error echoes it: {run:?}"
+    );
+    assert!(foreign_lines(&run.stderr).is_empty(), "{}", run.stderr);
+    let run: Run = env
+        .cmd()
+        .args([
+            "--log-format",
+            "json",
+            "call",
+            "backlog_tool",
+            "list",
+            "--agent",
+            "operator",
+        ])
+        .arg("--params-json")
+        .arg(json!({"status": forged}).to_string())
+        .output()
+        .expect("run")
+        .into();
+    assert!(!run.stderr.trim().is_empty(), "no log lines: {run:?}");
+    for line in run.stderr.lines() {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|e| panic!("not one JSON log line ({e}): {line:?}"));
+    }
 }
 
 /// Lines that are not one JSON-RPC message get the JSON-RPC error the specification names, on
