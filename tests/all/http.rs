@@ -161,7 +161,7 @@ impl Server {
     }
 
     /// Waits for the process to exit and for its whole log to be read.
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(&mut self) -> std::process::ExitStatus {
         let status = self.child.wait().unwrap();
         if let Some(reader) = self.reader.take() {
             reader.join().unwrap();
@@ -193,7 +193,7 @@ impl Server {
         self.post("/v1/tools/execute", Some(key), &body)
     }
 
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 }

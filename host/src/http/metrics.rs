@@ -41,6 +41,8 @@ struct Counters {
 #[derive(Default)]
 pub struct Metrics {
     counters: Mutex<Counters>,
+    /// Open MCP sessions of `/mcp` (kept current by `mcp::sessions`).
+    pub mcp_sessions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// env → (overdue items, overdue P0 items).
@@ -151,6 +153,17 @@ impl Metrics {
             "Tool calls admitted and not yet finished.",
         );
         let _ = writeln!(out, "backlog_bridge_calls_in_flight {in_flight}");
+        header(
+            &mut out,
+            "mcp_sessions_open",
+            "gauge",
+            "Open MCP sessions of /mcp.",
+        );
+        let _ = writeln!(
+            out,
+            "backlog_bridge_mcp_sessions_open {}",
+            self.mcp_sessions.load(std::sync::atomic::Ordering::Relaxed)
+        );
         header(
             &mut out,
             "backend_active",

@@ -59,6 +59,8 @@ pub struct ServeOptions {
     /// `--anonymous-agent NAME`: requests without an `Authorization` header act as NAME (the
     /// MCP conformance runner sends none). Only on a loopback `listen` address.
     pub anonymous_agent: Option<String>,
+    /// `/mcp` session caps, idle timeout and lifetime (`--mcp-*`).
+    pub mcp_sessions: crate::mcp::SessionLimits,
 }
 
 /// Why the router could not start or stopped abnormally.
@@ -356,16 +358,29 @@ async fn run(app: Arc<App>) -> Result<(), ServeError> {
         let auth_app = app.clone();
         let auth: crate::mcp::Authenticate =
             Arc::new(move |headers| auth_app.authenticate(headers));
-        let mut options = match local.ip().is_loopback() {
-            true => crate::mcp::HttpOptions::loopback(),
-            false => crate::mcp::HttpOptions {
-                allowed_origins: Vec::new(),
-                allowed_hosts: None,
-                shutdown: mcp_shutdown.clone(),
-            },
-        };
+        let mut options = crate::mcp::HttpOptions::loopback();
+        if !local.ip().is_loopback() {
+            options.allowed_hosts = None;
+        }
         options.shutdown = mcp_shutdown;
-        crate::mcp::http_router(app.bridge.clone(), auth, options)
+        options.limits = app.options.mcp_sessions.clone();
+        options.open_sessions = app.metrics.mcp_sessions.clone();
+        // MCP calls take the same path as REST calls: admission, workers, metrics, drain.
+        let runner_app = app.clone();
+        let runner: crate::mcp::CallRunner = Arc::new(move |spec: crate::mcp::CallSpec| {
+            let app = runner_app.clone();
+            Box::pin(async move {
+                app.call(
+                    &spec.agent,
+                    &spec.tool,
+                    &spec.action,
+                    spec.params,
+                    &spec.request_id,
+                )
+                .await
+            })
+        });
+        crate::mcp::http_router(app.bridge.clone(), auth, runner, options)
     };
     // TCP_NODELAY: a response written in pieces (headers, then body or SSE events) must not
     // wait for the client's delayed ACK (~40 ms per exchange on loopback).
