@@ -292,6 +292,49 @@ fn local_run_job_runs_the_tool_as_the_job_agent() {
     );
 }
 
+/// The four shipped jobs whose tools are not installed here, run as the rendered cron lines
+/// run them (`run-job --job ID`, the router from `ROUTER_URL`, the agent's key from the
+/// environment) against a real `serve`: `skipped`, exit 0, the reason logged once — the same
+/// answer as `--local` and the built-in scheduler.
+#[test]
+fn jobs_of_tools_not_installed_are_skipped_over_http_as_the_cron_lines_run_them() {
+    let env = crate::http::env();
+    std::fs::copy(
+        repo_ops().join("task_registry.yml"),
+        env.ops.join("task_registry.yml"),
+    )
+    .unwrap();
+    let server = crate::http::Server::start(&env, &[]);
+    for job in [
+        "hourly_risk_snapshot",
+        "daily_risk_digest",
+        "risk_history_cleanup",
+        "weekly_platform_priority_digest",
+    ] {
+        for local in [false, true] {
+            let mut cmd = env.cmd();
+            cmd.env("ROUTER_URL", &server.base)
+                .args(["run-job", "--job", job]);
+            if local {
+                cmd.arg("--local");
+            }
+            let r: Run = cmd.output().expect("run-job").into();
+            assert_eq!(r.code, 0, "{job} (local: {local}): {r:?}");
+            let out = r.json();
+            assert_eq!(out["skipped"], true, "{job}: {r:?}");
+            let reason = out["reason"].as_str().unwrap();
+            assert!(reason.contains("is not installed"), "{reason}");
+            let logged = r
+                .stderr
+                .lines()
+                .filter(|l| l.contains("is not installed"))
+                .count();
+            assert_eq!(logged, 1, "the reason is logged once: {}", r.stderr);
+            assert!(r.stderr.contains("skipped"), "{}", r.stderr);
+        }
+    }
+}
+
 #[test]
 fn missing_digest_error_is_passed_through_with_exit_1() {
     let env = env();
