@@ -292,7 +292,12 @@ impl Loop<'_> {
                 error: Some(died.clone()),
                 lease_until: retry.map(|j| now + lease(&self.bridge.matrix, j)),
                 owner: Some(self.owner.to_owned()),
-                attempt: run.attempt + 1,
+                // The retry is attempt 2; `failed` closes the dead attempt itself.
+                attempt: if retry.is_some() {
+                    run.attempt + 1
+                } else {
+                    run.attempt
+                },
             };
             match self.runs.take_over(&run, &next) {
                 Ok(true) => {}
