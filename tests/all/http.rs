@@ -160,6 +160,12 @@ impl Server {
         panic!("the expected log line never came: {}", self.log());
     }
 
+    /// `kill -9` (SIGKILL), then waits for the exit and the whole log.
+    pub(crate) fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        self.wait_exit();
+    }
+
     /// Waits for the process to exit and for its whole log to be read.
     fn wait_exit(&mut self) -> std::process::ExitStatus {
         let status = self.child.wait().unwrap();

@@ -362,7 +362,9 @@ impl JsonlRuns {
 /// `scheduler_runs` (created by `backlog-bridge migrate`), through the pool's client runtime.
 pub struct PgRuns {
     pool: Arc<Postgres>,
-    client: Arc<Client>,
+    /// Its own connection, made again when the server closed it (a Postgres restart): the
+    /// loop goes on claiming through the new one by itself.
+    client: std::sync::Mutex<Arc<Client>>,
 }
 
 impl PgRuns {
@@ -372,8 +374,11 @@ impl PgRuns {
             pool.connect()
                 .map_err(|e| RunsError::Postgres(e.to_string()))?,
         );
-        let runs = PgRuns { pool, client };
-        let c = runs.client.clone();
+        let runs = PgRuns {
+            pool,
+            client: std::sync::Mutex::new(client),
+        };
+        let c = runs.client()?;
         let exists = runs.wait(async move {
             c.query_one("SELECT to_regclass('scheduler_runs') IS NOT NULL", &[])
                 .await
@@ -384,7 +389,7 @@ impl PgRuns {
                 "the table does not exist: run `backlog-bridge migrate`".into(),
             ));
         }
-        let c = runs.client.clone();
+        let c = runs.client()?;
         let leases = runs.wait(async move {
             c.query_one(
                 "SELECT count(*) FROM information_schema.columns WHERE table_name = \
@@ -405,6 +410,23 @@ impl PgRuns {
         Ok(runs)
     }
 
+    /// The connection, reconnected if the server closed it.
+    fn client(&self) -> Result<Arc<Client>, RunsError> {
+        let mut guard = self
+            .client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.is_closed() {
+            let fresh = self
+                .pool
+                .connect()
+                .map_err(|e| RunsError::Postgres(e.to_string()))?;
+            tracing::info!("scheduler: reconnected to Postgres for scheduler_runs");
+            *guard = Arc::new(fresh);
+        }
+        Ok(guard.clone())
+    }
+
     fn wait<T: Send + 'static>(
         &self,
         fut: impl Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
@@ -422,7 +444,7 @@ impl PgRuns {
     }
 
     fn claim(&self, claim: &Claim) -> Result<bool, RunsError> {
-        let c = self.client.clone();
+        let c = self.client()?;
         let (job, minute, now, lease, owner) = (
             claim.job.to_owned(),
             claim.minute,
@@ -443,7 +465,7 @@ impl PgRuns {
     }
 
     fn renew(&self, r: &RunRecord) -> Result<(), RunsError> {
-        let c = self.client.clone();
+        let c = self.client()?;
         let r = r.clone();
         let attempt = i32::try_from(r.attempt).unwrap_or(i32::MAX);
         self.wait(async move {
@@ -458,7 +480,7 @@ impl PgRuns {
     }
 
     fn finish(&self, r: &RunRecord) -> Result<(), RunsError> {
-        let c = self.client.clone();
+        let c = self.client()?;
         let r = r.clone();
         let attempt = i32::try_from(r.attempt).unwrap_or(i32::MAX);
         self.wait(async move {
@@ -474,7 +496,7 @@ impl PgRuns {
     }
 
     fn take_over(&self, dead: &RunRecord, next: &RunRecord) -> Result<bool, RunsError> {
-        let c = self.client.clone();
+        let c = self.client()?;
         let (dead, next) = (dead.clone(), next.clone());
         let (was, to) = (
             i32::try_from(dead.attempt).unwrap_or(i32::MAX),
@@ -508,7 +530,7 @@ impl PgRuns {
         sql: &'static str,
         now: Option<DateTime<Utc>>,
     ) -> Result<Vec<RunRecord>, RunsError> {
-        let c = self.client.clone();
+        let c = self.client()?;
         let rows = self.wait(async move {
             match now {
                 Some(now) => c.query(sql, &[&now]).await,
@@ -560,7 +582,7 @@ impl PgRuns {
         from: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, RunsError> {
-        let c = self.client.clone();
+        let c = self.client()?;
         let jobs = jobs.to_vec();
         self.wait(async move {
             c.query_one(
