@@ -526,18 +526,18 @@ impl Bridge {
     /// batches and switches back to Postgres. A read-only call cannot replay (its grants do
     /// not allow writing), so without this reads would answer from JSONL until some write
     /// came. Called before every call that cannot replay itself, and by `serve`'s background
-    /// task every retry interval. Returns whether Postgres is in use afterwards (nothing
-    /// left to replay); failures are logged, never returned: the caller's call goes on.
-    pub fn recover_store(&self) -> bool {
+    /// task every retry interval. Failures are logged, never returned: the caller's call goes
+    /// on (and, Postgres still down, finds it marked down again).
+    pub fn recover_store(&self) {
         let (Backend::Auto, Some(dir), Some(_)) = (
             self.settings.backend,
             &self.resources.backlog,
             &self.resources.postgres,
         ) else {
-            return false;
+            return;
         };
         let Some(loaded) = self.plugins.get("backlog_tool") else {
-            return false;
+            return;
         };
         let mut due = backlog_store::auto_recovery_due(dir, &self.now());
         // Each call replays at most one batch; a long journal takes several.
@@ -561,16 +561,11 @@ impl Bridge {
             if let Err(e) = self.run_guest(loaded, grants, DEFAULT_TIMEOUT, &req, &request_id, None)
             {
                 tracing::warn!(request_id, "backlog_store: recovery call failed: {e}");
-                return false;
+                return;
             }
-            let next = backlog_store::auto_recovery_due(dir, &self.now());
-            if next && backlog_store::auto_status(dir, &self.now()).degraded {
-                // Postgres is still down: marked again, retried after the interval.
-                return false;
-            }
-            due = next;
+            // Still due: more batches. Postgres down again: not due until the next retry time.
+            due = backlog_store::auto_recovery_due(dir, &self.now());
         }
-        !due
     }
 
     /// Makes what a write-capable call appended durable before it is acknowledged: both
