@@ -36,15 +36,15 @@ pub(crate) struct Server {
 
 /// One HTTP answer.
 #[derive(Debug)]
-struct Resp {
-    status: u16,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     body: String,
 }
 
 impl Resp {
     #[track_caller]
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
     }
@@ -58,7 +58,7 @@ impl Resp {
 
     /// Asserts the spec's error object with this status and code; returns the message.
     #[track_caller]
-    fn error(&self, status: u16, code: &str) -> String {
+    pub(crate) fn error(&self, status: u16, code: &str) -> String {
         assert_eq!(self.status, status, "{self:?}");
         let body = self.json();
         assert_eq!(body["code"], code, "{self:?}");
@@ -69,7 +69,7 @@ impl Resp {
 
     /// Asserts 200 and returns the JSON body.
     #[track_caller]
-    fn ok(&self) -> Value {
+    pub(crate) fn ok(&self) -> Value {
         assert_eq!(self.status, 200, "{self:?}");
         self.json()
     }
@@ -160,6 +160,12 @@ impl Server {
         panic!("the expected log line never came: {}", self.log());
     }
 
+    /// `kill -9` (SIGKILL), then waits for the exit and the whole log.
+    pub(crate) fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        self.wait_exit();
+    }
+
     /// Waits for the process to exit and for its whole log to be read.
     pub(crate) fn wait_exit(&mut self) -> std::process::ExitStatus {
         let status = self.child.wait().unwrap();
@@ -174,16 +180,16 @@ impl Server {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
-    fn get(&self, path: &str, key: Option<&str>) -> Resp {
+    pub(crate) fn get(&self, path: &str, key: Option<&str>) -> Resp {
         self.send("GET", path, key, None)
     }
 
-    fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Resp {
+    pub(crate) fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Resp {
         self.send("POST", path, key, Some(body.to_string().into_bytes()))
     }
 
     /// `POST /v1/tools/execute` with a flat body.
-    fn execute(&self, key: &str, action: &str, params: &Value) -> Resp {
+    pub(crate) fn execute(&self, key: &str, action: &str, params: &Value) -> Resp {
         let mut body = json!({"tool": "backlog_tool", "action": action});
         if let Some(p) = params.as_object() {
             for (k, v) in p {

@@ -29,5 +29,7 @@ mod backends;
 mod scheduler;
 // The router over loopback: auth, RBAC per route, statuses, concurrency, SIGTERM.
 mod http;
+// Three `serve --scheduler` replicas on one Postgres: exactly-once jobs, leases, outages.
+mod drill;
 // The MCP face: the official Python client over stdio and HTTP, Origin/auth/OAuth paths.
 mod mcp;
