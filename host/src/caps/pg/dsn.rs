@@ -148,18 +148,18 @@ mod tests {
         );
         check(
             "postgresql://bridge:Br%3Fdge-Pw%2342@db/backlog?sslmode=disable",
-            "postgresql://bridge@db/backlog",
+            "postgresql://bridge@db:5432/backlog",
         );
         check(
             "postgresql://bridge@db/backlog?password=s3cret&sslmode=disable",
-            "postgresql://bridge@db/backlog",
+            "postgresql://bridge@db:5432/backlog",
         );
         check(
             "postgresql://db/backlog?user=u&pass%77ord=x",
-            "postgresql://u@db/backlog",
+            "postgresql://u@db:5432/backlog",
         );
         check("postgres://db:1,db2:2/backlog", "postgresql://db:1,db2:2/backlog");
-        check("postgresql://u:@h/d", "postgresql://u@h/d");
+        check("postgresql://u:@h/d", "postgresql://u@h:5432/d");
     }
 
     #[test]
