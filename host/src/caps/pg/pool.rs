@@ -104,13 +104,18 @@ const GRACE: Duration = Duration::from_secs(2);
 /// Extra wait beyond the connect timeout (the client's own timer fires first).
 const CONNECT_MARGIN: Duration = Duration::from_millis(250);
 
-/// What resets a connection's session between calls, and checks the result, in one simple
-/// query (one round trip). `DISCARD ALL` may not run in a transaction block; it includes
-/// `SET SESSION AUTHORIZATION DEFAULT`, `RESET ALL` (the host's settings come back from the
-/// startup packet), `CLOSE ALL`, `UNLISTEN *`, `pg_advisory_unlock_all()`, `DISCARD PLANS`,
-/// `DISCARD SEQUENCES` and `DISCARD TEMP`. The check: [`session_clean`].
-const RESET_SESSION: &str = "DISCARD ALL; \
-     SELECT current_user = session_user, current_user::text, \
+/// What resets a connection's session between calls. It includes `SET SESSION AUTHORIZATION
+/// DEFAULT` (and so the role), `RESET ALL` (the host's settings come back from the startup
+/// packet), `CLOSE ALL`, `UNLISTEN *`, `pg_advisory_unlock_all()`, `DISCARD PLANS`, `DISCARD
+/// SEQUENCES` and `DISCARD TEMP`. It may not run in a transaction block — a multi-statement
+/// simple query is one — so it goes alone, pipelined behind the COMMIT with [`CHECK_SESSION`]
+/// behind it: one round trip for the three.
+const RESET_SESSION: &str = "DISCARD ALL";
+
+/// The check after [`RESET_SESSION`]: same role, the current role, settings the session
+/// changed (`role` is not listed in `pg_settings`: the first column covers it). Judged by
+/// [`session_clean`].
+const CHECK_SESSION: &str = "SELECT current_user = session_user, current_user::text, \
      (SELECT count(*) FROM pg_catalog.pg_settings WHERE source = 'session')";
 
 /// Whether the check of [`RESET_SESSION`] (its row as text: same role, current role, session
@@ -310,7 +315,18 @@ impl Postgres {
     /// Records that the server is down (calls answer `unavailable` without trying for
     /// [`Limits::retry_after`]).
     fn mark_down(&self, why: &str) {
-        *self.known.lock().unwrap_or_else(PoisonError::into_inner) = Some(Known {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        let already = known
+            .as_ref()
+            .is_some_and(|k| k.down.is_some() && k.at.elapsed() < self.limits.retry_after);
+        if !already {
+            tracing::warn!(
+                dsn = %self.dsn,
+                "postgres: unavailable, calls answer `unavailable` without trying for {} s: {why}",
+                self.limits.retry_after.as_secs()
+            );
+        }
+        *known = Some(Known {
             at: Instant::now(),
             reachable: false,
             schema_current: false,
@@ -755,9 +771,12 @@ impl Session {
         let c = client.clone();
         let answer = self.pool.run(wait, async move {
             // Pipelined: the reset is sent right behind the COMMIT, one round trip for both.
-            let (ended, reset) =
-                tokio::join!(c.batch_execute(finish), c.simple_query(RESET_SESSION));
-            let clean = match reset {
+            let (ended, reset, check) = tokio::join!(
+                c.batch_execute(finish),
+                c.batch_execute(RESET_SESSION),
+                c.simple_query(CHECK_SESSION)
+            );
+            let clean = match reset.and(check) {
                 Ok(messages) => {
                     let row = messages.iter().find_map(|m| match m {
                         tokio_postgres::SimpleQueryMessage::Row(r) => {
