@@ -208,7 +208,8 @@ impl Bridge {
                 Some(Arc::new(
                     Postgres::new(
                         dsn.clone(),
-                        pg::Limits::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?,
+                        pg::Limits::from_env(|k| std::env::var(k).ok())
+                            .map_err(anyhow::Error::msg)?,
                     )
                     .context("the Postgres backend")?,
                 ))

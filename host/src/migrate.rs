@@ -393,8 +393,15 @@ mod tests {
         assert_eq!(role_warning("bridge", false, None), None);
         assert_eq!(role_warning("bridge", false, Some("")), None);
         let w = role_warning("bridge", false, Some("auditor, pg_monitor")).unwrap();
-        assert!(w.contains("member of other roles (auditor, pg_monitor)"), "{w}");
-        assert!(role_warning("postgres", true, None).unwrap().contains("superuser"));
+        assert!(
+            w.contains("member of other roles (auditor, pg_monitor)"),
+            "{w}"
+        );
+        assert!(
+            role_warning("postgres", true, None)
+                .unwrap()
+                .contains("superuser")
+        );
     }
 
     #[test]

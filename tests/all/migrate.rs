@@ -80,7 +80,12 @@ fn migrating_twice_is_fine_and_output_shows_only_the_redacted_dsn() {
     no_password(&first);
     assert_eq!(s["applied"], true);
     assert_eq!(s["dry_run"], false);
-    let shown = format!("postgresql://{}@127.0.0.1:{}/{}", pg::PASSWORD_USER, db.port, db.name);
+    let shown = format!(
+        "postgresql://{}@127.0.0.1:{}/{}",
+        pg::PASSWORD_USER,
+        db.port,
+        db.name
+    );
     assert_eq!(s["dsn"], shown, "{s}");
     assert!(
         first.stderr.contains(&shown),
@@ -109,7 +114,10 @@ fn an_unreachable_server_is_a_transport_failure_without_the_password() {
     let run = Env::new().migrate(&["--dsn", &dsn]);
     assert_eq!(run.code, 3, "{run:?}");
     no_password(&run);
-    assert!(run.stderr.contains(&format!("u@127.0.0.1:{port}")), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!("u@127.0.0.1:{port}")),
+        "{run:?}"
+    );
     let run = Env::new().migrate(&["--dsn", "host=127.0.0.1 port=notaport password=x"]);
     assert_eq!(run.code, 2, "{run:?}");
 }
@@ -442,7 +450,10 @@ fn no_spelling_of_a_dsn_shows_its_password() {
                 !run.stdout.contains(secret) && !run.stderr.contains(secret),
                 "{dsn}: the password ({secret}) leaked: {run:?}"
             );
-            assert!(run.code == 0 || run.code == 2 || run.code == 3, "{dsn}: {run:?}");
+            assert!(
+                run.code == 0 || run.code == 2 || run.code == 3,
+                "{dsn}: {run:?}"
+            );
         }
     }
     // The percent-encoded and key/value spellings work, and show the rebuilt DSN.
@@ -467,7 +478,10 @@ fn connect_errors_carry_the_servers_reason_and_the_fix() {
             ["3D000", "does not exist", "create the database"],
         ),
         (
-            format!("postgresql://no_such_role_{}@127.0.0.1:{p}/{}", db.name, db.name),
+            format!(
+                "postgresql://no_such_role_{}@127.0.0.1:{p}/{}",
+                db.name, db.name
+            ),
             ["28000", "does not exist", "create the role"],
         ),
         (
@@ -516,7 +530,8 @@ fn migrate_warns_when_the_login_role_can_switch_to_other_roles() {
     let run = Env::new().migrate(&["--dsn", &dsn]);
     assert_eq!(summary(&run)["applied"], true);
     assert!(
-        run.stderr.contains(&format!("member of other roles ({other})")),
+        run.stderr
+            .contains(&format!("member of other roles ({other})")),
         "{run:?}"
     );
     db.batch(&format!("REVOKE {other} FROM {login}"));

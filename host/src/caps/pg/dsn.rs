@@ -158,7 +158,10 @@ mod tests {
             "postgresql://db/backlog?user=u&pass%77ord=x",
             "postgresql://u@db:5432/backlog",
         );
-        check("postgres://db:1,db2:2/backlog", "postgresql://db:1,db2:2/backlog");
+        check(
+            "postgres://db:1,db2:2/backlog",
+            "postgresql://db:1,db2:2/backlog",
+        );
         check("postgresql://u:@h/d", "postgresql://u@h:5432/d");
     }
 
@@ -173,7 +176,10 @@ mod tests {
             "postgresql://db:6543/backlog",
         );
         check("host=db password=pw\\ 1111 user=u", "postgresql://u@db");
-        check("host=/run/postgresql dbname=x", "postgresql://%2Frun%2Fpostgresql/x");
+        check(
+            "host=/run/postgresql dbname=x",
+            "postgresql://%2Frun%2Fpostgresql/x",
+        );
     }
 
     #[test]

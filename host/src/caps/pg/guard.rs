@@ -105,11 +105,7 @@ const REFUSED_PREFIXES: &[&str] = &[
 ];
 
 /// The tables a guest statement may name (unqualified, or qualified `public.`).
-pub const TABLES: &[&str] = &[
-    "backlog_items",
-    "backlog_events",
-    "backlog_schema_version",
-];
+pub const TABLES: &[&str] = &["backlog_items", "backlog_events", "backlog_schema_version"];
 
 /// The tables a guest statement may INSERT into, UPDATE or DELETE from. The scheduler's
 /// `scheduler_runs` is not here: only the host writes it, through its own connection.
@@ -118,6 +114,7 @@ pub const WRITABLE_TABLES: &[&str] = &["backlog_items", "backlog_events"];
 /// The functions a guest statement may call (unqualified, or qualified `pg_catalog.`): what
 /// the backlog store uses, and functions of the same kinds that only compute a value from
 /// their arguments or read the call's own session (`current_setting`, `pg_backend_pid`).
+#[rustfmt::skip]
 pub const FUNCTIONS: &[&str] = &[
     // aggregates and window functions
     "count", "sum", "min", "max", "avg", "json_agg", "jsonb_agg", "json_object_agg",
@@ -316,7 +313,11 @@ impl Visitor for Allowlist {
             }
             other => {
                 let kind = other.to_string();
-                let kind: String = kind.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+                let kind: String = kind
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 refuse(format!("`{kind} …` is refused: {NOT_ALLOWED}"))
             }
         }
@@ -764,9 +765,15 @@ mod tests {
     fn only_allowlisted_functions_and_tables_pass_the_parser() {
         for (sql, why) in [
             ("SELECT pg_sleep(1)", "function `pg_sleep`"),
-            ("SELECT nextval('backlog_events_seq_seq')", "function `nextval`"),
+            (
+                "SELECT nextval('backlog_events_seq_seq')",
+                "function `nextval`",
+            ),
             ("SELECT public.count(*)", "function `public.count`"),
-            ("SELECT x FROM generate_series(1, 3) x", "function `generate_series`"),
+            (
+                "SELECT x FROM generate_series(1, 3) x",
+                "function `generate_series`",
+            ),
             (
                 "SELECT (SELECT max(x) FROM (SELECT pg_terminate_backend(1) AS x) y)",
                 "function `pg_terminate_backend`",
@@ -776,8 +783,14 @@ mod tests {
                 "function `xmlagg`",
             ),
             ("SELECT * FROM pg_authid", "table `pg_authid`"),
-            ("SELECT * FROM pg_catalog.pg_roles", "table `pg_catalog.pg_roles`"),
-            ("SELECT * FROM other.backlog_items", "table `other.backlog_items`"),
+            (
+                "SELECT * FROM pg_catalog.pg_roles",
+                "table `pg_catalog.pg_roles`",
+            ),
+            (
+                "SELECT * FROM other.backlog_items",
+                "table `other.backlog_items`",
+            ),
             ("SELECT * FROM scheduler_runs", "table `scheduler_runs`"),
             (
                 "WITH x AS (SELECT * FROM pg_user) SELECT * FROM x",
@@ -791,7 +804,10 @@ mod tests {
                 "WITH x AS (SELECT * FROM pg_shadow), pg_shadow AS (SELECT 1) SELECT * FROM x",
                 "not defined before",
             ),
-            ("INSERT INTO backlog_schema_version VALUES (2)", "writes go only"),
+            (
+                "INSERT INTO backlog_schema_version VALUES (2)",
+                "writes go only",
+            ),
             ("DELETE FROM scheduler_runs", "writes go only"),
             (
                 "UPDATE backlog_items SET title = (SELECT rolname FROM pg_roles LIMIT 1)",

@@ -482,7 +482,8 @@ impl Postgres {
             self.mark_down(&e.to_string());
         }
         self.checkin(schema.is_ok().then_some(client));
-        let current = matches!(schema, Ok(Schema::Version(Some(v))) if v == backlog_store::PG_SCHEMA_VERSION);
+        let current =
+            matches!(schema, Ok(Schema::Version(Some(v))) if v == backlog_store::PG_SCHEMA_VERSION);
         if schema.is_ok() {
             self.mark_known(true, current);
         }
@@ -925,7 +926,10 @@ mod tests {
 
     #[test]
     fn only_a_session_back_on_the_login_role_without_settings_is_clean() {
-        assert_eq!(session_clean(&[Some("t"), Some("bridge"), Some("0")]), Ok(()));
+        assert_eq!(
+            session_clean(&[Some("t"), Some("bridge"), Some("0")]),
+            Ok(())
+        );
         let role = session_clean(&[Some("f"), Some("auditor"), Some("0")]).unwrap_err();
         assert!(role.contains("\"auditor\""), "{role}");
         let settings = session_clean(&[Some("t"), Some("bridge"), Some("2")]).unwrap_err();
