@@ -251,8 +251,12 @@ impl Bridge {
             (Backend::Postgres | Backend::Auto, Some(dsn)) => {
                 tracing::debug!(dsn = %dsn, "postgres: configured");
                 Some(Arc::new(
-                    Postgres::new(dsn.clone(), pg::Limits::default())
-                        .context("the Postgres backend")?,
+                    Postgres::new(
+                        dsn.clone(),
+                        pg::Limits::from_env(|k| std::env::var(k).ok())
+                            .map_err(anyhow::Error::msg)?,
+                    )
+                    .context("the Postgres backend")?,
                 ))
             }
             (Backend::Postgres, None) => bail!(

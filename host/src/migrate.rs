@@ -134,7 +134,11 @@ pub fn run(options: &Options) -> Result<(Summary, String), MigrateError> {
     }
     let limits = Limits {
         statement_timeout: STATEMENT_TIMEOUT,
-        ..Limits::default()
+        ..Limits::from_env(|k| std::env::var(k).ok()).map_err(|reason| {
+            MigrateError::Connect(ConnectError::Dsn {
+                reason: format!("bad timeout setting: {reason}"),
+            })
+        })?
     };
     let pool = Postgres::new(options.dsn.clone(), limits)?;
     let db = Db {
@@ -142,6 +146,9 @@ pub fn run(options: &Options) -> Result<(Summary, String), MigrateError> {
         pool: &pool,
     };
     tracing::info!(dsn = %options.dsn, "migrating to schema version {PG_SCHEMA_VERSION}");
+    if let Some(warning) = db.role_warning()? {
+        tracing::warn!("migrate: {warning}");
+    }
     db.batch("BEGIN", "BEGIN")?;
     db.batch(
         "the migration lock",
@@ -272,6 +279,22 @@ impl Db<'_> {
         flatten(step, answer)
     }
 
+    /// Why the login role is riskier than it must be: it is a member of other roles (a
+    /// statement could switch to them) or a superuser; `None` when neither.
+    fn role_warning(&self) -> Result<Option<String>, MigrateError> {
+        let client = self.client.clone();
+        let answer = self.pool.run(self.wait(), async move {
+            let row = client.query_one(ROLE_SQL, &[]).await?;
+            Ok((
+                row.try_get::<_, String>(0)?,
+                row.try_get::<_, bool>(1)?,
+                row.try_get::<_, Option<String>>(2)?,
+            ))
+        });
+        let (role, superuser, member_of) = flatten("checking the login role", answer)?;
+        Ok(role_warning(&role, superuser, member_of.as_deref()))
+    }
+
     fn schema_version(&self) -> Result<Option<i32>, MigrateError> {
         let client = self.client.clone();
         let answer = self.pool.run(self.wait(), async move {
@@ -316,6 +339,31 @@ impl Db<'_> {
     }
 }
 
+/// The login role, whether it is a superuser, and the roles it was granted (`pg_auth_members`;
+/// any indirect membership goes through one of them), comma-separated.
+const ROLE_SQL: &str = "SELECT session_user::text, r.rolsuper, \
+     (SELECT string_agg(g.rolname::text, ', ' ORDER BY g.rolname) \
+        FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid \
+       WHERE m.member = r.oid) \
+     FROM pg_catalog.pg_roles r WHERE r.rolname = session_user";
+
+/// The warning for a login role that can become other roles.
+fn role_warning(role: &str, superuser: bool, member_of: Option<&str>) -> Option<String> {
+    let fix = "use a login role that is a member of no other role and holds only the grants \
+               on the backlog tables (see README, Postgres)";
+    if superuser {
+        return Some(format!(
+            "the login role {role:?} is a superuser: a statement could switch to any role; {fix}"
+        ));
+    }
+    member_of.filter(|m| !m.is_empty()).map(|m| {
+        format!(
+            "the login role {role:?} is a member of other roles ({m}): a statement could \
+             switch to them and use their rights; {fix}"
+        )
+    })
+}
+
 fn flatten<T>(
     step: &'static str,
     answer: Option<Result<T, tokio_postgres::Error>>,
@@ -339,6 +387,22 @@ fn flatten<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_role_that_can_become_others_is_warned_about() {
+        assert_eq!(role_warning("bridge", false, None), None);
+        assert_eq!(role_warning("bridge", false, Some("")), None);
+        let w = role_warning("bridge", false, Some("auditor, pg_monitor")).unwrap();
+        assert!(
+            w.contains("member of other roles (auditor, pg_monitor)"),
+            "{w}"
+        );
+        assert!(
+            role_warning("postgres", true, None)
+                .unwrap()
+                .contains("superuser")
+        );
+    }
 
     #[test]
     fn dry_run_sql_is_the_schema_in_one_transaction() {

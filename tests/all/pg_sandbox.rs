@@ -62,6 +62,10 @@ fn snapshot(db: &TestDb) -> (Vec<String>, Vec<String>, Vec<String>) {
     )
 }
 
+/// An event of the seeded item, its id in `$1`.
+const INSERT_EVENT: &str = "INSERT INTO backlog_events (id, item_id, ts, type, actor) VALUES \
+     ($1, 'bl_000000000001', now(), 'commented', 'hostile')";
+
 const INSERT_ITEM: &str = "INSERT INTO backlog_items (id, created_at, updated_at, env, service, \
      category, title, priority, status, owner, due_date, source, dedupe_key) VALUES \
      ('bl_hacked00000', now(), now(), 'prod', 's', 'c', 'pwned', 'P0', 'open', 'x', \
@@ -201,7 +205,7 @@ fn grants_decide_access_and_guests_never_see_the_dsn() {
 #[test]
 fn each_call_commits_on_ok_and_rolls_back_on_error_trap_or_failed_statement() {
     let (env, db) = setup();
-    let insert = |k: &str| st("INSERT INTO scratch VALUES ($1)", json!([{"text": k}]));
+    let insert = |k: &str| st(INSERT_EVENT, json!([{"text": k}]));
     let outs = env.batch(&[
         line("pg_write", vec![insert("error")], "error"),
         line("pg_write", vec![insert("trap")], "trap"),
@@ -221,65 +225,154 @@ fn each_call_commits_on_ok_and_rolls_back_on_error_trap_or_failed_statement() {
     );
     assert_eq!(results(&outs[4])[0]["ok"]["rows_affected"], 1);
     assert_eq!(
-        db.rows("SELECT k FROM scratch ORDER BY k"),
-        vec![r#"{"k": "after"}"#, r#"{"k": "ok"}"#]
+        db.rows("SELECT id FROM backlog_events WHERE actor = 'hostile' ORDER BY id"),
+        vec![r#"{"id": "after"}"#, r#"{"id": "ok"}"#]
     );
 }
 
 #[test]
 fn warm_instances_and_pooled_connections_start_every_call_clean() {
-    let (env, db) = setup();
+    let (env, _db) = setup();
     let q = |sql: &str| st(sql, json!([]));
     let probe = || {
         vec![
             q("SELECT pg_backend_pid() AS pid"),
-            q("SELECT count(*) AS n FROM backlog_items"),
-            // Advisory locks other than the host's writer lock (key 0x6261636b_6c6f6721,
-            // which every write-capable call holds for its transaction).
-            q(
-                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' \
-               AND NOT (classid = 1650549611 AND objid = 1819240225)",
-            ),
+            q("SELECT count(*) AS n FROM backlog_events"),
             q("SELECT now()::text AS started"),
             q("SELECT current_setting('statement_timeout') AS t"),
-            q(
-                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' \
-               AND classid = 1650549611 AND objid = 1819240225 AND granted",
-            ),
+            q("SELECT current_user = session_user AS same, current_setting('role') AS r"),
         ]
     };
-    let mut leave_mess = vec![
-        // What a guest can leave in a session without SET: a temp table shadowing the real
-        // one, a session-level advisory lock.
-        q("CREATE TEMP TABLE backlog_items (id text)"),
-        q("SELECT pg_advisory_lock(42)"),
-    ];
-    leave_mess.extend(probe());
+    let mut first = vec![st(INSERT_EVENT, json!([{"text": "ev_warm"}]))];
+    first.extend(probe());
     let outs = env.batch(&[
-        line("pg_write", leave_mess, "ok"),
+        line("pg_write", first, "ok"),
         line("pg_write", probe(), "ok"),
-        line("pg_write", probe(), "ok"),
+        line("pg_read", probe(), "ok"),
     ]);
-    let row = |out: &Value, i: usize| results(out)[i]["ok"]["rows"][0][0].clone();
-    // The first call saw its own mess …
-    assert_eq!(row(&outs[0], 3), json!({"int64": 0}));
-    assert_eq!(row(&outs[0], 4), json!({"int64": 1}));
+    let row = |out: &Value, i: usize| results(out)[i]["ok"]["rows"][0].clone();
+    assert_eq!(row(&outs[0], 2), json!([{"int64": 2}]), "{}", outs[0]);
     for out in &outs[1..] {
-        // … the next calls, on the same pooled connection, see none of it.
+        // The same pooled connection, a new transaction, the host's settings, the login role.
         assert_eq!(
             row(out, 0),
-            row(&outs[0], 2),
+            row(&outs[0], 1),
             "not the same connection: {out}"
         );
-        assert_eq!(row(out, 1), json!({"int64": 1}), "{out}");
-        assert_eq!(row(out, 2), json!({"int64": 0}), "{out}");
-        assert_eq!(row(out, 4), json!({"text": "5s"}), "{out}");
-        // The writer lock is held by this write call's transaction (and only by it).
-        assert_eq!(row(out, 5), json!({"int64": 1}), "{out}");
+        assert_eq!(row(out, 1), json!([{"int64": 2}]), "{out}");
+        assert_eq!(row(out, 3), json!([{"text": "5s"}]), "{out}");
+        assert_eq!(
+            row(out, 4),
+            json!([{"boolean": true}, {"text": "none"}]),
+            "{out}"
+        );
     }
-    // A new transaction per call.
-    assert_ne!(row(&outs[1], 3), row(&outs[2], 3));
-    assert_eq!(db.scalar("SELECT count(*) FROM scratch"), "0");
+    assert_ne!(row(&outs[1], 2), row(&outs[2], 2));
+}
+
+/// The hostile plugin tries every known way to run a statement the guard would refuse — as
+/// SQL text handed to a function that executes it, as a role switch, as the writers' lock —
+/// under a read grant, on a login role that IS a member of a more privileged role (what the
+/// README tells operators not to do, so that the server would let the switch through). Each
+/// is refused, and the following call on the same pooled connection runs as the login role
+/// with the host's settings.
+#[test]
+fn hostile_statements_cannot_switch_roles_run_sql_text_or_take_the_writers_lock() {
+    let (env, db) = setup();
+    let auditor = format!("auditor_{}", db.name);
+    let login = format!("login_{}", db.name);
+    let env = env.var(
+        "BACKLOG_POSTGRES_DSN",
+        &format!("postgresql://{login}@127.0.0.1:{}/{}", db.port, db.name),
+    );
+    db.batch(&format!(
+        "CREATE ROLE {login} LOGIN; CREATE ROLE {auditor} NOLOGIN; GRANT {auditor} TO {login};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {login};
+         CREATE TABLE auditor_only (s text); INSERT INTO auditor_only VALUES ('classified');
+         REVOKE ALL ON auditor_only FROM PUBLIC; GRANT SELECT ON auditor_only TO {auditor};"
+    ));
+    // dblink, when the server has it, makes the loopback attempts below real threats; the
+    // guard refuses them by name either way.
+    if db.scalar("SELECT count(*) FROM pg_available_extensions WHERE name = 'dblink'") == "1" {
+        db.batch("CREATE EXTENSION IF NOT EXISTS dblink");
+    }
+    let switch = format!("select set_config(''role'',''{auditor}'',false)");
+    let loopback = format!(
+        "host=127.0.0.1 port={} dbname={} user=postgres",
+        db.port, db.name
+    );
+    let attempts: Vec<String> = vec![
+        format!("SELECT query_to_xml('{switch}', true, true, '')"),
+        format!("SELECT * FROM query_to_xml('{switch}', true, true, '') AS x"),
+        format!("WITH x AS (SELECT query_to_xml('{switch}', true, true, '') AS v) SELECT 1 FROM x"),
+        format!("SELECT 1 WHERE EXISTS (SELECT query_to_xmlschema('{switch}', true, true, ''))"),
+        format!("SELECT ts_stat('{switch}')"),
+        format!("SELECT * FROM ts_stat('{switch}')"),
+        "SELECT cursor_to_xml('c', 1, false, true, '')".to_owned(),
+        "SELECT database_to_xml(true, true, '')".to_owned(),
+        "SELECT table_to_xml('auditor_only', true, true, '')".to_owned(),
+        format!("SELECT dblink_exec('{loopback}', 'GRANT {auditor} TO PUBLIC')"),
+        format!("SELECT * FROM dblink('{loopback}', 'SELECT s FROM auditor_only') AS t(s text)"),
+        format!("SET ROLE {auditor}"),
+        format!("SET SESSION AUTHORIZATION {auditor}"),
+        format!("SELECT set_config('role', '{auditor}', false)"),
+        format!("SELECT pg_catalog.set_config('role', '{auditor}', true)"),
+        "RESET ROLE".to_owned(),
+        "SELECT s FROM auditor_only".to_owned(),
+        "SELECT s FROM public.auditor_only".to_owned(),
+        "SELECT pg_advisory_lock(7089056601489762081)".to_owned(),
+        "SELECT pg_try_advisory_lock(7089056601489762081)".to_owned(),
+        "SELECT pg_advisory_lock_shared(1)".to_owned(),
+        "SELECT count(*) FROM backlog_items WHERE pg_try_advisory_xact_lock(1)".to_owned(),
+    ];
+    let probe = || {
+        st(
+            "SELECT pg_backend_pid() AS pid, current_user::text AS who, \
+             current_user = session_user AS same, current_setting('role') AS r, \
+             current_setting('statement_timeout') AS t, current_setting('search_path') AS p",
+            json!([]),
+        )
+    };
+    let mut first = vec![probe()];
+    first.extend(attempts.iter().map(|sql| st(sql, json!([]))));
+    let outs = env.batch(&[
+        line("pg_read", first, "ok"),
+        line("pg_read", vec![probe()], "ok"),
+    ]);
+    let r = results(&outs[0]);
+    for (sql, out) in attempts.iter().zip(&r[1..]) {
+        assert_eq!(
+            out["error"]["kind"], "refused",
+            "{sql:?} was not refused: {out}"
+        );
+    }
+    let before = &r[0]["ok"]["rows"][0];
+    let after = &results(&outs[1])[0]["ok"]["rows"][0];
+    assert_eq!(
+        after[0], before[0],
+        "not the same pooled connection: {after} vs {before}"
+    );
+    assert_eq!(
+        after.as_array().unwrap()[1..],
+        json!([
+            {"text": login},
+            {"boolean": true},
+            {"text": "none"},
+            {"text": "5s"},
+            {"text": "\"$user\", public"}
+        ])
+        .as_array()
+        .unwrap()[..],
+        "{after}"
+    );
+    // Nothing reached the server: no grant was made by the loopback link.
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid \
+             WHERE r.rolname = '{auditor}'"
+        )),
+        "1"
+    );
 }
 
 #[test]
@@ -303,11 +396,13 @@ fn values_convert_both_ways() {
     let unsupported = st("SELECT 1.5::numeric AS total", json!([]));
     let bad_date = st("SELECT $1", json!([{"date": "2026-02-30"}]));
     let insert = st(
-        "INSERT INTO scratch VALUES ($1), ($2) RETURNING k",
+        "INSERT INTO backlog_events (id, item_id, ts, type, actor) VALUES \
+         ($1, 'bl_000000000001', now(), 'commented', 'x'), \
+         ($2, 'bl_000000000001', now(), 'commented', 'x') RETURNING id",
         json!([{"text": "a"}, {"text": "b"}]),
     );
     let empty = st(
-        "SELECT k FROM scratch WHERE k = $1",
+        "SELECT id FROM backlog_events WHERE id = $1",
         json!([{"text": "zzz"}]),
     );
     let outs = env.batch(&[line("pg_write", vec![select, unsupported, bad_date], "ok")]);
@@ -364,17 +459,24 @@ fn values_convert_both_ways() {
 
 #[test]
 fn statement_time_and_row_caps_are_limits() {
-    let (env, _db) = setup();
+    let (env, db) = setup();
+    // 400 events: a 4-way cross join runs far past any timeout (no function needed, nothing
+    // stored); a 2-way one returns 160,000 rows.
+    db.batch(
+        "INSERT INTO backlog_events (id, item_id, ts, type, actor) SELECT 'ev_' || n, \
+         'bl_000000000001', now(), 'commented', 'x' FROM generate_series(1, 399) n",
+    );
+    let slow = "SELECT count(*) FROM backlog_events a, backlog_events b, backlog_events c, \
+                backlog_events d";
     let started = Instant::now();
     let outs = env.batch(&[
+        line("pg_read", vec![st(slow, json!([]))], "error"),
         line(
             "pg_read",
-            vec![st("SELECT pg_sleep(8)", json!([]))],
-            "error",
-        ),
-        line(
-            "pg_read",
-            vec![st("SELECT generate_series(1, 100001) AS n", json!([]))],
+            vec![st(
+                "SELECT 1 AS n FROM backlog_events a, backlog_events b",
+                json!([]),
+            )],
             "ok",
         ),
     ]);
@@ -406,7 +508,7 @@ fn statement_time_and_row_caps_are_limits() {
         "operator",
         "hostile",
         "pg_slow",
-        &json!({"statements": [st("SELECT pg_sleep(4)", json!([]))]}),
+        &json!({"statements": [st(slow, json!([]))]}),
     );
     assert_eq!(run.json()["code"], "timeout", "{run:?}");
     assert!(
@@ -483,25 +585,28 @@ fn the_capability_and_status_work_without_a_guest() {
     use std::sync::Arc;
 
     use backlog_bridge::caps::pg::{
-        CommitError, DbValue, Dsn, End, Limits, PgError, PgGrant, PgStatus, Postgres,
+        CommitError, DbValue, Dsn, End, Limits, PgError, PgGrant, Postgres,
     };
     use backlog_bridge::grants::Access;
 
     let db = pg::database();
     let pool = Arc::new(Postgres::new(Dsn::new(db.password_dsn()), Limits::default()).unwrap());
-    let status = |reachable, schema_current| PgStatus {
-        reachable,
-        schema_current,
+    let status = |pool: &Postgres| {
+        let s = pool.status();
+        (s.reachable, s.schema_current)
     };
-    assert_eq!(pool.status(), status(true, false));
+    assert_eq!(status(&pool), (true, false));
     let run = Env::new().migrate(&["--dsn", &db.password_dsn()]);
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(pool.status(), status(true, true));
+    assert_eq!(status(&pool), (true, true));
     let down = Postgres::new(Dsn::new("postgresql://u@127.0.0.1:1/x"), Limits::default()).unwrap();
-    assert_eq!(down.status(), status(false, false));
-
-    let insert = "INSERT INTO scratch VALUES ($1)";
-    db.batch("CREATE TABLE scratch (k text PRIMARY KEY); GRANT ALL ON scratch TO bridge_pw;");
+    assert_eq!(status(&down), (false, false));
+    db.batch(
+        "INSERT INTO backlog_items (id, created_at, updated_at, env, service, category, title, \
+         priority, status, owner, due_date, source, dedupe_key) VALUES ('bl_000000000001', \
+         now(), now(), 'prod', 'svc', 'refactor', 't', 'P1', 'open', 'a', '2026-12-01', \
+         'manual', 'k1')",
+    );
     let text = |s: &str| vec![DbValue::Text(s.into())];
 
     let mut none = PgGrant::new(Access::None, Some(pool.clone()));
@@ -511,7 +616,7 @@ fn the_capability_and_status_work_without_a_guest() {
     ));
 
     let mut read = PgGrant::new(Access::Read, Some(pool.clone()));
-    match read.execute("backlog", insert, text("r")) {
+    match read.execute("backlog", INSERT_EVENT, text("ev_r")) {
         Err(PgError::Sql(e)) => assert_eq!(e.sqlstate, "25006", "{e:?}"),
         other => panic!("{other:?}"),
     }
@@ -520,13 +625,264 @@ fn the_capability_and_status_work_without_a_guest() {
         Err(CommitError::Aborted("25006".into()))
     );
 
+    // A read grant cannot take the writers' lock (or any advisory lock): refused before the
+    // server sees it, so nothing is held while the call is still open.
+    let mut read = PgGrant::new(Access::Read, Some(pool.clone()));
+    read.execute("backlog", "SELECT 1", vec![]).unwrap();
+    for sql in [
+        "SELECT pg_advisory_lock(7089056601489762081)",
+        "SELECT pg_try_advisory_lock(7089056601489762081)",
+        "SELECT pg_advisory_lock_shared(1650549611, 1819240225)",
+    ] {
+        match read.execute("backlog", sql, vec![]) {
+            Err(PgError::Refused(m)) => assert!(m.contains("advisory_lock"), "{m}"),
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+        "0"
+    );
+    read.end_call(End::Commit).unwrap();
+
     let mut write = PgGrant::new(Access::ReadWrite, Some(pool.clone()));
     write
-        .execute("backlog", insert, text("rolled back"))
+        .execute("backlog", INSERT_EVENT, text("ev_rolled_back"))
         .unwrap();
+    // The write call holds the writers' lock (transaction-scoped) until it ends.
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid = 1650549611 AND objid = 1819240225"
+        ),
+        "1"
+    );
     write.end_call(End::Rollback).unwrap();
-    let r = write.execute("backlog", insert, text("kept")).unwrap();
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+        "0"
+    );
+    let r = write
+        .execute("backlog", INSERT_EVENT, text("ev_kept"))
+        .unwrap();
     assert_eq!(r.rows_affected, 1);
     write.end_call(End::Commit).unwrap();
-    assert_eq!(db.scalar("SELECT string_agg(k, ',') FROM scratch"), "kept");
+    assert_eq!(
+        db.scalar("SELECT string_agg(id, ',') FROM backlog_events"),
+        "ev_kept"
+    );
+}
+
+/// The rows of the last of `statements`, run as one call through the pool's session (below
+/// the guard), each value as text.
+fn session_rows(
+    pool: &std::sync::Arc<backlog_bridge::caps::pg::Postgres>,
+    statements: &[&str],
+) -> Vec<Vec<String>> {
+    use backlog_bridge::caps::pg::DbValue;
+    use backlog_bridge::caps::pg::End;
+    use backlog_bridge::caps::pg::pool::Session;
+    let mut session = Session::begin(pool, true).unwrap();
+    let mut last = Vec::new();
+    for sql in statements {
+        let r = session
+            .execute(sql, Vec::new(), false, None)
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        last = r.rows;
+    }
+    session.end(End::Commit).unwrap();
+    last.iter()
+        .map(|row| {
+            row.iter()
+                .map(|v| match v {
+                    DbValue::Text(s) => s.clone(),
+                    DbValue::Int64(i) => i.to_string(),
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Below the guard: whatever a call leaves in its session (a role switch, settings, a temp
+/// table, session advisory locks) is gone for the next call on the same pooled connection —
+/// and a connection that does not come back to the login role after the reset is dropped,
+/// never reused.
+#[test]
+fn a_pooled_connection_is_reset_and_verified_or_dropped_between_calls() {
+    use std::sync::Arc;
+
+    use backlog_bridge::caps::pg::{Dsn, Limits, Postgres};
+
+    let db = pg::database();
+    let run = Env::new().migrate(&["--dsn", &db.password_dsn()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let (login, other) = (format!("login_{}", db.name), format!("other_{}", db.name));
+    db.batch(&format!(
+        "CREATE ROLE {login} LOGIN; CREATE ROLE {other} NOLOGIN; GRANT {other} TO {login};
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO {login}, {other};"
+    ));
+    let dsn = format!("postgresql://{login}@127.0.0.1:{}/{}", db.port, db.name);
+    let pool = Arc::new(Postgres::new(Dsn::new(&dsn), Limits::default()).unwrap());
+    let probe = "SELECT pg_backend_pid()::int8, current_user::text, \
+                 current_setting('statement_timeout'), current_setting('work_mem'), \
+                 (SELECT count(*) FROM pg_settings WHERE source = 'session')";
+    let dirty = session_rows(
+        &pool,
+        &[
+            &format!("SET ROLE {other}"),
+            "SET work_mem = '7MB'",
+            "SELECT set_config('statement_timeout', '1234', false)",
+            "CREATE TEMP TABLE left_behind (x int)",
+            "SELECT pg_advisory_lock(42)",
+            probe,
+        ],
+    );
+    // (`role` is not listed in pg_settings: two settings changed by the session.)
+    assert_eq!(dirty[0][1..], [&other, "1234ms", "7MB", "2"], "{dirty:?}");
+    let clean = session_rows(&pool, &[probe]);
+    assert_eq!(
+        clean[0][0], dirty[0][0],
+        "the reset connection should be reused"
+    );
+    let work_mem = db.scalar("SELECT current_setting('work_mem')");
+    assert_eq!(clean[0][1..], [&login, "5s", &work_mem, "0"], "{clean:?}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+        "0"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_class WHERE relname = 'left_behind'"),
+        "0"
+    );
+
+    // A login role whose sessions start as another role (ALTER ROLE … SET role): the reset
+    // cannot bring the connection back to the login role, so every connection is dropped
+    // after its call and the next call gets a new one.
+    db.batch(&format!(
+        "ALTER ROLE {login} IN DATABASE {} SET role = '{other}'",
+        db.name
+    ));
+    let pool = Arc::new(Postgres::new(Dsn::new(&dsn), Limits::default()).unwrap());
+    let first = session_rows(&pool, &[probe]);
+    let second = session_rows(&pool, &[probe]);
+    assert_eq!(first[0][1], other, "{first:?}");
+    assert_ne!(
+        first[0][0], second[0][0],
+        "a connection that failed the check was reused"
+    );
+}
+
+/// A "server" that accepts TCP connections and never answers (a hung Postgres, a black-holed
+/// proxy); it holds every connection for the rest of the test process.
+fn hung_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().map_while(Result::ok) {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+/// One timed request to a running `serve`: (status, body, seconds).
+fn timed(
+    server: &crate::http::Server,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, String, f64) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut req = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", server.base))
+        .header(
+            "Authorization",
+            format!("Bearer {}", crate::http::OPERATOR_KEY),
+        )
+        .header("Content-Type", "application/json");
+    if body.is_none() {
+        req = req.header("Accept", "*/*");
+    }
+    let started = Instant::now();
+    let resp = match body {
+        Some(b) => agent.run(req.body(b.to_string().into_bytes()).unwrap()),
+        None => agent.run(req.body(()).unwrap()),
+    }
+    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = resp.status().as_u16();
+    let text = resp.into_body().read_to_string().unwrap_or_default();
+    (status, text, started.elapsed().as_secs_f64())
+}
+
+/// Against a server that accepts TCP and never answers, nothing waits longer than one connect
+/// timeout: calls fail `unavailable` (the server is then marked down, so the next calls do
+/// not even try), `/readyz` and `/metrics` answer within about one connect timeout. The
+/// connect timeout is set to 1 s; the bound asserted is twice that.
+#[test]
+fn a_hung_server_costs_at_most_one_connect_timeout() {
+    let port = hung_server();
+    let env = crate::http::env()
+        .var("BACKLOG_BACKEND", "postgres")
+        .var(
+            "BACKLOG_POSTGRES_DSN",
+            &format!("postgresql://bridge:{PASSWORD}@127.0.0.1:{port}/backlog"),
+        )
+        .var("BACKLOG_POSTGRES_CONNECT_TIMEOUT_MS", "1000");
+    let server = crate::http::Server::start(&env, &[]);
+    let bound = 2.0;
+    let (status, body, secs) = timed(&server, "GET", "/readyz", None);
+    assert_eq!(status, 503, "{body}");
+    assert!(secs < bound, "/readyz took {secs:.2} s: {body}");
+    for i in 0..3 {
+        let (status, body, secs) = timed(
+            &server,
+            "POST",
+            "/v1/tools/execute",
+            Some(json!({"tool": "backlog_tool", "action": "list", "env": "prod"})),
+        );
+        assert_eq!(status, 503, "call {i}: {body}");
+        assert!(body.contains("unavailable"), "call {i}: {body}");
+        assert!(secs < bound, "call {i} took {secs:.2} s: {body}");
+    }
+    let (status, body, secs) = timed(&server, "GET", "/metrics", None);
+    assert_eq!(status, 200, "{body}");
+    assert!(secs < bound, "/metrics took {secs:.2} s");
+    let (_, body, secs) = timed(&server, "GET", "/readyz", None);
+    assert!(secs < bound, "/readyz took {secs:.2} s: {body}");
+    // The log says why, once (bounded poll: the reader thread may lag behind the response).
+    let mut log = server.log();
+    for _ in 0..500 {
+        if log.contains("did not answer within") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10)); // retry interval of a bounded poll
+        log = server.log();
+    }
+    assert!(log.contains("did not answer within 1000 ms"), "{log}");
+    assert!(!log.contains(PASSWORD), "{log}");
+
+    // One CLI call: `unavailable`, naming the timeout and its setting.
+    let run = env.call("operator", "backlog_tool", "list", &json!({}));
+    assert_eq!(run.json()["code"], "unavailable", "{run:?}");
+    assert!(
+        run.stdout.contains("BACKLOG_POSTGRES_CONNECT_TIMEOUT_MS"),
+        "{run:?}"
+    );
+    // `auto` falls back to JSONL after one connect timeout, reads included.
+    let auto = env.var("BACKLOG_BACKEND", "auto");
+    let run = auto.call(
+        "operator",
+        "backlog_tool",
+        "dashboard",
+        &json!({"env": "prod"}),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.json()["backend"], "jsonl", "{run:?}");
 }

@@ -21,8 +21,11 @@ pub mod value;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use dsn::{DSN_VARS, Dsn, redact};
-pub use pool::{CommitError, ConnectError, DATABASE, End, Limits, PgStatus, Postgres};
+pub use dsn::{DSN_VARS, Dsn, render};
+pub use pool::{
+    CONNECT_TIMEOUT_VAR, CommitError, ConnectError, DATABASE, End, Limits, PgStatus, Postgres,
+    STATEMENT_TIMEOUT_VAR,
+};
 
 /// The WIT types of `backlog-bridge:pg/postgres`, as the host sees them.
 pub use crate::runtime::bindings::pg::{DbValue, PgError, QueryResult, SqlError};

@@ -1,18 +1,37 @@
 //! The statement guard: which guest statements the host sends at all. Pure and table-tested.
 //!
-//! Security: the host opens every call's transaction itself (`BEGIN READ ONLY` for a read
-//! grant) and ends it itself. A read grant stays read-only only if the guest can neither end
-//! that transaction nor change its session, so the guard refuses, before anything reaches the
-//! server: transaction control (`BEGIN`, `COMMIT`, `ROLLBACK`, `SAVEPOINT`, `PREPARE
-//! TRANSACTION`, …), session control (`SET`, `RESET`, `DISCARD`, `set_config(…)`, writes to
-//! `pg_settings`), procedural and out-of-band statements (`DO`, `CALL`, `COPY`, `LISTEN`,
-//! cursors, `LOCK`, `VACUUM`, …) and any string holding a second statement. It is one layer:
-//! statements also go through the extended protocol (which runs exactly one statement) inside
-//! the read-only transaction (which the server enforces, SQLSTATE 25006).
+//! Security: the guard is one layer, not the boundary. The host opens every call's
+//! transaction itself (`BEGIN READ ONLY` for a read grant, which the server enforces, SQLSTATE
+//! 25006), sends each statement through the extended protocol (exactly one statement), and
+//! resets and verifies the session between calls (`pool`). The guard narrows what reaches the
+//! server to what the backlog store needs, as an ALLOWLIST checked on a real SQL parse
+//! (`sqlparser`, PostgreSQL dialect) of the whole statement, every subquery and CTE included:
 //!
-//! The lexer knows comments (nested `/* */`, `--`), string literals (`'…'`, `E'…'` with
-//! backslash escapes, `$tag$…$tag$`) and quoted identifiers, so a `;` or a keyword inside them
-//! is not mistaken for code. Text it cannot lex (an unterminated literal) is refused.
+//! - statements: `SELECT` (and `VALUES`, `TABLE`, `WITH …`), `INSERT`, `UPDATE`, `DELETE`;
+//!   nothing else (no DDL, `SET`/`RESET`, `COPY`, `LOCK`, `EXPLAIN`, `SELECT … INTO`, …);
+//! - tables: the backlog's own ([`TABLES`]; writes only to [`WRITABLE_TABLES`]) and the
+//!   statement's own CTEs, in scope;
+//! - functions: [`FUNCTIONS`] (aggregates, date, text and JSON functions that only compute);
+//!   none that runs SQL text (`query_to_xml`, `ts_stat`, `cursor_to_xml`, `dblink`, …),
+//!   changes the session (`set_config`) or takes locks (`pg_advisory_lock`, …).
+//!
+//! Text that does not parse is refused. Because a parser that is not the server's could read
+//! some odd text differently from the server, a second, independent check runs first on the
+//! server's lexical rules: the lexer below knows comments (nested `/* */`, `--`), string
+//! literals (`'…'`, `E'…'` with backslash escapes, `$tag$…$tag$`) and quoted identifiers, and
+//! refuses a first keyword of transaction, session or out-of-band control, a second
+//! statement, and any code word naming a function that runs SQL text, changes the session or
+//! takes an advisory lock ([`REFUSED_NAMES`], [`REFUSED_PREFIXES`]).
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    Expr, FromTable, ObjectName, ObjectNamePart, Query, Select, Statement, TableFactor,
+    TableObject, Visit, Visitor, visit_relations,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
 
 /// First keywords the host refuses, with why. Compared case-insensitively after leading
 /// whitespace, comments and parentheses.
@@ -54,21 +73,105 @@ const SESSION: &str = "the session and its settings are the host's";
 const CURSOR: &str = "cursors are not available: each statement returns all its rows";
 const PROCEDURAL: &str = "procedures and anonymous code blocks can end or change the transaction";
 const OUT_OF_BAND: &str = "the statement works outside one call's transaction";
+const NOT_ALLOWED: &str = "only SELECT, INSERT, UPDATE and DELETE on the backlog's tables are \
+                           allowed";
 
-/// Identifiers refused anywhere in a statement: they change session settings, which include
-/// `transaction_read_only`.
-const REFUSED_NAMES: &[&str] = &["set_config", "pg_settings"];
+/// Code words refused anywhere in a statement (the lexer's check): they change session
+/// settings (which include `transaction_read_only` and `role`), or run SQL text they are given.
+const REFUSED_NAMES: &[&str] = &[
+    "set_config",
+    "pg_settings",
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "ts_stat",
+    "ts_rewrite",
+];
+
+/// Prefixes of code words refused anywhere: SQL-text runners, remote links, advisory locks,
+/// large objects, files.
+const REFUSED_PREFIXES: &[&str] = &[
+    "database_to_xml",
+    "schema_to_xml",
+    "table_to_xml",
+    "dblink",
+    "pg_advisory",
+    "pg_try_advisory",
+    "lo_",
+    "pg_read_",
+    "pg_ls_",
+];
+
+/// The tables a guest statement may name (unqualified, or qualified `public.`).
+pub const TABLES: &[&str] = &["backlog_items", "backlog_events", "backlog_schema_version"];
+
+/// The tables a guest statement may INSERT into, UPDATE or DELETE from. The scheduler's
+/// `scheduler_runs` is not here: only the host writes it, through its own connection.
+pub const WRITABLE_TABLES: &[&str] = &["backlog_items", "backlog_events"];
+
+/// The functions a guest statement may call (unqualified, or qualified `pg_catalog.`): what
+/// the backlog store uses, and functions of the same kinds that only compute a value from
+/// their arguments or read the call's own session (`current_setting`, `pg_backend_pid`).
+#[rustfmt::skip]
+pub const FUNCTIONS: &[&str] = &[
+    // aggregates and window functions
+    "count", "sum", "min", "max", "avg", "json_agg", "jsonb_agg", "json_object_agg",
+    "jsonb_object_agg", "string_agg", "array_agg", "bool_and", "bool_or", "every",
+    "row_number", "rank", "dense_rank", "lag", "lead", "first_value", "last_value",
+    // conditionals
+    "coalesce", "nullif", "greatest", "least",
+    // time
+    "now", "current_timestamp", "current_date", "localtimestamp", "statement_timestamp",
+    "transaction_timestamp", "date_trunc", "date_part", "extract", "to_char", "to_date",
+    "to_timestamp", "age", "make_date", "make_interval",
+    // text
+    "lower", "upper", "length", "char_length", "btrim", "ltrim", "rtrim", "trim", "substr",
+    "substring", "replace", "position", "strpos", "concat", "concat_ws", "left", "right",
+    "split_part", "starts_with",
+    // numbers
+    "abs", "round", "floor", "ceil", "ceiling", "mod",
+    // JSON that reads or builds values
+    "json_build_array", "json_build_object", "jsonb_build_array", "jsonb_build_object",
+    "to_json", "to_jsonb", "json_array_length", "jsonb_array_length", "json_array_elements",
+    "json_array_elements_text", "jsonb_array_elements", "jsonb_array_elements_text",
+    "json_each", "json_each_text", "jsonb_each", "jsonb_each_text", "json_object_keys",
+    "jsonb_object_keys", "json_typeof", "jsonb_typeof", "json_extract_path",
+    "json_extract_path_text", "jsonb_extract_path", "jsonb_extract_path_text",
+    "jsonb_strip_nulls", "jsonb_pretty",
+    // arrays
+    "unnest", "array_length", "cardinality", "array_position",
+    // the call's own session, read only
+    "current_setting", "pg_backend_pid", "current_user", "session_user", "current_role",
+];
 
 /// What the guard learned about a statement it lets through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checked {
-    /// A `SELECT`, `VALUES`, `TABLE` or `EXPLAIN`: it changes no rows (its command tag counts
-    /// the rows it returned).
+    /// A `SELECT`, `VALUES` or `TABLE` without a data-modifying CTE: it changes no rows (its
+    /// command tag counts the rows it returned).
     pub rows_only: bool,
 }
 
 /// Checks one guest statement; `Err` says why the host refuses it.
 pub fn check(statement: &str) -> Result<Checked, String> {
+    lexical(statement)?;
+    let parsed = Parser::parse_sql(&PostgreSqlDialect {}, statement)
+        .map_err(|e| format!("the statement does not parse, so it is refused: {e}"))?;
+    let [statement] = parsed.as_slice() else {
+        return Err("the string holds more than one statement; send each on its own".into());
+    };
+    let mut allow = Allowlist::default();
+    if let ControlFlow::Break(why) = statement.visit(&mut allow) {
+        return Err(why);
+    }
+    let rows_only = matches!(statement, Statement::Query(_)) && allow.writes == 0;
+    Ok(Checked { rows_only })
+}
+
+/// The lexical layer: first keyword, one statement, refused code words.
+fn lexical(statement: &str) -> Result<(), String> {
     let tokens = lex(statement)?;
     let mut code = tokens
         .iter()
@@ -88,8 +191,14 @@ pub fn check(statement: &str) -> Result<Checked, String> {
     }
     for t in &tokens {
         match t {
-            Token::Word(w) | Token::Quoted(w) if REFUSED_NAMES.contains(&w.as_str()) => {
-                return Err(format!("`{w}` is refused: {SESSION}"));
+            Token::Word(w) | Token::Quoted(w)
+                if REFUSED_NAMES.contains(&w.as_str())
+                    || REFUSED_PREFIXES.iter().any(|p| w.starts_with(p)) =>
+            {
+                return Err(format!(
+                    "`{w}` is refused: {SESSION}, and functions that run SQL text or take \
+                     locks are not available"
+                ));
             }
             Token::UnicodeQuoted => {
                 return Err("Unicode-escaped identifiers (U&\"…\") are refused".into());
@@ -97,8 +206,206 @@ pub fn check(statement: &str) -> Result<Checked, String> {
             _ => {}
         }
     }
-    let rows_only = matches!(first, Token::Word(w) if matches!(w.as_str(), "select" | "values" | "table" | "explain"));
-    Ok(Checked { rows_only })
+    Ok(())
+}
+
+/// The parse-tree layer: walks every node of the statement (subqueries, CTEs, expressions).
+#[derive(Default)]
+struct Allowlist {
+    /// The CTE names in scope, one frame per enclosing query.
+    scopes: Vec<HashSet<String>>,
+    /// The next relation visited is a table function's name (checked as a function).
+    function_relation: bool,
+    /// Data-modifying statements seen (top level and in CTEs).
+    writes: usize,
+}
+
+/// An identifier as the server folds it: unquoted → lowercase.
+fn folded(part: &ObjectNamePart) -> Option<String> {
+    match part {
+        ObjectNamePart::Identifier(i) if i.quote_style.is_none() => Some(i.value.to_lowercase()),
+        ObjectNamePart::Identifier(i) => Some(i.value.clone()),
+        ObjectNamePart::Function(_) => None,
+    }
+}
+
+/// `name` as one allowed word: unqualified, or qualified by `schema`.
+fn simple_name(name: &ObjectName, schema: &str) -> Option<String> {
+    match name.0.as_slice() {
+        [one] => folded(one),
+        [s, one] if folded(s).as_deref() == Some(schema) => folded(one),
+        _ => None,
+    }
+}
+
+fn refuse(why: String) -> ControlFlow<String> {
+    ControlFlow::Break(why)
+}
+
+impl Allowlist {
+    fn function(&self, name: &ObjectName) -> ControlFlow<String> {
+        match simple_name(name, "pg_catalog") {
+            Some(f) if FUNCTIONS.contains(&f.as_str()) => ControlFlow::Continue(()),
+            _ => refuse(format!(
+                "function `{name}` is not allowed: guests may call only computing functions \
+                 (count, coalesce, now, jsonb_…); none that runs SQL text, changes the session \
+                 or takes locks"
+            )),
+        }
+    }
+
+    fn table(&self, name: &ObjectName) -> ControlFlow<String> {
+        if let [one] = name.0.as_slice()
+            && let Some(n) = folded(one)
+            && self.scopes.iter().any(|s| s.contains(&n))
+        {
+            return ControlFlow::Continue(());
+        }
+        match simple_name(name, "public") {
+            Some(t) if TABLES.contains(&t.as_str()) => ControlFlow::Continue(()),
+            _ => refuse(format!(
+                "table `{name}` is not allowed: guests may use only the backlog's tables ({})",
+                TABLES.join(", ")
+            )),
+        }
+    }
+
+    fn target(&mut self, name: Option<&ObjectName>) -> ControlFlow<String> {
+        self.writes += 1;
+        match name.and_then(|n| simple_name(n, "public")) {
+            Some(t) if WRITABLE_TABLES.contains(&t.as_str()) => ControlFlow::Continue(()),
+            _ => refuse(format!(
+                "writes go only to the backlog's tables ({})",
+                WRITABLE_TABLES.join(", ")
+            )),
+        }
+    }
+}
+
+fn table_name(factor: &TableFactor) -> Option<&ObjectName> {
+    match factor {
+        TableFactor::Table {
+            name, args: None, ..
+        } => Some(name),
+        _ => None,
+    }
+}
+
+impl Visitor for Allowlist {
+    type Break = String;
+
+    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<String> {
+        match statement {
+            Statement::Query(_) => ControlFlow::Continue(()),
+            Statement::Insert(insert) => match &insert.table {
+                TableObject::TableName(name) => self.target(Some(name)),
+                _ => self.target(None),
+            },
+            Statement::Update(update) => self.target(table_name(&update.table.relation)),
+            Statement::Delete(delete) => {
+                let from = match &delete.from {
+                    FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+                };
+                match (delete.tables.as_slice(), from.as_slice()) {
+                    ([], [one]) if one.joins.is_empty() => self.target(table_name(&one.relation)),
+                    _ => self.target(None),
+                }
+            }
+            other => {
+                let kind = other.to_string();
+                let kind: String = kind
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                refuse(format!("`{kind} …` is refused: {NOT_ALLOWED}"))
+            }
+        }
+    }
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<String> {
+        let mut scope = HashSet::new();
+        if let Some(with) = &query.with {
+            for (i, cte) in with.cte_tables.iter().enumerate() {
+                let name = if cte.alias.name.quote_style.is_none() {
+                    cte.alias.name.value.to_lowercase()
+                } else {
+                    cte.alias.name.value.clone()
+                };
+                if !with.recursive {
+                    // A plain WITH query sees only the ones before it: a later (or its own)
+                    // name there is a real table, which the scope below would wrongly allow.
+                    let later: HashSet<String> = with.cte_tables[i..]
+                        .iter()
+                        .map(|c| c.alias.name.value.to_lowercase())
+                        .collect();
+                    let mut hit = None;
+                    let _ = visit_relations(&*cte.query, |r| {
+                        if let Some(n) = r.0.last().and_then(folded)
+                            && later.contains(&n.to_lowercase())
+                        {
+                            hit = Some(n);
+                            return ControlFlow::Break(());
+                        }
+                        ControlFlow::Continue(())
+                    });
+                    if let Some(n) = hit {
+                        return refuse(format!(
+                            "the WITH query `{name}` names `{n}`, which is not defined before \
+                             it (write WITH RECURSIVE to refer to itself)"
+                        ));
+                    }
+                }
+                scope.insert(name);
+            }
+        }
+        self.scopes.push(scope);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<String> {
+        self.scopes.pop();
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<String> {
+        if select.into.is_some() {
+            return refuse(format!("`SELECT … INTO` creates a table: {NOT_ALLOWED}"));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<String> {
+        match factor {
+            TableFactor::Table { name, args, .. } => {
+                self.function_relation = args.is_some();
+                match args {
+                    Some(_) => self.function(name),
+                    None => self.table(name),
+                }
+            }
+            TableFactor::Function { name, .. } => self.function(name),
+            TableFactor::Derived { .. }
+            | TableFactor::NestedJoin { .. }
+            | TableFactor::UNNEST { .. } => ControlFlow::Continue(()),
+            other => refuse(format!("`{other}` is not allowed in FROM: {NOT_ALLOWED}")),
+        }
+    }
+
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<String> {
+        if std::mem::take(&mut self.function_relation) {
+            return ControlFlow::Continue(());
+        }
+        // Targets of INSERT/UPDATE/DELETE and FROM tables: both checked as tables.
+        self.table(relation)
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
+        match expr {
+            Expr::Function(f) => self.function(&f.name),
+            _ => ControlFlow::Continue(()),
+        }
+    }
 }
 
 /// What the guard looks at; literals, comments, numbers and operators are dropped.
@@ -297,20 +604,39 @@ mod tests {
             "INSERT INTO backlog_items (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id",
             "UPDATE backlog_items SET status = $1 WHERE id = $2",
             "DELETE FROM backlog_items WHERE id = $1",
-            "WITH x AS (INSERT INTO t VALUES ($1) RETURNING id) SELECT id FROM x",
+            "WITH x AS (INSERT INTO backlog_events (id) VALUES ($1) RETURNING id) SELECT id FROM x",
+            "WITH item AS (INSERT INTO backlog_items (id) VALUES ($1) RETURNING 1) \
+             INSERT INTO backlog_events (id) VALUES ($2) ON CONFLICT (id) DO NOTHING",
             "(SELECT 1) UNION (SELECT 2)",
             "  -- leading comment\n  /* and /* nested */ one */ SELECT 1",
             "SELECT 1;",
             "SELECT 1;  -- trailing comment\n ;",
-            "SELECT 'a;b', \"odd;name\", $$x; COMMIT$$, $t$ ; $t$ FROM t",
-            "SELECT 'it''s; fine', E'esc\\'; still', U&'\\0041;'",
-            "SELECT offset_value, set_configuration, a$b FROM t",
-            "SELECT status FROM t WHERE note = 'set_config('",
-            "EXPLAIN SELECT 1",
+            "SELECT 'a;b', \"odd;name\", $$x; COMMIT$$, $t$ ; $t$ FROM backlog_items",
+            "SELECT 'it''s; fine', E'esc\\'; still'",
+            "SELECT offset_value, set_configuration, a$b FROM backlog_items",
+            "SELECT status FROM backlog_items WHERE note = 'set_config('",
+            "SELECT 1 FROM public.backlog_items WHERE title = 'query_to_xml(''x'', true)'",
             "VALUES (1), (2)",
             "SELECT now() AT TIME ZONE 'UTC'",
-            "SELECT to_char(ts, 'YYYY-MM-DD\"T\"HH24') FROM t",
-            "CREATE INDEX IF NOT EXISTS i ON t (c)",
+            "SELECT to_char(ts, 'YYYY-MM-DD\"T\"HH24') FROM backlog_events",
+            "SELECT pg_catalog.count(*) FROM backlog_items",
+            "SELECT e->>'id' FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)",
+            "WITH a AS (SELECT 1 AS n), b AS (SELECT n FROM a) SELECT n FROM b",
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) \
+             SELECT n FROM r",
+            "SELECT (SELECT count(*) FROM backlog_events e WHERE e.item_id = i.id) \
+             FROM backlog_items i",
+            "SELECT current_user = session_user, current_setting('role'), pg_backend_pid()",
+            r#"WITH per AS (SELECT service, count(*) FILTER (WHERE status = 'open') AS open
+                 FROM backlog_items WHERE env = $1 GROUP BY service)
+               SELECT coalesce(sum(open), 0)::int8,
+                      (SELECT coalesce(json_agg(json_build_array(service, open) ORDER BY open
+                              DESC, service COLLATE "C"), '[]')::text
+                         FROM (SELECT service, open FROM per ORDER BY open DESC LIMIT $2) top)
+                 FROM per"#,
+            "WITH page AS (SELECT id, priority, due_date, count(*) OVER () AS total \
+             FROM backlog_items ORDER BY priority COLLATE \"C\" LIMIT $1 OFFSET $2) \
+             SELECT i.id, page.total FROM page JOIN backlog_items i ON i.id = page.id",
         ] {
             allowed(sql);
         }
@@ -410,16 +736,111 @@ mod tests {
     }
 
     #[test]
+    fn functions_that_run_sql_text_switch_roles_or_lock_are_refused_anywhere() {
+        let switch = "select set_config(''role'',''auditor'',false)";
+        for sql in [
+            format!("SELECT query_to_xml('{switch}', true, true, '')"),
+            format!("SELECT * FROM query_to_xml('{switch}', true, true, '') AS x"),
+            format!("SELECT ts_stat('{switch}')"),
+            format!("SELECT * FROM ts_stat('{switch}')"),
+            "SELECT cursor_to_xml('c', 1, false, true, '')".to_owned(),
+            "SELECT database_to_xml(true, true, '')".to_owned(),
+            "SELECT table_to_xml('backlog_items', true, true, '')".to_owned(),
+            "SELECT dblink_exec('dbname=x', 'SET ROLE auditor')".to_owned(),
+            "SELECT * FROM dblink('dbname=x', 'select 1') AS t(x int)".to_owned(),
+            "SELECT pg_advisory_lock(7089056601489762081)".to_owned(),
+            "SELECT pg_try_advisory_lock(1)".to_owned(),
+            "SELECT pg_catalog.pg_advisory_xact_lock(1)".to_owned(),
+            "SELECT lo_import('/etc/passwd')".to_owned(),
+            "SELECT pg_read_file('/etc/passwd')".to_owned(),
+            "SELECT count(*) FROM backlog_items WHERE EXISTS \
+             (SELECT 1 FROM (SELECT pg_advisory_lock(1)) x)"
+                .to_owned(),
+        ] {
+            refused(&sql, "is refused");
+        }
+    }
+
+    #[test]
+    fn only_allowlisted_functions_and_tables_pass_the_parser() {
+        for (sql, why) in [
+            ("SELECT pg_sleep(1)", "function `pg_sleep`"),
+            (
+                "SELECT nextval('backlog_events_seq_seq')",
+                "function `nextval`",
+            ),
+            ("SELECT public.count(*)", "function `public.count`"),
+            (
+                "SELECT x FROM generate_series(1, 3) x",
+                "function `generate_series`",
+            ),
+            (
+                "SELECT (SELECT max(x) FROM (SELECT pg_terminate_backend(1) AS x) y)",
+                "function `pg_terminate_backend`",
+            ),
+            (
+                "SELECT 1 FROM backlog_items WHERE id IN (SELECT xmlagg(x) FROM backlog_events)",
+                "function `xmlagg`",
+            ),
+            ("SELECT * FROM pg_authid", "table `pg_authid`"),
+            (
+                "SELECT * FROM pg_catalog.pg_roles",
+                "table `pg_catalog.pg_roles`",
+            ),
+            (
+                "SELECT * FROM other.backlog_items",
+                "table `other.backlog_items`",
+            ),
+            ("SELECT * FROM scheduler_runs", "table `scheduler_runs`"),
+            (
+                "WITH x AS (SELECT * FROM pg_user) SELECT * FROM x",
+                "table `pg_user`",
+            ),
+            (
+                "SELECT (WITH pg_user AS (SELECT 1) SELECT 1), (SELECT 1 FROM pg_user)",
+                "table `pg_user`",
+            ),
+            (
+                "WITH x AS (SELECT * FROM pg_shadow), pg_shadow AS (SELECT 1) SELECT * FROM x",
+                "not defined before",
+            ),
+            (
+                "INSERT INTO backlog_schema_version VALUES (2)",
+                "writes go only",
+            ),
+            ("DELETE FROM scheduler_runs", "writes go only"),
+            (
+                "UPDATE backlog_items SET title = (SELECT rolname FROM pg_roles LIMIT 1)",
+                "table `pg_roles`",
+            ),
+            ("SELECT * INTO evil FROM backlog_items", "SELECT … INTO"),
+            ("CREATE TABLE evil (x int)", "is refused"),
+            ("CREATE INDEX i ON backlog_items (title)", "is refused"),
+            ("DROP TABLE backlog_items", "is refused"),
+            ("ALTER ROLE bridge SET role = 'auditor'", "is refused"),
+            ("TRUNCATE backlog_items", "is refused"),
+            ("GRANT auditor TO bridge", "is refused"),
+            ("EXPLAIN ANALYZE DELETE FROM backlog_items", "is refused"),
+            ("SET ROLE auditor", "`SET` is refused"),
+            ("SET SESSION AUTHORIZATION auditor", "`SET` is refused"),
+            ("RESET ROLE", "`RESET` is refused"),
+            ("SELECT 1 +", "does not parse"),
+        ] {
+            refused(sql, why);
+        }
+    }
+
+    #[test]
     fn row_returning_statements_are_told_apart() {
         let rows_only = |sql: &str| check(sql).map(|c: Checked| c.rows_only);
         assert_eq!(rows_only("select 1"), Ok(true));
         assert_eq!(rows_only("/* c */ (VALUES (1))"), Ok(true));
         assert_eq!(
-            rows_only("INSERT INTO t VALUES (1) RETURNING id"),
+            rows_only("INSERT INTO backlog_events VALUES (1) RETURNING id"),
             Ok(false)
         );
         assert_eq!(
-            rows_only("WITH d AS (DELETE FROM t RETURNING 1) SELECT 1"),
+            rows_only("WITH d AS (DELETE FROM backlog_items RETURNING 1) SELECT 1"),
             Ok(false)
         );
     }

@@ -9,9 +9,15 @@
 //!
 //! Every connection is opened with the host's session settings in its startup packet
 //! (`statement_timeout`, `TimeZone=UTC`), so they are the session defaults that a reset
-//! restores. Between calls a connection is reset (temp objects, advisory locks, cursors,
-//! settings) before it goes back to the pool: a call must not see what an earlier call left in
-//! the session.
+//! restores. Between calls a connection is reset with `DISCARD ALL` (role and session
+//! authorization, settings, temp objects, advisory locks, cursors, prepared statements) and
+//! then verified in the same round trip: `current_user = session_user` and no setting left
+//! from the session. A connection that fails the check is closed, never reused: a call must
+//! not see — or run as — what an earlier call left in the session.
+//!
+//! Outages: a connect that fails or does not answer within the connect timeout marks the
+//! server down for [`Limits::retry_after`]; until then calls and [`Postgres::status`] answer
+//! `unavailable` at once instead of each waiting for a connect timeout.
 
 use std::future::Future;
 use std::pin::pin;
@@ -30,7 +36,8 @@ use crate::runtime::bindings::pg::{PgError, QueryResult, SqlError};
 /// The database name guests use: the only one the host grants.
 pub const DATABASE: &str = "backlog";
 
-/// Limits of the host's Postgres access (SPEC §12 style defaults).
+/// Limits of the host's Postgres access (SPEC §12 style defaults); the timeouts can be set
+/// with [`CONNECT_TIMEOUT_VAR`] and [`STATEMENT_TIMEOUT_VAR`] ([`Limits::from_env`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Server-side `statement_timeout` of every session.
@@ -43,6 +50,39 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// After a failed connect, how long calls answer `unavailable` without trying again.
+    pub retry_after: Duration,
+}
+
+/// The connect timeout, in milliseconds.
+pub const CONNECT_TIMEOUT_VAR: &str = "BACKLOG_POSTGRES_CONNECT_TIMEOUT_MS";
+/// The server-side statement timeout, in milliseconds.
+pub const STATEMENT_TIMEOUT_VAR: &str = "BACKLOG_POSTGRES_STATEMENT_TIMEOUT_MS";
+
+impl Limits {
+    /// The defaults, with the timeouts of [`CONNECT_TIMEOUT_VAR`] and
+    /// [`STATEMENT_TIMEOUT_VAR`] when set (1 ms ..= 1 h; anything else is refused).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Limits, String> {
+        let ms = |name: &str| -> Result<Option<Duration>, String> {
+            let Some(v) = var(name).filter(|v| !v.trim().is_empty()) else {
+                return Ok(None);
+            };
+            match v.trim().parse::<u64>() {
+                Ok(n) if (1..=3_600_000).contains(&n) => Ok(Some(Duration::from_millis(n))),
+                _ => Err(format!(
+                    "{name}={v:?}: must be a whole number of milliseconds from 1 to 3600000"
+                )),
+            }
+        };
+        let mut limits = Limits::default();
+        if let Some(t) = ms(CONNECT_TIMEOUT_VAR)? {
+            limits.connect_timeout = t;
+        }
+        if let Some(t) = ms(STATEMENT_TIMEOUT_VAR)? {
+            limits.statement_timeout = t;
+        }
+        Ok(limits)
+    }
 }
 
 impl Default for Limits {
@@ -51,8 +91,9 @@ impl Default for Limits {
             statement_timeout: Duration::from_secs(5),
             max_rows: 100_000,
             max_bytes: 64 << 20,
-            connect_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
             max_connections: 16,
+            retry_after: Duration::from_secs(5),
         }
     }
 }
@@ -60,10 +101,39 @@ impl Default for Limits {
 /// Extra wait beyond the statement timeout before the host gives up on the server.
 const GRACE: Duration = Duration::from_secs(2);
 
-/// What resets a connection's session between calls (one simple query; none of these may
-/// run in a transaction block, and the host's settings come back from the startup packet).
-const RESET_SESSION: &str =
-    "CLOSE ALL; RESET ALL; DISCARD TEMP; DISCARD SEQUENCES; SELECT pg_advisory_unlock_all()";
+/// Extra wait beyond the connect timeout (the client's own timer fires first).
+const CONNECT_MARGIN: Duration = Duration::from_millis(250);
+
+/// What resets a connection's session between calls. It includes `SET SESSION AUTHORIZATION
+/// DEFAULT` (and so the role), `RESET ALL` (the host's settings come back from the startup
+/// packet), `CLOSE ALL`, `UNLISTEN *`, `pg_advisory_unlock_all()`, `DISCARD PLANS`, `DISCARD
+/// SEQUENCES` and `DISCARD TEMP`. It may not run in a transaction block — a multi-statement
+/// simple query is one — so it goes alone, pipelined behind the COMMIT with [`CHECK_SESSION`]
+/// behind it: one round trip for the three.
+const RESET_SESSION: &str = "DISCARD ALL";
+
+/// The check after [`RESET_SESSION`]: same role, the current role, settings the session
+/// changed (`role` is not listed in `pg_settings`: the first column covers it). Judged by
+/// [`session_clean`].
+const CHECK_SESSION: &str = "SELECT current_user = session_user, current_user::text, \
+     (SELECT count(*) FROM pg_catalog.pg_settings WHERE source = 'session')";
+
+/// Whether the check of [`RESET_SESSION`] (its row as text: same role, current role, session
+/// settings) shows a clean session: the login role, no setting changed by the session.
+pub fn session_clean(row: &[Option<&str>]) -> Result<(), String> {
+    match row {
+        [Some("t"), Some(_), Some("0")] => Ok(()),
+        [Some("t"), _, n] => Err(format!(
+            "{} settings are still changed by the session",
+            n.unwrap_or("?")
+        )),
+        [_, role, _] => Err(format!(
+            "the session still runs as role {:?}, not the login role",
+            role.unwrap_or("?")
+        )),
+        _ => Err("the session check returned no row".into()),
+    }
+}
 
 /// The transaction-scoped advisory lock every write-capable call takes first
 /// ([`BEGIN_WRITER`]); the value spells `backlog!`.
@@ -86,11 +156,8 @@ const SCHEMA_VERSION_SQL: &str = "SELECT max(version) FROM backlog_schema_versio
 /// A failed connect or DSN: typed for the library, shown with the DSN redacted.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("{dsn}: not a valid Postgres connection string: {source}")]
-    Dsn {
-        dsn: String,
-        source: tokio_postgres::Error,
-    },
+    #[error("the Postgres DSN is not a valid connection string: {reason}")]
+    Dsn { reason: String },
     #[error("cannot start the Postgres client runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot connect to {dsn}: {message}")]
@@ -104,6 +171,20 @@ pub struct PgStatus {
     pub reachable: bool,
     /// `backlog_schema_version` holds this build's version ([`backlog_store::PG_SCHEMA_VERSION`]).
     pub schema_current: bool,
+    /// How old this answer is: zero when the server was asked now; else the last known state
+    /// (the server was found down less than [`Limits::retry_after`] ago, or every connection
+    /// was busy).
+    pub age: Duration,
+}
+
+/// The last thing the pool learned about the server.
+#[derive(Debug, Clone)]
+struct Known {
+    at: Instant,
+    reachable: bool,
+    schema_current: bool,
+    /// Why it is down, while it is.
+    down: Option<String>,
 }
 
 struct Slots {
@@ -121,6 +202,7 @@ pub struct Postgres {
     freed: Condvar,
     schema_current: AtomicBool,
     schema_warned: AtomicBool,
+    known: Mutex<Option<Known>>,
     /// The limits every session of this pool gets.
     pub limits: Limits,
 }
@@ -145,9 +227,8 @@ impl Drop for Postgres {
 impl Postgres {
     /// A pool for `dsn`. Parses the DSN and starts the client runtime; connects lazily.
     pub fn new(dsn: Dsn, limits: Limits) -> Result<Postgres, ConnectError> {
-        let mut config: Config = dsn.expose().parse().map_err(|source| ConnectError::Dsn {
-            dsn: dsn.redacted(),
-            source,
+        let mut config: Config = dsn.expose().parse().map_err(|e| ConnectError::Dsn {
+            reason: super::dsn::parse_error(&e),
         })?;
         // The host's session settings, as startup options so that `RESET ALL` restores them.
         let ours = format!(
@@ -182,6 +263,7 @@ impl Postgres {
             freed: Condvar::new(),
             schema_current: AtomicBool::new(false),
             schema_warned: AtomicBool::new(false),
+            known: Mutex::new(None),
             limits,
         })
     }
@@ -205,20 +287,71 @@ impl Postgres {
         rx.recv_timeout(wait).ok()
     }
 
-    /// A new connection, outside the pool (for `migrate`).
+    /// A new connection, outside the pool (for `migrate` and the scheduler).
     pub fn connect(&self) -> Result<Client, ConnectError> {
+        self.connect_within(self.limits.connect_timeout + CONNECT_MARGIN)
+    }
+
+    /// A new connection, waiting at most `wait`; a failure marks the server down.
+    fn connect_within(&self, wait: Duration) -> Result<Client, ConnectError> {
         let config = self.config.clone();
-        let wait = self.limits.connect_timeout + GRACE;
+        let failed = |message: String| {
+            self.mark_down(&message);
+            Err(ConnectError::Connect {
+                dsn: self.dsn.redacted(),
+                message,
+            })
+        };
         match self.run(wait, connect(config)) {
             Some(Ok(client)) => Ok(client),
-            Some(Err(e)) => Err(ConnectError::Connect {
-                dsn: self.dsn.redacted(),
-                message: e.to_string(),
-            }),
-            None => Err(ConnectError::Connect {
-                dsn: self.dsn.redacted(),
-                message: format!("no answer within {} s", wait.as_secs()),
-            }),
+            Some(Err(e)) => failed(connect_failure(&e)),
+            None => failed(format!(
+                "the server did not answer within {} ms (connect timeout; set {CONNECT_TIMEOUT_VAR})",
+                wait.as_millis()
+            )),
+        }
+    }
+
+    /// Records that the server is down (calls answer `unavailable` without trying for
+    /// [`Limits::retry_after`]).
+    fn mark_down(&self, why: &str) {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        let already = known
+            .as_ref()
+            .is_some_and(|k| k.down.is_some() && k.at.elapsed() < self.limits.retry_after);
+        if !already {
+            tracing::warn!(
+                dsn = %self.dsn,
+                "postgres: unavailable, calls answer `unavailable` without trying for {} s: {why}",
+                self.limits.retry_after.as_secs()
+            );
+        }
+        *known = Some(Known {
+            at: Instant::now(),
+            reachable: false,
+            schema_current: false,
+            down: Some(why.to_owned()),
+        });
+    }
+
+    fn mark_known(&self, reachable: bool, schema_current: bool) {
+        *self.known.lock().unwrap_or_else(PoisonError::into_inner) = Some(Known {
+            at: Instant::now(),
+            reachable,
+            schema_current,
+            down: None,
+        });
+    }
+
+    /// Why the server counts as down, while it was found down less than
+    /// [`Limits::retry_after`] ago.
+    fn down(&self) -> Option<(String, Duration)> {
+        let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        let k = known.as_ref()?;
+        let age = k.at.elapsed();
+        match &k.down {
+            Some(why) if age < self.limits.retry_after => Some((why.clone(), age)),
+            _ => None,
         }
     }
 
@@ -229,6 +362,14 @@ impl Postgres {
     /// An idle connection, or a new one if fewer than `max_connections` are open. The bool
     /// says whether it was reused (and so may have gone stale).
     fn checkout(&self) -> Result<(Arc<Client>, bool), PgError> {
+        if let Some((why, age)) = self.down() {
+            return Err(PgError::Unavailable(format!(
+                "cannot connect to Postgres: {why} ({} ms ago; the host tries again {} s after \
+                 a failure)",
+                age.as_millis(),
+                self.limits.retry_after.as_secs()
+            )));
+        }
         let deadline = Instant::now() + self.limits.connect_timeout;
         let mut slots = self.lock();
         loop {
@@ -283,26 +424,83 @@ impl Postgres {
         self.freed.notify_one();
     }
 
-    /// Whether the server answers and holds the current schema.
+    /// Whether the server answers and holds the current schema. Waits at most one connect
+    /// timeout in all: while the server is marked down, or when every connection is busy, it
+    /// answers the last known state (with its age) at once.
     pub fn status(&self) -> PgStatus {
-        let Ok((client, _)) = self.checkout() else {
-            return PgStatus {
-                reachable: false,
-                schema_current: false,
-            };
+        let last = |this: &Postgres| {
+            let known = this.known.lock().unwrap_or_else(PoisonError::into_inner);
+            match known.as_ref() {
+                Some(k) => PgStatus {
+                    reachable: k.reachable,
+                    schema_current: k.schema_current,
+                    age: k.at.elapsed(),
+                },
+                None => PgStatus {
+                    reachable: false,
+                    schema_current: false,
+                    age: Duration::ZERO,
+                },
+            }
         };
-        let schema = self.schema(&client);
+        if self.down().is_some() {
+            return last(self);
+        }
+        let deadline = Instant::now() + self.limits.connect_timeout;
+        let idle = {
+            let mut slots = self.lock();
+            let mut found = None;
+            while let Some(client) = slots.idle.pop() {
+                if !client.is_closed() {
+                    found = Some(client);
+                    break;
+                }
+                slots.open -= 1;
+            }
+            if found.is_none() {
+                if slots.open >= self.limits.max_connections {
+                    drop(slots);
+                    return last(self);
+                }
+                slots.open += 1;
+            }
+            found
+        };
+        let client = match idle {
+            Some(client) => client,
+            None => match self.connect_within(self.limits.connect_timeout) {
+                Ok(client) => Arc::new(client),
+                Err(_) => {
+                    self.checkin(None);
+                    return last(self);
+                }
+            },
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let schema = self.schema_within(&client, left.max(Duration::from_millis(1)));
+        if let Err(e) = &schema {
+            self.mark_down(&e.to_string());
+        }
         self.checkin(schema.is_ok().then_some(client));
+        let current =
+            matches!(schema, Ok(Schema::Version(Some(v))) if v == backlog_store::PG_SCHEMA_VERSION);
+        if schema.is_ok() {
+            self.mark_known(true, current);
+        }
         PgStatus {
             reachable: schema.is_ok(),
-            schema_current: matches!(schema, Ok(Schema::Version(Some(v))) if v == backlog_store::PG_SCHEMA_VERSION),
+            schema_current: current,
+            age: Duration::ZERO,
         }
     }
 
     /// What the database says about its schema; `Err` when it did not answer.
     fn schema(&self, client: &Arc<Client>) -> Result<Schema, PgError> {
+        self.schema_within(client, self.limits.statement_timeout + GRACE)
+    }
+
+    fn schema_within(&self, client: &Arc<Client>, wait: Duration) -> Result<Schema, PgError> {
         let client = client.clone();
-        let wait = self.limits.statement_timeout + GRACE;
         let answer = self.run(wait, async move {
             match client.query_typed(SCHEMA_VERSION_SQL, &[]).await {
                 Ok(rows) => {
@@ -358,6 +556,45 @@ enum Schema {
     Version(Option<i32>),
     /// The server answered with an error (e.g. the role may not read the table).
     Unreadable(String),
+}
+
+/// Why a connect failed, as the operator needs it: the server's own message and SQLSTATE
+/// (an authentication or catalog error), with the fix; else the client's reason and its
+/// causes (refused, timed out, …). Never the DSN or the password.
+pub fn connect_failure(e: &tokio_postgres::Error) -> String {
+    use tokio_postgres::error::SqlState;
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let fix = if *code == SqlState::INVALID_CATALOG_NAME {
+            "create the database (`createdb NAME`) or fix the database name in \
+             BACKLOG_POSTGRES_DSN"
+        } else if *code == SqlState::INVALID_PASSWORD {
+            "check the role's password in BACKLOG_POSTGRES_DSN"
+        } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+            "create the role (`CREATE ROLE NAME LOGIN PASSWORD …`) or fix the user name in \
+             BACKLOG_POSTGRES_DSN; check pg_hba.conf allows it"
+        } else if *code == SqlState::TOO_MANY_CONNECTIONS {
+            "the server has no free connection slot: raise max_connections or lower the \
+             number of bridge processes"
+        } else if *code == SqlState::CANNOT_CONNECT_NOW {
+            "the server is starting up or shutting down: retry shortly"
+        } else {
+            "see the server's log"
+        };
+        return format!(
+            "the server refused the connection: {} (SQLSTATE {}); fix: {fix}",
+            db.message(),
+            code.code()
+        );
+    }
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
 }
 
 async fn connect(config: Config) -> Result<Client, tokio_postgres::Error> {
@@ -535,11 +772,28 @@ impl Session {
         let c = client.clone();
         let answer = self.pool.run(wait, async move {
             // Pipelined: the reset is sent right behind the COMMIT, one round trip for both.
-            let (ended, reset) =
-                tokio::join!(c.batch_execute(finish), c.batch_execute(RESET_SESSION));
-            (ended, reset.is_ok())
+            let (ended, reset, check) = tokio::join!(
+                c.batch_execute(finish),
+                c.batch_execute(RESET_SESSION),
+                c.simple_query(CHECK_SESSION)
+            );
+            let clean = match reset.and(check) {
+                Ok(messages) => {
+                    let row = messages.iter().find_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => {
+                            Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                        }
+                        _ => None,
+                    });
+                    let row: Vec<Option<String>> = row.unwrap_or_default();
+                    let row: Vec<Option<&str>> = row.iter().map(Option::as_deref).collect();
+                    session_clean(&row)
+                }
+                Err(e) => Err(format!("the reset failed: {e}")),
+            };
+            (ended, clean)
         });
-        let (ended, reset_ok) = match answer {
+        let (ended, clean) = match answer {
             Some(answer) => answer,
             None => {
                 self.pool.checkin(None);
@@ -548,8 +802,11 @@ impl Session {
                 ));
             }
         };
-        let clean = ended.is_ok() && reset_ok;
-        self.pool.checkin(clean.then_some(client));
+        if let Err(why) = &clean {
+            tracing::warn!("postgres: closing a connection that did not come back clean: {why}");
+        }
+        let reuse = ended.is_ok() && clean.is_ok();
+        self.pool.checkin(reuse.then_some(client));
         match (end, failed, ended) {
             (End::Rollback, _, _) => Ok(()),
             (End::Commit, Some(sqlstate), _) => Err(CommitError::Aborted(sqlstate)),
@@ -666,6 +923,40 @@ fn unavailable(e: &tokio_postgres::Error) -> PgError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_session_back_on_the_login_role_without_settings_is_clean() {
+        assert_eq!(
+            session_clean(&[Some("t"), Some("bridge"), Some("0")]),
+            Ok(())
+        );
+        let role = session_clean(&[Some("f"), Some("auditor"), Some("0")]).unwrap_err();
+        assert!(role.contains("\"auditor\""), "{role}");
+        let settings = session_clean(&[Some("t"), Some("bridge"), Some("2")]).unwrap_err();
+        assert!(settings.contains("2 settings"), "{settings}");
+        assert!(session_clean(&[]).is_err());
+        assert!(session_clean(&[None, None, None]).is_err());
+    }
+
+    #[test]
+    fn timeouts_come_from_the_environment_and_bad_values_are_refused() {
+        let d = Limits::from_env(|_| None).unwrap();
+        assert!(d.connect_timeout <= Duration::from_secs(2));
+        assert_eq!(d.statement_timeout, Duration::from_secs(5));
+        let set = Limits::from_env(|k| match k {
+            CONNECT_TIMEOUT_VAR => Some("750".into()),
+            STATEMENT_TIMEOUT_VAR => Some(" 1500 ".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(set.connect_timeout, Duration::from_millis(750));
+        assert_eq!(set.statement_timeout, Duration::from_millis(1500));
+        for bad in ["0", "-1", "2s", "3600001"] {
+            let e = Limits::from_env(|k| (k == CONNECT_TIMEOUT_VAR).then(|| bad.to_owned()))
+                .unwrap_err();
+            assert!(e.contains(CONNECT_TIMEOUT_VAR), "{e}");
+        }
+    }
 
     #[test]
     fn writers_begin_by_taking_the_writer_lock() {
