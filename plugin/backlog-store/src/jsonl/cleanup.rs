@@ -15,9 +15,9 @@ use std::path::Path;
 
 use backlog_core::store::{StoreError, is_expired, parse_cutoff};
 
-use super::{Access, EVENTS_FILE, ITEMS_FILE, JsonlStore};
+use super::{Access, CLEANUP_TMP_FILES, EVENTS_FILE, ITEMS_FILE, JsonlStore};
 use crate::error::{JsonlError, write_err};
-use crate::head::{self, EventHead, ItemHead};
+use crate::head::{self, EventHead};
 
 /// Write buffer of a rewrite.
 const WRITE_BUF: usize = 1 << 20;
@@ -43,7 +43,9 @@ impl JsonlStore {
             false => Some(Rewrite::start(&self.dir, ITEMS_FILE)?),
         };
         self.items.each_line(|line, off| {
-            let Ok(Some(h)) = head::parse::<ItemHead>(line) else {
+            // Lines with a too-deep `meta` (older versions) are indexed, so they are kept too.
+            let mut buf = None;
+            let Ok(Some(h)) = head::parse_item(line, &mut buf) else {
                 return Ok(());
             };
             let Some(slot) = index.slot_if_latest(&h.id, off) else {
@@ -94,9 +96,12 @@ impl JsonlStore {
     }
 }
 
-/// A file being rewritten through a temporary sibling.
+/// A file being rewritten through a temporary sibling. Errors while the temporary file is
+/// written or synced name the temporary file (`.items.jsonl.cleanup.tmp`): that is what ran out
+/// of space or was refused, not the store file.
 struct Rewrite {
     name: &'static str,
+    tmp_name: &'static str,
     tmp: std::path::PathBuf,
     dest: std::path::PathBuf,
     dir: std::path::PathBuf,
@@ -105,15 +110,27 @@ struct Rewrite {
 
 impl Rewrite {
     fn start(dir: &Path, name: &'static str) -> Result<Self, JsonlError> {
-        let tmp = dir.join(format!(".{name}.cleanup.tmp"));
+        let tmp_name = if name == ITEMS_FILE {
+            CLEANUP_TMP_FILES[0]
+        } else {
+            CLEANUP_TMP_FILES[1]
+        };
+        let tmp = dir.join(tmp_name);
+        // A leftover (or a symlink planted in its place) is removed, never written through:
+        // `create_new` does not follow a symlink.
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(write_err(tmp_name, "remove", e)),
+        }
         let file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&tmp)
-            .map_err(|e| write_err(name, "write", e))?;
+            .map_err(|e| write_err(tmp_name, "create", e))?;
         Ok(Rewrite {
             name,
+            tmp_name,
             dest: dir.join(name),
             dir: dir.to_path_buf(),
             tmp,
@@ -123,13 +140,14 @@ impl Rewrite {
 
     fn line(&mut self, line: &[u8]) -> Result<(), JsonlError> {
         let r = self.out.write_all(line);
-        r.map_err(|e| write_err(self.name, "write", e))
+        r.map_err(|e| write_err(self.tmp_name, "write", e))
     }
 
     /// Syncs the temporary file, renames it over the original and syncs the directory.
     fn commit(self) -> Result<(), JsonlError> {
         let Rewrite {
             name,
+            tmp_name,
             tmp,
             dest,
             dir,
@@ -138,8 +156,8 @@ impl Rewrite {
         let result = (|| {
             let file = out
                 .into_inner()
-                .map_err(|e| write_err(name, "write", e.into_error()))?;
-            file.sync_all().map_err(|e| write_err(name, "sync", e))?;
+                .map_err(|e| write_err(tmp_name, "write", e.into_error()))?;
+            file.sync_all().map_err(|e| write_err(tmp_name, "sync", e))?;
             drop(file);
             fs::rename(&tmp, &dest).map_err(|e| write_err(name, "replace", e))?;
             // The rename is durable only once the directory is.
