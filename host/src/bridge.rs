@@ -695,14 +695,15 @@ fn ensure_dir(dir: &Path) -> Result<(), ToolError> {
 /// What the operator should do about a host filesystem refusal or a full disk; `None` for
 /// other errors.
 fn host_fs_fix(e: &std::io::Error) -> Option<&'static str> {
-    match e.raw_os_error() {
-        Some(libc::EACCES) | Some(libc::EPERM) => Some(
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::PermissionDenied => Some(
             "the user the bridge runs as cannot access it: fix the owner or mode of the store directory and its files",
         ),
-        Some(libc::EROFS) => Some(
+        ErrorKind::ReadOnlyFilesystem => Some(
             "the filesystem is read-only: remount it read-write or point BACKLOG_JSONL_DIR at a writable directory",
         ),
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
             Some("no space left: free space on its filesystem (or raise the quota), then retry")
         }
         _ => None,

@@ -29,5 +29,7 @@ mod backends;
 mod scheduler;
 // The router over loopback: auth, RBAC per route, statuses, concurrency, SIGTERM.
 mod http;
+// Item limits, list paging, reserved keys, batch --agent, symlinks, host filesystem errors.
+mod limits;
 // The MCP face: the official Python client over stdio and HTTP, Origin/auth/OAuth paths.
 mod mcp;

@@ -10,12 +10,11 @@
 //! A file whose every line would be kept is not rewritten.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use backlog_core::store::{StoreError, is_expired, parse_cutoff};
 
-use super::{Access, CLEANUP_TMP_FILES, EVENTS_FILE, ITEMS_FILE, JsonlStore};
+use super::{Access, CLEANUP_TMP_FILES, EVENTS_FILE, ITEMS_FILE, JsonlStore, write_all_at};
 use crate::error::{JsonlError, write_err};
 use crate::head::{self, EventHead};
 
@@ -105,7 +104,11 @@ struct Rewrite {
     tmp: std::path::PathBuf,
     dest: std::path::PathBuf,
     dir: std::path::PathBuf,
-    out: BufWriter<File>,
+    file: File,
+    /// Lines not yet written, and where they go. Positioned writes (`pwrite`): inside the
+    /// component they report the host's errno (`ENOSPC`), where the stream path says `EIO`.
+    buf: Vec<u8>,
+    off: u64,
 }
 
 impl Rewrite {
@@ -134,46 +137,51 @@ impl Rewrite {
             dest: dir.join(name),
             dir: dir.to_path_buf(),
             tmp,
-            out: BufWriter::with_capacity(WRITE_BUF, file),
+            file,
+            buf: Vec::with_capacity(WRITE_BUF),
+            off: 0,
         })
     }
 
     fn line(&mut self, line: &[u8]) -> Result<(), JsonlError> {
-        let r = self.out.write_all(line);
-        r.map_err(|e| write_err(self.tmp_name, "write", e))
+        self.buf.extend_from_slice(line);
+        if self.buf.len() >= WRITE_BUF {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), JsonlError> {
+        write_all_at(&self.file, &self.buf, self.off)
+            .map_err(|e| write_err(self.tmp_name, "write", e))?;
+        self.off += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
     }
 
     /// Syncs the temporary file, renames it over the original and syncs the directory.
-    fn commit(self) -> Result<(), JsonlError> {
-        let Rewrite {
-            name,
-            tmp_name,
-            tmp,
-            dest,
-            dir,
-            out,
-        } = self;
+    fn commit(mut self) -> Result<(), JsonlError> {
         let result = (|| {
-            let file = out
-                .into_inner()
-                .map_err(|e| write_err(tmp_name, "write", e.into_error()))?;
-            file.sync_all().map_err(|e| write_err(tmp_name, "sync", e))?;
-            drop(file);
-            fs::rename(&tmp, &dest).map_err(|e| write_err(name, "replace", e))?;
+            self.flush()?;
+            let (name, tmp_name) = (self.name, self.tmp_name);
+            self.file
+                .sync_all()
+                .map_err(|e| write_err(tmp_name, "sync", e))?;
+            fs::rename(&self.tmp, &self.dest).map_err(|e| write_err(name, "replace", e))?;
             // The rename is durable only once the directory is.
-            File::open(&dir)
+            File::open(&self.dir)
                 .and_then(|d| d.sync_all())
                 .map_err(|e| write_err(name, "sync the directory of", e))
         })();
         if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(&self.tmp);
         }
         result
     }
 
     /// Drops the temporary file (nothing to change).
     fn abandon(self) {
-        drop(self.out);
+        drop(self.file);
         let _ = fs::remove_file(&self.tmp);
     }
 }
