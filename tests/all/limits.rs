@@ -50,15 +50,26 @@ fn base(extra: Value) -> Value {
 fn deep_meta_is_refused_and_an_older_deep_item_does_not_break_reads() {
     let env = Env::new();
     // The attack of the review: 125 levels. Refused, naming the field and the limit.
-    let e = env.err("create", base(json!({"meta": {"x": nested(124)}})), "invalid_input");
+    let e = env.err(
+        "create",
+        base(json!({"meta": {"x": nested(124)}})),
+        "invalid_input",
+    );
     let msg = e["error"].as_str().unwrap_or_default();
     assert!(
         msg.contains("`meta` must be nested at most 16 levels deep") && msg.contains("got 125"),
         "{e}"
     );
-    env.err("upsert", base(json!({"dedupe_key": "k", "meta": nested(17)})), "invalid_input");
+    env.err(
+        "upsert",
+        base(json!({"dedupe_key": "k", "meta": nested(17)})),
+        "invalid_input",
+    );
     env.ok("create", base(json!({"meta": nested(15)})));
-    env.ok("create", base(json!({"priority": "P0", "due_date": "2026-11-01"})));
+    env.ok(
+        "create",
+        base(json!({"priority": "P0", "due_date": "2026-11-01"})),
+    );
 
     // What an older version let in, written straight into items.jsonl: 125 levels (which
     // parsed, then broke the host's parse of every listing) and 400 (past any parser).
@@ -75,7 +86,9 @@ fn deep_meta_is_refused_and_an_older_deep_item_does_not_break_reads() {
     }
     let run = env.call("operator", "backlog_tool", "list", &json!({}));
     assert!(
-        run.stderr.contains("over the item limits, returned truncated") && run.stderr.contains("bl_0000000000d2"),
+        run.stderr
+            .contains("over the item limits, returned truncated")
+            && run.stderr.contains("bl_0000000000d2"),
         "a warning names the item: {run:?}"
     );
     let dash = env.ok("dashboard", json!({"env": "prod"}));
@@ -112,7 +125,10 @@ fn megabyte_evidence_is_refused_and_older_big_items_page_within_memory() {
     let e = out[0].clone();
     assert_eq!(e["code"], "invalid_input", "{e}");
     assert!(
-        e["error"].as_str().unwrap_or_default().contains("`evidence_refs.alerts` must hold at most 1000 ids"),
+        e["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`evidence_refs.alerts` must hold at most 1000 ids"),
         "{e}"
     );
     let small: Vec<String> = (0..1000).map(|i| format!("{i:0>70}")).collect();
@@ -122,7 +138,10 @@ fn megabyte_evidence_is_refused_and_older_big_items_page_within_memory() {
         "invalid_input",
     );
     assert!(
-        e["error"].as_str().unwrap_or_default().contains("`evidence_refs` must be at most 65536 bytes"),
+        e["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`evidence_refs` must be at most 65536 bytes"),
         "{e}"
     );
 
@@ -141,9 +160,16 @@ fn megabyte_evidence_is_refused_and_older_big_items_page_within_memory() {
         let page = env.ok("list", json!({ "offset": offset }));
         assert_eq!(page["total"], 25);
         let got = page["items"].as_array().unwrap();
-        assert!(!got.is_empty() && got.len() < 25, "a byte budget cuts the page: {}", got.len());
+        assert!(
+            !got.is_empty() && got.len() < 25,
+            "a byte budget cuts the page: {}",
+            got.len()
+        );
         for it in got {
-            assert_eq!(it["evidence_refs"]["alerts"].as_array().unwrap().len(), 1000);
+            assert_eq!(
+                it["evidence_refs"]["alerts"].as_array().unwrap().len(),
+                1000
+            );
         }
         seen += got.len();
         match page["next_offset"].as_u64() {
@@ -157,7 +183,11 @@ fn megabyte_evidence_is_refused_and_older_big_items_page_within_memory() {
 #[test]
 fn offset_past_the_limit_names_the_limit() {
     let env = Env::new();
-    let e = env.err("list", json!({"offset": 99_999_999_999u64}), "invalid_input");
+    let e = env.err(
+        "list",
+        json!({"offset": 99_999_999_999u64}),
+        "invalid_input",
+    );
     assert!(
         e["error"]
             .as_str()
@@ -165,7 +195,10 @@ fn offset_past_the_limit_names_the_limit() {
             .contains("`offset` must be between 0 and 4294967295, got 99999999999"),
         "{e}"
     );
-    assert_eq!(env.ok("list", json!({"offset": 4_294_967_295u64}))["items"], json!([]));
+    assert_eq!(
+        env.ok("list", json!({"offset": 4_294_967_295u64}))["items"],
+        json!([])
+    );
 }
 
 /// The shipped matrix plus agent `writer` (read and write, no admin).
@@ -191,14 +224,22 @@ fn generated_keys_are_reserved_for_admins_and_generation_is_not_squatted() {
         let out = run.json();
         assert_eq!(out["code"], "forbidden", "{action}: {run:?}");
         assert!(
-            out["error"].as_str().unwrap_or_default().contains("tools.backlog.admin"),
+            out["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("tools.backlog.admin"),
             "{out}"
         );
     }
     // Moving one's own item onto the key is refused too.
     let mine = env.call("writer", "backlog_tool", "create", &base(json!({})));
     let id = mine.json()["id"].as_str().unwrap().to_owned();
-    let run = env.call("writer", "backlog_tool", "upsert", &json!({"id": id, "dedupe_key": key}));
+    let run = env.call(
+        "writer",
+        "backlog_tool",
+        "upsert",
+        &json!({"id": id, "dedupe_key": key}),
+    );
     assert_eq!(run.json()["code"], "forbidden", "{run:?}");
 
     // Generation is unaffected: the critical item comes out as the policy says.
@@ -209,9 +250,17 @@ fn generated_keys_are_reserved_for_admins_and_generation_is_not_squatted() {
         &path,
     )
     .unwrap();
-    let run = env.call("scheduler", "backlog_tool", "auto_generate_weekly", &json!({}));
+    let run = env.call(
+        "scheduler",
+        "backlog_tool",
+        "auto_generate_weekly",
+        &json!({}),
+    );
     assert_eq!(run.code, 0, "{run:?}");
-    let list = env.ok("list", json!({"service": "gateway", "category": "arch_review"}));
+    let list = env.ok(
+        "list",
+        json!({"service": "gateway", "category": "arch_review"}),
+    );
     let item = &list["items"][0];
     assert_eq!(item["dedupe_key"], key);
     assert_eq!(
@@ -224,7 +273,12 @@ fn generated_keys_are_reserved_for_admins_and_generation_is_not_squatted() {
     let next = json!({"env": "prod", "service": "api", "category": "refactor",
                       "title": "by hand", "dedupe_key": "platform_backlog:2026-49:prod:api:refactor"});
     env.ok("create", next);
-    let run = env.call("writer", "backlog_tool", "upsert", &json!({"dedupe_key": key, "owner": "alice"}));
+    let run = env.call(
+        "writer",
+        "backlog_tool",
+        "upsert",
+        &json!({"dedupe_key": key, "owner": "alice"}),
+    );
     assert_eq!(run.code, 0, "{run:?}");
 }
 
@@ -249,7 +303,10 @@ fn batch_agent_is_a_ceiling_not_a_default() {
         }
         let out: Run = child.wait_with_output().unwrap().into();
         assert_eq!(out.code, 0, "{out:?}");
-        out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     };
     let create = |agent: Option<&str>| {
         let mut l = json!({"tool": "backlog_tool", "action": "create", "params": base(json!({}))});
@@ -261,18 +318,36 @@ fn batch_agent_is_a_ceiling_not_a_default() {
     let list = json!({"tool": "backlog_tool", "action": "list", "params": {}});
     let out = run(
         &["--agent", "viewer"],
-        &[create(Some("operator")), list.clone(), create(None), create(Some("viewer"))],
+        &[
+            create(Some("operator")),
+            list.clone(),
+            create(None),
+            create(Some("viewer")),
+        ],
     );
     assert_eq!(out[0]["code"], "forbidden", "{out:?}");
-    assert!(out[0]["error"].as_str().unwrap().contains("--agent viewer"), "{out:?}");
+    assert!(
+        out[0]["error"].as_str().unwrap().contains("--agent viewer"),
+        "{out:?}"
+    );
     assert_eq!(out[1]["total"], 0, "the other lines go on: {out:?}");
     assert_eq!(out[2]["code"], "forbidden", "viewer cannot create: {out:?}");
     assert_eq!(out[3]["code"], "forbidden", "{out:?}");
     assert_eq!(env.ok("list", json!({}))["total"], 0, "nothing was written");
     // Without --agent, a line may name its agent.
-    let out = run(&[], &[create(Some("viewer")), create(Some("operator")), create(None)]);
+    let out = run(
+        &[],
+        &[
+            create(Some("viewer")),
+            create(Some("operator")),
+            create(None),
+        ],
+    );
     assert_eq!(out[0]["code"], "forbidden", "{out:?}");
-    assert!(out[1]["id"].is_string() && out[2]["id"].is_string(), "{out:?}");
+    assert!(
+        out[1]["id"].is_string() && out[2]["id"].is_string(),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -286,7 +361,10 @@ fn symlinks_in_the_store_directory_are_refused_not_followed() {
     std::os::unix::fs::symlink(&target, dir.join(".lock")).unwrap();
     let e = env.err("create", base(json!({})), "unavailable");
     let msg = e["error"].as_str().unwrap_or_default();
-    assert!(msg.contains(".lock is a symbolic link") && msg.contains("remove it"), "{e}");
+    assert!(
+        msg.contains(".lock is a symbolic link") && msg.contains("remove it"),
+        "{e}"
+    );
     assert!(!target.exists(), "the lock target outside was not created");
     std::fs::remove_file(dir.join(".lock")).unwrap();
 
@@ -295,13 +373,23 @@ fn symlinks_in_the_store_directory_are_refused_not_followed() {
     std::fs::write(&victim, "precious\n").unwrap();
     std::os::unix::fs::symlink(&victim, dir.join("items.jsonl")).unwrap();
     for action in ["create", "list"] {
-        let params = if action == "create" { base(json!({})) } else { json!({}) };
+        let params = if action == "create" {
+            base(json!({}))
+        } else {
+            json!({})
+        };
         let run = env.call("operator", "backlog_tool", action, &params);
         let out = run.json();
         assert_eq!(out["code"], "unavailable", "{action}: {run:?}");
         assert!(
-            out["error"].as_str().unwrap_or_default().contains("items.jsonl in the store directory")
-                && out["error"].as_str().unwrap_or_default().contains("symbolic link"),
+            out["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("items.jsonl in the store directory")
+                && out["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("symbolic link"),
             "{out}"
         );
     }
@@ -319,7 +407,10 @@ fn a_killed_cleanups_temp_file_is_removed_by_the_next_writer() {
     let run = env.call("operator", "backlog_tool", "create", &base(json!({})));
     assert_eq!(run.code, 0, "{run:?}");
     assert!(!tmp.exists(), "the next writer removed it");
-    assert!(run.stderr.contains(".items.jsonl.cleanup.tmp"), "and said so: {run:?}");
+    assert!(
+        run.stderr.contains(".items.jsonl.cleanup.tmp"),
+        "and said so: {run:?}"
+    );
     assert_eq!(env.ok("list", json!({}))["total"], 2);
 }
 
@@ -349,14 +440,29 @@ fn host_permission_denied_is_unavailable_naming_the_host_directory() {
     chmod(env.tmp.path(), 0o755);
     let cache = env.tmp.path().join("nobody-cache");
     std::fs::create_dir_all(&cache).unwrap();
-    for e in std::fs::read_dir(&env.cache).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(&env.cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let _ = std::fs::copy(e.path(), cache.join(e.file_name()));
     }
     chmod(&cache, 0o777);
     env.cache = cache;
     let dir = env.backlog_dir();
     let call = |action: &str, params: &Value| {
-        as_nobody(&env, &["call", "backlog_tool", action, "--agent", "operator", "--params-json"], params)
+        as_nobody(
+            &env,
+            &[
+                "call",
+                "backlog_tool",
+                action,
+                "--agent",
+                "operator",
+                "--params-json",
+            ],
+            params,
+        )
     };
 
     // The host's own open of the lock file.
@@ -377,8 +483,10 @@ fn host_permission_denied_is_unavailable_naming_the_host_directory() {
     assert_eq!(out["code"], "unavailable", "{run:?}");
     let msg = out["error"].as_str().unwrap_or_default();
     assert!(
-        msg.contains(&format!("items.jsonl in the store directory {}", dir.display()))
-            && msg.contains("permission denied (EACCES)")
+        msg.contains(&format!(
+            "items.jsonl in the store directory {}",
+            dir.display()
+        )) && msg.contains("permission denied (EACCES)")
             && !msg.contains("os error"),
         "{msg}"
     );
@@ -398,7 +506,10 @@ impl Tmpfs {
             .arg(at)
             .status()
             .expect("run mount");
-        assert!(st.success(), "mount -t tmpfs failed (the test needs root and mount)");
+        assert!(
+            st.success(),
+            "mount -t tmpfs failed (the test needs root and mount)"
+        );
         Tmpfs(at.to_owned())
     }
 }
@@ -406,7 +517,11 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         for _ in 0..50 {
-            if Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success()) {
+            if Command::new("umount")
+                .arg(&self.0)
+                .status()
+                .is_ok_and(|s| s.success())
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -434,17 +549,31 @@ fn no_space_during_cleanup_names_the_temp_file_and_the_host_directory() {
     let _ = filler.sync_all();
     let before = std::fs::read(dir.join("items.jsonl")).unwrap();
 
-    let run = env.call("operator", "backlog_tool", "cleanup", &json!({"retention_days": 1}));
+    let run = env.call(
+        "operator",
+        "backlog_tool",
+        "cleanup",
+        &json!({"retention_days": 1}),
+    );
     let out = run.json();
     assert_eq!(out["code"], "unavailable", "{run:?}");
     let msg = out["error"].as_str().unwrap_or_default();
     assert!(
-        msg.contains(&format!(".items.jsonl.cleanup.tmp in the store directory {}", dir.display()))
-            && msg.contains("no space left"),
+        msg.contains(&format!(
+            ".items.jsonl.cleanup.tmp in the store directory {}",
+            dir.display()
+        )) && msg.contains("no space left"),
         "{msg}"
     );
-    assert_eq!(std::fs::read(dir.join("items.jsonl")).unwrap(), before, "unchanged");
-    assert!(!dir.join(".items.jsonl.cleanup.tmp").exists(), "temp file removed");
+    assert_eq!(
+        std::fs::read(dir.join("items.jsonl")).unwrap(),
+        before,
+        "unchanged"
+    );
+    assert!(
+        !dir.join(".items.jsonl.cleanup.tmp").exists(),
+        "temp file removed"
+    );
     drop(filler);
     std::fs::remove_file(dir.join("filler")).unwrap();
     let ok = env.ok("cleanup", json!({"retention_days": 1}));

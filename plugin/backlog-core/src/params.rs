@@ -595,8 +595,7 @@ impl From<CreateParams> for UpsertParams {
 }
 
 fn limit(f: &Fields<'_>) -> Result<usize> {
-    Ok(f
-        .opt_bounded("limit", 1, MAX_LIMIT)?
+    Ok(f.opt_bounded("limit", 1, MAX_LIMIT)?
         .unwrap_or(crate::list::DEFAULT_LIMIT))
 }
 

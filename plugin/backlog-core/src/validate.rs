@@ -697,7 +697,9 @@ mod tests {
         check(meta(&obj(json!({ "d": nest(15) }))), Ok(()));
         check(
             meta(&obj(json!({ "d": nest(16) }))),
-            Err("`meta` must be nested at most 16 levels deep (objects and arrays, `meta` itself included), got 17"),
+            Err(
+                "`meta` must be nested at most 16 levels deep (objects and arrays, `meta` itself included), got 17",
+            ),
         );
         // Depth is measured iteratively: past any parser's recursion limit is fine.
         let mut v = json!(1);
@@ -718,7 +720,10 @@ mod tests {
         assert!(fit_stored(&mut item).is_empty());
         item.meta = obj(json!({ "d": nest(40) }));
         item.evidence_refs = BTreeMap::from([
-            ("alerts".to_owned(), (0..5000).map(|i| format!("al_{i}")).collect()),
+            (
+                "alerts".to_owned(),
+                (0..5000).map(|i| format!("al_{i}")).collect(),
+            ),
             ("incidents".to_owned(), vec!["x".repeat(70_000)]),
         ]);
         let repairs = fit_stored(&mut item);

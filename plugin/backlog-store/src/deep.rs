@@ -124,7 +124,10 @@ mod tests {
 
     #[test]
     fn replaces_only_a_too_deep_meta() {
-        let line = format!(r#"{{"id":"x","s":"a\"{{[","meta":{{"d":{}}},"tags":[]}}"#, deep(300));
+        let line = format!(
+            r#"{{"id":"x","s":"a\"{{[","meta":{{"d":{}}},"tags":[]}}"#,
+            deep(300)
+        );
         let fixed = fit_meta(line.as_bytes()).expect("replaced");
         let v: serde_json::Value = serde_json::from_slice(&fixed).expect("parses now");
         assert_eq!(v["id"], "x");
@@ -133,7 +136,10 @@ mod tests {
         let why = v["meta"][TRUNCATED_KEY].as_str().unwrap_or_default();
         assert!(why.contains("301 levels deep"), "{why}");
 
-        let shallow = format!(r#"{{"id":"x","meta":{{"d":{}}}}}"#, deep(META_MAX_DEPTH - 1));
+        let shallow = format!(
+            r#"{{"id":"x","meta":{{"d":{}}}}}"#,
+            deep(META_MAX_DEPTH - 1)
+        );
         assert_eq!(fit_meta(shallow.as_bytes()), None);
         assert_eq!(fit_meta(b"not json"), None);
         assert_eq!(fit_meta(br#"{"meta":[[[["#), None);

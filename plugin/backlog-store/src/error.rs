@@ -192,7 +192,12 @@ pub(crate) fn is_refusal(e: &io::Error, writing: bool) -> bool {
     }
 }
 
-fn classified(file: &'static str, op: &'static str, source: io::Error, writing: bool) -> JsonlError {
+fn classified(
+    file: &'static str,
+    op: &'static str,
+    source: io::Error,
+    writing: bool,
+) -> JsonlError {
     match classify(&source, writing) {
         Class::Sandbox => JsonlError::Refused { file, op, source },
         Class::HostFs(what, fix) => JsonlError::HostFs {

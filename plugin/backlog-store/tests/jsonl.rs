@@ -600,7 +600,9 @@ fn os_permission_denied_maps_to_unavailable_not_forbidden() {
     match s.write(Some(&item(2)), &[]) {
         Err(StoreError::Unavailable(m)) => {
             assert!(
-                m.starts_with("cannot write items.jsonl in the store directory: permission denied (EACCES)"),
+                m.starts_with(
+                    "cannot write items.jsonl in the store directory: permission denied (EACCES)"
+                ),
                 "{m}"
             )
         }
@@ -724,7 +726,10 @@ fn stale_cleanup_temp_files_are_removed_by_the_next_writer_only() {
         assert!(!tmp.path().join(name).exists(), "{name}");
     }
     assert!(
-        warnings.borrow().iter().any(|w| w.contains(".items.jsonl.cleanup.tmp")),
+        warnings
+            .borrow()
+            .iter()
+            .any(|w| w.contains(".items.jsonl.cleanup.tmp")),
         "{warnings:?}"
     );
     assert_eq!(s.get(&item(1).id).unwrap(), Some(item(1)));
@@ -744,7 +749,10 @@ fn symlinked_store_files_are_refused_not_followed() {
     ] {
         match r {
             Err(StoreError::Unavailable(m)) => {
-                assert!(m.contains("items.jsonl in the store directory is a symbolic link"), "{m}")
+                assert!(
+                    m.contains("items.jsonl in the store directory is a symbolic link"),
+                    "{m}"
+                )
             }
             other => panic!("expected Unavailable, got {other:?}"),
         }
@@ -753,9 +761,19 @@ fn symlinked_store_files_are_refused_not_followed() {
     // A planted cleanup temp link is removed, not written through.
     fs::remove_file(tmp.path().join(ITEMS_FILE)).unwrap();
     s.write(Some(&item(1)), &[]).unwrap();
-    s.write(Some(&Item { status: Status::Done, ..item(1) }), &[]).unwrap();
-    std::os::unix::fs::symlink(&target, tmp.path().join(backlog_store::CLEANUP_TMP_FILES[0]))
-        .unwrap();
+    s.write(
+        Some(&Item {
+            status: Status::Done,
+            ..item(1)
+        }),
+        &[],
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        &target,
+        tmp.path().join(backlog_store::CLEANUP_TMP_FILES[0]),
+    )
+    .unwrap();
     assert_eq!(s.cleanup("2026-03-10T00:00:00.000000Z", false).unwrap(), 1);
     assert!(!target.exists(), "cleanup did not write through the link");
 }

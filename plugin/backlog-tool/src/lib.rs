@@ -68,8 +68,8 @@ pub(crate) fn run(action: &str, params: &Value, context: &CallContext) -> Result
             .entitlements
             .iter()
             .any(|e| e == actions::RESERVED_KEYS_ENTITLEMENT);
-        let mut ctx = Ctx::new(&context.actor, now, &policy, &mut entropy)
-            .with_reserved_keys(reserved_keys);
+        let mut ctx =
+            Ctx::new(&context.actor, now, &policy, &mut entropy).with_reserved_keys(reserved_keys);
         if let Some(r) = reports.as_mut() {
             ctx = ctx.with_reports(r);
         }

@@ -944,8 +944,10 @@ fn generated_dedupe_keys_are_reserved() {
     // Generation may (it holds the key), and an item it made may be updated by its key or id
     // by anyone with write access (humans own owner/status/priority/due_date).
     let made = w
-        .upsert_gen(json!({"env": "prod", "service": "gateway", "category": "security",
-                           "title": "generated", "dedupe_key": key}))
+        .upsert_gen(
+            json!({"env": "prod", "service": "gateway", "category": "security",
+                           "title": "generated", "dedupe_key": key}),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(made.action, UpsertAction::Created);
     w.ok("upsert", json!({"dedupe_key": key, "owner": "alice"}));
@@ -971,7 +973,12 @@ fn item_limits_on_every_write_path() {
     w.create(json!({"meta": {"x": nest(15)}}));
     let deep = json!({"x": nest(16)});
     let want = ["`meta` must be nested at most 16 levels deep", "got 17"];
-    w.fails("create", json!({"env": "prod", "service": "gw", "category": "security", "title": "t", "meta": deep}), ErrorCode::InvalidInput, &want);
+    w.fails(
+        "create",
+        json!({"env": "prod", "service": "gw", "category": "security", "title": "t", "meta": deep}),
+        ErrorCode::InvalidInput,
+        &want,
+    );
     w.fails("upsert", json!({"env": "prod", "service": "gw", "category": "security", "title": "t", "dedupe_key": "d", "meta": deep}), ErrorCode::InvalidInput, &want);
     let ids: Vec<String> = (0..1001).map(|i| format!("al_{i}")).collect();
     w.fails(

@@ -836,7 +836,12 @@ fn generation_never_adopts_an_item_of_another_env_and_caps_digest_evidence() {
     let mut w = World::new();
     w.digest(
         "2026-48",
-        json!([svc("gateway", 90, "critical", json!({"dependency_high_30d": 1}))]),
+        json!([svc(
+            "gateway",
+            90,
+            "critical",
+            json!({"dependency_high_30d": 1})
+        )]),
     );
     // An item of env `dev` under prod's generated key (only an admin could make it).
     let key = "platform_backlog:2026-48:prod:gateway:security";
