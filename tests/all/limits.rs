@@ -579,3 +579,27 @@ fn no_space_during_cleanup_names_the_temp_file_and_the_host_directory() {
     let ok = env.ok("cleanup", json!({"retention_days": 1}));
     assert_eq!(ok["deleted"], 1, "{ok}");
 }
+
+#[test]
+fn postgres_items_over_the_limits_are_read_truncated() {
+    let env = Env::on(crate::util::Backend::Postgres);
+    env.ok(
+        "create",
+        base(json!({"priority": "P0", "due_date": "2026-11-01"})),
+    );
+    let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+    let ids: Vec<String> = (0..5000).map(|i| format!("\"al_{i}\"")).collect();
+    env.db.as_ref().expect("database").batch(&format!(
+        "UPDATE backlog_items SET meta = '{{\"d\": {deep}}}'::jsonb, \
+         evidence_refs = '{{\"alerts\": [{}]}}'::jsonb",
+        ids.join(",")
+    ));
+    let page = env.ok("list", json!({}));
+    let item = &page["items"][0];
+    assert!(item["meta"]["_truncated"].is_string(), "{page}");
+    assert_eq!(
+        item["evidence_refs"]["alerts"].as_array().map(Vec::len),
+        Some(1000)
+    );
+    assert_eq!(env.ok("dashboard", json!({}))["overdue_count"], 1);
+}
