@@ -175,7 +175,7 @@ fn build(policy: Option<&Policy>) -> Vec<ActionSpec> {
         },
         ActionSpec {
             name: "list",
-            description: "List items matching all given filters, sorted by priority, due_date, id. Returns {\"items\":[…],\"total\":N,\"next_offset\":N|null}; pass next_offset as offset for the next page.",
+            description: "List items matching all given filters, sorted by priority, due_date, id. Returns {\"items\":[…],\"total\":N,\"next_offset\":N|null}; pass next_offset as offset for the next page (a page may hold fewer than limit items: it also stops at 8 MiB).",
             entitlement: READ,
             schema: object_schema(
                 props(vec![
