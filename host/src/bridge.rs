@@ -481,12 +481,7 @@ impl Bridge {
                 (access == Access::ReadWrite)
                     .then(|| DirLock::acquire(dir))
                     .transpose()
-                    .map_err(|e| {
-                        ToolError::new(
-                            Code::Unavailable,
-                            format!("cannot lock the store directory: {e}"),
-                        )
-                    })?
+                    .map_err(|e| host_fs_error("cannot lock the store directory", &e))?
             }
         };
         if grants.reports_dir != Access::None
@@ -499,7 +494,7 @@ impl Bridge {
             request_id,
             &now.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
                 .unwrap_or_else(|| self.now()),
-            &self.guest_config(grants),
+            &self.guest_config(grants, req.agent),
         );
         let invocation = Invocation {
             grants,
@@ -511,7 +506,7 @@ impl Bridge {
         };
         let (result, outcome) = loaded.plugin.call(&self.runtime, &invocation);
         log_stderr(&loaded.plugin.name, request_id, &outcome);
-        let json = result?;
+        let json = result.map_err(|e| self.name_store_dir(e, grants))?;
         if _lock.is_some() {
             self.durable()?;
         }
@@ -581,7 +576,10 @@ impl Bridge {
         else {
             return Ok(());
         };
-        let sync = |name: &str| match std::fs::File::open(dir.join(name)) {
+        let sync = |name: &str| match crate::lock::open_nofollow(
+            std::fs::OpenOptions::new().read(true),
+            &dir.join(name),
+        ) {
             Ok(f) => f.sync_data(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
@@ -591,12 +589,32 @@ impl Bridge {
             (sync("items.jsonl"), events.join())
         });
         let events = events.unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked")));
-        items.and(events).map_err(|e| {
-            ToolError::new(
+        items.and(events).map_err(|e| match host_fs_fix(&e) {
+            Some(_) => host_fs_error("the write could not be made durable", &e),
+            None => ToolError::new(
                 Code::Internal,
                 format!("the write could not be made durable: {e}"),
-            )
+            ),
         })
+    }
+
+    /// A guest's host-filesystem failure (`unavailable`, "… in the store directory: …") with
+    /// the directory's host path filled in: the guest knows only its guest path.
+    fn name_store_dir(&self, mut e: ToolError, grants: Grants) -> ToolError {
+        const PHRASE: &str = " in the store directory: ";
+        if let (Code::Unavailable, Some(dir), false) = (
+            e.code,
+            &self.resources.backlog,
+            grants.backlog_dir == Access::None,
+        ) && e.message.contains(PHRASE)
+        {
+            e.message = e.message.replacen(
+                PHRASE,
+                &format!(" in the store directory {}: ", dir.display()),
+                1,
+            );
+        }
+        e
     }
 
     fn now(&self) -> String {
@@ -695,8 +713,9 @@ impl Bridge {
     }
 
     /// Settings a guest may know: which store, the guest paths and the Postgres access it was
-    /// granted (never the DSN).
-    fn guest_config(&self, grants: Grants) -> String {
+    /// granted (never the DSN), and the caller's entitlements (data the guest may use to
+    /// narrow what it does, e.g. reserved dedupe keys; it can never widen the grants).
+    fn guest_config(&self, grants: Grants, agent: &str) -> String {
         let backend = match self.settings.backend {
             Backend::Auto if self.resources.postgres.is_some() => "auto",
             b => b.guest_name(),
@@ -729,6 +748,12 @@ impl Bridge {
             config["sync"] = json!("host");
         }
         config["policy"] = json!(self.policy.json);
+        let entitlements = self
+            .matrix
+            .agent(agent)
+            .map(|a| a.entitlements.clone())
+            .unwrap_or_default();
+        config["entitlements"] = json!(entitlements);
         config.to_string()
     }
 }
@@ -782,11 +807,37 @@ pub fn inspect(settings: &Settings, path: &Path) -> anyhow::Result<crate::runtim
 
 fn ensure_dir(dir: &Path) -> Result<(), ToolError> {
     std::fs::create_dir_all(dir).map_err(|e| {
-        ToolError::new(
-            Code::Unavailable,
-            format!("cannot create the store directory: {e}"),
-        )
+        let e = std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
+        host_fs_error("cannot create the store directory", &e)
     })
+}
+
+/// What the operator should do about a host filesystem refusal or a full disk; `None` for
+/// other errors.
+fn host_fs_fix(e: &std::io::Error) -> Option<&'static str> {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::PermissionDenied => Some(
+            "the user the bridge runs as cannot access it: fix the owner or mode of the store directory and its files",
+        ),
+        ErrorKind::ReadOnlyFilesystem => Some(
+            "the filesystem is read-only: remount it read-write or point BACKLOG_JSONL_DIR at a writable directory",
+        ),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+            Some("no space left: free space on its filesystem (or raise the quota), then retry")
+        }
+        _ => None,
+    }
+}
+
+/// A host-side filesystem failure around the store: `unavailable` (the operator must act, the
+/// caller may retry later), with the host path (in `e`) and, when known, the fix.
+fn host_fs_error(what: &str, e: &std::io::Error) -> ToolError {
+    let message = match host_fs_fix(e) {
+        Some(fix) => format!("{what}: {e}; {fix}"),
+        None => format!("{what}: {e}"),
+    };
+    ToolError::new(Code::Unavailable, message)
 }
 
 fn log_stderr(plugin: &str, request_id: &str, outcome: &CallOutcome) {

@@ -55,9 +55,11 @@ enum Command {
     /// Many calls: one JSON object per stdin line, `{"tool","action","params"[,"agent"]}`;
     /// prints one result line each, in order.
     Batch {
-        /// Agent for lines that name none.
-        #[arg(long, default_value = "operator")]
-        agent: String,
+        /// The agent every line acts as: a ceiling, not a default. A line naming another
+        /// agent is refused `forbidden`. Without it, lines act as their own `agent`, else
+        /// `operator`.
+        #[arg(long)]
+        agent: Option<String>,
     },
     /// Runs one governance job: a registry job (--job) or a tool call (--tool/--action).
     /// Exit 0 ok (also skipped), 1 tool error, 2 usage or configuration, 3 transport or
@@ -270,8 +272,8 @@ fn run(args: Args) -> Result<(), Failure> {
             Ok(())
         }
         Command::Batch { agent } => {
-            let bridge = load(settings, &agent)?;
-            batch(&bridge, &agent).map_err(Failure::Config)
+            let bridge = load(settings, agent.as_deref().unwrap_or(DEFAULT_BATCH_AGENT))?;
+            batch(&bridge, agent.as_deref()).map_err(Failure::Config)
         }
         Command::Serve {
             listen,
@@ -509,7 +511,13 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn batch(bridge: &Bridge, default_agent: &str) -> anyhow::Result<()> {
+/// The agent of `batch` lines that name none, when the process was started without `--agent`.
+const DEFAULT_BATCH_AGENT: &str = "operator";
+
+/// `batch`: `fixed` is the `--agent` the process was started with. When given, every line acts
+/// as that agent and a line naming another one is refused (the flag is a ceiling: whoever
+/// chose it decided what this process may do). Without it, a line may name its agent.
+fn batch(bridge: &Bridge, fixed: Option<&str>) -> anyhow::Result<()> {
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout().lock();
     for line in stdin.lock().lines() {
@@ -517,7 +525,7 @@ fn batch(bridge: &Bridge, default_agent: &str) -> anyhow::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let out = match batch_line(bridge, default_agent, &line) {
+        let out = match batch_line(bridge, fixed, &line) {
             Ok(v) | Err(v) => v,
         };
         writeln!(stdout, "{out}")?;
@@ -526,14 +534,33 @@ fn batch(bridge: &Bridge, default_agent: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn batch_line(bridge: &Bridge, default_agent: &str, line: &str) -> Result<Value, Value> {
+fn batch_line(bridge: &Bridge, fixed: Option<&str>, line: &str) -> Result<Value, Value> {
     let invalid = |m: String| ToolError::new(backlog_bridge::Code::InvalidInput, m).to_json();
     let req: Value = serde_json::from_str(line).map_err(|e| invalid(format!("not JSON: {e}")))?;
     let field = |k: &str| req.get(k).and_then(Value::as_str);
     let (Some(tool), Some(action)) = (field("tool"), field("action")) else {
         return Err(invalid("each line needs string `tool` and `action`".into()));
     };
-    let agent = field("agent").unwrap_or(default_agent);
+    let agent = match (fixed, req.get("agent")) {
+        (_, Some(a)) if !a.is_string() && !a.is_null() => {
+            return Err(invalid("`agent` must be a string".into()));
+        }
+        (Some(fixed), _) => match field("agent") {
+            Some(named) if named != fixed => {
+                return Err(ToolError::new(
+                    backlog_bridge::Code::Forbidden,
+                    format!(
+                        "this batch was started with --agent {fixed}; a line may not act as \
+                         another agent (it names `{}`)",
+                        named.escape_debug()
+                    ),
+                )
+                .to_json());
+            }
+            _ => fixed,
+        },
+        (None, _) => field("agent").unwrap_or(DEFAULT_BATCH_AGENT),
+    };
     let params = req.get("params").cloned().unwrap_or_else(|| json!({}));
     bridge
         .call(&CallRequest {

@@ -31,5 +31,7 @@ mod scheduler;
 mod http;
 // Three `serve --scheduler` replicas on one Postgres: exactly-once jobs, leases, outages.
 mod drill;
+// Item limits, list paging, reserved keys, batch --agent, symlinks, host filesystem errors.
+mod limits;
 // The MCP face: the official Python client over stdio and HTTP, Origin/auth/OAuth paths.
 mod mcp;

@@ -60,7 +60,13 @@ pub struct Ctx<'a> {
     /// Read access to the reports directory, when this call was granted it (generation
     /// needs it; without it generation fails with `forbidden`).
     pub reports: Option<&'a mut dyn Reports>,
+    /// Whether the caller may create items with a dedupe key in the generators' namespace
+    /// ([`generate::is_reserved_key`]): it holds [`RESERVED_KEYS_ENTITLEMENT`]. Default false.
+    pub reserved_keys: bool,
 }
+
+/// The entitlement that lets `create`/`upsert` use a dedupe key in the generators' namespace.
+pub const RESERVED_KEYS_ENTITLEMENT: &str = "tools.backlog.admin";
 
 impl<'a> Ctx<'a> {
     /// A context without access to the reports directory.
@@ -76,7 +82,26 @@ impl<'a> Ctx<'a> {
             policy,
             entropy,
             reports: None,
+            reserved_keys: false,
         }
+    }
+
+    /// This context with the caller's right to use reserved dedupe keys set.
+    pub fn with_reserved_keys(mut self, allowed: bool) -> Self {
+        self.reserved_keys = allowed;
+        self
+    }
+
+    /// `forbidden` unless this caller may give an item the dedupe key `key`.
+    fn check_key(&self, key: &str) -> Result<()> {
+        if self.reserved_keys || !generate::is_reserved_key(self.policy, key) {
+            return Ok(());
+        }
+        Err(Error::forbidden(format!(
+            "dedupe_key {} is in the namespace of generated items (`{}:…`); only callers holding {RESERVED_KEYS_ENTITLEMENT} may create items there",
+            validate::shown(key),
+            self.policy.dedupe.key_prefix
+        )))
     }
 
     /// This context with read access to the reports directory through `reports`.
@@ -243,6 +268,9 @@ fn dedupe_taken(key: &str, holder: &str) -> Error {
 /// `create`: a new item with the category's defaults, plus its `created` event.
 pub fn create(store: &mut dyn BacklogStore, p: CreateParams, ctx: &mut Ctx<'_>) -> Result<Item> {
     p.validate(ctx.policy)?;
+    if let Some(k) = &p.dedupe_key {
+        ctx.check_key(k)?;
+    }
     create_item(store, p, None, ctx)
 }
 
@@ -408,6 +436,14 @@ pub fn upsert(
         (Some(_), None, None) => None,
         (None, _, by_key) => by_key,
     };
+    // Generated keys are reserved: a manual upsert may not create an item under one or move
+    // an item onto one (updating an item that already holds its key is fine).
+    if mode == UpsertMode::Manual
+        && let Some(k) = &p.dedupe_key
+        && existing.as_ref().is_none_or(|old| &old.dedupe_key != k)
+    {
+        ctx.check_key(k)?;
+    }
     match existing {
         None => {
             let c = p.to_create()?;

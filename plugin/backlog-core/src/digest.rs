@@ -21,6 +21,9 @@ use crate::policy::Band;
 use crate::time;
 use crate::validate::{self, shown};
 
+/// Largest digest file generation reads (bytes): a digest names a few hundred services.
+pub const DIGEST_MAX_BYTES: u64 = 16 << 20;
+
 /// Read access to the reports directory (`ops/reports/` on the host).
 ///
 /// Paths are relative to that directory and use `/`: `platform`, `platform/prod`,
@@ -449,6 +452,9 @@ fn parse_platform_value(path: &str, v: &Value) -> Result<PlatformDigest, Error> 
                     }
                     evidence_refs.insert(kind.clone(), out);
                 }
+                // The limits of stored items apply to what generation would store.
+                crate::validate::evidence_refs(&evidence_refs)
+                    .map_err(|e| s.err("evidence_refs", e.message))?;
             }
             Some(other) => {
                 return Err(s.err(

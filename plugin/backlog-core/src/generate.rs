@@ -129,6 +129,28 @@ pub fn dedupe_key(policy: &Policy, week: &str, env: &str, service: &str, categor
     )
 }
 
+/// Whether `key` is in the generators' namespace (`{key_prefix}:…`, every key
+/// [`dedupe_key`] makes): creating items there needs the admin entitlement
+/// ([`crate::actions::RESERVED_KEYS_ENTITLEMENT`]).
+pub fn is_reserved_key(policy: &Policy, key: &str) -> bool {
+    key.strip_prefix(policy.dedupe.key_prefix.as_str())
+        .is_some_and(|rest| rest.starts_with(':'))
+}
+
+/// `conflict` if `existing`, found under a generated key for `env`, lives in another env: a
+/// generator never adopts it.
+fn same_env(existing: Option<Item>, env: &str, key: &str) -> Result<Option<Item>> {
+    match existing {
+        Some(item) if item.env != env => Err(Error::conflict(format!(
+            "item {} holds the generated dedupe_key {} but is in env {}, not {env}; generation does not adopt it (change its dedupe_key or env)",
+            item.id,
+            crate::validate::shown(key),
+            item.env
+        ))),
+        other => Ok(other),
+    }
+}
+
 /// The human phrase of a category in generated titles; the name itself for categories
 /// without one.
 pub fn category_phrase(category: &str) -> &str {
@@ -286,11 +308,11 @@ pub fn auto_generate_weekly(
                 continue;
             }
             let key = dedupe_key(policy, &d.week, &p.env, &s.service, category);
-            let existing = store.find_by_dedupe_key(&key)?;
+            let existing = same_env(store.find_by_dedupe_key(&key)?, &p.env, &key)?;
             let prev_key = dedupe_key(policy, &prev_week, &p.env, &s.service, category);
             let previous = store
                 .find_by_dedupe_key(&prev_key)?
-                .filter(|i| !i.status.is_terminal());
+                .filter(|i| !i.status.is_terminal() && i.env == p.env);
 
             let mut meta = existing
                 .as_ref()
@@ -408,7 +430,7 @@ pub fn auto_generate_daily(
     let mut planned = Vec::new();
     for s in services {
         let key = dedupe_key(policy, &week, &p.env, &s.service, DAILY_CATEGORY);
-        let existing = store.find_by_dedupe_key(&key)?;
+        let existing = same_env(store.find_by_dedupe_key(&key)?, &p.env, &key)?;
         let risk = json!({
             "date": d.date, "score": Value::Number(s.score.clone()),
             "band": s.band.as_str(), "digest": digest_path,

@@ -7,6 +7,8 @@ use crate::model::{Item, Priority, Status};
 /// Default and maximum page sizes of `list` and `events`.
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
+/// Largest `offset` of `list` (the same on every platform: 2^32 - 1).
+pub const MAX_OFFSET: usize = u32::MAX as usize;
 
 /// The sort-and-filter view of an item: small enough to keep for 100k items in an index.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::list::{ListQuery, MAX_LIMIT};
+use crate::list::{ListQuery, MAX_LIMIT, MAX_OFFSET};
 use crate::model::{Priority, Source, Status};
 use crate::policy::Policy;
 use crate::validate as v;
@@ -189,6 +189,25 @@ impl<'a> Fields<'a> {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
             Some(other) => Err(wrong(key, "a boolean", other)),
+        }
+    }
+
+    /// An optional non-negative integer of at most `max` (the message names the limit).
+    pub fn opt_bounded(&self, key: &str, min: u64, max: usize) -> Result<Option<usize>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(n @ Value::Number(num)) => {
+                let Some(u) = num.as_u64() else {
+                    return Err(wrong(key, "a non-negative integer", n));
+                };
+                match usize::try_from(u) {
+                    Ok(x) if u >= min && x <= max => Ok(Some(x)),
+                    _ => Err(Error::invalid_input(format!(
+                        "`{key}` must be between {min} and {max}, got {u}"
+                    ))),
+                }
+            }
+            Some(other) => Err(wrong(key, "a non-negative integer", other)),
         }
     }
 
@@ -576,7 +595,8 @@ impl From<CreateParams> for UpsertParams {
 }
 
 fn limit(f: &Fields<'_>) -> Result<usize> {
-    Ok(f.opt_usize("limit")?.unwrap_or(crate::list::DEFAULT_LIMIT))
+    Ok(f.opt_bounded("limit", 1, MAX_LIMIT)?
+        .unwrap_or(crate::list::DEFAULT_LIMIT))
 }
 
 fn check_limit(limit: usize) -> Result {
@@ -773,7 +793,7 @@ impl Params for ListQuery {
             due_before: f.opt_str("due_before")?,
             overdue: f.opt_bool("overdue")?,
             limit: limit(&f)?,
-            offset: f.opt_usize("offset")?.unwrap_or(0),
+            offset: f.opt_bounded("offset", 0, MAX_OFFSET)?.unwrap_or(0),
         };
         q.validate(policy)?;
         Ok(q)
@@ -1109,6 +1129,17 @@ mod tests {
         check_err::<ListQuery>(
             json!({"offset": -3}),
             "`offset` must be a non-negative integer",
+        );
+        // Past the limit: the message says the limit, on every platform.
+        check_err::<ListQuery>(
+            json!({"offset": 99_999_999_999u64}),
+            "`offset` must be between 0 and 4294967295, got 99999999999",
+        );
+        let q: ListQuery = parse(json!({"offset": 4_294_967_295u64}));
+        assert_eq!(q.offset, MAX_OFFSET);
+        check_err::<ListQuery>(
+            json!({"limit": 99_999_999_999u64}),
+            "`limit` must be between 1 and 1000, got 99999999999",
         );
         check_err::<ListQuery>(
             json!({"overdue": "true"}),

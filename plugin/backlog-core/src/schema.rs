@@ -87,10 +87,10 @@ fn item_props(policy: Option<&Policy>) -> Map<String, Value> {
         "evidence_refs": {
             "type": "object",
             "additionalProperties": {"type": "array", "items": {"type": "string"}},
-            "description": "Kind to list of ids, e.g. {\"alerts\":[\"al_1\"],\"incidents\":[]}. Default {}."
+            "description": "Kind to list of ids, e.g. {\"alerts\":[\"al_1\"],\"incidents\":[]}; at most 1000 ids per kind and 64 KiB serialized. Default {}."
         },
         "tags": {"type": "array", "maxItems": TAGS_MAX, "items": {"type": "string", "minLength": 1, "maxLength": TAG_MAX}, "description": "Free-form labels. Default []."},
-        "meta": {"type": "object", "description": "Free-form JSON object, at most 64 KiB serialized. Default {}."},
+        "meta": {"type": "object", "description": "Free-form JSON object, at most 64 KiB serialized and 16 levels deep (meta itself included). Default {}."},
         "source": {"type": "string", "enum": ["digest", "risk", "pressure", "manual"], "description": "Where the item came from. Default manual."}
     });
     match props {
@@ -175,7 +175,7 @@ fn build(policy: Option<&Policy>) -> Vec<ActionSpec> {
         },
         ActionSpec {
             name: "list",
-            description: "List items matching all given filters, sorted by priority, due_date, id. Returns {\"items\":[…],\"total\":N,\"next_offset\":N|null}; pass next_offset as offset for the next page.",
+            description: "List items matching all given filters, sorted by priority, due_date, id. Returns {\"items\":[…],\"total\":N,\"next_offset\":N|null}; pass next_offset as offset for the next page (a page may hold fewer than limit items: it also stops at 8 MiB).",
             entitlement: READ,
             schema: object_schema(
                 props(vec![
@@ -217,7 +217,7 @@ fn build(policy: Option<&Policy>) -> Vec<ActionSpec> {
                     ("limit", limit_prop("Page size.")),
                     (
                         "offset",
-                        json!({"type": "integer", "minimum": 0, "default": 0, "description": "Matches to skip."}),
+                        json!({"type": "integer", "minimum": 0, "maximum": crate::list::MAX_OFFSET, "default": 0, "description": "Matches to skip."}),
                     ),
                 ]),
                 &[],

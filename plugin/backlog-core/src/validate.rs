@@ -30,6 +30,13 @@ pub const TAGS_MAX: usize = 32;
 pub const TAG_MAX: usize = 64;
 /// `meta` serialized compactly: at most 64 KiB (bytes).
 pub const META_MAX_BYTES: usize = 64 * 1024;
+/// `meta` nesting: at most 16 levels of objects and arrays, `meta` itself counting as the
+/// first (`{"a":{"b":[1]}}` is 3 levels).
+pub const META_MAX_DEPTH: usize = 16;
+/// `evidence_refs` serialized compactly: at most 64 KiB (bytes).
+pub const EVIDENCE_MAX_BYTES: usize = 64 * 1024;
+/// At most 1000 ids per evidence kind.
+pub const EVIDENCE_IDS_MAX: usize = 1000;
 /// `add_comment.message` 1..=4000 chars, `set_status.comment` 0..=4000.
 pub const MESSAGE_MAX: usize = 4000;
 
@@ -217,8 +224,59 @@ pub fn tags(tags: &[String]) -> Result {
     Ok(())
 }
 
-/// `meta`: no U+0000 anywhere, at most 64 KiB serialized compactly.
+/// Nesting depth of `v`: 0 for a scalar, 1 for `{}` or `[]`, one more per level inside.
+/// Iterative, so any depth a parser produced is safe to measure.
+pub fn depth(v: &Value) -> usize {
+    let mut max = 0;
+    let mut stack: Vec<(&Value, usize)> = vec![(v, 1)];
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Value::Array(a) => {
+                max = max.max(d);
+                stack.extend(a.iter().map(|x| (x, d + 1)));
+            }
+            Value::Object(m) => {
+                max = max.max(d);
+                stack.extend(m.values().map(|x| (x, d + 1)));
+            }
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Nesting depth of an object (`meta`): 1 + the depth of its deepest value.
+pub fn object_depth(m: &Map<String, Value>) -> usize {
+    1 + m.values().map(depth).max().unwrap_or(0)
+}
+
+/// Compact JSON size of `v` in bytes, without building the text.
+pub fn json_size<T: serde::Serialize + ?Sized>(v: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Serializing maps of strings cannot fail; a failure would count what was written.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// `meta`: no U+0000 anywhere, at most [`META_MAX_DEPTH`] levels deep and [`META_MAX_BYTES`]
+/// serialized compactly.
 pub fn meta(meta: &Map<String, Value>) -> Result {
+    let d = object_depth(meta);
+    if d > META_MAX_DEPTH {
+        return Err(Error::invalid_input(format!(
+            "`meta` must be nested at most {META_MAX_DEPTH} levels deep (objects and arrays, `meta` itself included), got {d}"
+        )));
+    }
     for (k, v) in meta {
         if k.contains('\0') {
             return Err(Error::invalid_input(
@@ -227,9 +285,7 @@ pub fn meta(meta: &Map<String, Value>) -> Result {
         }
         no_nul_json(&format!("meta.{k}"), v)?;
     }
-    let size = serde_json::to_vec(meta)
-        .map_err(|e| Error::internal(format!("cannot serialize `meta`: {e}")))?
-        .len();
+    let size = json_size(meta);
     if size > META_MAX_BYTES {
         return Err(Error::invalid_input(format!(
             "`meta` must be at most {META_MAX_BYTES} bytes serialized (compact JSON), got {size}"
@@ -238,15 +294,88 @@ pub fn meta(meta: &Map<String, Value>) -> Result {
     Ok(())
 }
 
-/// `evidence_refs`: kind → list of ids; no U+0000 in kinds or ids.
+/// `evidence_refs`: kind → list of ids; no U+0000 in kinds or ids, at most
+/// [`EVIDENCE_IDS_MAX`] ids per kind and [`EVIDENCE_MAX_BYTES`] serialized compactly.
 pub fn evidence_refs(refs: &BTreeMap<String, Vec<String>>) -> Result {
     for (kind, list) in refs {
         no_nul("evidence_refs", kind)?;
+        if list.len() > EVIDENCE_IDS_MAX {
+            return Err(Error::invalid_input(format!(
+                "`evidence_refs.{}` must hold at most {EVIDENCE_IDS_MAX} ids, got {}",
+                kind.escape_debug(),
+                list.len()
+            )));
+        }
         for id in list {
             no_nul(&format!("evidence_refs.{kind}"), id)?;
         }
     }
+    let size = json_size(refs);
+    if size > EVIDENCE_MAX_BYTES {
+        return Err(Error::invalid_input(format!(
+            "`evidence_refs` must be at most {EVIDENCE_MAX_BYTES} bytes serialized (compact JSON), got {size}"
+        )));
+    }
     Ok(())
+}
+
+/// What [`fit_stored`] changed in a stored item, one line each, for a warning.
+pub type Repairs = Vec<String>;
+
+/// Marker key of a `meta` that was replaced on read because it broke the limits.
+pub const TRUNCATED_KEY: &str = "_truncated";
+
+/// Brings a *stored* item (possibly written by an older version with looser limits) within
+/// the `meta` and `evidence_refs` limits, so that reading it cannot fail or blow up a page:
+/// an over-limit `meta` is replaced by `{"_truncated": "<why>"}`; `evidence_refs` keeps at
+/// most [`EVIDENCE_IDS_MAX`] ids per kind and, in key order, the ids that fit in
+/// [`EVIDENCE_MAX_BYTES`]. Returns what it changed (empty: the item was within limits).
+pub fn fit_stored(item: &mut Item) -> Repairs {
+    let mut repairs = Vec::new();
+    let d = object_depth(&item.meta);
+    let size = json_size(&item.meta);
+    if d > META_MAX_DEPTH || size > META_MAX_BYTES {
+        let why = format!(
+            "meta ({size} bytes, {d} levels deep) exceeded the limits ({META_MAX_BYTES} bytes, {META_MAX_DEPTH} levels) and was dropped on read"
+        );
+        repairs.push(why.clone());
+        item.meta = Map::from_iter([(TRUNCATED_KEY.to_owned(), Value::String(why))]);
+    }
+    let size = json_size(&item.evidence_refs);
+    let too_many = item
+        .evidence_refs
+        .values()
+        .any(|l| l.len() > EVIDENCE_IDS_MAX);
+    if size > EVIDENCE_MAX_BYTES || too_many {
+        // `{}` plus, per kind, `"kind":[]` and a comma; per id its quoted text and a comma.
+        let mut budget = EVIDENCE_MAX_BYTES.saturating_sub(2);
+        let mut kept = 0usize;
+        let mut total = 0usize;
+        item.evidence_refs.retain(|kind, ids| {
+            total += ids.len();
+            let cost = json_size(kind.as_str()) + 4;
+            if cost > budget {
+                return false;
+            }
+            budget -= cost;
+            let mut n = 0;
+            for id in ids.iter() {
+                let cost = json_size(id.as_str()) + 1;
+                if n >= EVIDENCE_IDS_MAX || cost > budget {
+                    break;
+                }
+                budget -= cost;
+                n += 1;
+            }
+            ids.truncate(n);
+            kept += n;
+            true
+        });
+        repairs.push(format!(
+            "evidence_refs ({size} bytes, {total} ids) exceeded the limits ({EVIDENCE_MAX_BYTES} bytes, {EVIDENCE_IDS_MAX} ids per kind); {kept} ids kept on read"
+        ));
+    }
+    repairs
 }
 
 /// `add_comment.message`: 1..4000 chars.
@@ -550,6 +679,62 @@ mod tests {
             meta(&over),
             Err("`meta` must be at most 65536 bytes serialized (compact JSON), got 65537"),
         );
+    }
+
+    #[test]
+    fn meta_depth_and_stored_items_fit() {
+        let obj = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let nest = |n: usize| {
+            let mut v = json!(1);
+            for _ in 0..n {
+                v = json!([v]);
+            }
+            v
+        };
+        assert_eq!(depth(&json!(1)), 0);
+        assert_eq!(depth(&json!({"a": [1, {"b": []}]})), 4);
+        assert_eq!(object_depth(&Map::new()), 1);
+        check(meta(&obj(json!({ "d": nest(15) }))), Ok(()));
+        check(
+            meta(&obj(json!({ "d": nest(16) }))),
+            Err(
+                "`meta` must be nested at most 16 levels deep (objects and arrays, `meta` itself included), got 17",
+            ),
+        );
+        // Depth is measured iteratively: past any parser's recursion limit is fine.
+        let mut v = json!(1);
+        for _ in 0..1000 {
+            v = json!([v]);
+        }
+        assert_eq!(depth(&v), 1000);
+
+        // A stored item over the limits is brought within them, and says what changed.
+        let mut item: Item = serde_json::from_value(json!({
+            "id": "bl_0123456789ab", "created_at": "2026-03-02T06:20:01.123456Z",
+            "updated_at": "2026-03-02T06:20:01.123456Z", "env": "prod", "service": "api",
+            "category": "refactor", "title": "t", "description": "", "priority": "P1",
+            "status": "open", "owner": "o", "due_date": "2026-03-09", "source": "manual",
+            "dedupe_key": "k", "evidence_refs": {"alerts": ["al_1"]}, "tags": [], "meta": {"n": 1}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(fit_stored(&mut item).is_empty());
+        item.meta = obj(json!({ "d": nest(40) }));
+        item.evidence_refs = BTreeMap::from([
+            (
+                "alerts".to_owned(),
+                (0..5000).map(|i| format!("al_{i}")).collect(),
+            ),
+            ("incidents".to_owned(), vec!["x".repeat(70_000)]),
+        ]);
+        let repairs = fit_stored(&mut item);
+        assert_eq!(repairs.len(), 2, "{repairs:?}");
+        assert!(repairs[0].contains("41 levels deep"), "{repairs:?}");
+        assert!(item.meta[TRUNCATED_KEY].is_string());
+        check(meta(&item.meta), Ok(()));
+        check(evidence_refs(&item.evidence_refs), Ok(()));
+        assert_eq!(item.evidence_refs["alerts"].len(), EVIDENCE_IDS_MAX);
+        assert!(item.evidence_refs["incidents"].is_empty());
+        assert!(fit_stored(&mut item).is_empty());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::error::{JsonlError, read_err};
+use crate::error::{JsonlError, read_err, refuse_symlink};
 
 /// Longest line indexed; longer ones are skipped as corrupt without being buffered (an item is
 /// at most a few hundred KiB: 64 KiB meta, 10k-char description, 32 tags).
@@ -141,6 +141,8 @@ impl FileState {
         let file = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // A dangling link (or one the sandbox will not resolve) is not "no file".
+                refuse_symlink(&self.path, self.name)?;
                 let had = self.force || self.ino.is_some() || self.seen_len > 0 || self.end > 0;
                 self.file = None;
                 self.ino = None;
@@ -149,8 +151,12 @@ impl FileState {
                 self.reset();
                 return Ok(if had { Plan::Rebuild } else { Plan::Unchanged });
             }
-            Err(e) => return Err(read_err(self.name, "open", e)),
+            Err(e) => {
+                refuse_symlink(&self.path, self.name)?;
+                return Err(read_err(self.name, "open", e));
+            }
         };
+        refuse_symlink(&self.path, self.name)?;
         let meta = file
             .metadata()
             .map_err(|e| read_err(self.name, "stat", e))?;

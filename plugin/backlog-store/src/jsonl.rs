@@ -21,9 +21,9 @@ use backlog_core::model::{Event, Item};
 use backlog_core::policy::Policy;
 use backlog_core::store::{BacklogStore, Page, StoreError};
 
-use crate::error::{JsonlError, read_err, write_err};
+use crate::error::{JsonlError, read_err, refuse_symlink, write_err};
 use crate::file::{FileState, Plan, read_at};
-use crate::head::{self, EventHead, ItemHead};
+use crate::head::{self, EventHead};
 use crate::index::{Index, Loc};
 
 mod cleanup;
@@ -32,6 +32,16 @@ mod cleanup;
 pub const ITEMS_FILE: &str = "items.jsonl";
 /// File name of the events file inside the JSONL directory.
 pub const EVENTS_FILE: &str = "events.jsonl";
+/// The temporary files `cleanup` rewrites `items.jsonl` and `events.jsonl` into.
+pub const CLEANUP_TMP_FILES: [&str; 2] = [".items.jsonl.cleanup.tmp", ".events.jsonl.cleanup.tmp"];
+/// Byte budget of one `list` page, counted in stored line bytes: a page stops before the item
+/// that would take it over (it always holds at least one) and answers `next_offset`. With
+/// items of at most a few hundred KiB this keeps a page, parsed and serialized, far below the
+/// guest's memory limit whatever `limit` asks for.
+pub const PAGE_MAX_BYTES: u64 = 8 << 20;
+/// How many repaired items' warnings are remembered (so a repaired item warns once, not on
+/// every read).
+const WARNED_MAX: usize = 1024;
 
 /// What the call was granted on the JSONL directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +93,11 @@ pub struct JsonlStore {
     appenders: [Option<Appender>; 2],
     /// Whether calls are scoped with `begin_call` (else nothing is kept between writes).
     scoped: bool,
+    /// Stale cleanup temp files were looked for (once per store, on the first write-capable
+    /// call).
+    swept: bool,
+    /// Item lines (by offset) already reported as repaired on read.
+    warned: std::collections::BTreeSet<u64>,
 }
 
 /// An open file this store appends to, and its length.
@@ -120,6 +135,8 @@ impl JsonlStore {
             index: Index::default(),
             appenders: [None, None],
             scoped: false,
+            swept: false,
+            warned: Default::default(),
         }
     }
 
@@ -138,6 +155,32 @@ impl JsonlStore {
         self.events.begin_call();
         self.appenders = [None, None];
         self.scoped = true;
+        self.sweep_stale_temp_files();
+    }
+
+    /// Removes what a killed `cleanup` left behind ([`CLEANUP_TMP_FILES`]), once per store, on
+    /// the first call with write access. Safe because write access means the caller holds the
+    /// directory's writer lock (the host takes it for every write-capable call, and `cleanup`
+    /// is one): no cleanup can be running, so no temp file is in use. Read-only stores never
+    /// delete anything. Best effort: a failure only leaves the file for the next cleanup.
+    fn sweep_stale_temp_files(&mut self) {
+        if self.swept || self.access != Access::ReadWrite {
+            return;
+        }
+        self.swept = true;
+        for name in CLEANUP_TMP_FILES {
+            let path = self.dir.join(name);
+            if fs::symlink_metadata(&path).is_ok() {
+                match fs::remove_file(&path) {
+                    Ok(()) => (self.warn)(&format!(
+                        "jsonl: removed {name}, left behind by a cleanup that did not finish"
+                    )),
+                    Err(e) => (self.warn)(&format!(
+                        "jsonl: warning: cannot remove {name} left behind by an unfinished cleanup: {e}"
+                    )),
+                }
+            }
+        }
     }
 
     /// The appender of `items.jsonl` (0) or `events.jsonl` (1): opened (created if missing,
@@ -201,7 +244,8 @@ impl JsonlStore {
         } = self;
         let file = items.name;
         items.scan(warn.as_mut(), |line, off, len| {
-            let h = match head::parse::<ItemHead>(line) {
+            let mut buf = None;
+            let h = match head::parse_item(line, &mut buf) {
                 Ok(Some(h)) => h,
                 Ok(None) => return Ok(Ok(())),
                 Err(reason) => return Ok(Err(reason)),
@@ -271,7 +315,7 @@ impl JsonlStore {
     fn get_now(&mut self, id: &str) -> Result<Option<Item>, JsonlError> {
         self.refresh_items()?;
         match self.index.item(id) {
-            Some(loc) => read_item(&self.items, loc, Some(id)).map(Some),
+            Some(loc) => self.read_item(loc, Some(id)).map(Some),
             None => Ok(None),
         }
     }
@@ -281,7 +325,7 @@ impl JsonlStore {
         let Some(loc) = self.index.by_dedupe(key) else {
             return Ok(None);
         };
-        let item = read_item(&self.items, loc, None)?;
+        let item = self.read_item(loc, None)?;
         // The item may have moved to another key since it was indexed under this one.
         Ok((item.dedupe_key == key).then_some(item))
     }
@@ -289,11 +333,34 @@ impl JsonlStore {
     fn list_now(&mut self, query: &ListQuery, today: &str) -> Result<Page, JsonlError> {
         self.refresh_items()?;
         let (page, total) = self.index.list(query, today);
-        let items = page
+        let mut bytes = 0u64;
+        let mut locs = Vec::with_capacity(page.len());
+        for (id, loc) in page {
+            bytes += u64::from(loc.len);
+            if !locs.is_empty() && bytes > PAGE_MAX_BYTES {
+                break;
+            }
+            locs.push((id.to_owned(), loc));
+        }
+        let items = locs
             .into_iter()
-            .map(|(id, loc)| read_item(&self.items, loc, Some(id)))
+            .map(|(id, loc)| self.read_item(loc, Some(&id)))
             .collect::<Result<_, _>>()?;
         Ok(Page { items, total })
+    }
+
+    /// Reads the item line at `loc` ([`read_item`]); a repair is reported once per line.
+    fn read_item(&mut self, loc: Loc, id: Option<&str>) -> Result<Item, JsonlError> {
+        let (item, repairs) = read_item(&self.items, loc, id)?;
+        if !repairs.is_empty() && self.warned.len() < WARNED_MAX && self.warned.insert(loc.off) {
+            (self.warn)(&format!(
+                "jsonl: warning: item {} ({ITEMS_FILE} at byte {}) is over the item limits, returned truncated: {}",
+                item.id,
+                loc.off,
+                repairs.join("; ")
+            ));
+        }
+        Ok(item)
     }
 
     fn events_now(&mut self, item_id: &str, limit: usize) -> Result<Vec<Event>, JsonlError> {
@@ -443,13 +510,21 @@ impl JsonlStore {
                 .open(&path)
         };
         match open(false) {
-            Ok(f) => Ok((f, false)),
+            Ok(f) => {
+                refuse_symlink(&path, name)?;
+                Ok((f, false))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // A dangling link would be created through.
+                refuse_symlink(&path, name)?;
                 fs::create_dir_all(&self.dir).map_err(|e| write_err(name, "create", e))?;
                 let f = open(true).map_err(|e| write_err(name, "create", e))?;
                 Ok((f, true))
             }
-            Err(e) => Err(write_err(name, "write", e)),
+            Err(e) => {
+                refuse_symlink(&path, name)?;
+                Err(write_err(name, "write", e))
+            }
         }
     }
 
@@ -462,18 +537,41 @@ impl JsonlStore {
     }
 }
 
-/// Reads and parses the item line at `loc`, which must be item `id` (if given).
-fn read_item(items: &FileState, loc: Loc, id: Option<&str>) -> Result<Item, JsonlError> {
+/// Reads and parses the item line at `loc`, which must be item `id` (if given), and brings it
+/// within the item limits (an older version may have stored more: see
+/// [`backlog_core::validate::fit_stored`] and [`crate::deep`]); returns what was repaired.
+fn read_item(
+    items: &FileState,
+    loc: Loc,
+    id: Option<&str>,
+) -> Result<(Item, Vec<String>), JsonlError> {
     let bytes = items.read_line(loc.off, loc.len)?;
     let stale = || JsonlError::Stale {
         file: ITEMS_FILE,
         offset: loc.off,
     };
-    let item: Item = serde_json::from_slice(head::trim_newline(&bytes)).map_err(|_| stale())?;
+    let line = head::trim_newline(&bytes);
+    let mut repairs = Vec::new();
+    let mut item: Item = match serde_json::from_slice(line) {
+        Ok(item) => item,
+        Err(_) => {
+            let fixed = crate::deep::fit_meta(line).ok_or_else(stale)?;
+            let item: Item = serde_json::from_slice(&fixed).map_err(|_| stale())?;
+            if let Some(why) = item
+                .meta
+                .get(backlog_core::validate::TRUNCATED_KEY)
+                .and_then(|v| v.as_str())
+            {
+                repairs.push(why.to_owned());
+            }
+            item
+        }
+    };
     if id.is_some_and(|id| id != item.id) {
         return Err(stale());
     }
-    Ok(item)
+    repairs.extend(backlog_core::validate::fit_stored(&mut item));
+    Ok((item, repairs))
 }
 
 /// Lines ready to append: the bytes (each record compact JSON + `\n`) and each line's length.

@@ -14,6 +14,7 @@
 //! (`items.jsonl`), never by an absolute host path.
 
 mod auto;
+mod deep;
 mod error;
 mod file;
 mod filter;
@@ -29,7 +30,10 @@ pub use auto::{
 };
 pub use error::JsonlError;
 pub use file::MAX_LINE;
-pub use jsonl::{Access, Durability, EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore};
+pub use jsonl::{
+    Access, CLEANUP_TMP_FILES, Durability, EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore,
+    PAGE_MAX_BYTES,
+};
 pub use null::{NULL_WRITE_MESSAGE, NullStore};
 pub use pg::{
     EVENT_COLUMNS, INSUFFICIENT_PRIVILEGE, ITEM_COLUMNS, KEY_COLUMNS, MIGRATE_HINT,

@@ -605,26 +605,195 @@ fn read_only_write_is_forbidden_and_changes_nothing() {
 
 #[cfg(unix)]
 #[test]
-fn os_refusal_maps_to_forbidden() {
+fn os_permission_denied_maps_to_unavailable_not_forbidden() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join(ITEMS_FILE);
     fs::write(&path, line(&item(1))).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).unwrap();
     if fs::OpenOptions::new().append(true).open(&path).is_ok() {
-        return; // running as root: permissions are not enforced
+        return; // running as root: permissions are not enforced (the e2e test covers it)
     }
     let mut s = rw(tmp.path());
     match s.write(Some(&item(2)), &[]) {
-        Err(StoreError::Forbidden(m)) => {
+        Err(StoreError::Unavailable(m)) => {
             assert!(
-                m.starts_with("the sandbox refused to write items.jsonl: "),
+                m.starts_with(
+                    "cannot write items.jsonl in the store directory: permission denied (EACCES)"
+                ),
                 "{m}"
             )
         }
-        other => panic!("expected Forbidden, got {other:?}"),
+        other => panic!("expected Unavailable, got {other:?}"),
     }
     assert_eq!(s.get(&item(1).id).unwrap(), Some(item(1)));
+}
+
+/// `meta` nested `n` levels below the item's `meta` object, as text.
+fn deep_meta_line(n: u64, levels: usize) -> String {
+    let mut it = item(n);
+    it.meta.insert("k".into(), serde_json::json!("MARK"));
+    let text = serde_json::to_string(&it).unwrap();
+    let deep = format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+    format!("{}\n", text.replace("\"MARK\"", &deep))
+}
+
+#[test]
+fn items_over_the_limits_from_older_versions_are_read_truncated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(ITEMS_FILE);
+    // 125 levels parse (but would break the host's result parse), 300 do not parse at all.
+    let mut text = deep_meta_line(1, 125) + &deep_meta_line(2, 300);
+    let mut big = item(3);
+    big.evidence_refs = BTreeMap::from([(
+        "alerts".to_string(),
+        (0..20_000).map(|i| format!("al_{i:08}")).collect(),
+    )]);
+    text += &line(&big);
+    text += &line(&item(4));
+    append(&path, &text);
+    let (mut s, warnings) = store(tmp.path(), Access::ReadOnly);
+    let page = s.list(&all(ListQuery::default()), "2026-03-02").unwrap();
+    assert_eq!(page.total, 4);
+    assert_eq!(page.items.len(), 4);
+    for it in &page.items[..3] {
+        backlog_core::validate::item(it).unwrap_or_else(|e| panic!("{}: {e}", it.id));
+    }
+    let deep = page.items.iter().find(|i| i.id == item(2).id).unwrap();
+    let why = deep.meta["_truncated"].as_str().unwrap_or_default();
+    assert!(why.contains("301 levels deep"), "{why}");
+    let got = s.get(&big.id).unwrap().unwrap();
+    assert_eq!(got.evidence_refs["alerts"].len(), 1000);
+    assert_eq!(s.get(&item(4).id).unwrap(), Some(item(4)));
+    // One warning per repaired item, naming it, however often it is read.
+    s.list(&all(ListQuery::default()), "2026-03-02").unwrap();
+    let w = warnings.borrow();
+    for n in 1..=3 {
+        let id = item(n).id;
+        assert_eq!(
+            w.iter().filter(|m| m.contains(&id)).count(),
+            1,
+            "{id}: {w:?}"
+        );
+    }
+    assert!(w.iter().all(|m| !m.contains("corrupt")), "{w:?}");
+    drop(w);
+    // Cleanup keeps them (they are items, not corrupt lines).
+    let mut s = rw(tmp.path());
+    assert_eq!(s.cleanup("2026-03-10T00:00:00.000000Z", false).unwrap(), 0);
+    assert_eq!(s.keys(None).unwrap().len(), 4);
+}
+
+#[test]
+fn list_pages_stay_within_the_byte_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(ITEMS_FILE);
+    let mut text = String::new();
+    for n in 1..=25 {
+        let mut it = item(n);
+        // ~0.95 MB of evidence per item, as an older version accepted.
+        it.evidence_refs = BTreeMap::from([(
+            "alerts".to_string(),
+            (0..79_000).map(|i| format!("a{i:08}")).collect(),
+        )]);
+        text += &line(&it);
+    }
+    append(&path, &text);
+    let mut s = rw(tmp.path());
+    let mut q = ListQuery::default();
+    let mut seen = Vec::new();
+    loop {
+        let page = s.list(&q, "2026-03-02").unwrap();
+        assert_eq!(page.total, 25);
+        let line_bytes = fs::metadata(&path).unwrap().len() / 25;
+        assert!(
+            page.items.len() as u64 * line_bytes <= backlog_store::PAGE_MAX_BYTES,
+            "{} items of {line_bytes} bytes",
+            page.items.len()
+        );
+        assert!(!page.items.is_empty());
+        seen.extend(page.items.iter().map(|i| i.id.clone()));
+        match q.next_offset(page.items.len(), page.total) {
+            Some(next) => q.offset = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    assert!(seen.len() > 8, "paged");
+}
+
+#[test]
+fn stale_cleanup_temp_files_are_removed_by_the_next_writer_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = rw(tmp.path());
+    s.write(Some(&item(1)), &[]).unwrap();
+    for name in backlog_store::CLEANUP_TMP_FILES {
+        fs::write(tmp.path().join(name), "left by a killed cleanup\n").unwrap();
+    }
+    // A read-only store (no writer lock) never deletes.
+    let (mut ro, _) = store(tmp.path(), Access::ReadOnly);
+    ro.begin_call();
+    ro.get(&item(1).id).unwrap();
+    for name in backlog_store::CLEANUP_TMP_FILES {
+        assert!(tmp.path().join(name).exists(), "{name}");
+    }
+    // The first write-capable call of a store removes them, with a warning.
+    let (mut s, warnings) = store(tmp.path(), Access::ReadWrite);
+    s.begin_call();
+    for name in backlog_store::CLEANUP_TMP_FILES {
+        assert!(!tmp.path().join(name).exists(), "{name}");
+    }
+    assert!(
+        warnings
+            .borrow()
+            .iter()
+            .any(|w| w.contains(".items.jsonl.cleanup.tmp")),
+        "{warnings:?}"
+    );
+    assert_eq!(s.get(&item(1).id).unwrap(), Some(item(1)));
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinked_store_files_are_refused_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("target.jsonl");
+    std::os::unix::fs::symlink(&target, tmp.path().join(ITEMS_FILE)).unwrap();
+    let mut s = rw(tmp.path());
+    for r in [
+        s.write(Some(&item(1)), &[]).map(|_| ()),
+        s.get(&item(1).id).map(|_| ()),
+    ] {
+        match r {
+            Err(StoreError::Unavailable(m)) => {
+                assert!(
+                    m.contains("items.jsonl in the store directory is a symbolic link"),
+                    "{m}"
+                )
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+    assert!(!target.exists(), "nothing created through the link");
+    // A planted cleanup temp link is removed, not written through.
+    fs::remove_file(tmp.path().join(ITEMS_FILE)).unwrap();
+    s.write(Some(&item(1)), &[]).unwrap();
+    s.write(
+        Some(&Item {
+            status: Status::Done,
+            ..item(1)
+        }),
+        &[],
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        &target,
+        tmp.path().join(backlog_store::CLEANUP_TMP_FILES[0]),
+    )
+    .unwrap();
+    assert_eq!(s.cleanup("2026-03-10T00:00:00.000000Z", false).unwrap(), 1);
+    assert!(!target.exists(), "cleanup did not write through the link");
 }
 
 #[test]

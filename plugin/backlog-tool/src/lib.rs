@@ -64,7 +64,12 @@ pub(crate) fn run(action: &str, params: &Value, context: &CallContext) -> Result
     let mut reports = config.reports_dir.as_deref().map(reports::FsReports::new);
     store::with_store(&config, &context.now, |store| {
         let mut entropy = WasiEntropy;
-        let mut ctx = Ctx::new(&context.actor, now, &policy, &mut entropy);
+        let reserved_keys = config
+            .entitlements
+            .iter()
+            .any(|e| e == actions::RESERVED_KEYS_ENTITLEMENT);
+        let mut ctx =
+            Ctx::new(&context.actor, now, &policy, &mut entropy).with_reserved_keys(reserved_keys);
         if let Some(r) = reports.as_mut() {
             ctx = ctx.with_reports(r);
         }

@@ -34,7 +34,17 @@ impl Reports for FsReports {
     }
 
     fn read(&mut self, path: &str) -> Result<String, Error> {
-        std::fs::read_to_string(self.root.join(path))
+        let full = self.root.join(path);
+        if let Ok(m) = std::fs::metadata(&full)
+            && m.len() > backlog_core::digest::DIGEST_MAX_BYTES
+        {
+            return Err(Error::invalid_input(format!(
+                "ops/reports/{path}: the digest is {} bytes; the limit is {}",
+                m.len(),
+                backlog_core::digest::DIGEST_MAX_BYTES
+            )));
+        }
+        std::fs::read_to_string(full)
             .map_err(|e| Error::invalid_input(format!("ops/reports/{path}: cannot read: {e}")))
     }
 

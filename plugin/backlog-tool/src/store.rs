@@ -51,6 +51,10 @@ pub struct Config {
     /// (`BACKLOG_PG_RETRY_SECONDS`, default 300).
     #[serde(default)]
     pub pg_retry_seconds: Option<u64>,
+    /// The caller's entitlements, as the host's RBAC matrix lists them (data only: absent or
+    /// empty grants nothing beyond what the action itself allows).
+    #[serde(default)]
+    pub entitlements: Vec<String>,
 }
 
 impl Config {

@@ -14,6 +14,8 @@ struct World {
     entropy: SeqEntropy,
     now: DateTime<Utc>,
     actor: String,
+    /// The caller may use reserved (generated) dedupe keys.
+    reserved: bool,
 }
 
 impl World {
@@ -24,6 +26,7 @@ impl World {
             entropy: SeqEntropy::default(),
             now: time::parse_ts(NOW).unwrap_or_default(),
             actor: "operator".into(),
+            reserved: false,
         }
     }
 
@@ -33,7 +36,8 @@ impl World {
     }
 
     fn call(&mut self, action: &str, params: Value) -> Result<Value> {
-        let mut ctx = Ctx::new(&self.actor, self.now, &self.policy, &mut self.entropy);
+        let mut ctx = Ctx::new(&self.actor, self.now, &self.policy, &mut self.entropy)
+            .with_reserved_keys(self.reserved);
         execute(&mut self.store, action, &params, &mut ctx)
     }
 
@@ -726,9 +730,17 @@ fn list_filters_sorts_pages() {
         ErrorCode::InvalidInput,
         &["`limit` must be between 1 and 1000"],
     );
+    // An offset past every store is refused with the limit (the same in the component,
+    // where `usize` is 32 bits, and natively).
+    w.fails(
+        "list",
+        json!({"offset": u64::MAX, "limit": 1000}),
+        ErrorCode::InvalidInput,
+        &["`offset` must be between 0 and 4294967295, got 18446744073709551615"],
+    );
     check(
         &mut w,
-        json!({"offset": u64::MAX, "limit": 1000}),
+        json!({"offset": 4_294_967_295u64, "limit": 1000}),
         &[],
         5,
         Value::Null,
@@ -904,4 +916,82 @@ fn cleanup_cutoffs() {
     );
     // The store rejects a cutoff that is not a timestamp.
     assert!(w.store.cleanup("yesterday", true).is_err());
+}
+
+#[test]
+fn generated_dedupe_keys_are_reserved() {
+    let mut w = World::new();
+    let key = "platform_backlog:2026-10:prod:gateway:security";
+    let params = json!({"env": "prod", "service": "gateway", "category": "security",
+                        "title": "squat", "dedupe_key": key});
+    let frags = ["namespace of generated items", "tools.backlog.admin"];
+    w.fails("create", params.clone(), ErrorCode::Forbidden, &frags);
+    w.fails("upsert", params.clone(), ErrorCode::Forbidden, &frags);
+    // Moving an item onto a reserved key is creating one there.
+    let mine = w.create(json!({"dedupe_key": "mine"}));
+    let id = mine["id"].as_str().unwrap_or_default().to_owned();
+    w.fails(
+        "upsert",
+        json!({"id": id, "dedupe_key": key}),
+        ErrorCode::Forbidden,
+        &frags,
+    );
+    // Other keys, and keys merely sharing the prefix text, are anyone's.
+    w.create(json!({"dedupe_key": "platform_backlog_notes:1"}));
+    w.create(json!({"dedupe_key": "platform_backlogx:2026-10"}));
+    assert!(w.store.find_by_dedupe_key(key).ok().flatten().is_none());
+
+    // Generation may (it holds the key), and an item it made may be updated by its key or id
+    // by anyone with write access (humans own owner/status/priority/due_date).
+    let made = w
+        .upsert_gen(
+            json!({"env": "prod", "service": "gateway", "category": "security",
+                           "title": "generated", "dedupe_key": key}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(made.action, UpsertAction::Created);
+    w.ok("upsert", json!({"dedupe_key": key, "owner": "alice"}));
+    w.ok("upsert", json!({"id": made.item.id, "priority": "P0"}));
+
+    // An admin may create there.
+    let mut w = World::new();
+    w.reserved = true;
+    w.ok("create", params.clone());
+}
+
+#[test]
+fn item_limits_on_every_write_path() {
+    let mut w = World::new();
+    let nest = |n: usize| {
+        let mut v = json!(1);
+        for _ in 0..n {
+            v = json!({ "a": v });
+        }
+        v
+    };
+    // meta itself is level 1: 15 more levels inside are allowed, 16 are not.
+    w.create(json!({"meta": {"x": nest(15)}}));
+    let deep = json!({"x": nest(16)});
+    let want = ["`meta` must be nested at most 16 levels deep", "got 17"];
+    w.fails(
+        "create",
+        json!({"env": "prod", "service": "gw", "category": "security", "title": "t", "meta": deep}),
+        ErrorCode::InvalidInput,
+        &want,
+    );
+    w.fails("upsert", json!({"env": "prod", "service": "gw", "category": "security", "title": "t", "dedupe_key": "d", "meta": deep}), ErrorCode::InvalidInput, &want);
+    let ids: Vec<String> = (0..1001).map(|i| format!("al_{i}")).collect();
+    w.fails(
+        "create",
+        json!({"env": "prod", "service": "gw", "category": "security", "title": "t", "evidence_refs": {"alerts": ids}}),
+        ErrorCode::InvalidInput,
+        &["`evidence_refs.alerts` must hold at most 1000 ids, got 1001"],
+    );
+    let big: Vec<String> = (0..700).map(|i| format!("{i:0>120}")).collect();
+    w.fails(
+        "upsert",
+        json!({"dedupe_key": "d2", "env": "prod", "service": "gw", "category": "security", "title": "t", "evidence_refs": {"alerts": big}}),
+        ErrorCode::InvalidInput,
+        &["`evidence_refs` must be at most 65536 bytes"],
+    );
 }

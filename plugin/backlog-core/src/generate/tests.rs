@@ -830,3 +830,43 @@ fn daily_merges_into_the_weekly_item() {
     w.at("2026-11-26T09:00:00Z");
     assert_eq!(w.ok("auto_generate_daily", json!({}))["stale"], true);
 }
+
+#[test]
+fn generation_never_adopts_an_item_of_another_env_and_caps_digest_evidence() {
+    let mut w = World::new();
+    w.digest(
+        "2026-48",
+        json!([svc(
+            "gateway",
+            90,
+            "critical",
+            json!({"dependency_high_30d": 1})
+        )]),
+    );
+    // An item of env `dev` under prod's generated key (only an admin could make it).
+    let key = "platform_backlog:2026-48:prod:gateway:security";
+    let params = json!({"env": "dev", "service": "gateway", "category": "security",
+                            "title": "elsewhere", "dedupe_key": key});
+    let mut ctx = Ctx::new("operator", w.now, &w.policy, &mut w.entropy).with_reserved_keys(true);
+    let made = execute(&mut w.store, "create", &params, &mut ctx).unwrap_or_else(|e| panic!("{e}"));
+    let before = w.store.writes();
+    w.fails(
+        "auto_generate_weekly",
+        ErrorCode::Conflict,
+        "is in env dev, not prod; generation does not adopt it",
+    );
+    assert_eq!(w.store.writes(), before, "nothing written");
+    assert_eq!(w.item(made["id"].as_str().unwrap_or_default()).env, "dev");
+
+    // Digest evidence over the item limits is refused, naming the digest.
+    let mut w = World::new();
+    let ids: Vec<String> = (0..1001).map(|i| format!("al_{i}")).collect();
+    let mut s = svc("gateway", 90, "critical", json!({"dependency_high_30d": 1}));
+    s["evidence_refs"] = json!({ "alerts": ids });
+    w.digest("2026-48", json!([s]));
+    w.fails(
+        "auto_generate_weekly",
+        ErrorCode::InvalidInput,
+        "must hold at most 1000 ids, got 1001",
+    );
+}

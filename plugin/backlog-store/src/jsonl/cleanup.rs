@@ -10,14 +10,13 @@
 //! A file whose every line would be kept is not rewritten.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use backlog_core::store::{StoreError, is_expired, parse_cutoff};
 
-use super::{Access, EVENTS_FILE, ITEMS_FILE, JsonlStore};
+use super::{Access, CLEANUP_TMP_FILES, EVENTS_FILE, ITEMS_FILE, JsonlStore, write_all_at};
 use crate::error::{JsonlError, write_err};
-use crate::head::{self, EventHead, ItemHead};
+use crate::head::{self, EventHead};
 
 /// Write buffer of a rewrite.
 const WRITE_BUF: usize = 1 << 20;
@@ -43,7 +42,9 @@ impl JsonlStore {
             false => Some(Rewrite::start(&self.dir, ITEMS_FILE)?),
         };
         self.items.each_line(|line, off| {
-            let Ok(Some(h)) = head::parse::<ItemHead>(line) else {
+            // Lines with a too-deep `meta` (older versions) are indexed, so they are kept too.
+            let mut buf = None;
+            let Ok(Some(h)) = head::parse_item(line, &mut buf) else {
                 return Ok(());
             };
             let Some(slot) = index.slot_if_latest(&h.id, off) else {
@@ -94,68 +95,93 @@ impl JsonlStore {
     }
 }
 
-/// A file being rewritten through a temporary sibling.
+/// A file being rewritten through a temporary sibling. Errors while the temporary file is
+/// written or synced name the temporary file (`.items.jsonl.cleanup.tmp`): that is what ran out
+/// of space or was refused, not the store file.
 struct Rewrite {
     name: &'static str,
+    tmp_name: &'static str,
     tmp: std::path::PathBuf,
     dest: std::path::PathBuf,
     dir: std::path::PathBuf,
-    out: BufWriter<File>,
+    file: File,
+    /// Lines not yet written, and where they go. Positioned writes (`pwrite`): inside the
+    /// component they report the host's errno (`ENOSPC`), where the stream path says `EIO`.
+    buf: Vec<u8>,
+    off: u64,
 }
 
 impl Rewrite {
     fn start(dir: &Path, name: &'static str) -> Result<Self, JsonlError> {
-        let tmp = dir.join(format!(".{name}.cleanup.tmp"));
+        let tmp_name = if name == ITEMS_FILE {
+            CLEANUP_TMP_FILES[0]
+        } else {
+            CLEANUP_TMP_FILES[1]
+        };
+        let tmp = dir.join(tmp_name);
+        // A leftover (or a symlink planted in its place) is removed, never written through:
+        // `create_new` does not follow a symlink.
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(write_err(tmp_name, "remove", e)),
+        }
         let file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&tmp)
-            .map_err(|e| write_err(name, "write", e))?;
+            .map_err(|e| write_err(tmp_name, "create", e))?;
         Ok(Rewrite {
             name,
+            tmp_name,
             dest: dir.join(name),
             dir: dir.to_path_buf(),
             tmp,
-            out: BufWriter::with_capacity(WRITE_BUF, file),
+            file,
+            buf: Vec::with_capacity(WRITE_BUF),
+            off: 0,
         })
     }
 
     fn line(&mut self, line: &[u8]) -> Result<(), JsonlError> {
-        let r = self.out.write_all(line);
-        r.map_err(|e| write_err(self.name, "write", e))
+        self.buf.extend_from_slice(line);
+        if self.buf.len() >= WRITE_BUF {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), JsonlError> {
+        write_all_at(&self.file, &self.buf, self.off)
+            .map_err(|e| write_err(self.tmp_name, "write", e))?;
+        self.off += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
     }
 
     /// Syncs the temporary file, renames it over the original and syncs the directory.
-    fn commit(self) -> Result<(), JsonlError> {
-        let Rewrite {
-            name,
-            tmp,
-            dest,
-            dir,
-            out,
-        } = self;
+    fn commit(mut self) -> Result<(), JsonlError> {
         let result = (|| {
-            let file = out
-                .into_inner()
-                .map_err(|e| write_err(name, "write", e.into_error()))?;
-            file.sync_all().map_err(|e| write_err(name, "sync", e))?;
-            drop(file);
-            fs::rename(&tmp, &dest).map_err(|e| write_err(name, "replace", e))?;
+            self.flush()?;
+            let (name, tmp_name) = (self.name, self.tmp_name);
+            self.file
+                .sync_all()
+                .map_err(|e| write_err(tmp_name, "sync", e))?;
+            fs::rename(&self.tmp, &self.dest).map_err(|e| write_err(name, "replace", e))?;
             // The rename is durable only once the directory is.
-            File::open(&dir)
+            File::open(&self.dir)
                 .and_then(|d| d.sync_all())
                 .map_err(|e| write_err(name, "sync the directory of", e))
         })();
         if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(&self.tmp);
         }
         result
     }
 
     /// Drops the temporary file (nothing to change).
     fn abandon(self) {
-        drop(self.out);
+        drop(self.file);
         let _ = fs::remove_file(&self.tmp);
     }
 }

@@ -104,6 +104,28 @@ impl<'a> Row<'a> {
         let s = self.text(column)?;
         serde_json::from_str(s).map_err(|e| self.bad(column, format!("bad JSON: {e}")))
     }
+
+    /// The next column, an item's `meta` as JSON text; one nested deeper than the parser
+    /// takes (stored by an older version) comes back as the truncation marker
+    /// ([`crate::deep::fit_meta`]).
+    pub(crate) fn meta(
+        &mut self,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+        let s = self.text("meta")?;
+        match serde_json::from_str(s) {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                #[derive(serde::Deserialize)]
+                struct Wrapped {
+                    meta: serde_json::Map<String, serde_json::Value>,
+                }
+                crate::deep::fit_meta(format!("{{\"meta\":{s}}}").as_bytes())
+                    .and_then(|fixed| serde_json::from_slice::<Wrapped>(&fixed).ok())
+                    .map(|w| w.meta)
+                    .ok_or_else(|| self.bad("meta", format!("bad JSON: {e}")))
+            }
+        }
+    }
 }
 
 /// An item from the columns of [`super::ITEM_COLUMNS`], in that order.
@@ -126,7 +148,12 @@ pub(crate) fn item(values: &[Value]) -> Result<Item, StoreError> {
         dedupe_key: r.string("dedupe_key")?,
         evidence_refs: r.json("evidence_refs")?,
         tags: r.json("tags")?,
-        meta: r.json("meta")?,
+        meta: r.meta()?,
+    })
+    .map(|mut item| {
+        // Over-limit items of older versions are answered within the limits.
+        backlog_core::validate::fit_stored(&mut item);
+        item
     })
 }
 
