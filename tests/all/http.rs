@@ -26,7 +26,7 @@ pub(crate) fn env() -> Env {
 
 /// A running `serve` process on a free loopback port; killed on drop.
 pub(crate) struct Server {
-    child: Child,
+    pub(crate) child: Child,
     /// `http://127.0.0.1:PORT`.
     pub(crate) base: String,
     stderr: Arc<Mutex<String>>,
@@ -36,20 +36,20 @@ pub(crate) struct Server {
 
 /// One HTTP answer.
 #[derive(Debug)]
-struct Resp {
-    status: u16,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Resp {
     #[track_caller]
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -58,7 +58,7 @@ impl Resp {
 
     /// Asserts the spec's error object with this status and code; returns the message.
     #[track_caller]
-    fn error(&self, status: u16, code: &str) -> String {
+    pub(crate) fn error(&self, status: u16, code: &str) -> String {
         assert_eq!(self.status, status, "{self:?}");
         let body = self.json();
         assert_eq!(body["code"], code, "{self:?}");
@@ -69,7 +69,7 @@ impl Resp {
 
     /// Asserts 200 and returns the JSON body.
     #[track_caller]
-    fn ok(&self) -> Value {
+    pub(crate) fn ok(&self) -> Value {
         assert_eq!(self.status, 200, "{self:?}");
         self.json()
     }
@@ -149,7 +149,7 @@ impl Server {
     /// The log once `found` holds for it: lines reach the pipe before the response leaves,
     /// but the reader thread may not have read them yet (bounded poll).
     #[track_caller]
-    fn log_when(&self, found: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn log_when(&self, found: impl Fn(&str) -> bool) -> String {
         for _ in 0..500 {
             let log = self.log();
             if found(&log) {
@@ -161,7 +161,7 @@ impl Server {
     }
 
     /// Waits for the process to exit and for its whole log to be read.
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(&mut self) -> std::process::ExitStatus {
         let status = self.child.wait().unwrap();
         if let Some(reader) = self.reader.take() {
             reader.join().unwrap();
@@ -169,16 +169,22 @@ impl Server {
         status
     }
 
-    fn send(&self, method: &str, path: &str, key: Option<&str>, body: Option<Vec<u8>>) -> Resp {
+    pub(crate) fn send(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Resp {
         send(&self.client, &self.base, method, path, key, body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
-    fn get(&self, path: &str, key: Option<&str>) -> Resp {
+    pub(crate) fn get(&self, path: &str, key: Option<&str>) -> Resp {
         self.send("GET", path, key, None)
     }
 
-    fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Resp {
+    pub(crate) fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Resp {
         self.send("POST", path, key, Some(body.to_string().into_bytes()))
     }
 
@@ -193,7 +199,7 @@ impl Server {
         self.post("/v1/tools/execute", Some(key), &body)
     }
 
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 }

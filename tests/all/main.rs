@@ -29,5 +29,8 @@ mod backends;
 mod scheduler;
 // The router over loopback: auth, RBAC per route, statuses, concurrency, SIGTERM.
 mod http;
+// The router's limits: connections, timeouts, the browser guard (with headless Chromium),
+// key hygiene, readiness.
+mod router;
 // The MCP face: the official Python client over stdio and HTTP, Origin/auth/OAuth paths.
 mod mcp;
