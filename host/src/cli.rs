@@ -137,7 +137,7 @@ enum Command {
         max_connections: usize,
         /// Seconds a connection has to send a complete request head, after opening or after
         /// its previous response (also ends idle kept-alive connections).
-        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
         header_timeout: u64,
         /// Seconds without a byte either way (no call running) before a connection, or a
         /// stalled request body, is dropped.

@@ -82,10 +82,7 @@ impl BrowserPolicy {
     /// Rules 1–4 of the module documentation.
     pub fn check(&self, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
         let origin = headers.get(header::ORIGIN).map(|o| o.to_str().ok());
-        let origin_ok = match origin {
-            None => None,
-            Some(o) => Some(o.is_some_and(|o| self.origin_allowed(o))),
-        };
+        let origin_ok = origin.map(|o| o.is_some_and(|o| self.origin_allowed(o)));
         if origin_ok == Some(false) {
             return Err(Refusal::forbidden(format!(
                 "Origin `{}` may not call this server: only loopback origins and --allowed-origin \
