@@ -153,6 +153,18 @@ enum Command {
         /// A `Host` name served besides loopback ones (`name` or `name:port`); repeatable.
         #[arg(long, value_name = "HOST")]
         allowed_host: Vec<String>,
+        /// Open /mcp sessions one agent may hold; beyond → 503.
+        #[arg(long, default_value_t = 64)]
+        mcp_max_sessions_per_agent: usize,
+        /// Open /mcp sessions in total; beyond → 503.
+        #[arg(long, default_value_t = 1024)]
+        mcp_max_sessions: usize,
+        /// Seconds without a request after which an /mcp session is closed.
+        #[arg(long, default_value_t = 300)]
+        mcp_session_idle_s: u64,
+        /// Seconds after its initialize after which an /mcp session is closed, however busy.
+        #[arg(long, default_value_t = 28_800)]
+        mcp_session_lifetime_s: u64,
     },
     /// MCP server on stdio: every action the agent may call, as an MCP tool. stdio carries no
     /// credentials: whoever launches the server names the agent. Exit 2: no or unknown agent.
@@ -297,8 +309,18 @@ fn run(args: Args) -> Result<(), Failure> {
             auth_failures_per_minute,
             allowed_origin,
             allowed_host,
+            mcp_max_sessions_per_agent,
+            mcp_max_sessions,
+            mcp_session_idle_s,
+            mcp_session_lifetime_s,
         } => {
             let bridge = load(settings, &metrics_agent)?;
+            let mcp_sessions = backlog_bridge::mcp::SessionLimits {
+                per_agent: mcp_max_sessions_per_agent,
+                total: mcp_max_sessions,
+                idle: std::time::Duration::from_secs(mcp_session_idle_s),
+                lifetime: std::time::Duration::from_secs(mcp_session_lifetime_s),
+            };
             let options = http::ServeOptions {
                 listen,
                 max_in_flight,
@@ -313,6 +335,7 @@ fn run(args: Args) -> Result<(), Failure> {
                 auth_failures_per_minute,
                 allowed_origins: allowed_origin,
                 allowed_hosts: allowed_host,
+                mcp_sessions,
             };
             http::serve(bridge, options).map_err(|e| Failure::Config(e.into()))
         }
@@ -557,15 +580,7 @@ fn batch_line(bridge: &Bridge, default_agent: &str, line: &str) -> Result<Value,
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: logs in files and pipes stay greppable (`status=403`).
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.with_target(false).init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let ansi = std::io::stderr().is_terminal();
+    backlog_bridge::logging::init(matches!(format, LogFormat::Json), ansi);
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod grants;
 pub mod http;
 pub mod lock;
+pub mod logging;
 pub mod mcp;
 pub mod migrate;
 pub mod runtime;

@@ -127,6 +127,70 @@ fn cron_check_names_each_drift_and_exits_1() {
     }
 }
 
+/// Registry values reach root cron lines: a log name or description carrying shell or cron
+/// syntax is refused by `cron render` (exit 2, naming the key) instead of being written, and a
+/// deployed line whose redirection was tampered with is drift for `cron check`.
+#[test]
+fn cron_lines_cannot_be_injected_through_the_registry_or_the_deployed_file() {
+    let shipped = std::fs::read_to_string(repo_ops().join("task_registry.yml")).unwrap();
+    for (from, to, key) in [
+        (
+            "log: backlog_generate.log",
+            "log: 'x.log;touch${IFS}p;#'",
+            "(weekly_backlog_generate).log: ",
+        ),
+        (
+            "log: backlog_generate.log",
+            "log: 'gen.log$(touch p)'",
+            "(weekly_backlog_generate).log: ",
+        ),
+        (
+            "description: Backlog items from the latest platform digest, Monday 06:20 UTC (runbook §3.1).",
+            "description: \"one\\n0 * * * * root touch /tmp/p\"",
+            "(weekly_backlog_generate).description: must be one line",
+        ),
+        (
+            "description: Backlog items from the latest platform digest, Monday 06:20 UTC (runbook §3.1).",
+            "description: '100% of services'",
+            "(weekly_backlog_generate).description: must be one line without `%`",
+        ),
+    ] {
+        assert!(shipped.contains(from), "the shipped registry has `{from}`");
+        let env = env();
+        let registry = shipped.replacen(from, to, 1);
+        std::fs::write(env.ops.join("task_registry.yml"), &registry).unwrap();
+        let r = run(&env, &["cron", "render"]);
+        assert_eq!(r.code, 2, "{to}: {r:?}");
+        assert!(r.stderr.contains(key), "{to}: {}", r.stderr);
+        assert!(!env.ops.join("cron/jobs.cron").exists(), "nothing rendered");
+    }
+
+    let env = env();
+    let line = "backlog-bridge run-job --job weekly_backlog_generate; } >> /var/log/daarion/backlog_generate.log 2>&1";
+    let text = std::fs::read_to_string(repo_ops().join("cron/jobs.cron")).unwrap();
+    assert!(text.contains(line));
+    let deployed = env.tmp.path().join("daarion-governance");
+    std::fs::write(
+        &deployed,
+        text.replace(
+            line,
+            "backlog-bridge run-job --job weekly_backlog_generate; } >> /var/log/daarion/x.log;touch${IFS}p;# 2>&1",
+        ),
+    )
+    .unwrap();
+    let r = run(
+        &env,
+        &["cron", "check", "--file", deployed.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("job weekly_backlog_generate: line ")
+            && r.stderr.contains("command differs"),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn run_job_against_a_stopped_router_says_cannot_reach_and_exits_3() {
     let env = env();

@@ -46,6 +46,8 @@ pub struct Metrics {
     connections_refused: AtomicU64,
     auth_failures: AtomicU64,
     auth_throttled: AtomicU64,
+    /// Open MCP sessions of `/mcp` (kept current by `mcp::sessions`).
+    pub mcp_sessions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// env → (overdue items, overdue P0 items).
@@ -213,6 +215,17 @@ impl Metrics {
             "Tool calls admitted and not yet finished.",
         );
         let _ = writeln!(out, "backlog_bridge_calls_in_flight {in_flight}");
+        header(
+            &mut out,
+            "mcp_sessions_open",
+            "gauge",
+            "Open MCP sessions of /mcp.",
+        );
+        let _ = writeln!(
+            out,
+            "backlog_bridge_mcp_sessions_open {}",
+            self.mcp_sessions.load(std::sync::atomic::Ordering::Relaxed)
+        );
         header(
             &mut out,
             "backend_active",

@@ -77,6 +77,8 @@ pub struct ServeOptions {
     pub allowed_origins: Vec<String>,
     /// `Host` names accepted besides loopback ones (`--allowed-host`).
     pub allowed_hosts: Vec<String>,
+    /// `/mcp` session caps, idle timeout and lifetime (`--mcp-*`).
+    pub mcp_sessions: crate::mcp::SessionLimits,
 }
 
 /// Why the router could not start or stopped abnormally.
@@ -453,11 +455,27 @@ async fn run(app: Arc<App>) -> Result<(), ServeError> {
         let auth_app = app.clone();
         let auth: crate::mcp::Authenticate =
             Arc::new(move |headers| auth_app.authenticate(headers));
-        let options = crate::mcp::HttpOptions {
-            browser: Arc::new(app.browser.clone()),
-            shutdown: mcp_shutdown,
-        };
-        crate::mcp::http_router(app.bridge.clone(), auth, options)
+        let mut options = crate::mcp::HttpOptions::loopback();
+        options.browser = Arc::new(app.browser.clone());
+        options.shutdown = mcp_shutdown;
+        options.limits = app.options.mcp_sessions.clone();
+        options.open_sessions = app.metrics.mcp_sessions.clone();
+        // MCP calls take the same path as REST calls: admission, workers, metrics, drain.
+        let runner_app = app.clone();
+        let runner: crate::mcp::CallRunner = Arc::new(move |spec: crate::mcp::CallSpec| {
+            let app = runner_app.clone();
+            Box::pin(async move {
+                app.call(
+                    &spec.agent,
+                    &spec.tool,
+                    &spec.action,
+                    spec.params,
+                    &spec.request_id,
+                )
+                .await
+            })
+        });
+        crate::mcp::http_router(app.bridge.clone(), auth, runner, options)
     };
     let limits = conn::ConnLimits {
         max_connections: app.options.max_connections,

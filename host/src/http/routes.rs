@@ -40,7 +40,7 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// The request id of one request (`x-request-id` on the response; the guest's context).
 #[derive(Debug, Clone)]
-struct RequestId(String);
+pub(crate) struct RequestId(pub(crate) String);
 
 /// What the access log says about the call a request made.
 #[derive(Debug, Clone, Default)]
@@ -110,6 +110,16 @@ async fn access_log(State(app): AppState, mut req: Request, next: Next) -> Respo
         .extensions()
         .get::<CallLog>()
         .cloned()
+        .or_else(|| {
+            // `/mcp`: what the MCP guard learnt (the outcome is on the call's own line).
+            let m = resp.extensions().get::<crate::mcp::http::McpCallLog>()?;
+            Some(CallLog {
+                agent: Some(m.agent.clone()),
+                tool: m.tool.clone(),
+                action: m.action.clone(),
+                outcome: "",
+            })
+        })
         .unwrap_or_default();
     let duration_us = started.elapsed().as_micros() as u64;
     let quiet = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics") && status < 500;

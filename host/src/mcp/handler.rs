@@ -11,19 +11,49 @@
 //!
 //! Must not: decide grants, or block the async runtime (guest calls run on the blocking pool).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ErrorData, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    InitializeRequestParams, InitializeResult, ListToolsResult, PaginatedRequestParams,
+    ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::{MaybeSendFuture, RequestContext, RoleServer};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::catalog::{Catalog, Entry};
 use crate::bridge::{Bridge, CallRequest, MAX_PARAMS_BYTES};
 use crate::error::{Code, ToolError};
+use crate::logging::truncate;
+
+/// One checked call, for a [`CallRunner`].
+#[derive(Debug, Clone)]
+pub struct CallSpec {
+    pub agent: Arc<str>,
+    pub tool: String,
+    pub action: String,
+    pub params: Map<String, Value>,
+    pub request_id: String,
+}
+
+/// The future a [`CallRunner`] returns.
+pub type CallFuture = Pin<Box<dyn Future<Output = Result<Value, ToolError>> + Send>>;
+
+/// Runs a call the handler has checked. stdio: [`McpHandler::plain_runner`] (the blocking
+/// pool); HTTP: the router's `App::call`, so MCP calls share its admission limit, workers,
+/// metrics and shutdown drain.
+pub type CallRunner = Arc<dyn Fn(CallSpec) -> CallFuture + Send + Sync>;
+
+/// The request id the router's access log gave an HTTP request, so the call's log line and
+/// the access log line carry the same one.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Bytes of a client's name, title or version that the peer log line keeps.
+const PEER_FIELD_LOG_BYTES: usize = 64;
 
 /// The authenticated agent of one HTTP request. The HTTP layer puts it into the request's
 /// extensions after checking the key; the handler reads it from there on every request, so a
@@ -44,6 +74,7 @@ struct Shared {
     bridge: Arc<Bridge>,
     catalog: Catalog,
     instructions: String,
+    runner: CallRunner,
 }
 
 /// The MCP server over one [`Bridge`]. Cheap to clone (the HTTP transport makes one per
@@ -55,20 +86,59 @@ pub struct McpHandler {
 }
 
 impl McpHandler {
-    /// A handler that acts as `agent` for every request (the stdio server).
+    /// A handler that acts as `agent` for every request (the stdio server), running calls
+    /// with [`McpHandler::plain_runner`].
     pub fn for_agent(bridge: Arc<Bridge>, agent: &str) -> McpHandler {
+        let runner = Self::plain_runner(bridge.clone());
         McpHandler {
-            shared: Arc::new(Shared::new(bridge)),
+            shared: Arc::new(Shared::new(bridge, runner)),
             caller: Caller::Fixed(agent.into()),
         }
     }
 
-    /// A handler that takes the agent from each HTTP request's [`Agent`] extension.
-    pub fn per_request(bridge: Arc<Bridge>) -> McpHandler {
+    /// A handler that takes the agent from each HTTP request's [`Agent`] extension and runs
+    /// calls with `runner`.
+    pub fn per_request(bridge: Arc<Bridge>, runner: CallRunner) -> McpHandler {
         McpHandler {
-            shared: Arc::new(Shared::new(bridge)),
+            shared: Arc::new(Shared::new(bridge, runner)),
             caller: Caller::PerRequest,
         }
+    }
+
+    /// Runs each call on tokio's blocking pool (guest calls block: wasmtime sync bindings,
+    /// file locks, fsync).
+    pub fn plain_runner(bridge: Arc<Bridge>) -> CallRunner {
+        Arc::new(move |spec: CallSpec| {
+            let bridge = bridge.clone();
+            Box::pin(async move {
+                tokio::task::spawn_blocking(move || {
+                    bridge.call_with_id(
+                        &CallRequest {
+                            agent: &spec.agent,
+                            tool: &spec.tool,
+                            action: &spec.action,
+                            params: &Value::Object(spec.params).to_string(),
+                        },
+                        &spec.request_id,
+                    )
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ToolError::new(
+                        Code::Internal,
+                        format!("the call did not finish: {e}"),
+                    ))
+                })
+            })
+        })
+    }
+
+    /// The catalog entry (tool, action) of an MCP tool name, for logs.
+    pub fn tool_action(&self, name: &str) -> Option<(&str, &str)> {
+        self.shared
+            .catalog
+            .get(name)
+            .map(|e| (e.tool.as_str(), e.action.as_str()))
     }
 
     /// The tools `agent` may call, as `tools/list` shows them.
@@ -86,6 +156,23 @@ impl McpHandler {
         name: &str,
         arguments: Option<rmcp::model::JsonObject>,
     ) -> Result<CallToolResult, ErrorData> {
+        self.call_with_id(
+            &agent.into(),
+            name,
+            arguments,
+            crate::bridge::new_request_id(),
+        )
+        .await
+    }
+
+    /// [`McpHandler::call`] under a given request id.
+    pub async fn call_with_id(
+        &self,
+        agent: &Arc<str>,
+        name: &str,
+        arguments: Option<rmcp::model::JsonObject>,
+        request_id: String,
+    ) -> Result<CallToolResult, ErrorData> {
         let shared = &self.shared;
         let Some(entry) = shared.catalog.get(name) else {
             return Err(ErrorData::invalid_params(
@@ -93,11 +180,13 @@ impl McpHandler {
                 None,
             ));
         };
-        let arguments = Value::Object(arguments.unwrap_or_default());
-        Ok(match shared.call(agent, entry, arguments).await {
-            Ok(value) => success(value),
-            Err(e) => CallToolResult::structured_error(e.to_json()),
-        })
+        let arguments = arguments.unwrap_or_default();
+        Ok(
+            match shared.call(agent, entry, arguments, request_id).await {
+                Ok(value) => success(value),
+                Err(e) => CallToolResult::structured_error(e.to_json()),
+            },
+        )
     }
 
     fn agent(&self, context: &RequestContext<RoleServer>) -> Result<Arc<str>, ErrorData> {
@@ -131,7 +220,7 @@ fn success(value: Value) -> CallToolResult {
 }
 
 impl Shared {
-    fn new(bridge: Arc<Bridge>) -> Shared {
+    fn new(bridge: Arc<Bridge>, runner: CallRunner) -> Shared {
         let (catalog, _skipped) = Catalog::build(&bridge);
         let mut instructions = String::from(
             "Tools of the backlog-bridge host. Each tool is one action of a sandboxed tool \
@@ -149,6 +238,7 @@ impl Shared {
             bridge,
             catalog,
             instructions,
+            runner,
         }
     }
 
@@ -161,66 +251,58 @@ impl Shared {
         })
     }
 
-    async fn call(&self, agent: &str, entry: &Entry, arguments: Value) -> Result<Value, ToolError> {
+    async fn call(
+        &self,
+        agent: &Arc<str>,
+        entry: &Entry,
+        arguments: Map<String, Value>,
+        request_id: String,
+    ) -> Result<Value, ToolError> {
         let started = Instant::now();
-        let checked = self.precheck(agent, entry, &arguments);
-        let params = match checked {
-            Ok(params) => params,
-            Err(e) => {
-                // Refused before `Bridge::call`, which would have logged it: log it here so
-                // every refused call leaves the same trace.
-                tracing::info!(
-                    agent,
-                    tool = entry.tool,
-                    action = entry.action,
-                    outcome = e.code.as_str(),
-                    duration_us = started.elapsed().as_micros() as u64,
-                    via = "mcp",
-                    "tool call refused: {}",
-                    e.message
-                );
-                return Err(e);
-            }
-        };
-        let bridge = self.bridge.clone();
-        let (agent, tool, action) = (agent.to_owned(), entry.tool.clone(), entry.action.clone());
-        // Guest calls block (wasmtime sync bindings, file locks, fsync): keep them off the
-        // async workers.
-        tokio::task::spawn_blocking(move || {
-            bridge.call(&CallRequest {
-                agent: &agent,
-                tool: &tool,
-                action: &action,
-                params: &params,
-            })
+        let arguments = Value::Object(arguments);
+        if let Err(e) = self.precheck(agent, entry, &arguments) {
+            // Refused before `Bridge::call`, which would have logged it: log it here so
+            // every refused call leaves the same trace. The message may echo the caller's
+            // arguments (property names, values): it stays out of the log line.
+            tracing::info!(
+                request_id,
+                agent = &**agent,
+                tool = entry.tool,
+                action = entry.action,
+                outcome = e.code.as_str(),
+                duration_us = started.elapsed().as_micros() as u64,
+                via = "mcp",
+                "tool call refused"
+            );
+            return Err(e);
+        }
+        (self.runner)(CallSpec {
+            agent: agent.clone(),
+            tool: entry.tool.clone(),
+            action: entry.action.clone(),
+            params: match arguments {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            },
+            request_id,
         })
         .await
-        .unwrap_or_else(|e| {
-            Err(ToolError::new(
-                Code::Internal,
-                format!("the call did not finish: {e}"),
-            ))
-        })
     }
 
-    /// The checks that run before the bridge: RBAC, size, schema. Returns the params text.
-    fn precheck(&self, agent: &str, entry: &Entry, arguments: &Value) -> Result<String, ToolError> {
+    /// The checks that run before the bridge: RBAC, size, schema.
+    fn precheck(&self, agent: &str, entry: &Entry, arguments: &Value) -> Result<(), ToolError> {
         self.bridge
             .matrix
             .authorize(agent, &entry.tool, &entry.action)
             .map_err(|d| ToolError::new(Code::Forbidden, d.to_string()))?;
-        let params = arguments.to_string();
-        if params.len() > MAX_PARAMS_BYTES {
+        let size = serde_json::to_vec(arguments).map_or(usize::MAX, |v| v.len());
+        if size > MAX_PARAMS_BYTES {
             return Err(ToolError::new(
                 Code::PayloadTooLarge,
-                format!(
-                    "arguments are {} bytes; the limit is {MAX_PARAMS_BYTES}",
-                    params.len()
-                ),
+                format!("arguments are {size} bytes; the limit is {MAX_PARAMS_BYTES}"),
             ));
         }
-        entry.check(arguments)?;
-        Ok(params)
+        entry.check(arguments)
     }
 }
 
@@ -253,9 +335,32 @@ impl rmcp::ServerHandler for McpHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let agent = self.agent(&context)?;
-        self.call(&agent, &request.name, request.arguments)
+        let request_id = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<RequestId>())
+            .map_or_else(crate::bridge::new_request_id, |r| r.0.clone());
+        self.call_with_id(&agent, &request.name, request.arguments, request_id)
             .await
             .map(CallToolResponse::from)
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        // rmcp would log the whole peer document; this is the bounded view of it.
+        let info = &request.client_info;
+        tracing::info!(
+            agent = self.agent(&context).as_deref().unwrap_or(""),
+            client = &*truncate(&info.name, PEER_FIELD_LOG_BYTES),
+            client_version = &*truncate(&info.version, PEER_FIELD_LOG_BYTES),
+            protocol = &*truncate(&request.protocol_version.to_string(), PEER_FIELD_LOG_BYTES),
+            "mcp: client initialized"
+        );
+        context.peer.set_peer_info(request.clone());
+        self.negotiate_initialize(&request)
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {

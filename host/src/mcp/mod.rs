@@ -6,8 +6,11 @@
 //!   compiled schemas that check arguments.
 //! - `handler.rs` — the rmcp `ServerHandler`: `tools/list` per caller, `tools/call` through
 //!   [`Bridge::call`](crate::Bridge::call) on the blocking pool.
-//! - `http.rs` — the axum router for `serve`: Origin/Host checks, authentication hook, OAuth
-//!   discovery 404s.
+//! - `http.rs` — the axum router for `serve`: Origin/Host checks, authentication hook, session
+//!   ownership and limits, message checks, OAuth discovery 404s.
+//! - `sessions.rs` — the session manager of the HTTP face: owner per session, caps, lifetime.
+//! - `stdio.rs` — the line transport of `backlog-bridge mcp`, which answers unreadable lines.
+//! - `wire.rs` — reading one JSON-RPC message; the parse/invalid-request errors.
 //!
 //! Must not: authenticate on its own (stdio trusts whoever launched it, HTTP asks the
 //! router's function), grant anything, or write to stdout outside the protocol (stdio mode:
@@ -16,13 +19,17 @@
 pub mod catalog;
 pub mod handler;
 pub mod http;
+pub mod sessions;
+pub mod stdio;
+pub mod wire;
 
 use std::sync::Arc;
 
 use rmcp::ServiceExt as _;
 
-pub use handler::{Agent, McpHandler};
+pub use handler::{Agent, CallFuture, CallRunner, CallSpec, McpHandler, RequestId};
 pub use http::{Authenticate, HttpOptions, router as http_router};
+pub use sessions::SessionLimits;
 
 use crate::Bridge;
 
@@ -49,11 +56,18 @@ pub fn run_stdio(bridge: Bridge, agent: &str) -> Result<(), StdioError> {
 /// Serves MCP on stdin/stdout as `agent` until the client closes stdin.
 pub async fn serve_stdio(bridge: Arc<Bridge>, agent: &str) -> Result<(), StdioError> {
     let handler = McpHandler::for_agent(bridge, agent);
-    let running = handler
-        .serve(rmcp::transport::stdio())
-        .await
-        .map_err(|e| StdioError::Handshake(Box::new(e)))?;
-    let reason = running.waiting().await?;
-    tracing::debug!(?reason, "mcp: stdio session ended");
-    Ok(())
+    let (transport, writer) = stdio::transport(tokio::io::stdin(), tokio::io::stdout());
+    let result = match handler.serve(transport).await {
+        Ok(running) => running.waiting().await.map(|reason| {
+            tracing::debug!(?reason, "mcp: stdio session ended");
+        }),
+        Err(e) => {
+            // The answers already queued (refusals of unreadable lines) still go out.
+            writer.await?;
+            return Err(StdioError::Handshake(Box::new(e)));
+        }
+    };
+    // The transport is gone with the service: the writer drains what is queued, then ends.
+    writer.await?;
+    result.map_err(StdioError::from)
 }

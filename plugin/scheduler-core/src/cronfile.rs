@@ -38,12 +38,30 @@ impl Default for Header {
     }
 }
 
-/// The cron line of one job (without the trailing newline).
+/// The cron line of one job (without the trailing newline). `id` and `log` are validated by
+/// the registry to alphabets without shell or cron syntax; they are quoted all the same, so
+/// the line stays one inert command whatever reaches it.
 pub fn job_line(schedule: &Schedule, id: &str, log: &str) -> String {
     format!(
         "{schedule} {USER} cd \"$REPO_ROOT\" && {{ set -a; [ ! -r .env ] || . ./.env; set +a; \
-         backlog-bridge run-job --job {id}; }} >> {LOG_DIR}/{log} 2>&1"
+         backlog-bridge run-job --job {}; }} >> {} 2>&1",
+        quote(id),
+        quote(&format!("{LOG_DIR}/{log}"))
     )
+}
+
+/// `s` as one word for `/bin/sh` in a cron line: unchanged when it holds only
+/// `[A-Za-z0-9_./-]` (and is not empty), else single-quoted; `%` (a line break to cron) is
+/// escaped as `\%` either way, newlines are refused by the registry before this.
+pub fn quote(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-'));
+    let quoted = match safe {
+        true => s.to_owned(),
+        false => format!("'{}'", s.replace('\'', r"'\''")),
+    };
+    quoted.replace('%', r"\%")
 }
 
 /// Renders the whole file.
@@ -110,12 +128,30 @@ pub fn check(registry: &Registry, text: &str) -> Vec<Drift> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        if let Some(name) = assignment(line) {
+        if let Some((name, value)) = assignment(line) {
+            let subject = format!("line {line_no}");
+            match name {
+                "SHELL" if value != "/bin/sh" => drifts.push(Drift {
+                    subject,
+                    message: format!(
+                        "SHELL={value}: the job lines are written for /bin/sh (SHELL=/bin/sh)"
+                    ),
+                }),
+                "SHELL" | "PATH" | "REPO_ROOT" | "ROUTER_URL" | "MAILTO" => {}
+                other => drifts.push(Drift {
+                    subject,
+                    message: format!(
+                        "`{other}=` is not a variable `cron render` writes (SHELL, PATH, \
+                         REPO_ROOT, ROUTER_URL; MAILTO may be added)"
+                    ),
+                }),
+            }
             vars.push(name.to_owned());
             continue;
         }
         let subject = format!("line {line_no}");
-        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (fields, rest) = split_fields(line, 5);
+        let fields: Vec<&str> = fields.into_iter().chain(rest.split_whitespace()).collect();
         if fields.len() < 7 {
             drifts.push(Drift {
                 subject,
@@ -148,7 +184,7 @@ pub fn check(registry: &Registry, text: &str) -> Vec<Drift> {
         };
         found.entry(id).or_default().push(Entry {
             line_no,
-            normalized: format!("{schedule} {}", fields[5..].join(" ")),
+            normalized: format!("{schedule} {rest}"),
             schedule,
         });
     }
@@ -162,8 +198,12 @@ pub fn check(registry: &Registry, text: &str) -> Vec<Drift> {
     }
     for job in registry.jobs.iter().filter(|j| j.enabled) {
         let subject = format!("job {}", job.id);
+        // Exactly the rendered line: only the spacing between the schedule fields may differ.
         let expected = job_line(&job.schedule, &job.id, &job.log);
-        let expected_norm = expected.split_whitespace().collect::<Vec<_>>().join(" ");
+        let expected_norm = {
+            let (_, rest) = split_fields(&expected, 5);
+            format!("{} {rest}", job.schedule)
+        };
         match found.remove(&job.id).unwrap_or_default().as_slice() {
             [] => drifts.push(Drift {
                 subject,
@@ -208,14 +248,27 @@ pub fn check(registry: &Registry, text: &str) -> Vec<Drift> {
     drifts
 }
 
-/// `NAME=value` (cron.d environment settings) → `NAME`.
-fn assignment(line: &str) -> Option<&str> {
-    let (name, _) = line.split_once('=')?;
+/// `NAME=value` (cron.d environment settings) → `(NAME, value)`.
+fn assignment(line: &str) -> Option<(&str, &str)> {
+    let (name, value) = line.split_once('=')?;
     let name = name.trim();
     let mut chars = name.chars();
     (matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_'))
-    .then_some(name)
+    .then_some((name, value.trim()))
+}
+
+/// The first `n` whitespace-separated fields of `line` and the rest of it, exactly as written
+/// (leading whitespace removed).
+fn split_fields(line: &str, n: usize) -> (Vec<&str>, &str) {
+    let mut fields = Vec::with_capacity(n);
+    let mut rest = line.trim_start();
+    while fields.len() < n && !rest.is_empty() {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        fields.push(&rest[..end]);
+        rest = rest[end..].trim_start();
+    }
+    (fields, rest)
 }
 
 #[cfg(test)]

@@ -126,7 +126,7 @@ impl Registry {
             if !valid_id(&r.id) {
                 return Err(err(
                     format!("jobs[{i}].id: "),
-                    format!("`{}` must match ^[a-z0-9][a-z0-9_-]{{0,63}}$", r.id),
+                    format!("{} must match ^[a-z0-9][a-z0-9_-]{{0,63}}$", shown(&r.id)),
                 ));
             }
             if !seen.insert(r.id.clone()) {
@@ -147,13 +147,41 @@ impl Registry {
                     ));
                 }
             }
+            // Every value below reaches a root cron line (`cron render`): each is held to an
+            // alphabet in which the shell and cron see nothing but text.
+            for (key, value) in [("tool", &r.tool), ("action", &r.action)] {
+                if !valid_name(value) {
+                    return Err(err(
+                        at(key),
+                        format!("{} must match ^[A-Za-z0-9_.-]{{1,64}}$", shown(value)),
+                    ));
+                }
+            }
             let log = r.log.unwrap_or_else(|| format!("{}.log", r.id));
-            if log.is_empty()
-                || log.contains('/')
-                || log.starts_with('.')
-                || log.contains(char::is_whitespace)
-            {
-                return Err(err(at("log"), format!("`{log}` must be a plain file name")));
+            if !valid_log(&log) {
+                return Err(err(
+                    at("log"),
+                    format!(
+                        "{} must be a plain file name matching ^[A-Za-z0-9_-][A-Za-z0-9._-]{{0,127}}$",
+                        shown(&log)
+                    ),
+                ));
+            }
+            let description = r.description.unwrap_or_default();
+            if let Some(bad) = description.chars().find(|c| c.is_control() || *c == '%') {
+                return Err(err(
+                    at("description"),
+                    format!(
+                        "must be one line without `%` or control characters (found {bad:?}): \
+                         cron reads `%` and newlines in a cron line as line breaks"
+                    ),
+                ));
+            }
+            if description.chars().count() > MAX_DESCRIPTION_CHARS {
+                return Err(err(
+                    at("description"),
+                    format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+                ));
             }
             let agent = r.agent.unwrap_or_else(|| DEFAULT_AGENT.into());
             if let Some(c) = catalog {
@@ -183,7 +211,7 @@ impl Registry {
                 enabled: r.enabled.unwrap_or(true),
                 after: r.after,
                 log,
-                description: r.description.unwrap_or_default(),
+                description,
             });
         }
         for (i, job) in jobs.iter().enumerate() {
@@ -259,6 +287,32 @@ impl Registry {
         }
         Ok(out)
     }
+}
+
+/// Longest job description (one comment line of the cron file).
+pub const MAX_DESCRIPTION_CHARS: usize = 200;
+
+/// A tool or action name: `[A-Za-z0-9_.-]{1,64}`.
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// A log file name under the log directory: `[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}` (no path,
+/// no hidden file, nothing a shell or cron would read as syntax).
+fn valid_log(log: &str) -> bool {
+    (1..=128).contains(&log.len())
+        && !log.starts_with('.')
+        && log
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// A registry value quoted for an error message, control characters escaped.
+fn shown(value: &str) -> String {
+    format!("`{}`", value.escape_debug())
 }
 
 fn valid_id(id: &str) -> bool {

@@ -89,3 +89,60 @@ fn a_duplicated_line_is_drift() {
         "{d:?}"
     );
 }
+
+#[test]
+fn quote_leaves_plain_words_and_neutralizes_the_rest() {
+    assert_eq!(quote("weekly_backlog_generate"), "weekly_backlog_generate");
+    assert_eq!(
+        quote("/var/log/daarion/a-b.log"),
+        "/var/log/daarion/a-b.log"
+    );
+    assert_eq!(quote("x.log;touch p;#"), "'x.log;touch p;#'");
+    assert_eq!(quote("it's"), r"'it'\''s'");
+    assert_eq!(quote("50%"), r"'50\%'");
+    assert_eq!(quote(""), "''");
+}
+
+/// A deployed line that is not exactly what `cron render` writes is drift, even when the job
+/// id and schedule match: a tampered redirection, an appended command, a `%`.
+#[test]
+fn a_job_line_must_be_exactly_the_rendered_one() {
+    let line = SHIPPED_CRON
+        .lines()
+        .find(|l| l.contains("--job weekly_backlog_generate"))
+        .unwrap();
+    for tampered in [
+        line.replace("backlog_generate.log", "x.log;touch${IFS}p;#"),
+        line.replace("backlog_generate.log", "gen.log$(id)"),
+        line.replace(" 2>&1", " 2>&1; curl evil"),
+        line.replace("run-job", "run-job%"),
+        line.replace("set -a;", "set  -a;"),
+    ] {
+        let text = SHIPPED_CRON.replace(line, &tampered);
+        let d = drifts(&text);
+        assert!(
+            d.len() == 1
+                && d[0].contains("job weekly_backlog_generate: line ")
+                && d[0].contains("command differs"),
+            "{tampered}: {d:#?}"
+        );
+    }
+}
+
+#[test]
+fn unknown_header_variables_and_another_shell_are_drift() {
+    let text = SHIPPED_CRON.replace(
+        "SHELL=/bin/sh\n",
+        "SHELL=/bin/bash\nBASH_ENV=/tmp/x\nMAILTO=ops@example.org\n",
+    );
+    let d = drifts(&text);
+    assert_eq!(d.len(), 2, "{d:#?}");
+    assert!(
+        d[0].contains("SHELL=/bin/bash: the job lines are written for /bin/sh"),
+        "{d:#?}"
+    );
+    assert!(
+        d[1].contains("`BASH_ENV=` is not a variable `cron render` writes"),
+        "{d:#?}"
+    );
+}

@@ -189,3 +189,51 @@ fn request_body_is_flat() {
         serde_json::json!({"tool":"backlog_tool","action":"auto_generate_weekly","env":"prod"})
     );
 }
+
+/// Every registry value that reaches a root cron line is held to an inert alphabet: the
+/// injections an operator could paste by mistake (or a reviewer would try) are refused.
+#[test]
+fn values_that_reach_a_cron_line_cannot_carry_shell_or_cron_syntax() {
+    for log in [
+        "'x.log;touch${IFS}p;#'",
+        "'gen.log$(id)'",
+        "'a b.log'",
+        "'x.log%y'",
+        "'x.log`id`'",
+        "'x.log|sh'",
+        "'x.log>y'",
+        ".hidden.log",
+        "'a\\tb.log'",
+    ] {
+        bad(&job("a", &format!(", log: {log}")), "(a).log: ");
+    }
+    bad(
+        &job("a", ", description: \"two\\nlines\""),
+        "(a).description: must be one line without `%` or control characters",
+    );
+    bad(
+        &job("a", ", description: '50% of runs'"),
+        "(a).description: must be one line without `%`",
+    );
+    bad(
+        &job("a", &format!(", description: '{}'", "x".repeat(201))),
+        "(a).description: must be at most 200 characters",
+    );
+    let text = format!(
+        "jobs:\n{}",
+        job("a", "").replace("backlog_tool", "'backlog tool'")
+    );
+    let e = Registry::parse(FILE, &text, None).unwrap_err().to_string();
+    assert!(e.contains("(a).tool: `backlog tool` must match"), "{e}");
+    let text = format!(
+        "jobs:\n{}",
+        job("a", "").replace("cleanup", "\"clean\\nup\"")
+    );
+    let e = Registry::parse(FILE, &text, None).unwrap_err().to_string();
+    assert!(e.contains("(a).action: `clean\\nup` must match"), "{e}");
+    let text = format!("jobs:\n{}", job("a", ", log: gen-2026_11.log"));
+    assert_eq!(
+        Registry::parse(FILE, &text, None).unwrap().jobs[0].log,
+        "gen-2026_11.log"
+    );
+}
