@@ -82,6 +82,10 @@ pub struct Settings {
     pub cache_dir: Option<PathBuf>,
     /// `BACKLOG_BRIDGE_NOW`: the clock guests see, pinned.
     pub now: Option<DateTime<Utc>>,
+    /// `BACKLOG_BRIDGE_NOW_FILE`: a file whose first line (RFC 3339) is the clock, read at each
+    /// look — a pinned clock that drills move forward for several processes at once. Wins
+    /// over `now` while it holds a time.
+    pub now_file: Option<PathBuf>,
     /// `BACKLOG_POSTGRES_DSN`, else `POSTGRES_DSN` (prints redacted).
     pub postgres_dsn: Option<Dsn>,
     /// `BACKLOG_PG_RETRY_SECONDS` (default 300): how long `auto` stays on JSONL after
@@ -120,8 +124,49 @@ impl Settings {
             jsonl_dir,
             cache_dir: cache::default_dir(),
             now,
+            now_file: var("BACKLOG_BRIDGE_NOW_FILE").map(PathBuf::from),
         })
     }
+}
+
+/// For `serve` on the `auto` backend: a thread that runs [`Bridge::recover_store`] every
+/// retry interval until `stop` (checked every second), so that a quiet router replays its
+/// outage journal and returns to Postgres by itself. `None` on other backends.
+pub fn spawn_store_recovery(
+    bridge: Arc<Bridge>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+    if bridge.settings.backend != Backend::Auto || bridge.resources.postgres.is_none() {
+        return Ok(None);
+    }
+    std::thread::Builder::new()
+        .name("store-recovery".into())
+        .spawn(move || {
+            let interval = Duration::from_secs(bridge.settings.pg_retry_seconds.max(1));
+            let mut next = Instant::now() + interval;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = Instant::now();
+                if now >= next {
+                    bridge.recover_store();
+                    next = now + interval;
+                }
+                std::thread::sleep((next - now.min(next)).min(Duration::from_secs(1)));
+            }
+        })
+        .map(Some)
+}
+
+/// The actor of the host's own store-recovery calls (see [`Bridge::recover_store`]).
+pub const RECOVERY_AGENT: &str = "backlog-bridge";
+
+/// Store-recovery calls in one go at most (each replays one batch of the journal).
+const RECOVERY_CALLS: usize = 32;
+
+/// The `not_found` message of a call to a tool the RBAC matrix lists but no plugin provides.
+/// The scheduler's invokers recognise it (also in a router's answer) and record the run
+/// `skipped`, whatever the transport.
+pub fn not_installed_message(tool: &str) -> String {
+    format!("tool `{tool}` is not installed (listed in the RBAC matrix, but no plugin provides it)")
 }
 
 /// The store as `/readyz` reports it (SPEC §10).
@@ -352,12 +397,12 @@ impl Bridge {
         action: &str,
     ) -> Result<(&Loaded, &ActionRule), ToolError> {
         let loaded = self.plugins.get(tool).ok_or_else(|| {
-            let why = if self.matrix.knows_tool(tool) {
-                "is not installed (listed in the RBAC matrix, but no plugin provides it)"
+            let message = if self.matrix.knows_tool(tool) {
+                not_installed_message(tool)
             } else {
-                "does not exist"
+                format!("tool `{tool}` does not exist")
             };
-            ToolError::new(Code::NotFound, format!("tool `{tool}` {why}"))
+            ToolError::new(Code::NotFound, message)
         })?;
         let info = &loaded.plugin.info;
         if info.action(action).is_none() {
@@ -393,11 +438,32 @@ impl Bridge {
                 ),
             ));
         }
-        let mut grants = grants_for(
+        let grants = grants_for(
             loaded.entry.may_use,
             &loaded.entry.grants,
             &rule.entitlements,
         );
+        let timeout = rule
+            .timeout_s
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        if !(grants.backlog_dir == Access::ReadWrite && grants.postgres == Access::ReadWrite) {
+            // A call that cannot replay an outage journal itself: the host does it first.
+            self.recover_store();
+        }
+        self.run_guest(loaded, grants, timeout, req, request_id, now)
+    }
+
+    /// Runs `req` in `loaded` with `grants` (already decided) and returns the result.
+    fn run_guest(
+        &self,
+        loaded: &Loaded,
+        mut grants: Grants,
+        timeout: Duration,
+        req: &CallRequest,
+        request_id: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Value, ToolError> {
         if self.resources.backlog.is_none() {
             grants.backlog_dir = Access::None;
         }
@@ -431,10 +497,6 @@ impl Bridge {
                 .unwrap_or_else(|| self.now()),
             &self.guest_config(grants),
         );
-        let timeout = rule
-            .timeout_s
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_TIMEOUT);
         let invocation = Invocation {
             grants,
             resources: &self.resources,
@@ -455,6 +517,55 @@ impl Bridge {
                 format!("plugin `{}` returned invalid JSON: {e}", loaded.plugin.name),
             )
         })
+    }
+
+    /// The `auto` backend coming back from an outage: once the retry time has passed and the
+    /// outage journal waits to be replayed (or the last replay to be confirmed), runs
+    /// write-capable maintenance calls of the builtin `backlog_tool` (a one-item `list` with
+    /// read-write grants, as agent [`RECOVERY_AGENT`]) whose store replays the journal in
+    /// batches and switches back to Postgres. A read-only call cannot replay (its grants do
+    /// not allow writing), so without this reads would answer from JSONL until some write
+    /// came. Called before every call that cannot replay itself, and by `serve`'s background
+    /// task every retry interval. Failures are logged, never returned: the caller's call goes
+    /// on (and, Postgres still down, finds it marked down again).
+    pub fn recover_store(&self) {
+        let (Backend::Auto, Some(dir), Some(_)) = (
+            self.settings.backend,
+            &self.resources.backlog,
+            &self.resources.postgres,
+        ) else {
+            return;
+        };
+        let Some(loaded) = self.plugins.get("backlog_tool") else {
+            return;
+        };
+        let mut due = backlog_store::auto_recovery_due(dir, &self.now());
+        // Each call replays at most one batch; a long journal takes several.
+        for _ in 0..RECOVERY_CALLS {
+            if !due {
+                break;
+            }
+            // What a write call of the plugin gets at most: its `may_use`.
+            let grants = Grants {
+                backlog_dir: Access::ReadWrite.min(loaded.entry.may_use.backlog_dir),
+                reports_dir: Access::None,
+                postgres: Access::ReadWrite.min(loaded.entry.may_use.postgres),
+            };
+            let req = CallRequest {
+                agent: RECOVERY_AGENT,
+                tool: "backlog_tool",
+                action: "list",
+                params: r#"{"limit":1}"#,
+            };
+            let request_id = new_request_id();
+            if let Err(e) = self.run_guest(loaded, grants, DEFAULT_TIMEOUT, &req, &request_id, None)
+            {
+                tracing::warn!(request_id, "backlog_store: recovery call failed: {e}");
+                return;
+            }
+            // Still due: more batches. Postgres down again: not due until the next retry time.
+            due = backlog_store::auto_recovery_due(dir, &self.now());
+        }
     }
 
     /// Makes what a write-capable call appended durable before it is acknowledged: both
@@ -485,16 +596,19 @@ impl Bridge {
     }
 
     fn now(&self) -> String {
-        self.settings
-            .now
-            .unwrap_or_else(Utc::now)
-            .to_rfc3339_opts(SecondsFormat::Micros, true)
+        self.clock().to_rfc3339_opts(SecondsFormat::Micros, true)
     }
 
-    /// The clock guests and the scheduler see: `BACKLOG_BRIDGE_NOW` when pinned, else the
-    /// wall clock.
+    /// The clock guests and the scheduler see: the time in `BACKLOG_BRIDGE_NOW_FILE`, else
+    /// `BACKLOG_BRIDGE_NOW` when pinned, else the wall clock.
     pub fn clock(&self) -> DateTime<Utc> {
-        self.settings.now.unwrap_or_else(Utc::now)
+        let from_file = self.settings.now_file.as_ref().and_then(|path| {
+            let text = std::fs::read_to_string(path).ok()?;
+            DateTime::parse_from_rfc3339(text.lines().next()?.trim())
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        });
+        from_file.or(self.settings.now).unwrap_or_else(Utc::now)
     }
 
     /// Whether some loaded plugin provides `tool`.
@@ -551,7 +665,9 @@ impl Bridge {
             }
             (Backend::Auto, Some(pg), Some(dir)) => {
                 let auto = backlog_store::auto_status(dir, &self.now());
-                if auto.degraded {
+                // Journaled writes not replayed yet: calls answer from JSONL (after the retry
+                // time, only until the recovery call the next call or `serve`'s task runs).
+                if auto.degraded || auto.pending_replay > 0 {
                     return jsonl(true, auto.pending_replay);
                 }
                 let s = pg.status();

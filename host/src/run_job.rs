@@ -2,7 +2,8 @@
 //!
 //! The `scheduler` component plans the request and interprets the answer; this module picks
 //! the transport (HTTP to the router with the job agent's key, or `--local` in-process) and
-//! turns the report into output and an exit code: 0 ok (also skipped), 1 tool error
+//! turns the report into output and an exit code: 0 ok (also skipped: a job whose tool is not
+//! installed is `skipped` over either transport, see `caps/invoker.rs`), 1 tool error
 //! (including malformed `--params-json`), 2 usage or configuration, 3 transport or
 //! authentication failure. Messages follow the runbook's troubleshooting table.
 
@@ -139,19 +140,6 @@ pub fn run(
             (http, Box::new(move |body: &Value| shown.describe(body)))
         }
     };
-    // A tool the matrix knows but no plugin provides: skipped, as the scheduler does.
-    if let Some(b) = &bridge
-        && !dry_run
-        && matrix.knows_tool(&tool)
-        && !b.provides(&tool)
-    {
-        let reason = format!(
-            "tool `{tool}` is not installed (listed in the RBAC matrix, but no plugin provides it)"
-        );
-        tracing::warn!(tool, action, "run-job: skipped: {reason}");
-        println!("{}", json!({"skipped": true, "reason": reason}));
-        return Ok(());
-    }
     let engine_owner;
     let engine = match &bridge {
         Some(b) => &b.runtime().engine,
@@ -171,14 +159,24 @@ pub fn run(
             return Err(Failure::Tool(ToolError::new(Code::Internal, e.to_string())));
         }
     };
-    tracing::info!(
-        job = report.job_id.as_deref().unwrap_or("-"),
-        tool,
-        action,
-        agent,
-        outcome = report.outcome.as_str(),
-        "run-job"
-    );
+    // One line per run; a skipped run (its tool not installed, whatever the transport: the
+    // invoker answers `skipped`) carries the reason.
+    let job_id = report.job_id.as_deref().unwrap_or("-");
+    let outcome = report.outcome.as_str();
+    match (&report.outcome, &report.reason) {
+        (Outcome::Skipped, Some(reason)) => {
+            tracing::warn!(
+                job = job_id,
+                tool,
+                action,
+                agent,
+                outcome,
+                reason,
+                "run-job"
+            )
+        }
+        _ => tracing::info!(job = job_id, tool, action, agent, outcome, "run-job"),
+    }
     match report.outcome {
         Outcome::DryRun => {
             println!(
@@ -188,9 +186,6 @@ pub fn run(
             Ok(())
         }
         Outcome::Ok | Outcome::Skipped => {
-            if let Some(reason) = &report.reason {
-                tracing::warn!("run-job: the tool skipped the run: {reason}");
-            }
             println!("{}", report.output.unwrap_or(Value::Null));
             Ok(())
         }

@@ -1,8 +1,11 @@
 //! The backlog through the `postgres` and `auto` backends, end to end over the real binary and
 //! a real PostgreSQL 15 (the harness in `pg.rs`). The JSONL backend is covered by `actions`.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 
+use crate::http::{OPERATOR_KEY, Server, VIEWER_KEY};
 use crate::util::Env;
 
 /// A lifecycle round trip that must behave the same on every backend.
@@ -153,16 +156,28 @@ fn outage_drill_loses_nothing_and_replays_exactly_once() {
     let early = env.ok("create", item("during 3"));
     assert_eq!(db.scalar("SELECT count(*) FROM backlog_items"), "1");
 
-    // After it: the next write call replays the journal and switches back.
+    // After it: the first call of any kind — here a read — replays the journal (the host
+    // runs a write-capable recovery call first) and answers from Postgres.
     at(&mut env, "10:07:00");
-    let back = env.call("operator", "backlog_tool", "create", &item("after"));
-    assert_eq!(back.code, 0, "{back:?}");
+    let read = env.call(
+        "viewer",
+        "backlog_tool",
+        "get",
+        &json!({"id": before["id"]}),
+    );
+    assert_eq!(read.code, 0, "{read:?}");
     assert!(
-        back.stderr
+        read.stderr
             .contains("backlog_store: using PostgresBacklogStore"),
         "{}",
-        back.stderr
+        read.stderr
     );
+    assert_eq!(db.scalar("SELECT count(*) FROM backlog_items"), "4");
+    let list = env.ok("list", json!({}));
+    assert_eq!(list["total"], 4);
+    assert!(list.get("degraded").is_none(), "{list}");
+    let back = env.call("operator", "backlog_tool", "create", &item("after"));
+    assert_eq!(back.code, 0, "{back:?}");
     let after = back.json();
     // A later call confirms the replay; nothing is replayed twice.
     at(&mut env, "10:08:00");
@@ -188,4 +203,149 @@ fn outage_drill_loses_nothing_and_replays_exactly_once() {
     let events = env.ok("events", json!({"id": during1["id"]}))["events"].clone();
     assert_eq!(events.as_array().unwrap().len(), 2, "{events}");
     assert!(!env.backlog_dir().join("down_until").exists());
+}
+
+/// Stored quirks through the binary: a legacy naive timestamp comes back in the fixed-width
+/// UTC form, and a torn last line of `items.jsonl` is skipped with a warning naming file and
+/// line (the guest's stderr, logged by the host).
+#[test]
+fn legacy_timestamps_come_back_fixed_width_and_a_torn_line_is_warned() {
+    let env = Env::new();
+    let item = env.ok(
+        "create",
+        json!({"env":"prod","service":"api","category":"refactor","title":"legacy"}),
+    );
+    let id = item["id"].as_str().unwrap();
+    let path = env.backlog_dir().join("items.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let created = item["created_at"].as_str().unwrap();
+    let legacy = text.replace(created, "2026-03-02T06:20:01.123456");
+    assert_ne!(legacy, text);
+    std::fs::write(&path, format!("{legacy}{{\"id\":\"bl_torn")).unwrap();
+
+    let run = env.call("operator", "backlog_tool", "get", &json!({"id": id}));
+    assert_eq!(run.code, 0, "{run:?}");
+    let got = run.json();
+    assert_eq!(got["created_at"], "2026-03-02T06:20:01.123456Z", "{got}");
+    assert_eq!(got["updated_at"], "2026-03-02T06:20:01.123456Z", "{got}");
+    assert!(
+        run.stderr
+            .contains("jsonl: skipping torn last line items.jsonl:2"),
+        "{}",
+        run.stderr
+    );
+    let listed = env.ok("list", json!({}));
+    assert_eq!(
+        listed["items"][0]["created_at"],
+        "2026-03-02T06:20:01.123456Z"
+    );
+}
+
+/// Sets the clock file every process of a test reads (`BACKLOG_BRIDGE_NOW_FILE`).
+pub(crate) fn set_clock(path: &std::path::Path, t: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{t}\n")).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Polls `f` until it returns `Some` or `limit` passes.
+#[track_caller]
+pub(crate) fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50)); // retry interval of a bounded poll
+    }
+}
+
+/// The outage through `serve`: during it, an item only Postgres holds answers 503 (not 404)
+/// and `list`/`dashboard` say `degraded`; `/readyz` says JSONL and degraded until the
+/// journal is replayed; after the retry interval a quiet router replays by itself (its
+/// background task) and `/readyz` returns to Postgres.
+#[test]
+fn a_quiet_router_replays_by_itself_and_readyz_tells_what_calls_use() {
+    let cluster = crate::pg::PrivateCluster::start();
+    let db = cluster.database();
+    let env = crate::http::env();
+    let clock = env.tmp.path().join("clock");
+    set_clock(&clock, "2026-11-27T10:00:00Z");
+    let env = env
+        .with_postgres(&db)
+        .var("BACKLOG_BACKEND", "auto")
+        .var("BACKLOG_PG_RETRY_SECONDS", "2")
+        .var("BACKLOG_BRIDGE_NOW_FILE", clock.to_str().unwrap());
+    assert_eq!(env.migrate(&[]).code, 0);
+    let server = Server::start(&env, &[]);
+    let item =
+        |title: &str| json!({"env":"prod","service":"api","category":"refactor","title": title});
+    let in_pg = server
+        .execute(OPERATOR_KEY, "create", &item("in postgres"))
+        .ok();
+    let ready = server.get("/readyz", None).ok();
+    assert_eq!(
+        (ready["backend"].clone(), ready["degraded"].clone()),
+        (json!("postgres"), json!(false))
+    );
+
+    cluster.pause();
+    let during = server.execute(OPERATOR_KEY, "create", &item("during")).ok();
+    let gone = server.execute(VIEWER_KEY, "get", &json!({"id": in_pg["id"]}));
+    let msg = gone.error(503, "unavailable");
+    assert!(msg.contains("Postgres is down"), "{msg}");
+    let comment = server.execute(
+        OPERATOR_KEY,
+        "add_comment",
+        &json!({"id": in_pg["id"], "message": "x"}),
+    );
+    comment.error(503, "unavailable");
+    let list = server.execute(VIEWER_KEY, "list", &json!({})).ok();
+    assert_eq!(
+        (list["backend"].clone(), list["degraded"].clone()),
+        (json!("jsonl"), json!(true)),
+        "{list}"
+    );
+    let dash = server.execute(VIEWER_KEY, "dashboard", &json!({})).ok();
+    assert_eq!(
+        (dash["backend"].clone(), dash["degraded"].clone()),
+        (json!("jsonl"), json!(true)),
+        "{dash}"
+    );
+    let ready = server.get("/readyz", None).ok();
+    assert_eq!(
+        ready,
+        json!({"backend":"jsonl","degraded":true,"pending_replay":1})
+    );
+
+    // Postgres is back; within the retry time nothing changes.
+    cluster.resume();
+    let ready = server.get("/readyz", None).ok();
+    assert_eq!(ready["degraded"], true, "{ready}");
+    assert_eq!(db.scalar("SELECT count(*) FROM backlog_items"), "1");
+
+    // After it, no call at all: the background task replays and /readyz follows.
+    set_clock(&clock, "2026-11-27T10:10:00Z");
+    let ready = poll(Duration::from_secs(30), "/readyz back on postgres", || {
+        let r = server.get("/readyz", None).ok();
+        (r["backend"] == "postgres").then_some(r)
+    });
+    assert_eq!(
+        ready,
+        json!({"backend":"postgres","degraded":false,"pending_replay":0})
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM backlog_items"), "2");
+    let got = server
+        .execute(VIEWER_KEY, "get", &json!({"id": during["id"]}))
+        .ok();
+    assert_eq!(got["title"], "during");
+    let list = server.execute(VIEWER_KEY, "list", &json!({})).ok();
+    assert_eq!(list["total"], 2);
+    assert!(list.get("degraded").is_none(), "{list}");
+    assert!(
+        server.log().contains("replayed 1 journaled writes"),
+        "{}",
+        server.log()
+    );
 }

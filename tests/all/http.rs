@@ -160,6 +160,12 @@ impl Server {
         panic!("the expected log line never came: {}", self.log());
     }
 
+    /// `kill -9` (SIGKILL), then waits for the exit and the whole log.
+    pub(crate) fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        self.wait_exit();
+    }
+
     /// Waits for the process to exit and for its whole log to be read.
     pub(crate) fn wait_exit(&mut self) -> std::process::ExitStatus {
         let status = self.child.wait().unwrap();
@@ -189,7 +195,7 @@ impl Server {
     }
 
     /// `POST /v1/tools/execute` with a flat body.
-    fn execute(&self, key: &str, action: &str, params: &Value) -> Resp {
+    pub(crate) fn execute(&self, key: &str, action: &str, params: &Value) -> Resp {
         let mut body = json!({"tool": "backlog_tool", "action": action});
         if let Some(p) = params.as_object() {
             for (k, v) in p {

@@ -32,5 +32,7 @@ mod http;
 // The router's limits: connections, timeouts, the browser guard (with headless Chromium),
 // key hygiene, readiness.
 mod router;
+// Three `serve --scheduler` replicas on one Postgres: exactly-once jobs, leases, outages.
+mod drill;
 // The MCP face: the official Python client over stdio and HTTP, Origin/auth/OAuth paths.
 mod mcp;

@@ -356,6 +356,49 @@ fn local_run_job_runs_the_tool_as_the_job_agent() {
     );
 }
 
+/// The four shipped jobs whose tools are not installed here, run as the rendered cron lines
+/// run them (`run-job --job ID`, the router from `ROUTER_URL`, the agent's key from the
+/// environment) against a real `serve`: `skipped`, exit 0, the reason logged once — the same
+/// answer as `--local` and the built-in scheduler.
+#[test]
+fn jobs_of_tools_not_installed_are_skipped_over_http_as_the_cron_lines_run_them() {
+    let env = crate::http::env();
+    std::fs::copy(
+        repo_ops().join("task_registry.yml"),
+        env.ops.join("task_registry.yml"),
+    )
+    .unwrap();
+    let server = crate::http::Server::start(&env, &[]);
+    for job in [
+        "hourly_risk_snapshot",
+        "daily_risk_digest",
+        "risk_history_cleanup",
+        "weekly_platform_priority_digest",
+    ] {
+        for local in [false, true] {
+            let mut cmd = env.cmd();
+            cmd.env("ROUTER_URL", &server.base)
+                .args(["run-job", "--job", job]);
+            if local {
+                cmd.arg("--local");
+            }
+            let r: Run = cmd.output().expect("run-job").into();
+            assert_eq!(r.code, 0, "{job} (local: {local}): {r:?}");
+            let out = r.json();
+            assert_eq!(out["skipped"], true, "{job}: {r:?}");
+            let reason = out["reason"].as_str().unwrap();
+            assert!(reason.contains("is not installed"), "{reason}");
+            let logged = r
+                .stderr
+                .lines()
+                .filter(|l| l.contains("is not installed"))
+                .count();
+            assert_eq!(logged, 1, "the reason is logged once: {}", r.stderr);
+            assert!(r.stderr.contains("skipped"), "{}", r.stderr);
+        }
+    }
+}
+
 #[test]
 fn missing_digest_error_is_passed_through_with_exit_1() {
     let env = env();
@@ -693,4 +736,132 @@ fn sigterm_stops_the_wall_clock_scheduler_cleanly() {
     assert_eq!(out.status.code(), Some(0), "{seen:?}");
     let summary: Value = serde_json::from_slice(&out.stdout).expect("summary JSON on stdout");
     assert!(summary["ticks"].is_u64(), "{summary}");
+}
+
+/// A registry of two cleanup jobs at 03:40 (one `retryable`) and an hourly one.
+fn lease_registry(env: &Env) {
+    std::fs::write(
+        env.ops.join("task_registry.yml"),
+        "jobs:
+  - { id: cleanup_retry, schedule: '40 3 * * *', tool: backlog_tool, action: cleanup, params: { dry_run: true }, retryable: true }
+  - { id: cleanup_once, schedule: '40 3 * * *', tool: backlog_tool, action: cleanup, params: { dry_run: true } }
+  - { id: hourly, schedule: '0 * * * *', tool: backlog_tool, action: cleanup, params: { dry_run: true } }
+",
+    )
+    .unwrap();
+}
+
+/// A scheduler that died holding two runs (their leases long expired at the pinned clock):
+/// the next scheduler records the plain one `failed` ("scheduler died") and runs the
+/// retryable one again once; `scheduler status` shows both. Its first look also records the
+/// missed runs of a job that has no record of its own, and prunes old claim files.
+#[test]
+fn expired_leases_are_failed_or_retried_once_and_status_shows_it() {
+    let env = env();
+    lease_registry(&env);
+    let dir = env.ops.join("scheduler");
+    std::fs::create_dir_all(dir.join("claims/2026-11-01")).unwrap();
+    std::fs::write(dir.join("claims/2026-11-01/hourly@0000"), "").unwrap();
+    std::fs::create_dir_all(dir.join("claims/2026-11-27")).unwrap();
+    let mut lines = String::new();
+    for job in ["cleanup_retry", "cleanup_once"] {
+        std::fs::write(dir.join(format!("claims/2026-11-27/{job}@0340")), "").unwrap();
+        lines.push_str(
+            &json!({
+                "job": job, "scheduled": "2026-11-27T03:40:00Z",
+                "started_at": "2026-11-27T03:40:01Z", "finished_at": null,
+                "outcome": "running", "error": null,
+                "lease_until": "2026-11-27T03:42:01Z", "owner": "dead-host/4242", "attempt": 1
+            })
+            .to_string(),
+        );
+        lines.push('\n');
+    }
+    std::fs::write(dir.join("runs.jsonl"), lines).unwrap();
+
+    // The clock is pinned at 10:00 (Env's BACKLOG_BRIDGE_NOW).
+    let r = run(
+        &env,
+        &[
+            "scheduler",
+            "--from",
+            "2026-11-27T10:00:00Z",
+            "--until",
+            "2026-11-27T10:00:00Z",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let summary = r.json();
+    assert_eq!(
+        (summary["died"].clone(), summary["retried"].clone()),
+        (json!(2), json!(1)),
+        "{summary}"
+    );
+    assert_eq!(summary["pruned"], 1, "{summary}");
+    let runs = jsonl_runs(&env);
+    let at = |job: &str, m: &str| runs[&(job.to_owned(), m.to_owned())].clone();
+    let once = at("cleanup_once", "2026-11-27T03:40:00Z");
+    assert_eq!(once["outcome"], "failed", "{once}");
+    assert!(
+        once["error"].as_str().unwrap().contains("scheduler died"),
+        "{once}"
+    );
+    assert!(
+        once["error"].as_str().unwrap().contains("dead-host/4242"),
+        "{once}"
+    );
+    let retried = at("cleanup_retry", "2026-11-27T03:40:00Z");
+    assert_eq!(
+        (retried["outcome"].clone(), retried["attempt"].clone()),
+        (json!("ok"), json!(2)),
+        "{retried}"
+    );
+    assert!(
+        retried["error"]
+            .as_str()
+            .unwrap()
+            .contains("scheduler died"),
+        "{retried}"
+    );
+    // `hourly` had no record: it looks back to the scheduler's latest record (03:40), so
+    // 04:00..09:00 are missed and 10:00 runs.
+    assert_eq!(at("hourly", "2026-11-27T04:00:00Z")["outcome"], "missed");
+    assert_eq!(at("hourly", "2026-11-27T09:00:00Z")["outcome"], "missed");
+    assert_eq!(at("hourly", "2026-11-27T10:00:00Z")["outcome"], "ok");
+    assert!(!dir.join("claims/2026-11-01").exists(), "old claims pruned");
+    assert!(dir.join("claims/2026-11-27/cleanup_once@0340").exists());
+
+    let status = run(&env, &["scheduler", "status"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    let jobs = status.json()["jobs"].clone();
+    let job = |id: &str| {
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(job("cleanup_retry")["retryable"], true);
+    assert_eq!(job("cleanup_retry")["last_run"]["attempt"], 2);
+    assert_eq!(job("cleanup_once")["last_run"]["outcome"], "failed");
+    assert!(
+        job("cleanup_once")["last_run"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("scheduler died")
+    );
+
+    // Taken over once: a second scheduler finds nothing left to take over.
+    let again = run(
+        &env,
+        &[
+            "scheduler",
+            "--from",
+            "2026-11-27T10:00:00Z",
+            "--until",
+            "2026-11-27T10:00:00Z",
+        ],
+    );
+    assert_eq!(again.json()["died"], 0, "{again:?}");
 }

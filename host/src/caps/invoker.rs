@@ -6,6 +6,11 @@
 //! 401 is what the operator sees); [`Local`] calls [`Bridge::call_at`] in-process as the job's
 //! agent, so RBAC, grants and time limits apply exactly as for any other caller.
 //!
+//! A tool the RBAC matrix lists but no plugin provides answers the same on both transports:
+//! `{"skipped": true, "reason": …}` (the component reports the run `skipped`), recognised by
+//! the bridge's own `not_found` message ([`not_installed_message`]) — in-process, or in the
+//! router's answer.
+//!
 //! Must not: give the component anything but the answer. No key, URL or host path crosses
 //! into the guest; errors carry the runbook's texts.
 
@@ -15,7 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::bridge::{Bridge, CallRequest};
+use crate::bridge::{Bridge, CallRequest, not_installed_message};
 use crate::error::{Code, ToolError};
 
 /// The path every tool call is posted to (SPEC §10).
@@ -79,6 +84,20 @@ impl Invoke for Local {
                 self.now,
             )
             .map_err(InvokeError::Tool)
+            .or_else(|e| skipped_if_not_installed(&tool, e))
+    }
+}
+
+/// The answer of a run whose tool is not installed: `skipped` with the reason. Any other
+/// error stays an error.
+fn skipped_if_not_installed(tool: &str, e: InvokeError) -> Result<Value, InvokeError> {
+    match &e {
+        InvokeError::Tool(t)
+            if t.code == Code::NotFound && t.message == not_installed_message(tool) =>
+        {
+            Ok(serde_json::json!({"skipped": true, "reason": t.message}))
+        }
+        _ => Err(e),
     }
 }
 
@@ -109,6 +128,17 @@ impl Http {
 
 impl Invoke for Http {
     fn invoke(&self, request: &Value) -> Result<Value, InvokeError> {
+        let tool = request
+            .get("tool")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        self.post(request)
+            .or_else(|e| skipped_if_not_installed(tool, e))
+    }
+}
+
+impl Http {
+    fn post(&self, request: &Value) -> Result<Value, InvokeError> {
         let url = format!("{}{EXECUTE_PATH}", self.base_url);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(self.timeout))
@@ -231,6 +261,35 @@ mod tests {
                 assert_eq!(code_for_status(code.http_status()), code);
             }
         }
+    }
+
+    #[test]
+    fn only_the_not_installed_answer_becomes_skipped() {
+        let not_installed = InvokeError::Tool(ToolError::new(
+            Code::NotFound,
+            not_installed_message("risk_history_tool"),
+        ));
+        let skipped = skipped_if_not_installed("risk_history_tool", not_installed).unwrap();
+        assert_eq!(skipped["skipped"], true);
+        assert!(
+            skipped["reason"]
+                .as_str()
+                .unwrap()
+                .contains("not installed")
+        );
+        // Another tool's message, another code, another 404: errors.
+        let other = InvokeError::Tool(ToolError::new(
+            Code::NotFound,
+            not_installed_message("other_tool"),
+        ));
+        assert!(skipped_if_not_installed("risk_history_tool", other).is_err());
+        let missing = InvokeError::Tool(ToolError::new(Code::NotFound, "no such item"));
+        assert!(skipped_if_not_installed("backlog_tool", missing).is_err());
+        let forbidden = InvokeError::Tool(ToolError::new(
+            Code::Forbidden,
+            not_installed_message("backlog_tool"),
+        ));
+        assert!(skipped_if_not_installed("backlog_tool", forbidden).is_err());
     }
 
     #[test]

@@ -413,11 +413,17 @@ pub fn serve(bridge: Bridge, mut options: ServeOptions) -> Result<(), ServeError
             })
     });
     let scheduler = scheduler.transpose().map_err(ServeError::Runtime)?;
+    // `auto`: replays a due outage journal every retry interval, even when no call comes.
+    let recovery = crate::bridge::spawn_store_recovery(app.bridge.clone(), stop.clone())
+        .map_err(ServeError::Runtime)?;
     let result = runtime.block_on(run(app.clone()));
     runtime.shutdown_timeout(Duration::from_secs(5));
     // The job in hand finishes and is recorded; an idle loop notices within a second.
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(handle) = scheduler {
+        let _ = handle.join();
+    }
+    if let Some(handle) = recovery {
         let _ = handle.join();
     }
     result

@@ -30,6 +30,26 @@ use runs::{JsonlRuns, PgRuns, RunRecord, Runs};
 /// Extra time the runner component gets beyond its tool call's own limit.
 const RUNNER_MARGIN: Duration = Duration::from_secs(30);
 
+/// A claim's lease beyond the runner's own limit (recording, clock skew between replicas).
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// This process as a claim's owner: `host/pid`.
+pub fn owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}/{}", std::process::id())
+}
+
+/// How long a claim of `job` holds: its call's limit + the runner's margin + [`LEASE_MARGIN`].
+pub fn lease(matrix: &Matrix, job: &scheduler_core::Job) -> Minutes {
+    let d = call_timeout(matrix, &job.tool, &job.action) + RUNNER_MARGIN + LEASE_MARGIN;
+    Minutes::from_std(d).unwrap_or(Minutes::hours(1))
+}
+
 /// The registry file under the ops dir.
 pub fn registry_path(ops_dir: &Path) -> PathBuf {
     ops_dir.join(scheduler_core::registry::FILE)
@@ -120,6 +140,12 @@ pub struct Summary {
     pub missed: u64,
     /// Runs another process (or an earlier loop) had claimed.
     pub already_claimed: u64,
+    /// Runs of a dead scheduler (lease expired while `running`) this loop recorded `failed`.
+    pub died: u64,
+    /// Of those, retried once here (retryable jobs).
+    pub retried: u64,
+    /// Claim-file day directories pruned.
+    pub pruned: u64,
 }
 
 /// The scheduler loop: at each minute, claims and runs (or records `missed`) every due job,
@@ -140,6 +166,7 @@ pub fn run(bridge: Arc<Bridge>, clock: Clock, stop: &AtomicBool) -> anyhow::Resu
         runs = runs.backend(),
         "scheduler: started"
     );
+    let owner = owner();
     let ctx = Loop {
         bridge: &bridge,
         registry: &registry,
@@ -149,9 +176,11 @@ pub fn run(bridge: Arc<Bridge>, clock: Clock, stop: &AtomicBool) -> anyhow::Resu
         runner: &runner,
         stop,
         drill: matches!(clock, Clock::Span { .. }),
+        owner: &owner,
     };
     let mut summary = Summary::default();
     let mut previous: Option<DateTime<Utc>> = None;
+    let mut pruned_day = None;
     loop {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -174,14 +203,31 @@ pub fn run(bridge: Arc<Bridge>, clock: Clock, stop: &AtomicBool) -> anyhow::Resu
             }
         };
         summary.ticks += 1;
+        // Claim files past the retention, once a day (of the bridge's clock).
+        let today = bridge.clock().date_naive();
+        if pruned_day != Some(today) {
+            pruned_day = Some(today);
+            match runs.prune(bridge.clock()) {
+                Ok(0) => {}
+                Ok(n) => {
+                    summary.pruned += n as u64;
+                    tracing::info!(days = n, "scheduler: pruned old claim files");
+                }
+                Err(e) => tracing::warn!("scheduler: cannot prune old claim files: {e}"),
+            }
+        }
+        ctx.take_over_dead(&mut summary);
         let latest = if previous.is_none() {
             runs.latest()?
         } else {
             Default::default()
         };
+        // A job without a record of its own looks back as far as the scheduler's latest
+        // record of any job: it was up then, so every firing since is due (or missed).
+        let any_last = latest.values().map(|r| r.scheduled).max();
         for &i in &order {
             let job = &registry.jobs[i];
-            let last = latest.get(&job.id).map(|r| r.scheduled);
+            let last = latest.get(&job.id).map(|r| r.scheduled).or(any_last);
             let start = plan::window_start(previous, last, tick);
             for due in plan::due_for_job(&registry, i, start, tick) {
                 ctx.handle(&due, tick, &mut summary);
@@ -203,6 +249,8 @@ struct Loop<'a> {
     stop: &'a AtomicBool,
     /// Stepping through a span: records and tools see the scheduled minute as "now".
     drill: bool,
+    /// This process as a claim's owner.
+    owner: &'a str,
 }
 
 impl Loop<'_> {
@@ -216,9 +264,129 @@ impl Loop<'_> {
         }
     }
 
+    /// Runs of dead schedulers (`running`, lease expired on the bridge's clock): each is
+    /// taken over once across all replicas — recorded `failed` ("scheduler died"), or run
+    /// again once when its job is `retryable` and this was its first attempt.
+    fn take_over_dead(&self, summary: &mut Summary) {
+        let now = self.bridge.clock();
+        let dead = match self.runs.expired(now) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("scheduler: cannot look for runs of dead schedulers: {e}");
+                return;
+            }
+        };
+        for run in dead {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let died = runs::died_message(&run);
+            let job = self.registry.job(&run.job);
+            let retry = job.filter(|j| j.retryable && run.attempt == 1);
+            let next = RunRecord {
+                job: run.job.clone(),
+                scheduled: run.scheduled,
+                started_at: Some(now),
+                finished_at: retry.is_none().then_some(now),
+                outcome: if retry.is_some() { "running" } else { "failed" }.into(),
+                error: Some(died.clone()),
+                lease_until: retry.map(|j| now + lease(&self.bridge.matrix, j)),
+                owner: Some(self.owner.to_owned()),
+                // The retry is attempt 2; `failed` closes the dead attempt itself.
+                attempt: if retry.is_some() {
+                    run.attempt + 1
+                } else {
+                    run.attempt
+                },
+            };
+            match self.runs.take_over(&run, &next) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(job = run.job, "scheduler: cannot take over a dead run: {e}");
+                    continue;
+                }
+            }
+            summary.died += 1;
+            let minute = runs::ts(run.scheduled);
+            let Some(job) = retry else {
+                summary.failed += 1;
+                tracing::error!(
+                    job = run.job,
+                    minute,
+                    outcome = "failed",
+                    error = died.as_str(),
+                    "scheduler: run"
+                );
+                continue;
+            };
+            summary.retried += 1;
+            tracing::warn!(
+                job = job.id,
+                minute,
+                error = died.as_str(),
+                "scheduler: retrying a run whose scheduler died (attempt 2)"
+            );
+            let (outcome, error) = match self.catalog.not_installed(job) {
+                Some(reason) => ("skipped", Some(reason)),
+                None => self.execute(job, run.scheduled),
+            };
+            self.count(outcome, summary);
+            let error = Some(match error {
+                Some(e) => format!("{e} (attempt 2, after: {died})"),
+                None => format!("attempt 2, after: {died}"),
+            });
+            self.record(&RunRecord {
+                finished_at: Some(self.bridge.clock()),
+                outcome: outcome.into(),
+                error,
+                lease_until: None,
+                ..next
+            });
+        }
+    }
+
+    fn count(&self, outcome: &str, summary: &mut Summary) {
+        match outcome {
+            "ok" => summary.ok += 1,
+            "skipped" => summary.skipped += 1,
+            "timeout" => summary.timeout += 1,
+            "missed" => summary.missed += 1,
+            _ => summary.failed += 1,
+        }
+    }
+
+    fn record(&self, record: &RunRecord) {
+        if let Err(e) = self.runs.finish(record) {
+            tracing::error!(
+                job = record.job,
+                "scheduler: cannot record the run's outcome: {e}"
+            );
+        }
+        let minute = runs::ts(record.scheduled);
+        let outcome = record.outcome.as_str();
+        match &record.error {
+            None => tracing::info!(job = record.job, minute, outcome, "scheduler: run"),
+            Some(e) => tracing::warn!(
+                job = record.job,
+                minute,
+                outcome,
+                error = e.as_str(),
+                "scheduler: run"
+            ),
+        }
+    }
+
     fn handle(&self, due: &plan::Due, tick: DateTime<Utc>, summary: &mut Summary) {
         let job = &self.registry.jobs[due.job];
-        let claimed = match self.runs.claim(&job.id, due.minute, self.now(tick)) {
+        let claim = runs::Claim {
+            job: &job.id,
+            minute: due.minute,
+            now: self.now(tick),
+            lease_until: self.bridge.clock() + lease(&self.bridge.matrix, job),
+            owner: self.owner,
+        };
+        let claimed = match self.runs.claim(&claim) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(job = job.id, minute = %runs::ts(due.minute), "scheduler: cannot claim the run, not running it: {e}");
@@ -236,41 +404,42 @@ impl Loop<'_> {
             Action::Missed(reason) => ("missed", Some(reason.clone())),
             Action::Run => match self.catalog.not_installed(job) {
                 Some(reason) => ("skipped", Some(reason)),
-                None => self.execute(job, due.minute),
+                None => {
+                    if self.wait_for_after(job, due.minute) {
+                        // The wait may have used up the lease: it starts now.
+                        let renewed = RunRecord {
+                            job: job.id.clone(),
+                            scheduled: due.minute,
+                            started_at: Some(started),
+                            finished_at: None,
+                            outcome: "running".into(),
+                            error: None,
+                            lease_until: Some(
+                                self.bridge.clock() + lease(&self.bridge.matrix, job),
+                            ),
+                            owner: Some(self.owner.to_owned()),
+                            attempt: 1,
+                        };
+                        if let Err(e) = self.runs.renew(&renewed) {
+                            tracing::warn!(job = job.id, "scheduler: cannot renew the claim: {e}");
+                        }
+                    }
+                    self.execute(job, due.minute)
+                }
             },
         };
-        match outcome {
-            "ok" => summary.ok += 1,
-            "skipped" => summary.skipped += 1,
-            "timeout" => summary.timeout += 1,
-            "missed" => summary.missed += 1,
-            _ => summary.failed += 1,
-        }
-        let record = RunRecord {
+        self.count(outcome, summary);
+        self.record(&RunRecord {
             job: job.id.clone(),
             scheduled: due.minute,
             started_at: Some(started),
             finished_at: Some(self.now(tick)),
             outcome: outcome.into(),
-            error: error.clone(),
-        };
-        if let Err(e) = self.runs.finish(&record) {
-            tracing::error!(
-                job = job.id,
-                "scheduler: cannot record the run's outcome: {e}"
-            );
-        }
-        let minute = runs::ts(due.minute);
-        match &error {
-            None => tracing::info!(job = job.id, minute, outcome, "scheduler: run"),
-            Some(e) => tracing::warn!(
-                job = job.id,
-                minute,
-                outcome,
-                error = e.as_str(),
-                "scheduler: run"
-            ),
-        }
+            error,
+            lease_until: None,
+            owner: Some(self.owner.to_owned()),
+            attempt: 1,
+        });
     }
 
     /// Runs one claimed job through the component; returns the outcome and error.
@@ -279,7 +448,6 @@ impl Loop<'_> {
         job: &scheduler_core::Job,
         minute: DateTime<Utc>,
     ) -> (&'static str, Option<String>) {
-        self.wait_for_after(job, minute);
         let timeout = call_timeout(&self.bridge.matrix, &job.tool, &job.action);
         let invoker = Arc::new(Local {
             bridge: self.bridge.clone(),
@@ -309,10 +477,10 @@ impl Loop<'_> {
     }
 
     /// `after`: waits (at most [`GRACE`]) while a run of the same UTC day of a job this one
-    /// comes after is still running, possibly on another replica.
-    fn wait_for_after(&self, job: &scheduler_core::Job, minute: DateTime<Utc>) {
+    /// comes after is still running, possibly on another replica. Returns whether it waited.
+    fn wait_for_after(&self, job: &scheduler_core::Job, minute: DateTime<Utc>) -> bool {
         if job.after.is_empty() {
-            return;
+            return false;
         }
         let day_start = minute
             .date_naive()
@@ -320,26 +488,28 @@ impl Loop<'_> {
             .map(|t| t.and_utc())
             .unwrap_or(minute);
         let deadline = std::time::Instant::now() + GRACE.to_std().unwrap_or_default();
+        let mut waited = false;
         loop {
             match self.runs.running(&job.after, day_start, minute) {
-                Ok(false) => return,
+                Ok(false) => return waited,
                 Ok(true)
                     if std::time::Instant::now() < deadline
                         && !self.stop.load(Ordering::Relaxed) =>
                 {
                     tracing::info!(job = job.id, after = ?job.after, "scheduler: waiting for the jobs it comes after");
+                    waited = true;
                     std::thread::sleep(Duration::from_secs(1));
                 }
                 Ok(true) => {
                     tracing::warn!(job = job.id, after = ?job.after, "scheduler: stopped waiting for the jobs it comes after");
-                    return;
+                    return true;
                 }
                 Err(e) => {
                     tracing::warn!(
                         job = job.id,
                         "scheduler: cannot check the jobs it comes after: {e}"
                     );
-                    return;
+                    return waited;
                 }
             }
         }
@@ -375,12 +545,17 @@ pub fn status(bridge: &Bridge) -> anyhow::Result<Value> {
                 "agent": j.agent,
                 "enabled": j.enabled,
                 "installed": cat.not_installed(j).is_none(),
+                "retryable": j.retryable,
                 "last_run": last.map(|r| json!({
                     "scheduled": runs::ts(r.scheduled),
                     "started_at": r.started_at.map(runs::ts),
                     "finished_at": r.finished_at.map(runs::ts),
                     "outcome": r.outcome,
                     "error": r.error,
+                    "attempt": r.attempt,
+                    "owner": r.owner,
+                    "lease_until": r.lease_until.map(runs::ts),
+                    "lease_expired": r.lease_expired(now),
                 })),
                 "outcome": last.map(|r| r.outcome.clone()),
                 "next_due": j.enabled.then(|| j.schedule.next_after(now).map(runs::ts)).flatten(),

@@ -149,7 +149,10 @@ pub fn execute(
             upsert(store, p, UpsertMode::Manual, ctx)?.to_json()
         }
         "get" => get(store, GetParams::from_json(params, policy)?, ctx)?.to_json(),
-        "list" => list(store, ListQuery::from_json(params, policy)?, ctx)?.to_json(),
+        "list" => {
+            let page = list(store, ListQuery::from_json(params, policy)?, ctx)?.to_json()?;
+            Ok(mark_degraded(store, page))
+        }
         "events" => {
             let evs = events(store, EventsParams::from_json(params, policy)?, ctx)?;
             Ok(json!({ "events": to_json(&evs)? }))
@@ -165,7 +168,8 @@ pub fn execute(
             ctx,
         )?),
         "dashboard" => {
-            dashboard::dashboard(store, DashboardParams::from_json(params, policy)?, ctx)?.to_json()
+            let d = dashboard::dashboard(store, DashboardParams::from_json(params, policy)?, ctx)?;
+            Ok(mark_degraded(store, d.to_json()?))
         }
         "auto_generate_weekly" => Ok(generate::auto_generate_weekly(
             store,
@@ -188,11 +192,32 @@ pub fn execute(
     }
 }
 
-/// The item `id`, or `not_found` "item bl_… not found".
+/// The item `id`, or `not_found` "item bl_… not found" — `unavailable` instead when the store
+/// is a fallback that cannot know (see [`BacklogStore::absent_reason`]).
 pub fn require_item(store: &mut dyn BacklogStore, id: &str) -> Result<Item> {
-    store
-        .get(id)?
-        .ok_or_else(|| Error::not_found(format!("item {id} not found")))
+    match store.get(id)? {
+        Some(item) => Ok(item),
+        None => Err(missing_item(store, id)),
+    }
+}
+
+/// The error for item `id` that the store did not find.
+fn missing_item(store: &dyn BacklogStore, id: &str) -> Error {
+    match store.absent_reason(id) {
+        Some(why) => Error::unavailable(why),
+        None => Error::not_found(format!("item {id} not found")),
+    }
+}
+
+/// `list` and `dashboard` answered by a fallback carry `"degraded": true` and its backend.
+fn mark_degraded(store: &dyn BacklogStore, mut v: Value) -> Value {
+    if store.degraded()
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("degraded".into(), Value::Bool(true));
+        obj.insert("backend".into(), Value::String(store.backend().into()));
+    }
+    v
 }
 
 /// A fresh item id that no stored item uses (retries a few times on collision).
@@ -343,7 +368,12 @@ pub fn upsert(
 ) -> Result<UpsertOutcome> {
     p.validate(ctx.policy)?;
     let by_id = match &p.id {
-        Some(id) => store.get(id)?,
+        Some(id) => match store.get(id)? {
+            Some(item) => Some(item),
+            // A fallback that may not hold it must not create (or claim to miss) it.
+            None if store.absent_reason(id).is_some() => return Err(missing_item(store, id)),
+            None => None,
+        },
         None => None,
     };
     let by_key = match &p.dedupe_key {

@@ -50,7 +50,9 @@ pub enum EventType {
 #[serde(deny_unknown_fields)]
 pub struct Item {
     pub id: String,
+    #[serde(deserialize_with = "stored_ts")]
     pub created_at: String,
+    #[serde(deserialize_with = "stored_ts")]
     pub updated_at: String,
     pub env: String,
     pub service: String,
@@ -74,12 +76,21 @@ pub struct Item {
 pub struct Event {
     pub id: String,
     pub item_id: String,
+    #[serde(deserialize_with = "stored_ts")]
     pub ts: String,
     #[serde(rename = "type")]
     pub kind: EventType,
     pub actor: String,
     pub message: String,
     pub meta: Map<String, Value>,
+}
+
+/// A stored timestamp as it is returned: every accepted form (the legacy naive
+/// `2026-03-02T06:20:01.123456`, other offsets) in the fixed-width UTC form
+/// ([`crate::time::format_ts`]), whatever wrote it; text that is no timestamp stays as stored.
+fn stored_ts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    Ok(crate::time::normalize_ts(&s).unwrap_or(s))
 }
 
 impl Status {
@@ -173,6 +184,26 @@ display_as_str!(Status, Priority, Source, EventType);
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stored_timestamps_read_back_in_the_fixed_width_utc_form() {
+        let item = serde_json::json!({
+            "id": "bl_0123456789ab", "created_at": "2026-03-02T06:20:01.123456",
+            "updated_at": "2026-03-02T08:20:01+02:00", "env": "prod", "service": "api",
+            "category": "refactor", "title": "t", "description": "", "priority": "P1",
+            "status": "open", "owner": "", "due_date": "", "source": "manual",
+            "dedupe_key": "k", "evidence_refs": {}, "tags": [], "meta": {}
+        });
+        let item: super::Item = serde_json::from_value(item).unwrap();
+        assert_eq!(item.created_at, "2026-03-02T06:20:01.123456Z");
+        assert_eq!(item.updated_at, "2026-03-02T06:20:01.000000Z");
+        let ev = serde_json::json!({
+            "id": "ev_1", "item_id": "bl_0123456789ab", "ts": "2026-03-02T06:20:01",
+            "type": "created", "actor": "a", "message": "", "meta": {}
+        });
+        let ev: super::Event = serde_json::from_value(ev).unwrap();
+        assert_eq!(ev.ts, "2026-03-02T06:20:01.000000Z");
+    }
+
     use super::*;
     use serde_json::json;
 

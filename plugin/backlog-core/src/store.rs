@@ -78,6 +78,20 @@ pub trait BacklogStore {
     /// once per call instead of once per operation; the default does nothing.
     fn begin_call(&mut self) {}
 
+    /// Whether this call is answered by a fallback that may not hold every item (the `auto`
+    /// backend on JSONL while Postgres is down): `list` and `dashboard` say so. Default: no.
+    fn degraded(&self) -> bool {
+        false
+    }
+
+    /// Why item `id`, which [`get`](Self::get) did not find, cannot be called missing: `None`
+    /// (the default) when the store holds every item, so `id` does not exist (`not_found`);
+    /// the reason when this call runs on a fallback that may not hold it (`unavailable`).
+    fn absent_reason(&self, id: &str) -> Option<String> {
+        let _ = id;
+        None
+    }
+
     /// A hint: this call is about to look up these dedupe keys with
     /// [`find_by_dedupe_key`](Self::find_by_dedupe_key). A store with round trips may fetch
     /// them all at once (Postgres: one statement) and answer the lookups from memory; the

@@ -23,7 +23,8 @@
 //! one probe statement (schema version). Unavailable → JSONL, write `down_until`, log
 //! `backlog_store: using JsonlBacklogStore` and a warning with the reason. Available → confirm
 //! or redo the last replay, replay the journal (write-capable calls only: a read-only call
-//! keeps serving JSONL until a write call has replayed), then Postgres — logging
+//! cannot write, so the host first runs a write-capable recovery call when
+//! [`auto_recovery_due`] says so — and `serve` every retry interval), then Postgres — logging
 //! `backlog_store: using PostgresBacklogStore` when this switches back from JSONL. A
 //! Postgres failure in the middle of a call fails that call (its transaction is gone) and
 //! sends the following calls to JSONL.
@@ -32,7 +33,9 @@
 //! journal is empty). Rules: items by id, the newer `updated_at` wins; events by id (ones
 //! already stored stay); an item whose `dedupe_key` Postgres holds under another id is merged
 //! into that item (its fields if newer, its events re-pointed) and the merge is logged.
-//! `cleanup` during an outage is refused with `unavailable`.
+//! `cleanup` during an outage is refused with `unavailable`. On JSONL an id the fallback does
+//! not hold is `unavailable` too, not `not_found` (it may exist in Postgres; see
+//! [`BacklogStore::absent_reason`]), and `list`/`dashboard` answers say `"degraded": true`.
 //!
 //! Limitation: during an outage only what the JSONL directory holds is visible (items
 //! written through JSONL before), as SPEC §7's fallback implies; an item last written during
@@ -107,6 +110,23 @@ pub fn auto_status(dir: &Path, now: &str) -> AutoStatus {
         degraded,
         pending_replay: read_entries(dir, JOURNAL_FILE).map_or(0, |e| e.len()),
     }
+}
+
+/// Whether a write-capable call would have recovery work to do at `now`: the retry time has
+/// come (or Postgres was never marked down) and the outage journal waits to be replayed, the
+/// last replay to be confirmed, or an expired `down_until` to be cleared. The host runs such
+/// a call before any call that could not do it itself (read-only ones), so that no call keeps
+/// answering from JSONL after the retry interval.
+pub fn auto_recovery_due(dir: &Path, now: &str) -> bool {
+    let Some(now) = time::normalize_ts(now) else {
+        return false;
+    };
+    let down = read_down_until(dir).ok().flatten();
+    if down.as_ref().is_some_and(|until| now < *until) {
+        return false;
+    }
+    let exists = |f: &str| dir.join(f).exists();
+    down.is_some() || exists(JOURNAL_FILE) || exists(REPLAYED_FILE)
 }
 
 /// The auto store. See the module docs.
@@ -566,6 +586,22 @@ impl<S: Sql> BacklogStore for AutoStore<S> {
         }
     }
 
+    /// While on JSONL: the fallback may not hold every item.
+    fn degraded(&self) -> bool {
+        self.decided == Some(Active::Jsonl)
+    }
+
+    /// While on JSONL, an item the fallback does not hold may well exist in Postgres: saying
+    /// `not_found` would be a lie (and an upsert would create a second version of it).
+    fn absent_reason(&self, id: &str) -> Option<String> {
+        (self.decided == Some(Active::Jsonl)).then(|| {
+            format!(
+                "Postgres is down and the JSONL fallback of the auto backend does not hold item \
+                 {id} (it may exist in Postgres): retry when Postgres is back"
+            )
+        })
+    }
+
     fn begin_call(&mut self) {
         self.decided = None;
         self.jsonl.begin_call();
@@ -632,5 +668,43 @@ impl<S: Sql> BacklogStore for AutoStore<S> {
         policy: &Policy,
     ) -> Result<Dashboard, StoreError> {
         self.on(|s| s.dashboard(env, today, policy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_is_due_only_after_the_retry_time_and_with_something_to_do() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (before, after) = ("2026-11-27T10:04:00Z", "2026-11-27T10:06:00Z");
+        // Nothing recorded: nothing to do.
+        assert!(!auto_recovery_due(dir, after));
+        fs::write(
+            dir.join(DOWN_UNTIL_FILE),
+            "2026-11-27T10:05:00.000000Z\nPostgres down\n",
+        )
+        .unwrap();
+        append_entry(
+            dir,
+            JOURNAL_FILE,
+            &Entry {
+                item_id: "bl_000000000001".into(),
+                events: vec!["ev_1".into()],
+            },
+        )
+        .unwrap();
+        assert!(!auto_recovery_due(dir, before), "still marked down");
+        assert!(auto_recovery_due(dir, after));
+        // A stale down_until alone, or an unconfirmed replay alone, is work too.
+        fs::remove_file(dir.join(JOURNAL_FILE)).unwrap();
+        assert!(auto_recovery_due(dir, after));
+        fs::remove_file(dir.join(DOWN_UNTIL_FILE)).unwrap();
+        assert!(!auto_recovery_due(dir, after));
+        fs::write(dir.join(REPLAYED_FILE), "").unwrap();
+        assert!(auto_recovery_due(dir, before));
+        assert!(!auto_recovery_due(dir, "not a time"));
     }
 }

@@ -69,6 +69,9 @@ pub(crate) struct FileState {
     /// [`FileState::plan`] need not look again. The host serializes writers, so nothing but
     /// this store changes the file until the call ends.
     checked: Option<bool>,
+    /// The offset of the torn last line (no `\n`) last warned about: warned once, not on
+    /// every look while it stays.
+    torn_warned: Option<u64>,
 }
 
 impl FileState {
@@ -86,6 +89,7 @@ impl FileState {
             check: None,
             force: false,
             checked: None,
+            torn_warned: None,
         }
     }
 
@@ -193,8 +197,9 @@ impl FileState {
     /// [`FileState::plan`], calling `f(line, offset, len)` for each (the line includes its
     /// `\n`). `f` answers `Ok(Err(reason))` for a corrupt line: it is counted and reported
     /// through `warn` as `jsonl: skipping corrupt line <file>:<n>: <reason>`. A last line
-    /// without `\n` is an append in progress or a torn write: not indexed, no warning, read
-    /// again next time. On any error the next call rebuilds the file's index.
+    /// without `\n` is a torn write (or an append in progress): not indexed, read again next
+    /// time, and reported once through `warn` as `jsonl: skipping torn last line <file>:<n>`.
+    /// On any error the next call rebuilds the file's index.
     pub fn scan(
         &mut self,
         warn: &mut dyn FnMut(&str),
@@ -238,6 +243,15 @@ impl FileState {
         self.end = end;
         self.lines = lines;
         self.corrupt += corrupt;
+        if end < stop && self.torn_warned != Some(end) {
+            self.torn_warned = Some(end);
+            warn(&format!(
+                "jsonl: skipping torn last line {name}:{}: {} bytes without a newline (a write \
+                 that was interrupted, or is still in progress)",
+                lines + 1,
+                stop - end
+            ));
+        }
         if end > start {
             // Remember the tail of the last line for change detection.
             let from = last_off.max(end.saturating_sub(CHECK_WINDOW));

@@ -25,7 +25,7 @@ mod pg;
 
 pub use auto::{
     Active, AutoStatus, AutoStore, DEFAULT_RETRY_SECONDS, DOWN_UNTIL_FILE, FAILED_FILE,
-    JOURNAL_FILE, REPLAY_BATCH, REPLAYED_FILE, auto_status,
+    JOURNAL_FILE, REPLAY_BATCH, REPLAYED_FILE, auto_recovery_due, auto_status,
 };
 pub use error::JsonlError;
 pub use file::MAX_LINE;

@@ -55,4 +55,10 @@ CREATE TABLE IF NOT EXISTS scheduler_runs (
     error            TEXT,
     PRIMARY KEY (job_id, scheduled_minute)
 );
+-- The scheduler's leases (additive: `migrate` adds them to a table created before): who holds
+-- a running claim, until when, and which attempt it is (2 = the one retry of a retryable job
+-- whose scheduler died).
+ALTER TABLE scheduler_runs ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ;
+ALTER TABLE scheduler_runs ADD COLUMN IF NOT EXISTS owner TEXT;
+ALTER TABLE scheduler_runs ADD COLUMN IF NOT EXISTS attempt INTEGER NOT NULL DEFAULT 1;
 INSERT INTO backlog_schema_version (version) VALUES (1) ON CONFLICT (version) DO NOTHING;

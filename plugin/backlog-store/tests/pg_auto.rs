@@ -169,8 +169,42 @@ fn outage_drill_loses_nothing_and_switches_back_after_replay() {
     ));
     let r = d.call(t2, "set_status", json!({"id": b, "status": "in_progress"}));
     assert_eq!(r["status"], "in_progress", "{r}");
-    assert_eq!(d.call(t2, "get", json!({"id": a}))["code"], "not_found");
-    assert_eq!(d.call(t2, "dashboard", json!({}))["backend"], "jsonl");
+    // An item only Postgres holds: the fallback cannot know it, so not `not_found` but
+    // `unavailable`, saying why; the same for writes by its id.
+    let gone = d.call(t2, "get", json!({"id": a}));
+    assert_eq!(gone["code"], "unavailable", "{gone}");
+    let msg = gone["error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("Postgres is down") && msg.contains(&a),
+        "{msg}"
+    );
+    for (action, params) in [
+        ("set_status", json!({"id": a, "status": "done"})),
+        ("add_comment", json!({"id": a, "message": "x"})),
+        ("upsert", json!({"id": a, "owner": "x"})),
+        (
+            "upsert",
+            json!({"id": a, "dedupe_key": "k-new", "title": "t"}),
+        ),
+    ] {
+        assert_eq!(
+            d.call(t2, action, params.clone())["code"],
+            "unavailable",
+            "{action} {params}"
+        );
+    }
+    let dash = d.call(t2, "dashboard", json!({}));
+    assert_eq!(
+        (dash["backend"].clone(), dash["degraded"].clone()),
+        (json!("jsonl"), json!(true)),
+        "{dash}"
+    );
+    let list = d.call(t2, "list", json!({}));
+    assert_eq!(
+        (list["backend"].clone(), list["degraded"].clone()),
+        (json!("jsonl"), json!(true)),
+        "{list}"
+    );
     assert_eq!(
         d.call(t2, "cleanup", json!({"dry_run": true}))["code"],
         "unavailable"

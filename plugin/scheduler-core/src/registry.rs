@@ -1,6 +1,7 @@
 //! `ops/task_registry.yml` (SPEC §11): the one source of truth for scheduled jobs.
 //!
-//! Validation on load: YAML shape (unknown keys refused), ids, cron syntax, duplicate ids,
+//! Validation on load: YAML shape (unknown keys refused), ids, cron syntax, `retryable`
+//! (true or false, default false), duplicate ids,
 //! `after` naming unknown jobs or forming a cycle, and tools/actions/agents unknown to the RBAC
 //! matrix. A tool the matrix knows but no plugin provides is *not installed*: valid, and its
 //! jobs are skipped with that reason when they come due.
@@ -49,6 +50,8 @@ struct RawJob {
     #[serde(default)]
     enabled: Option<bool>,
     #[serde(default)]
+    retryable: Option<Value>,
+    #[serde(default)]
     after: Vec<String>,
     #[serde(default)]
     log: Option<String>,
@@ -68,6 +71,10 @@ pub struct Job {
     /// The agent whose RBAC applies (default `scheduler`).
     pub agent: String,
     pub enabled: bool,
+    /// Whether a run whose scheduler died (its claim's lease expired while `running`) runs
+    /// again once (default false: recorded `failed` only). Only for jobs that are safe to
+    /// run twice.
+    pub retryable: bool,
     /// Jobs whose runs of the same day must have finished before this one starts.
     pub after: Vec<String>,
     /// File name under `/var/log/daarion/` the cron line appends to.
@@ -183,6 +190,16 @@ impl Registry {
                     format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
                 ));
             }
+            let retryable = match r.retryable {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => b,
+                Some(other) => {
+                    return Err(err(
+                        at("retryable"),
+                        format!("must be true or false, not `{other}`"),
+                    ));
+                }
+            };
             let agent = r.agent.unwrap_or_else(|| DEFAULT_AGENT.into());
             if let Some(c) = catalog {
                 if !c.actions.contains(&(r.tool.clone(), r.action.clone())) {
@@ -209,6 +226,7 @@ impl Registry {
                 params,
                 agent,
                 enabled: r.enabled.unwrap_or(true),
+                retryable,
                 after: r.after,
                 log,
                 description,

@@ -162,6 +162,22 @@ fn validation_names_file_job_and_key() {
     );
     bad(&job("Bad", ""), "jobs[0].id: `Bad` must match");
     bad(&job("a", ", colour: red"), "unknown field `colour`");
+    bad(
+        &job("a", ", retryable: sometimes"),
+        "jobs[0] (a).retryable: must be true or false",
+    );
+    bad(
+        &job("a", ", retryable: 1"),
+        "(a).retryable: must be true or false",
+    );
+}
+
+#[test]
+fn retryable_is_read_and_defaults_to_false() {
+    let text = format!("jobs:\n{}{}", job("a", ""), job("b", ", retryable: true"));
+    let reg = Registry::parse(FILE, &text, None).unwrap();
+    assert!(!reg.jobs[0].retryable);
+    assert!(reg.jobs[1].retryable);
 }
 
 #[test]
