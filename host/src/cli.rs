@@ -133,6 +133,28 @@ enum Command {
         /// address. A wrong key is still 401.
         #[arg(long, value_name = "NAME")]
         anonymous_agent: Option<String>,
+        /// Client connections open at once (lowered to fit the open-files limit); beyond,
+        /// new connections are closed at once.
+        #[arg(long, default_value_t = 4096)]
+        max_connections: usize,
+        /// Seconds a connection has to send a complete request head, after opening or after
+        /// its previous response (also ends idle kept-alive connections).
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        header_timeout: u64,
+        /// Seconds without a byte either way (no call running) before a connection, or a
+        /// stalled request body, is dropped.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        idle_timeout: u64,
+        /// Failed logins (401) allowed per client address and minute; beyond → 429.
+        #[arg(long, value_name = "N", default_value_t = 60)]
+        auth_failures_per_minute: u32,
+        /// A browser Origin allowed besides loopback ones, exactly as sent
+        /// (`https://console.example.com`); repeatable.
+        #[arg(long, value_name = "ORIGIN")]
+        allowed_origin: Vec<String>,
+        /// A `Host` name served besides loopback ones (`name` or `name:port`); repeatable.
+        #[arg(long, value_name = "HOST")]
+        allowed_host: Vec<String>,
         /// Open /mcp sessions one agent may hold; beyond → 503.
         #[arg(long, default_value_t = 64)]
         mcp_max_sessions_per_agent: usize,
@@ -283,6 +305,12 @@ fn run(args: Args) -> Result<(), Failure> {
             metrics_envs,
             scheduler,
             anonymous_agent,
+            max_connections,
+            header_timeout,
+            idle_timeout,
+            auth_failures_per_minute,
+            allowed_origin,
+            allowed_host,
             mcp_max_sessions_per_agent,
             mcp_max_sessions,
             mcp_session_idle_s,
@@ -303,6 +331,12 @@ fn run(args: Args) -> Result<(), Failure> {
                 metrics_envs,
                 scheduler,
                 anonymous_agent,
+                max_connections,
+                header_timeout: std::time::Duration::from_secs(header_timeout),
+                idle_timeout: std::time::Duration::from_secs(idle_timeout),
+                auth_failures_per_minute,
+                allowed_origins: allowed_origin,
+                allowed_hosts: allowed_host,
                 mcp_sessions,
             };
             http::serve(bridge, options).map_err(|e| Failure::Config(e.into()))

@@ -26,7 +26,7 @@ pub(crate) fn env() -> Env {
 
 /// A running `serve` process on a free loopback port; killed on drop.
 pub(crate) struct Server {
-    child: Child,
+    pub(crate) child: Child,
     /// `http://127.0.0.1:PORT`.
     pub(crate) base: String,
     stderr: Arc<Mutex<String>>,
@@ -39,7 +39,7 @@ pub(crate) struct Server {
 pub(crate) struct Resp {
     pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Resp {
@@ -49,7 +49,7 @@ impl Resp {
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -149,7 +149,7 @@ impl Server {
     /// The log once `found` holds for it: lines reach the pipe before the response leaves,
     /// but the reader thread may not have read them yet (bounded poll).
     #[track_caller]
-    fn log_when(&self, found: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn log_when(&self, found: impl Fn(&str) -> bool) -> String {
         for _ in 0..500 {
             let log = self.log();
             if found(&log) {
@@ -175,7 +175,13 @@ impl Server {
         status
     }
 
-    fn send(&self, method: &str, path: &str, key: Option<&str>, body: Option<Vec<u8>>) -> Resp {
+    pub(crate) fn send(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Resp {
         send(&self.client, &self.base, method, path, key, body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }

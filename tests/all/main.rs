@@ -29,6 +29,9 @@ mod backends;
 mod scheduler;
 // The router over loopback: auth, RBAC per route, statuses, concurrency, SIGTERM.
 mod http;
+// The router's limits: connections, timeouts, the browser guard (with headless Chromium),
+// key hygiene, readiness.
+mod router;
 // Three `serve --scheduler` replicas on one Postgres: exactly-once jobs, leases, outages.
 mod drill;
 // Item limits, list paging, reserved keys, batch --agent, symlinks, host filesystem errors.

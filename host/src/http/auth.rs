@@ -18,35 +18,80 @@ pub struct Keys {
     agents: Vec<(String, [u8; 32])>,
 }
 
-/// Two agents whose key variables hold the same key: a request could not say who it is.
+/// Shortest key accepted at start: a key a person could guess or read over a shoulder is
+/// refused rather than served.
+pub const MIN_KEY_CHARS: usize = 16;
+
+/// A key table `serve` refuses to start with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "agents `{first}` and `{second}` have the same API key (${first_var} and ${second_var}); \
-     give each agent its own key"
-)]
-pub struct SharedKey {
-    pub first: String,
-    pub first_var: String,
-    pub second: String,
-    pub second_var: String,
+pub enum KeyError {
+    /// Two agents whose key variables hold the same key: a request could not say who it is.
+    #[error(
+        "agents `{first}` and `{second}` have the same API key (${first_var} and ${second_var}); \
+         give each agent its own key"
+    )]
+    Shared {
+        first: String,
+        first_var: String,
+        second: String,
+        second_var: String,
+    },
+    /// A key too short to be a secret.
+    #[error(
+        "${var} (the API key of agent `{agent}`) has {chars} characters; keys must have at \
+         least {MIN_KEY_CHARS} (e.g. `openssl rand -hex 24`)"
+    )]
+    TooShort {
+        agent: String,
+        var: String,
+        chars: usize,
+    },
+}
+
+/// HTTP optional whitespace: the only bytes trimmed around a key (never Unicode spaces, so
+/// a key that ends in a no-break space must be sent with it).
+fn trim_ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
 }
 
 impl Keys {
     /// Reads each agent's key from its variable through `var` (the process environment in
-    /// production). Logs which agents can log in and which variables are unset.
-    pub fn load(matrix: &Matrix, var: impl Fn(&str) -> Option<String>) -> Result<Keys, SharedKey> {
+    /// production). ASCII whitespace around a key (a trailing newline from `$(cat file)`) is
+    /// trimmed with a warning; nothing else is. Logs which agents can log in and which
+    /// variables are unset.
+    pub fn load(matrix: &Matrix, var: impl Fn(&str) -> Option<String>) -> Result<Keys, KeyError> {
         let mut agents: Vec<(String, [u8; 32], String)> = Vec::new();
         for (agent, rule) in matrix.agents() {
             let Some(name) = &rule.api_key_env else {
                 continue;
             };
-            match var(name).filter(|k| !k.is_empty()) {
+            let raw = var(name);
+            let key = raw.as_deref().map(|k| k.trim_ascii());
+            if let (Some(raw), Some(key)) = (&raw, key)
+                && raw.len() != key.len()
+                && !key.is_empty()
+            {
+                tracing::warn!(
+                    agent,
+                    "router: ${name} has whitespace around the key; it was trimmed (only ASCII \
+                     whitespace is)"
+                );
+            }
+            match key.filter(|k| !k.is_empty()) {
                 Some(key) => {
-                    let digest = digest(&key);
+                    let chars = key.chars().count();
+                    if chars < MIN_KEY_CHARS {
+                        return Err(KeyError::TooShort {
+                            agent: agent.to_owned(),
+                            var: name.clone(),
+                            chars,
+                        });
+                    }
+                    let digest = digest(key);
                     if let Some((other, _, other_var)) =
                         agents.iter().find(|(_, d, _)| constant_time_eq(d, &digest))
                     {
-                        return Err(SharedKey {
+                        return Err(KeyError::Shared {
                             first: other.clone(),
                             first_var: other_var.clone(),
                             second: agent.to_owned(),
@@ -69,7 +114,8 @@ impl Keys {
     }
 
     /// The agent whose key the `Authorization` header value carries (`Bearer <key>`), or the
-    /// spec's 401 `unauthenticated` error.
+    /// spec's 401 `unauthenticated` error. Only spaces and tabs around the scheme and key are
+    /// ignored.
     pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&str, ToolError> {
         let unauthenticated = |why: &str| ToolError::new(Code::Unauthenticated, why);
         let Some(value) = authorization else {
@@ -80,8 +126,8 @@ impl Keys {
         let key = std::str::from_utf8(value)
             .ok()
             .and_then(|v| {
-                let (scheme, key) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+                let (scheme, key) = trim_ows(v).split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| trim_ows(key))
             })
             .filter(|k| !k.is_empty())
             .ok_or_else(|| unauthenticated("the Authorization header is not `Bearer <api key>`"))?;
@@ -97,6 +143,65 @@ impl Keys {
             };
         }
         found.ok_or_else(|| unauthenticated("unknown API key"))
+    }
+}
+
+/// Failed logins per client address, as token buckets: each address may fail `per_minute`
+/// times in a burst, then once per `60 / per_minute` seconds; beyond, requests that fail
+/// authentication are answered 429 with `Retry-After` instead of 401. A request with a
+/// valid key is never limited. The table is bounded: when full, recovered addresses are
+/// forgotten first, then all.
+pub struct FailureLimiter {
+    per_minute: u32,
+    buckets: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+/// Addresses remembered at once.
+const MAX_TRACKED: usize = 16_384;
+
+impl FailureLimiter {
+    pub fn new(per_minute: u32) -> FailureLimiter {
+        FailureLimiter {
+            per_minute: per_minute.max(1),
+            buckets: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Records one failed authentication from `addr`: `Ok` while within the budget, else
+    /// the seconds until the next failure is allowed.
+    pub fn fail(&self, addr: std::net::IpAddr) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        let burst = f64::from(self.per_minute);
+        let rate = burst / 60.0;
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
+        let refill =
+            |b: &Bucket| (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
+        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&addr) {
+            buckets.retain(|_, b| refill(b) < burst);
+            if buckets.len() >= MAX_TRACKED {
+                buckets.clear();
+            }
+        }
+        let bucket = buckets.entry(addr).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        bucket.tokens = refill(bucket);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - bucket.tokens) / rate).ceil().max(1.0) as u64)
+        }
     }
 }
 
@@ -144,29 +249,96 @@ mod tests {
     #[test]
     fn bearer_keys_name_their_agent() {
         let keys = Keys::load(&matrix(), |v| match v {
-            "A_KEY" => Some("alpha-key".into()),
+            "A_KEY" => Some("alpha-key-0123456789".into()),
             "B_KEY" => Some(String::new()),
             _ => None,
         })
         .unwrap();
-        check(&keys, Some("Bearer alpha-key"), Ok("a"));
-        check(&keys, Some("bearer  alpha-key "), Ok("a"));
+        check(&keys, Some("Bearer alpha-key-0123456789"), Ok("a"));
+        check(&keys, Some("bearer  alpha-key-0123456789 "), Ok("a"));
         check(&keys, None, Err("missing"));
         check(&keys, Some("Bearer"), Err("not `Bearer"));
         check(&keys, Some("Bearer "), Err("not `Bearer"));
-        check(&keys, Some("Basic alpha-key"), Err("not `Bearer"));
-        check(&keys, Some("Bearer alpha-ke"), Err("unknown API key"));
-        check(&keys, Some("Bearer alpha-keyy"), Err("unknown API key"));
+        check(
+            &keys,
+            Some("Basic alpha-key-0123456789"),
+            Err("not `Bearer"),
+        );
+        check(
+            &keys,
+            Some("Bearer alpha-key-012345678"),
+            Err("unknown API key"),
+        );
+        check(
+            &keys,
+            Some("Bearer alpha-key-01234567899"),
+            Err("unknown API key"),
+        );
+        // Only spaces and tabs are ignored: a no-break space is part of the key.
+        check(
+            &keys,
+            Some("Bearer alpha-key-0123456789\u{a0}"),
+            Err("unknown API key"),
+        );
         // B_KEY is empty: agent `b` cannot log in, not even with an empty key.
         check(&keys, Some("Bearer  "), Err("not `Bearer"));
     }
 
     #[test]
-    fn two_agents_with_one_key_are_refused() {
-        let err = Keys::load(&matrix(), |_| Some("k3y-value".into()))
+    fn keys_are_trimmed_of_ascii_whitespace_only() {
+        let keys = Keys::load(&matrix(), |v| match v {
+            "A_KEY" => Some(" alpha-key-0123456789\n".into()),
+            "B_KEY" => Some("beta-key-0123456789\u{a0}".into()),
+            _ => None,
+        })
+        .unwrap();
+        check(&keys, Some("Bearer alpha-key-0123456789"), Ok("a"));
+        check(
+            &keys,
+            Some("Bearer beta-key-0123456789"),
+            Err("unknown API key"),
+        );
+        check(&keys, Some("Bearer beta-key-0123456789\u{a0}"), Ok("b"));
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        let err = Keys::load(&matrix(), |v| (v == "B_KEY").then(|| "short-key".into()))
             .err()
             .unwrap();
-        assert_eq!((err.first.as_str(), err.second.as_str()), ("a", "b"));
+        assert_eq!(
+            err,
+            KeyError::TooShort {
+                agent: "b".into(),
+                var: "B_KEY".into(),
+                chars: 9
+            }
+        );
+        assert!(err.to_string().contains("$B_KEY"), "{err}");
+        assert!(!err.to_string().contains("short-key"), "{err}");
+    }
+
+    #[test]
+    fn failures_are_limited_per_address() {
+        let limiter = FailureLimiter::new(3);
+        let (a, b) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+        for _ in 0..3 {
+            assert_eq!(limiter.fail(a), Ok(()));
+        }
+        let wait = limiter.fail(a).unwrap_err();
+        assert!((1..=20).contains(&wait), "{wait}");
+        assert_eq!(limiter.fail(b), Ok(()));
+    }
+
+    #[test]
+    fn two_agents_with_one_key_are_refused() {
+        let err = Keys::load(&matrix(), |_| Some("k3y-value-0123456789".into()))
+            .err()
+            .unwrap();
+        let KeyError::Shared { first, second, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!((first.as_str(), second.as_str()), ("a", "b"));
         assert!(!err.to_string().contains("k3y-value"), "{err}");
     }
 }

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the call latency histogram's buckets.
@@ -41,6 +42,10 @@ struct Counters {
 #[derive(Default)]
 pub struct Metrics {
     counters: Mutex<Counters>,
+    connections_open: AtomicU64,
+    connections_refused: AtomicU64,
+    auth_failures: AtomicU64,
+    auth_throttled: AtomicU64,
     /// Open MCP sessions of `/mcp` (kept current by `mcp::sessions`).
     pub mcp_sessions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -88,6 +93,30 @@ impl Metrics {
                 .entry((method.to_owned(), route.to_owned(), status))
                 .or_default() += 1;
         }
+    }
+
+    /// A connection was accepted.
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An accepted connection closed.
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection was closed at once: the router was at `--max-connections`.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request failed authentication (`throttled`: answered 429 instead of 401).
+    pub fn auth_failed(&self, throttled: bool) {
+        let counter = match throttled {
+            true => &self.auth_throttled,
+            false => &self.auth_failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of everything.
@@ -145,6 +174,39 @@ impl Metrics {
                 let labels = labels(&[("method", method), ("route", route), ("status", &status)]);
                 let _ = writeln!(out, "backlog_bridge_http_requests_total{{{labels}}} {n}");
             }
+        }
+        for (name, kind, help, value) in [
+            (
+                "connections_open",
+                "gauge",
+                "Client connections open.",
+                &self.connections_open,
+            ),
+            (
+                "connections_refused_total",
+                "counter",
+                "Connections closed at once because --max-connections were open.",
+                &self.connections_refused,
+            ),
+            (
+                "auth_failures_total",
+                "counter",
+                "Requests answered 401 (no or unknown API key).",
+                &self.auth_failures,
+            ),
+            (
+                "auth_throttled_total",
+                "counter",
+                "Requests that failed authentication answered 429: their address failed too often.",
+                &self.auth_throttled,
+            ),
+        ] {
+            header(&mut out, name, kind, help);
+            let _ = writeln!(
+                out,
+                "backlog_bridge_{name} {}",
+                value.load(Ordering::Relaxed)
+            );
         }
         header(
             &mut out,
@@ -252,6 +314,9 @@ mod tests {
         m.record_call("t", "get", "ok", Duration::from_millis(3));
         m.record_call("t", "get", "not_found", Duration::from_millis(30));
         m.record_request("GET", "/v1/tools", 200);
+        m.auth_failed(false);
+        m.auth_failed(true);
+        m.auth_failed(false);
         let store = StoreGauges {
             backend: "jsonl",
             degraded: false,
@@ -267,6 +332,9 @@ mod tests {
             "backlog_bridge_call_duration_seconds_count{tool=\"t\",action=\"get\"} 2",
             "backlog_bridge_http_requests_total{method=\"GET\",route=\"/v1/tools\",status=\"200\"} 1",
             "backlog_bridge_calls_in_flight 3",
+            "backlog_bridge_auth_failures_total 2",
+            "backlog_bridge_auth_throttled_total 1",
+            "backlog_bridge_connections_open 0",
             "backlog_bridge_backend_active{backend=\"jsonl\"} 1",
             "backlog_bridge_backend_active{backend=\"postgres\"} 0",
             "backlog_bridge_degraded 0",

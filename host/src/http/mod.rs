@@ -13,6 +13,8 @@
 //! the guest anything the bridge would not give a CLI call of the same agent.
 
 pub mod auth;
+pub mod browser;
+pub mod conn;
 pub mod metrics;
 pub mod params;
 pub mod routes;
@@ -27,7 +29,8 @@ use tokio::sync::Semaphore;
 
 use crate::bridge::{Bridge, CallRequest, StoreStatus};
 use crate::error::{Code, ToolError};
-use auth::Keys;
+use auth::{FailureLimiter, Keys};
+use browser::BrowserPolicy;
 use metrics::{Metrics, OverdueCounts, StoreGauges};
 
 /// Largest request body accepted (SPEC §10); larger → 413 `payload_too_large`.
@@ -59,6 +62,21 @@ pub struct ServeOptions {
     /// `--anonymous-agent NAME`: requests without an `Authorization` header act as NAME (the
     /// MCP conformance runner sends none). Only on a loopback `listen` address.
     pub anonymous_agent: Option<String>,
+    /// Connections open at once (`--max-connections`, clamped below the fd limit); beyond,
+    /// new connections are closed at once.
+    pub max_connections: usize,
+    /// A request head must be complete within this time of the connection opening or of its
+    /// previous response (`--header-timeout`); also ends idle kept-alive connections.
+    pub header_timeout: Duration,
+    /// A connection (or a request body) on which nothing moves for this long, with no call
+    /// running for it, is closed (`--idle-timeout`).
+    pub idle_timeout: Duration,
+    /// Failed logins allowed per client address and minute, as a burst (then 429).
+    pub auth_failures_per_minute: u32,
+    /// Browser origins allowed besides loopback ones (`--allowed-origin`).
+    pub allowed_origins: Vec<String>,
+    /// `Host` names accepted besides loopback ones (`--allowed-host`).
+    pub allowed_hosts: Vec<String>,
     /// `/mcp` session caps, idle timeout and lifetime (`--mcp-*`).
     pub mcp_sessions: crate::mcp::SessionLimits,
 }
@@ -73,10 +91,8 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("the server failed: {0}")]
-    Serve(std::io::Error),
     #[error("{0}")]
-    Keys(#[from] auth::SharedKey),
+    Keys(#[from] auth::KeyError),
     #[error("--{flag} must be at least 1")]
     Limit { flag: &'static str },
     #[error("--anonymous-agent: {0}")]
@@ -89,6 +105,10 @@ pub struct App {
     pub keys: Keys,
     pub metrics: Metrics,
     pub options: ServeOptions,
+    /// The browser guard every route passes.
+    pub browser: BrowserPolicy,
+    /// Failed logins per client address.
+    pub auth_failures: FailureLimiter,
     /// Admission: one permit per call admitted (running or queued for a worker).
     in_flight: Arc<Semaphore>,
     /// One permit per guest call running.
@@ -104,8 +124,19 @@ impl App {
                 flag: "max-in-flight",
             });
         }
-        if options.workers == 0 {
-            return Err(ServeError::Limit { flag: "workers" });
+        for (flag, value) in [
+            ("workers", options.workers),
+            ("max-connections", options.max_connections),
+            ("header-timeout", options.header_timeout.as_secs() as usize),
+            ("idle-timeout", options.idle_timeout.as_secs() as usize),
+            (
+                "auth-failures-per-minute",
+                options.auth_failures_per_minute as usize,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ServeError::Limit { flag });
+            }
         }
         if let Some(name) = &options.anonymous_agent {
             if !options.listen.ip().is_loopback() {
@@ -127,10 +158,18 @@ impl App {
             );
         }
         let keys = Keys::load(&bridge.matrix, |k| std::env::var(k).ok())?;
+        let browser = BrowserPolicy::new(
+            options.listen,
+            options.anonymous_agent.is_some(),
+            options.allowed_origins.clone(),
+            options.allowed_hosts.clone(),
+        );
         Ok(App {
             bridge: Arc::new(bridge),
             keys,
             metrics: Metrics::default(),
+            browser,
+            auth_failures: FailureLimiter::new(options.auth_failures_per_minute),
             in_flight: Arc::new(Semaphore::new(options.max_in_flight)),
             workers: Arc::new(Semaphore::new(options.workers)),
             options,
@@ -210,7 +249,7 @@ impl App {
     }
 
     /// Runs `f` on a worker (blocking pool, at most `--workers` at once).
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Bridge) -> T + Send + 'static,
     ) -> Result<T, ToolError> {
@@ -294,9 +333,66 @@ impl App {
     }
 }
 
+/// Whether a write to the JSONL store in `dir` would get past the file system: the store's
+/// files open for appending (without following symlinks) and a new file can be created and
+/// removed in the directory. The probe does what a write does rather than reading mode bits,
+/// so it answers for this process's real privileges (root ignores mode bits but not a
+/// read-only mount or an immutable file). A directory that does not exist yet is created by
+/// the first write: its nearest existing ancestor is probed instead.
+pub fn jsonl_writable(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut probe_dir = dir;
+    while !probe_dir.exists() {
+        match probe_dir.parent() {
+            Some(parent) => probe_dir = parent,
+            None => break,
+        }
+    }
+    let fix = "make it writable for this process, or fix the mount";
+    for name in ["items.jsonl", "events.jsonl", crate::lock::LOCK_FILE] {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| format!("cannot write {}: {e}; {fix}", path.display()))?;
+    }
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = probe_dir.join(format!(".readyz-probe-{}-{n}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&probe)
+        .map_err(|e| format!("cannot create files in {}: {e}; {fix}", probe_dir.display()))?;
+    std::fs::remove_file(&probe)
+        .map_err(|e| format!("cannot remove {}: {e}; {fix}", probe.display()))?;
+    Ok(())
+}
+
 /// Serves until SIGTERM or SIGINT, then stops accepting, lets every admitted call finish
 /// (each write is durable before its 2xx), and returns.
-pub fn serve(bridge: Bridge, options: ServeOptions) -> Result<(), ServeError> {
+pub fn serve(bridge: Bridge, mut options: ServeOptions) -> Result<(), ServeError> {
+    match conn::raise_fd_limit() {
+        Ok(fds) => {
+            let cap = conn::connection_cap(options.max_connections, fds);
+            if cap < options.max_connections {
+                tracing::warn!(
+                    fd_limit = fds,
+                    "router: --max-connections {} lowered to {cap}: the process may open {fds} \
+                     files and keeps {} for itself",
+                    options.max_connections,
+                    conn::RESERVED_FDS
+                );
+                options.max_connections = cap;
+            }
+        }
+        Err(e) => tracing::warn!("router: cannot read or raise the open-files limit: {e}"),
+    }
     let app = Arc::new(App::new(bridge, options)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -344,30 +440,29 @@ async fn run(app: Arc<App>) -> Result<(), ServeError> {
     tracing::info!(
         max_in_flight = app.options.max_in_flight,
         workers = app.options.workers,
+        max_connections = app.options.max_connections,
         "router: listening on http://{local}"
     );
-    let stopping = Arc::new(tokio::sync::Notify::new());
+    let stop = tokio_util::sync::CancellationToken::new();
     // Ends the MCP face's open streams and sessions on shutdown.
     let mcp_shutdown = tokio_util::sync::CancellationToken::new();
-    let signal = {
-        let (stopping, mcp_shutdown) = (stopping.clone(), mcp_shutdown.clone());
+    tokio::spawn({
+        let (stop, mcp_shutdown) = (stop.clone(), mcp_shutdown.clone());
         async move {
             let which = shutdown_signal().await;
             tracing::info!(
                 "router: {which} received: not accepting new connections, finishing calls in flight"
             );
             mcp_shutdown.cancel();
-            stopping.notify_one();
+            stop.cancel();
         }
-    };
+    });
     let mcp = {
         let auth_app = app.clone();
         let auth: crate::mcp::Authenticate =
             Arc::new(move |headers| auth_app.authenticate(headers));
         let mut options = crate::mcp::HttpOptions::loopback();
-        if !local.ip().is_loopback() {
-            options.allowed_hosts = None;
-        }
+        options.browser = Arc::new(app.browser.clone());
         options.shutdown = mcp_shutdown;
         options.limits = app.options.mcp_sessions.clone();
         options.open_sessions = app.metrics.mcp_sessions.clone();
@@ -388,26 +483,20 @@ async fn run(app: Arc<App>) -> Result<(), ServeError> {
         });
         crate::mcp::http_router(app.bridge.clone(), auth, runner, options)
     };
-    // TCP_NODELAY: a response written in pieces (headers, then body or SSE events) must not
-    // wait for the client's delayed ACK (~40 ms per exchange on loopback).
-    use axum::serve::ListenerExt as _;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("router: cannot set TCP_NODELAY: {e}");
-        }
-    });
-    let server =
-        axum::serve(listener, routes::router(app.clone(), mcp)).with_graceful_shutdown(signal);
-    let grace = async {
-        stopping.notified().await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    let limits = conn::ConnLimits {
+        max_connections: app.options.max_connections,
+        header_timeout: app.options.header_timeout,
+        idle_timeout: app.options.idle_timeout,
     };
-    tokio::select! {
-        served = server => served.map_err(ServeError::Serve)?,
-        () = grace => tracing::warn!(
-            "router: connections still open after {SHUTDOWN_GRACE:?}; stopping anyway"
-        ),
-    }
+    conn::serve_connections(
+        listener,
+        routes::router(app.clone(), mcp),
+        limits,
+        app.clone(),
+        stop,
+        SHUTDOWN_GRACE,
+    )
+    .await;
     // Connections are closed; calls whose client went away may still run: wait for them.
     let all = u32::try_from(app.options.max_in_flight).unwrap_or(u32::MAX);
     let in_flight = app.calls_in_flight();

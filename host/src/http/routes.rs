@@ -1,12 +1,20 @@
 //! The routes of SPEC §10 and what each turns into: a tool call, or a status document.
 //!
-//! Every handler authenticates first (401), then checks the action (404, 403) before reading
-//! the body (413, 400), so a caller without the entitlement learns nothing from its body.
+//! In front of every route, before any body byte is read ([`front`]): the browser guard
+//! (403, 415), one `Authorization` header at most (400), a declared `Content-Length` within
+//! the limit (413), and for the routes that act (`/v1/…`, `/mcp`) authentication (401, or 429
+//! once the client's address has failed too often). Then each handler checks the action
+//! (404, 403) before reading the body (413, 400), so a caller without the entitlement learns
+//! nothing from its body and costs no more than its headers. An answer given without reading
+//! the body: to a client without a valid key, the connection closes after it (what has
+//! already arrived is dropped, nothing more is read); to a keyed client (403, 404 of an
+//! action), a background task discards the rest, bounded in bytes and time and never
+//! buffered, so a client that sends its whole body before reading still gets the answer.
 //! Errors are the spec's `{"error","code"}` object with the status of SPEC §3; unknown routes
 //! (404) and wrong methods (405) answer JSON too.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -18,15 +26,17 @@ use axum::routing::{get, post};
 use futures_util::StreamExt as _;
 use serde_json::{Map, Value, json};
 
+use super::conn::ClientAddr;
 use super::{App, MAX_BODY_BYTES, params};
 use crate::error::{Code, ToolError};
 
 /// The tool the `/v1/backlog/...` routes call.
 const BACKLOG_TOOL: &str = "backlog_tool";
 
-/// An over-limit body is read (and dropped) up to this size before the 413 goes out, so a
-/// client that sends its whole body before reading gets the answer rather than a reset.
+/// A body the answer does not need is discarded after the answer, up to this many bytes and
+/// this long; then the connection closes.
 const DRAIN_LIMIT: usize = 16 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// The request id of one request (`x-request-id` on the response; the guest's context).
 #[derive(Debug, Clone)]
@@ -65,6 +75,7 @@ pub fn router(app: Arc<App>, mcp: Router<Arc<App>>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), front))
         .layer(middleware::from_fn_with_state(app.clone(), access_log))
         .with_state(app)
 }
@@ -139,6 +150,137 @@ async fn access_log(State(app): AppState, mut req: Request, next: Next) -> Respo
     resp
 }
 
+/// The checks every request passes before its handler, none of which reads the body (see
+/// the module documentation).
+async fn front(State(app): AppState, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    if let Err(refusal) = app.browser.check(req.method(), headers) {
+        tracing::warn!(
+            origin = header_text(headers, header::ORIGIN.as_str()),
+            host = header_text(headers, header::HOST.as_str()),
+            sec_fetch_site = header_text(headers, "sec-fetch-site"),
+            "router: refused by the browser guard"
+        );
+        let outcome = match refusal.status {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => "forbidden",
+        };
+        let resp = json_response(refusal.status, &refusal.body);
+        return answered_early(resp, req, outcome);
+    }
+    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        let e = ToolError::new(
+            Code::InvalidInput,
+            "more than one Authorization header: send exactly one",
+        );
+        return answered_early(error_response(&e), req, e.code.as_str());
+    }
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let is_mcp = route.as_deref() == Some(crate::mcp::http::PATH);
+    // rmcp answers an over-limit tool call with a tool result: room for just over the limit.
+    let limit = if is_mcp {
+        2 * MAX_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
+    let acts = route
+        .as_deref()
+        .is_some_and(|r| r.starts_with("/v1/") || r == crate::mcp::http::PATH);
+    let mut keyed = false;
+    if acts {
+        match app.authenticate(headers) {
+            Ok(_) => keyed = headers.contains_key(header::AUTHORIZATION),
+            Err(e) => return refuse_login(&app, req, &e),
+        }
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        let e = too_large();
+        if keyed {
+            // A keyed client that sends its whole body before reading gets the answer.
+            let mut resp = error_response(&e);
+            resp.extensions_mut().insert(CallLog {
+                outcome: e.code.as_str(),
+                ..CallLog::default()
+            });
+            discard(Some(req.into_body()));
+            return resp;
+        }
+        return answered_early(error_response(&e), req, e.code.as_str());
+    }
+    next.run(req).await
+}
+
+/// A failed login: 401, or 429 once the client's address has failed too often; counted.
+fn refuse_login(app: &App, req: Request, e: &ToolError) -> Response {
+    let ip = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
+    let throttled = ip.and_then(|ip| app.auth_failures.fail(ip).err());
+    app.metrics.auth_failed(throttled.is_some());
+    let (resp, outcome) = match throttled {
+        None => (error_response(e), e.code.as_str()),
+        Some(retry_after) => {
+            let mut resp = json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({
+                    "error": format!(
+                        "too many failed logins from this address; retry in {retry_after} s"
+                    ),
+                    "code": "rate_limited",
+                }),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            (resp, "rate_limited")
+        }
+    };
+    answered_early(resp, req, outcome)
+}
+
+/// A header's value for a log field: at most 100 characters, control characters escaped.
+fn header_text(headers: &HeaderMap, name: &str) -> String {
+    let value = headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
+    value
+        .unwrap_or_default()
+        .chars()
+        .take(100)
+        .flat_map(char::escape_debug)
+        .collect()
+}
+
+/// `resp`, answered to a client that has shown no key, without reading `req`'s body: an
+/// announced body is never read; the connection closes after the answer.
+/// The access log shows `outcome`.
+fn answered_early(resp: Response, req: Request, outcome: &'static str) -> Response {
+    let mut resp = close_unread(resp, req.headers());
+    resp.extensions_mut().insert(CallLog {
+        outcome,
+        ..CallLog::default()
+    });
+    resp
+}
+
+/// Marks `resp` to close the connection when the request announced a body that will not be
+/// read (hyper discards what has already arrived, then closes).
+fn close_unread(mut resp: Response, headers: &HeaderMap) -> Response {
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|l| l.as_bytes() != b"0")
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    if announced {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
 /// A JSON response.
 fn json_response(status: StatusCode, body: &Value) -> Response {
     (
@@ -193,44 +335,67 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<String, ToolError> {
     app.authenticate(headers)
 }
 
-/// Reads the whole body, at most [`MAX_BODY_BYTES`] (413 beyond).
-async fn read_body(body: Body) -> Result<Bytes, ToolError> {
-    let too_large = || {
-        ToolError::new(
-            Code::PayloadTooLarge,
-            format!("the request body exceeds the limit of {MAX_BODY_BYTES} bytes (1 MiB)"),
-        )
-    };
+fn too_large() -> ToolError {
+    ToolError::new(
+        Code::PayloadTooLarge,
+        format!("the request body exceeds the limit of {MAX_BODY_BYTES} bytes (1 MiB)"),
+    )
+}
+
+/// Reads the whole body, at most [`MAX_BODY_BYTES`] (413 beyond, without reading the rest);
+/// a body that stalls for `idle` is refused.
+async fn read_body(body: Body, idle: Duration) -> Result<Bytes, ToolError> {
     let mut stream = body.into_data_stream();
     let mut buf: Vec<u8> = Vec::new();
-    let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let chunk = match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(ToolError::new(
+                    Code::InvalidInput,
+                    format!(
+                        "the request body stalled for {} s (--idle-timeout)",
+                        idle.as_secs()
+                    ),
+                ));
+            }
+        };
         let chunk = chunk.map_err(|e| {
             ToolError::new(
                 Code::InvalidInput,
                 format!("cannot read the request body: {e}"),
             )
         })?;
-        seen += chunk.len();
-        if seen > DRAIN_LIMIT {
+        if buf.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(too_large());
         }
-        if seen <= MAX_BODY_BYTES {
-            buf.extend_from_slice(&chunk);
-        }
-    }
-    if seen > MAX_BODY_BYTES {
-        return Err(too_large());
+        buf.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(buf))
 }
 
-/// Reads and drops a body the answer does not need, so that the connection stays usable (an
-/// unread body makes the server close it, racing the client's next request on it).
-async fn discard(body: Option<Body>) {
-    if let Some(body) = body {
-        let _ = read_body(body).await;
-    }
+/// Discards a body the answer does not need, in the background and without buffering it,
+/// at most [`DRAIN_LIMIT`] bytes for at most [`DRAIN_TIME`]: a client that sends its whole
+/// body before reading gets the answer rather than a reset, and one that holds its body
+/// costs a few KiB of read buffer until the time is up (then the connection closes).
+fn discard(body: Option<Body>) {
+    let Some(body) = body else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut stream = body.into_data_stream();
+        let mut seen = 0usize;
+        let drained = tokio::time::timeout(DRAIN_TIME, async {
+            while let Some(Ok(chunk)) = stream.next().await {
+                seen += chunk.len();
+                if seen > DRAIN_LIMIT {
+                    break;
+                }
+            }
+        });
+        let _ = drained.await;
+    });
 }
 
 /// One `/v1/backlog/...` route's call: authenticate → authorize (before the body is read) →
@@ -245,10 +410,8 @@ async fn backlog_call(
 ) -> Response {
     let agent = match authenticate(app, headers) {
         Ok(a) => a,
-        Err(e) => {
-            discard(body).await;
-            return call_response(Err(e), CallLog::default());
-        }
+        // Unreachable past `front`, which answers the same error first.
+        Err(e) => return call_response(Err(e), CallLog::default()),
     };
     let log = CallLog {
         agent: Some(agent.clone()),
@@ -257,12 +420,15 @@ async fn backlog_call(
         outcome: "",
     };
     if let Err(e) = app.bridge.authorize(&agent, BACKLOG_TOOL, action) {
-        discard(body).await;
+        discard(body);
         return call_response(Err(e), log);
     }
     let body = match body {
         None => Map::new(),
-        Some(body) => match read_body(body).await.and_then(|b| params::object_body(&b)) {
+        Some(body) => match read_body(body, app.options.idle_timeout)
+            .await
+            .and_then(|b| params::object_body(&b))
+        {
             Ok(map) => map,
             Err(e) => return call_response(Err(e), log),
         },
@@ -290,16 +456,17 @@ async fn execute(
 ) -> Response {
     let agent = match authenticate(&app, &headers) {
         Ok(a) => a,
-        Err(e) => {
-            discard(Some(body)).await;
-            return call_response(Err(e), CallLog::default());
-        }
+        // Unreachable past `front`, which answers the same error first.
+        Err(e) => return call_response(Err(e), CallLog::default()),
     };
     let mut log = CallLog {
         agent: Some(agent.clone()),
         ..CallLog::default()
     };
-    let parsed = match read_body(body).await.and_then(|b| params::execute_body(&b)) {
+    let parsed = match read_body(body, app.options.idle_timeout)
+        .await
+        .and_then(|b| params::execute_body(&b))
+    {
         Ok(p) => p,
         Err(e) => return call_response(Err(e), log),
     };
@@ -469,19 +636,31 @@ async fn healthz() -> Response {
     json_response(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: `{"backend","degraded","pending_replay"}`; 503 when writes would fail.
+/// `GET /readyz`: `{"backend","degraded","pending_replay"}`; 503 when writes would fail
+/// (with `reason` when the JSONL directory refuses them).
 async fn readyz(State(app): AppState) -> Response {
-    match app.store_status().await {
-        Ok(s) => {
-            let status = if s.writable {
+    let probed = app
+        .blocking(|bridge| {
+            let status = bridge.store_status();
+            let refused = (status.writable && status.backend == "jsonl")
+                .then(|| super::jsonl_writable(&bridge.settings.jsonl_dir).err())
+                .flatten();
+            (status, refused)
+        })
+        .await;
+    match probed {
+        Ok((s, refused)) => {
+            let status = if s.writable && refused.is_none() {
                 StatusCode::OK
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            json_response(
-                status,
-                &json!({"backend": s.backend, "degraded": s.degraded, "pending_replay": s.pending_replay}),
-            )
+            let mut body = json!({"backend": s.backend, "degraded": s.degraded, "pending_replay": s.pending_replay});
+            if let Some(reason) = refused {
+                tracing::warn!("router: not ready: {reason}");
+                body["reason"] = Value::String(reason);
+            }
+            json_response(status, &body)
         }
         Err(e) => error_response(&e),
     }
@@ -500,24 +679,24 @@ async fn metrics(State(app): AppState) -> Response {
     }
 }
 
-async fn not_found(method: Method, uri: axum::http::Uri, body: Body) -> Response {
-    discard(Some(body)).await;
-    error_response(&ToolError::new(
+async fn not_found(method: Method, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    let resp = error_response(&ToolError::new(
         Code::NotFound,
         format!(
             "no route {method} {} (routes: /v1/tools/execute, /v1/tools, /v1/backlog/…, /healthz, /readyz, /metrics)",
             uri.path()
         ),
-    ))
+    ));
+    close_unread(resp, &headers)
 }
 
-async fn method_not_allowed(method: Method, uri: axum::http::Uri, body: Body) -> Response {
-    discard(Some(body)).await;
-    json_response(
+async fn method_not_allowed(method: Method, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    let resp = json_response(
         StatusCode::METHOD_NOT_ALLOWED,
         &json!({
             "error": format!("method {method} is not allowed on {}", uri.path()),
             "code": "method_not_allowed",
         }),
-    )
+    );
+    close_unread(resp, &headers)
 }

@@ -4,19 +4,16 @@
 //! from the one handler — the `initialize` handshake with an `Mcp-Session-Id` session, and the
 //! newer stateless requests that carry their protocol version per request. In front of it, in
 //! this order, security reasons first:
-//! 1. **Origin** (DNS rebinding: a web page that rebinds its name to 127.0.0.1 must not drive
-//!    the bridge from a browser): a request that carries an `Origin` is refused with 403 unless
-//!    the origin's host is loopback or it is listed in [`HttpOptions::allowed_origins`].
-//! 2. **Host**, when [`HttpOptions::allowed_hosts`] is set (the same attack seen from the
-//!    `Host` header, for requests without `Origin`).
-//! 3. **Authentication**: the [`Authenticate`] function the router passes in (bearer key →
+//! 1. **The browser guard** ([`crate::http::browser`], the one every route of `serve` passes):
+//!    Origin, `Sec-Fetch-Site`, Host (DNS rebinding) and `Content-Type`, with 403/415.
+//! 2. **Authentication**: the [`Authenticate`] function the router passes in (bearer key →
 //!    agent, or the router's explicit anonymous agent); its error object and status are
 //!    returned as they are. The agent goes into the request for the handler.
-//! 4. **Session ownership** (`sessions.rs`): a request naming a session (`Mcp-Session-Id`:
+//! 3. **Session ownership** (`sessions.rs`): a request naming a session (`Mcp-Session-Id`:
 //!    POST, GET and its `Last-Event-ID` resume, DELETE, a repeated `initialize`) that is not
 //!    its creator's — another agent, or no key on a keyed session — gets the same 404 as an
 //!    unknown session.
-//! 5. **The message** (POST): read whole (limit: twice the params limit, else 413), checked to
+//! 4. **The message** (POST): read whole (limit: twice the params limit, else 413), checked to
 //!    be one JSON-RPC message (`wire::read`: else a JSON-RPC `-32700`/`-32600` error with
 //!    status 400, not rmcp's plain-text 415); an `initialize` larger than
 //!    [`MAX_INITIALIZE_BYTES`] is refused (`-32600`). An `initialize` without a session
@@ -38,7 +35,6 @@
 //! Must not: read keys or the RBAC matrix (the router owns authentication, the handler
 //! authorization).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -56,6 +52,7 @@ use super::sessions::{Access, Principal, RESERVATION, SessionLimits, Sessions};
 use super::wire::{self, INVALID_REQUEST, Refusal};
 use crate::bridge::{Bridge, MAX_PARAMS_BYTES};
 use crate::error::{Code, ToolError};
+use crate::http::browser::BrowserPolicy;
 
 /// The largest `initialize` request accepted: client name, version and capabilities fit in a
 /// few hundred bytes; a session must not cost its creator's choice of memory.
@@ -93,14 +90,8 @@ pub type Authenticate = Arc<dyn Fn(&HeaderMap) -> Result<String, ToolError> + Se
 /// What the HTTP face accepts besides authenticated requests.
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
-    /// Browser origins allowed besides loopback ones, exactly as browsers send them
-    /// (`https://console.example.com`, `http://localhost:5173`). `null` is never allowed
-    /// unless listed.
-    pub allowed_origins: Vec<String>,
-    /// `Host` header values accepted (with or without port); `None` accepts any host. Listen
-    /// on loopback → [`HttpOptions::loopback`] keeps rebinding out; behind a proxy, list the
-    /// names the proxy forwards.
-    pub allowed_hosts: Option<Vec<String>>,
+    /// The browser guard of the listener (`serve`'s, shared with every other route).
+    pub browser: Arc<BrowserPolicy>,
     /// Cancelled on shutdown: ends open SSE streams and sessions, so a graceful shutdown does
     /// not wait for clients that keep a stream open.
     pub shutdown: CancellationToken,
@@ -111,11 +102,15 @@ pub struct HttpOptions {
 }
 
 impl HttpOptions {
-    /// Loopback only: loopback origins, and `Host` one of `localhost`, `127.0.0.1`, `[::1]`.
+    /// Loopback only: loopback origins, and a loopback `Host`.
     pub fn loopback() -> HttpOptions {
         HttpOptions {
-            allowed_origins: Vec::new(),
-            allowed_hosts: Some(vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()]),
+            browser: Arc::new(BrowserPolicy::new(
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                false,
+                Vec::new(),
+                Vec::new(),
+            )),
             shutdown: CancellationToken::new(),
             limits: SessionLimits::default(),
             open_sessions: Arc::new(AtomicUsize::new(0)),
@@ -261,13 +256,18 @@ async fn no_oauth() -> Response {
 }
 
 async fn guard_layer(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
-    if let Err(e) = check_origin(request.headers(), &guard.options) {
-        tracing::warn!(via = "mcp", reason = %e.message, "refused: origin");
-        return error_response(StatusCode::FORBIDDEN, &e);
-    }
-    if let Err(e) = check_host(request.headers(), &guard.options) {
-        tracing::warn!(via = "mcp", reason = %e.message, "refused: host");
-        return error_response(StatusCode::FORBIDDEN, &e);
+    if let Err(refusal) = guard
+        .options
+        .browser
+        .check(request.method(), request.headers())
+    {
+        tracing::warn!(via = "mcp", "refused by the browser guard");
+        return (
+            refusal.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            refusal.body.to_string(),
+        )
+            .into_response();
     }
     let agent = match (guard.auth)(request.headers()) {
         Ok(agent) => agent,
@@ -434,154 +434,4 @@ fn error_response(status: StatusCode, error: &ToolError) -> Response {
         error.to_json().to_string(),
     )
         .into_response()
-}
-
-/// Origin check: absent → fine (not a browser); loopback host or listed → fine.
-fn check_origin(headers: &HeaderMap, options: &HttpOptions) -> Result<(), ToolError> {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let origin = origin.to_str().unwrap_or("<not text>");
-    if options.allowed_origins.iter().any(|o| o == origin) || origin_is_loopback(origin) {
-        return Ok(());
-    }
-    Err(ToolError::new(
-        Code::Forbidden,
-        format!(
-            "Origin `{origin}` may not call /mcp: only loopback origins and the configured allowed origins may (DNS rebinding protection)"
-        ),
-    ))
-}
-
-/// Whether `scheme://host[:port]` names a loopback host.
-pub fn origin_is_loopback(origin: &str) -> bool {
-    let Some((scheme, rest)) = origin.split_once("://") else {
-        return false;
-    };
-    if !matches!(scheme, "http" | "https") || rest.contains(['/', '@', '?', '#']) {
-        return false;
-    }
-    host_is_loopback(rest)
-}
-
-/// Whether an authority (`host[:port]`, `[v6][:port]`) is loopback.
-fn host_is_loopback(authority: &str) -> bool {
-    let (host, _) = split_authority(authority);
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// `host[:port]` or `[v6][:port]` → host (without brackets) and port.
-fn split_authority(authority: &str) -> (&str, Option<&str>) {
-    if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
-        return (host, after.strip_prefix(':'));
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => (host, Some(port)),
-        _ => (authority, None),
-    }
-}
-
-/// Host check: an allowed entry without port matches the host on any port; with a port,
-/// only that port.
-fn check_host(headers: &HeaderMap, options: &HttpOptions) -> Result<(), ToolError> {
-    let Some(allowed) = &options.allowed_hosts else {
-        return Ok(());
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let (name, port) = split_authority(host);
-    let ok = allowed.iter().any(|a| {
-        let (a_name, a_port) = split_authority(a);
-        a_name.eq_ignore_ascii_case(name) && (a_port.is_none() || a_port == port)
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(ToolError::new(
-            Code::Forbidden,
-            format!(
-                "Host `{host}` is not served here (allowed: {}); DNS rebinding protection",
-                allowed.join(", ")
-            ),
-        ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::http::HeaderValue;
-
-    use super::*;
-
-    #[track_caller]
-    fn check_origin_row(origin: &str, allowed: &[&str], expect: bool) {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::ORIGIN,
-            HeaderValue::from_str(origin).expect("header"),
-        );
-        let options = HttpOptions {
-            allowed_origins: allowed.iter().map(|s| s.to_string()).collect(),
-            ..HttpOptions::loopback()
-        };
-        assert_eq!(check_origin(&headers, &options).is_ok(), expect, "{origin}");
-    }
-
-    #[test]
-    fn origins() {
-        check_origin_row("http://localhost", &[], true);
-        check_origin_row("http://localhost:6274", &[], true);
-        check_origin_row("https://127.0.0.1:8000", &[], true);
-        check_origin_row("http://127.1.2.3", &[], true);
-        check_origin_row("http://[::1]:8000", &[], true);
-        check_origin_row("http://LOCALHOST:1", &[], true);
-        check_origin_row("http://evil.example", &[], false);
-        check_origin_row("http://localhost.evil.example", &[], false);
-        check_origin_row("http://127.0.0.1.evil.example", &[], false);
-        check_origin_row("http://user@localhost", &[], false);
-        check_origin_row("null", &[], false);
-        check_origin_row("file://", &[], false);
-        check_origin_row("http://10.0.0.1", &[], false);
-        check_origin_row(
-            "https://console.example.com",
-            &["https://console.example.com"],
-            true,
-        );
-        check_origin_row(
-            "https://console.example.com:444",
-            &["https://console.example.com"],
-            false,
-        );
-        check_origin_row("null", &["null"], true);
-        // No Origin: not a browser request.
-        assert!(check_origin(&HeaderMap::new(), &HttpOptions::loopback()).is_ok());
-    }
-
-    #[track_caller]
-    fn check_host_row(host: &str, allowed: Option<&[&str]>, expect: bool) {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_str(host).expect("header"));
-        let options = HttpOptions {
-            allowed_hosts: allowed.map(|a| a.iter().map(|s| s.to_string()).collect()),
-            ..HttpOptions::loopback()
-        };
-        assert_eq!(check_host(&headers, &options).is_ok(), expect, "{host}");
-    }
-
-    #[test]
-    fn hosts() {
-        let loopback: &[&str] = &["localhost", "127.0.0.1", "[::1]"];
-        check_host_row("127.0.0.1:8000", Some(loopback), true);
-        check_host_row("localhost", Some(loopback), true);
-        check_host_row("[::1]:8000", Some(loopback), true);
-        check_host_row("evil.example:8000", Some(loopback), false);
-        check_host_row("router", Some(&["router:443"]), false);
-        check_host_row("router:443", Some(&["router:443"]), true);
-        check_host_row("router:8443", Some(&["router"]), true);
-        check_host_row("anything", None, true);
-    }
 }
