@@ -149,8 +149,7 @@ pub fn run(
             "tool `{tool}` is not installed (listed in the RBAC matrix, but no plugin provides it)"
         );
         tracing::warn!(tool, action, "run-job: skipped: {reason}");
-        println!("{}", json!({"skipped": true, "reason": reason}));
-        return Ok(());
+        return crate::output::emit_line(&json!({"skipped": true, "reason": reason}).to_string());
     }
     let engine_owner;
     let engine = match &bridge {
@@ -181,18 +180,15 @@ pub fn run(
     );
     match report.outcome {
         Outcome::DryRun => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&describe(&report.request)).unwrap_or_default()
-            );
-            Ok(())
+            crate::output::emit_line(
+                &serde_json::to_string_pretty(&describe(&report.request)).unwrap_or_default(),
+            )
         }
         Outcome::Ok | Outcome::Skipped => {
             if let Some(reason) = &report.reason {
                 tracing::warn!("run-job: the tool skipped the run: {reason}");
             }
-            println!("{}", report.output.unwrap_or(Value::Null));
-            Ok(())
+            crate::output::emit_line(&report.output.unwrap_or(Value::Null).to_string())
         }
         Outcome::Failed | Outcome::Timeout => match report.error {
             Some(InvokeError::Tool(e)) => {

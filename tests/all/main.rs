@@ -31,3 +31,5 @@ mod scheduler;
 mod http;
 // The MCP face: the official Python client over stdio and HTTP, Origin/auth/OAuth paths.
 mod mcp;
+// The operator's side: output formats, explain, completions, ops and deploy files.
+mod ops;

@@ -6,6 +6,7 @@
 //! `runs.rs`), or reach a tool other than through the invoker (`caps/invoker.rs`), which goes
 //! through [`Bridge::call_at`] as the job's agent.
 
+pub mod counters;
 pub mod runner;
 pub mod runs;
 
@@ -254,6 +255,7 @@ impl Loop<'_> {
             outcome: outcome.into(),
             error: error.clone(),
         };
+        counters::record(&job.id, outcome);
         if let Err(e) = self.runs.finish(&record) {
             tracing::error!(
                 job = job.id,
