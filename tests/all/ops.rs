@@ -22,8 +22,13 @@ fn run(env: &Env, args: &[&str]) -> Run {
     env.cmd().args(args).output().expect("run binary").into()
 }
 
+/// The shipped task registry in this installation's ops dir (for `scheduler status`).
+fn with_registry(env: &Env) {
+    std::fs::copy(repo().join("ops/task_registry.yml"), env.ops.join("task_registry.yml")).unwrap();
+}
+
 fn create(env: &Env, title: &str, extra: Value) -> Value {
-    let mut params = json!({"env":"prod","service":"gateway","category":"reliability",
+    let mut params = json!({"env":"prod","service":"gateway","category":"refactor",
         "title": title,"priority":"P1","owner":"oncall","due_date":"2026-11-20"});
     for (k, v) in extra.as_object().unwrap() {
         params[k] = v.clone();
@@ -34,6 +39,7 @@ fn create(env: &Env, title: &str, extra: Value) -> Value {
 #[test]
 fn output_formats_json_by_default_tables_and_yaml_on_request() {
     let env = Env::new();
+    with_registry(&env);
     let item = create(&env, "Gateway 5xx budget burn", json!({}));
     let id = item["id"].as_str().unwrap();
 
@@ -86,6 +92,7 @@ fn output_formats_json_by_default_tables_and_yaml_on_request() {
 #[test]
 fn a_closed_stdout_ends_every_command_quietly() {
     let env = Env::new();
+    with_registry(&env);
     create(&env, "one", json!({}));
     let cases: &[&[&str]] = &[
         &["call", "backlog_tool", "list"],
@@ -115,11 +122,6 @@ fn a_closed_stdout_ends_every_command_quietly() {
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-        assert!(
-            matches!(out.status.code(), Some(0) | Some(1) | None),
-            "{args:?}: {:?} {stderr}",
-            out.status
-        );
         let expected = if args.contains(&"viewer") && args[0] == "call" { 1 } else { 0 };
         assert_eq!(out.status.code(), Some(expected), "{args:?}: {stderr}");
     }
