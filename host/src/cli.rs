@@ -31,7 +31,12 @@ struct Args {
     )]
     config_dir: PathBuf,
     /// Operations directory: backlog/ (JSONL store), reports/, cron/, task_registry.yml.
-    #[arg(long, global = true, env = "BACKLOG_BRIDGE_OPS_DIR", default_value = "ops")]
+    #[arg(
+        long,
+        global = true,
+        env = "BACKLOG_BRIDGE_OPS_DIR",
+        default_value = "ops"
+    )]
     ops_dir: PathBuf,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]

@@ -331,7 +331,7 @@ impl<'a> Lines<'a> {
             .find(|&i| {
                 let line = self.lines[i];
                 let code = line.split('#').next().unwrap_or("");
-                code.split(|c: char| matches!(c, '[' | ']' | ',' | ' ' | '{' | '}' | '-'))
+                code.split(['[', ']', ',', ' ', '{', '}'])
                     .any(|tok| tok.trim_matches(|c| c == '"' || c == '\'') == entitlement)
             })
             .map(|i| i + 1)

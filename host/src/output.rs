@@ -71,7 +71,10 @@ pub enum Kind<'a> {
 pub fn render(doc: &Value, kind: Kind<'_>, format: Format, pretty_json: bool) -> String {
     match format {
         Format::Json if pretty_json => {
-            format!("{}\n", serde_json::to_string_pretty(doc).unwrap_or_default())
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(doc).unwrap_or_default()
+            )
         }
         Format::Json => format!("{doc}\n"),
         Format::Yaml => serde_yaml_ng::to_string(doc).unwrap_or_default(),
@@ -96,7 +99,9 @@ fn call_table(action: &str, doc: &Value) -> String {
         return dashboard(doc);
     }
     if let Some(items) = doc.get("items").and_then(Value::as_array)
-        && items.iter().all(|i| i.get("id").is_some() && i.get("title").is_some())
+        && items
+            .iter()
+            .all(|i| i.get("id").is_some() && i.get("title").is_some())
     {
         return item_list(doc, items);
     }
@@ -147,7 +152,9 @@ fn item_rows(items: &[Value]) -> Vec<Vec<String>> {
         .collect()
 }
 
-const ITEM_HEADERS: [&str; 7] = ["ID", "PRIORITY", "STATUS", "SERVICE", "TITLE", "OWNER", "DUE"];
+const ITEM_HEADERS: [&str; 7] = [
+    "ID", "PRIORITY", "STATUS", "SERVICE", "TITLE", "OWNER", "DUE",
+];
 
 fn item_list(doc: &Value, items: &[Value]) -> String {
     let mut out = table(&ITEM_HEADERS, &item_rows(items));
@@ -385,7 +392,16 @@ mod tests {
         );
         assert_eq!(
             lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
-            ["bl_1", "P1", "open", "gw", "Fix", "it", "oncall", "2026-12-01"]
+            [
+                "bl_1",
+                "P1",
+                "open",
+                "gw",
+                "Fix",
+                "it",
+                "oncall",
+                "2026-12-01"
+            ]
         );
         assert_eq!(lines.next().unwrap(), "1 of 3 items; next page: offset 1");
     }

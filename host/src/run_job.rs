@@ -179,11 +179,9 @@ pub fn run(
         "run-job"
     );
     match report.outcome {
-        Outcome::DryRun => {
-            crate::output::emit_line(
-                &serde_json::to_string_pretty(&describe(&report.request)).unwrap_or_default(),
-            )
-        }
+        Outcome::DryRun => crate::output::emit_line(
+            &serde_json::to_string_pretty(&describe(&report.request)).unwrap_or_default(),
+        ),
         Outcome::Ok | Outcome::Skipped => {
             if let Some(reason) = &report.reason {
                 tracing::warn!("run-job: the tool skipped the run: {reason}");

@@ -24,7 +24,11 @@ fn run(env: &Env, args: &[&str]) -> Run {
 
 /// The shipped task registry in this installation's ops dir (for `scheduler status`).
 fn with_registry(env: &Env) {
-    std::fs::copy(repo().join("ops/task_registry.yml"), env.ops.join("task_registry.yml")).unwrap();
+    std::fs::copy(
+        repo().join("ops/task_registry.yml"),
+        env.ops.join("task_registry.yml"),
+    )
+    .unwrap();
 }
 
 fn create(env: &Env, title: &str, extra: Value) -> Value {
@@ -45,9 +49,17 @@ fn output_formats_json_by_default_tables_and_yaml_on_request() {
 
     // Not a terminal: JSON, keys in the data model's order (id first).
     let params = json!({"id": id, "include_events": true}).to_string();
-    let get = run(&env, &["call", "backlog_tool", "get", "--params-json", &params]);
+    let get = run(
+        &env,
+        &["call", "backlog_tool", "get", "--params-json", &params],
+    );
     assert_eq!(get.code, 0, "{get:?}");
-    assert!(get.stdout.starts_with(&format!("{{\"id\":\"{id}\",\"created_at\"")), "{}", get.stdout);
+    assert!(
+        get.stdout
+            .starts_with(&format!("{{\"id\":\"{id}\",\"created_at\"")),
+        "{}",
+        get.stdout
+    );
     assert_eq!(get.stdout.lines().count(), 1, "JSON stays one line");
 
     // -o table: the list's columns.
@@ -55,36 +67,113 @@ fn output_formats_json_by_default_tables_and_yaml_on_request() {
     assert_eq!(list.code, 0, "{list:?}");
     let mut lines = list.stdout.lines();
     let head: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(head, ["ID", "PRIORITY", "STATUS", "SERVICE", "TITLE", "OWNER", "DUE"]);
+    assert_eq!(
+        head,
+        [
+            "ID", "PRIORITY", "STATUS", "SERVICE", "TITLE", "OWNER", "DUE"
+        ]
+    );
     let row = lines.next().unwrap();
-    for cell in [id, "P1", "open", "gateway", "Gateway 5xx budget burn", "oncall", "2026-11-20"] {
+    for cell in [
+        id,
+        "P1",
+        "open",
+        "gateway",
+        "Gateway 5xx budget burn",
+        "oncall",
+        "2026-11-20",
+    ] {
         assert!(row.contains(cell), "{cell} missing from {row:?}");
     }
     assert!(list.stdout.contains("1 of 1 items"), "{}", list.stdout);
 
     // get as a card with its events; dashboard as counts plus the overdue list.
-    let card = run(&env, &["call", "backlog_tool", "get", "--params-json", &params, "-o", "table"]);
-    assert!(card.stdout.starts_with(&format!("id ")), "{}", card.stdout);
-    assert!(card.stdout.contains("events (1):") && card.stdout.contains("created"), "{}", card.stdout);
-    let dash = run(&env, &["call", "backlog_tool", "dashboard", "--params-json", r#"{"env":"prod"}"#, "-o", "table"]);
+    let card = run(
+        &env,
+        &[
+            "call",
+            "backlog_tool",
+            "get",
+            "--params-json",
+            &params,
+            "-o",
+            "table",
+        ],
+    );
+    assert!(card.stdout.starts_with("id "), "{}", card.stdout);
+    assert!(
+        card.stdout.contains("events (1):") && card.stdout.contains("created"),
+        "{}",
+        card.stdout
+    );
+    let dash = run(
+        &env,
+        &[
+            "call",
+            "backlog_tool",
+            "dashboard",
+            "--params-json",
+            r#"{"env":"prod"}"#,
+            "-o",
+            "table",
+        ],
+    );
     assert_eq!(dash.code, 0, "{dash:?}");
     assert!(dash.stdout.contains("overdue: 1"), "{}", dash.stdout);
-    assert!(dash.stdout.contains(id) && dash.stdout.contains("open 1"), "{}", dash.stdout);
+    assert!(
+        dash.stdout.contains(id) && dash.stdout.contains("open 1"),
+        "{}",
+        dash.stdout
+    );
 
     // -o yaml is the same document.
-    let yaml = run(&env, &["call", "backlog_tool", "get", "--params-json", &params, "-o", "yaml"]);
+    let yaml = run(
+        &env,
+        &[
+            "call",
+            "backlog_tool",
+            "get",
+            "--params-json",
+            &params,
+            "-o",
+            "yaml",
+        ],
+    );
     let back: Value = serde_yaml_ng::from_str(&yaml.stdout).unwrap();
     assert_eq!(back, get.json());
 
     // plugins list and scheduler status as tables; errors too.
     let plugins = run(&env, &["plugins", "list", "-o", "table"]);
-    assert!(plugins.stdout.starts_with("TOOL") && plugins.stdout.contains("backlog_tool  create"), "{}", plugins.stdout);
+    assert!(
+        plugins.stdout.starts_with("TOOL") && plugins.stdout.contains("backlog_tool  create"),
+        "{}",
+        plugins.stdout
+    );
     let status = run(&env, &["scheduler", "status", "-o", "table"]);
     assert_eq!(status.code, 0, "{status:?}");
-    assert!(status.stdout.contains("JOB") && status.stdout.contains("weekly_backlog_generate"), "{}", status.stdout);
-    let denied = run(&env, &["call", "backlog_tool", "create", "--agent", "viewer", "-o", "table"]);
+    assert!(
+        status.stdout.contains("JOB") && status.stdout.contains("weekly_backlog_generate"),
+        "{}",
+        status.stdout
+    );
+    let denied = run(
+        &env,
+        &[
+            "call",
+            "backlog_tool",
+            "create",
+            "--agent",
+            "viewer",
+            "-o",
+            "table",
+        ],
+    );
     assert_eq!(denied.code, 1);
-    assert!(denied.stdout.starts_with("error (forbidden): "), "{}", denied.stdout);
+    assert!(
+        denied.stdout.starts_with("error (forbidden): "),
+        "{}",
+        denied.stdout
+    );
 }
 
 /// A reader that closes the pipe early (`| head -c1`) ends the command quietly: exit 0, no
@@ -122,7 +211,11 @@ fn a_closed_stdout_ends_every_command_quietly() {
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-        let expected = if args.contains(&"viewer") && args[0] == "call" { 1 } else { 0 };
+        let expected = if args.contains(&"viewer") && args[0] == "call" {
+            1
+        } else {
+            0
+        };
         assert_eq!(out.status.code(), Some(expected), "{args:?}: {stderr}");
     }
 }
@@ -134,8 +227,15 @@ fn the_cli_logs_warnings_only_unless_asked() {
     assert_eq!(quiet.code, 0, "{quiet:?}");
     assert_eq!(quiet.stderr, "", "no log lines at the default level");
     let loud = run(&env, &["-v", "call", "backlog_tool", "list"]);
-    assert!(loud.stderr.contains("backlog_store: using JsonlBacklogStore"), "{loud:?}");
-    assert!(loud.stderr.contains("tool call") && !loud.stderr.contains("DEBUG"), "{loud:?}");
+    assert!(
+        loud.stderr
+            .contains("backlog_store: using JsonlBacklogStore"),
+        "{loud:?}"
+    );
+    assert!(
+        loud.stderr.contains("tool call") && !loud.stderr.contains("DEBUG"),
+        "{loud:?}"
+    );
     let debug = run(&env, &["-vv", "call", "backlog_tool", "list"]);
     assert!(debug.stderr.contains("DEBUG"), "{debug:?}");
     let env = env.var("RUST_LOG", "info");
@@ -146,7 +246,10 @@ fn the_cli_logs_warnings_only_unless_asked() {
 /// The matrix line of `key:` under `parent:` in the shipped matrix, found independently.
 fn matrix_line(after: &str, key: &str) -> usize {
     let text = std::fs::read_to_string(repo().join("config/rbac_tools_matrix.yml")).unwrap();
-    let start = text.lines().position(|l| l.trim_start().starts_with(after)).unwrap();
+    let start = text
+        .lines()
+        .position(|l| l.trim_start().starts_with(after))
+        .unwrap();
     start
         + 1
         + text
@@ -163,10 +266,23 @@ fn explain_tells_what_an_agent_may_call_and_why_not() {
     assert_eq!(x.code, 0, "{x:?}");
     let x = x.json();
     assert_eq!(x["agent"], "viewer");
-    assert!(x["may_call"].as_array().unwrap().contains(&json!("backlog_tool.list")));
-    assert!(!x["may_call"].as_array().unwrap().contains(&json!("backlog_tool.create")));
+    assert!(
+        x["may_call"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("backlog_tool.list"))
+    );
+    assert!(
+        !x["may_call"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("backlog_tool.create"))
+    );
     let call = &x["call"];
-    assert_eq!((call["allowed"].clone(), call["code"].clone()), (json!(false), json!("forbidden")));
+    assert_eq!(
+        (call["allowed"].clone(), call["code"].clone()),
+        (json!(false), json!("forbidden"))
+    );
     let create_line = matrix_line("backlog_tool:", "create:");
     assert_eq!(call["action_line"], create_line);
     assert_eq!(
@@ -174,19 +290,51 @@ fn explain_tells_what_an_agent_may_call_and_why_not() {
         json!([{"name": "tools.backlog.write", "held": false, "line": create_line}])
     );
     let viewer_line = matrix_line("viewer:", "entitlements:");
-    assert_eq!(x["holds"], json!([{"name": "tools.backlog.read", "line": viewer_line}]));
+    assert_eq!(
+        x["holds"],
+        json!([{"name": "tools.backlog.read", "line": viewer_line}])
+    );
     // Grants follow the action, whoever asks.
     assert_eq!(
         call["grants"],
         json!({"backlog_dir": "read_write", "reports_dir": "none", "postgres": "read_write"})
     );
 
-    let ok = run(&env, &["explain", "operator", "backlog_tool", "auto_generate_weekly", "-o", "table"]);
+    let ok = run(
+        &env,
+        &[
+            "explain",
+            "operator",
+            "backlog_tool",
+            "auto_generate_weekly",
+            "-o",
+            "table",
+        ],
+    );
     assert_eq!(ok.code, 0, "{ok:?}");
-    assert!(ok.stdout.contains("backlog_tool.auto_generate_weekly: ALLOWED"), "{}", ok.stdout);
+    assert!(
+        ok.stdout
+            .contains("backlog_tool.auto_generate_weekly: ALLOWED"),
+        "{}",
+        ok.stdout
+    );
     assert!(ok.stdout.contains("reports_dir=read"), "{}", ok.stdout);
-    let denied = run(&env, &["explain", "viewer", "backlog_tool", "cleanup", "-o", "table"]);
-    assert!(denied.stdout.contains("DENIED (forbidden)"), "{}", denied.stdout);
+    let denied = run(
+        &env,
+        &[
+            "explain",
+            "viewer",
+            "backlog_tool",
+            "cleanup",
+            "-o",
+            "table",
+        ],
+    );
+    assert!(
+        denied.stdout.contains("DENIED (forbidden)"),
+        "{}",
+        denied.stdout
+    );
     let at = format!(
         "{}:{}",
         env.config.join("rbac_tools_matrix.yml").display(),
@@ -196,16 +344,30 @@ fn explain_tells_what_an_agent_may_call_and_why_not() {
         denied
             .stdout
             .lines()
-            .any(|l| l.contains("tools.backlog.admin") && l.contains("MISSING") && l.ends_with(&at)),
+            .any(|l| l.contains("tools.backlog.admin")
+                && l.contains("MISSING")
+                && l.ends_with(&at)),
         "{at}: {}",
         denied.stdout
     );
-    let not_installed = run(&env, &["explain", "scheduler", "architecture_pressure_tool", "digest"]).json();
+    let not_installed = run(
+        &env,
+        &[
+            "explain",
+            "scheduler",
+            "architecture_pressure_tool",
+            "digest",
+        ],
+    )
+    .json();
     assert_eq!(not_installed["call"]["code"], "not_found");
     assert_eq!(not_installed["call"]["grants"], Value::Null);
     let ghost = run(&env, &["explain", "ghost"]);
     assert_eq!(ghost.code, 2, "{ghost:?}");
-    assert!(ghost.stderr.contains("operator, scheduler, viewer"), "{ghost:?}");
+    assert!(
+        ghost.stderr.contains("operator, scheduler, viewer"),
+        "{ghost:?}"
+    );
 }
 
 fn http_get(base: &str, path: &str, key: Option<&str>) -> (u16, Value) {
@@ -220,28 +382,56 @@ fn http_get(base: &str, path: &str, key: Option<&str>) -> (u16, Value) {
     let mut resp = req.call().unwrap();
     let status = resp.status().as_u16();
     let body = resp.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
 }
 
 #[test]
 fn explain_over_http_is_for_the_calling_agent() {
     let env = keyed_env();
     let server = Server::start(&env, &[]);
-    let (status, body) = http_get(&server.base, "/v1/explain?tool=backlog_tool&action=cleanup", Some(VIEWER_KEY));
+    let (status, body) = http_get(
+        &server.base,
+        "/v1/explain?tool=backlog_tool&action=cleanup",
+        Some(VIEWER_KEY),
+    );
     assert_eq!(status, 200, "{body}");
-    assert_eq!((body["agent"].clone(), body["call"]["allowed"].clone()), (json!("viewer"), json!(false)));
+    assert_eq!(
+        (body["agent"].clone(), body["call"]["allowed"].clone()),
+        (json!("viewer"), json!(false))
+    );
     assert_eq!(body["call"]["required"][0]["name"], "tools.backlog.admin");
     let (status, body) = http_get(&server.base, "/v1/explain", Some(OPERATOR_KEY));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["agent"], "operator");
     assert!(body.get("call").is_none());
-    assert!(body["may_call"].as_array().unwrap().contains(&json!("backlog_tool.cleanup")));
+    assert!(
+        body["may_call"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("backlog_tool.cleanup"))
+    );
     let (status, body) = http_get(&server.base, "/v1/explain", None);
-    assert_eq!((status, body["code"].clone()), (401, json!("unauthenticated")));
-    let (status, body) = http_get(&server.base, "/v1/explain?tool=backlog_tool", Some(VIEWER_KEY));
-    assert_eq!((status, body["code"].clone()), (400, json!("invalid_input")));
+    assert_eq!(
+        (status, body["code"].clone()),
+        (401, json!("unauthenticated"))
+    );
+    let (status, body) = http_get(
+        &server.base,
+        "/v1/explain?tool=backlog_tool",
+        Some(VIEWER_KEY),
+    );
+    assert_eq!(
+        (status, body["code"].clone()),
+        (400, json!("invalid_input"))
+    );
     let (status, body) = http_get(&server.base, "/v1/explain?agent=operator", Some(VIEWER_KEY));
-    assert_eq!((status, body["code"].clone()), (400, json!("invalid_input")));
+    assert_eq!(
+        (status, body["code"].clone()),
+        (400, json!("invalid_input"))
+    );
 }
 
 #[test]
@@ -253,18 +443,39 @@ fn completions_and_man_page_come_from_the_clap_definitions() {
     let file = env.tmp.path().join("backlog-bridge.bash");
     std::fs::write(&file, &bash.stdout).unwrap();
     let check = Command::new("bash").arg("-n").arg(&file).output().unwrap();
-    assert!(check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     for shell in ["zsh", "fish"] {
         let out = run(&env, &["completions", shell]);
-        assert!(out.code == 0 && out.stdout.contains("migrate"), "{shell}: {out:?}");
+        assert!(
+            out.code == 0 && out.stdout.contains("migrate"),
+            "{shell}: {out:?}"
+        );
     }
     let man = run(&env, &["man"]);
     assert_eq!(man.code, 0, "{man:?}");
-    assert!(man.stdout.starts_with(".ie") || man.stdout.contains(".TH backlog-bridge"), "{}", &man.stdout[..200.min(man.stdout.len())]);
-    for sub in ["call", "serve", "migrate", "explain", "completions", "scheduler"] {
+    assert!(
+        man.stdout.starts_with(".ie") || man.stdout.contains(".TH backlog-bridge"),
+        "{}",
+        &man.stdout[..200.min(man.stdout.len())]
+    );
+    for sub in [
+        "call",
+        "serve",
+        "migrate",
+        "explain",
+        "completions",
+        "scheduler",
+    ] {
         assert!(man.stdout.contains(sub), "man page lacks {sub}");
     }
-    assert!(man.stdout.contains("BACKLOG_BRIDGE_CONFIG_DIR"), "the man page names the variables");
+    assert!(
+        man.stdout.contains("BACKLOG_BRIDGE_CONFIG_DIR"),
+        "the man page names the variables"
+    );
 }
 
 #[test]
@@ -273,7 +484,11 @@ fn migrate_dry_run_is_a_script_for_psql_and_reruns_print_no_notices() {
     let env = Env::new();
     let dry = env.migrate(&["--dry-run", "--dsn", &db.dsn]);
     assert_eq!(dry.code, 0, "{dry:?}");
-    assert!(dry.stdout.starts_with("BEGIN;") && dry.stdout.trim_end().ends_with("COMMIT;"), "{}", dry.stdout);
+    assert!(
+        dry.stdout.starts_with("BEGIN;") && dry.stdout.trim_end().ends_with("COMMIT;"),
+        "{}",
+        dry.stdout
+    );
     let summary: Value = serde_json::from_str(dry.stderr.trim()).expect("the summary is on stderr");
     assert_eq!(summary["dry_run"], true);
     let mut psql = Command::new(crate::pg::bin_dir().join("psql"))
@@ -283,16 +498,34 @@ fn migrate_dry_run_is_a_script_for_psql_and_reruns_print_no_notices() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    psql.stdin.take().unwrap().write_all(dry.stdout.as_bytes()).unwrap();
+    psql.stdin
+        .take()
+        .unwrap()
+        .write_all(dry.stdout.as_bytes())
+        .unwrap();
     let out = psql.wait_with_output().unwrap();
-    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no NOTICEs from the script");
-    assert_eq!(db.scalar("SELECT max(version)::text FROM backlog_schema_version"), "1");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "no NOTICEs from the script"
+    );
+    assert_eq!(
+        db.scalar("SELECT max(version)::text FROM backlog_schema_version"),
+        "1"
+    );
     // migrate itself over the schema psql made: nothing to do, and no NOTICE lines even at -v.
     let env = env.var("RUST_LOG", "info");
     let again = env.migrate(&["--dsn", &db.dsn]);
     assert_eq!(again.code, 0, "{again:?}");
-    assert!(!again.stderr.contains("NOTICE") && !again.stderr.contains("already exists"), "{again:?}");
+    assert!(
+        !again.stderr.contains("NOTICE") && !again.stderr.contains("already exists"),
+        "{again:?}"
+    );
     let s: Value = serde_json::from_str(again.stdout.trim()).unwrap();
     assert_eq!(s["applied"], false);
 }
@@ -300,15 +533,24 @@ fn migrate_dry_run_is_a_script_for_psql_and_reruns_print_no_notices() {
 #[test]
 fn generation_from_a_stale_digest_warns_in_the_result_and_the_log() {
     let env = Env::new().var("BACKLOG_BRIDGE_NOW", "2026-12-08T10:00:00Z");
-    let digest = std::fs::read_to_string(repo().join("examples/reports/platform/2026-48.json")).unwrap();
+    let digest =
+        std::fs::read_to_string(repo().join("examples/reports/platform/2026-48.json")).unwrap();
     let path = env.ops.join("reports/platform/2026-48.json");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, digest).unwrap();
-    let run = env.call("scheduler", "backlog_tool", "auto_generate_weekly", &json!({}));
+    let run = env.call(
+        "scheduler",
+        "backlog_tool",
+        "auto_generate_weekly",
+        &json!({}),
+    );
     assert_eq!(run.code, 0, "{run:?}");
     let want = "warning: stale digest: generated from week 2026-48 (ops/reports/platform/2026-48.json), expected week 2026-50";
     assert_eq!(run.json()["warnings"], json!([want]));
-    assert!(run.stderr.contains(want) && run.stderr.contains("WARN"), "{run:?}");
+    assert!(
+        run.stderr.contains(want) && run.stderr.contains("WARN"),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -322,25 +564,51 @@ fn config_and_ops_dirs_come_from_flags_then_variables() {
         for (k, v) in vars {
             cmd.env(k, v);
         }
-        cmd.current_dir(&cwd).args(args).stdin(Stdio::null()).output().unwrap().into()
+        cmd.current_dir(&cwd)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+            .into()
     };
     let list = ["call", "backlog_tool", "list"];
     let by_var = bare(
-        &[("BACKLOG_BRIDGE_CONFIG_DIR", &env.config), ("BACKLOG_BRIDGE_OPS_DIR", &env.ops)],
+        &[
+            ("BACKLOG_BRIDGE_CONFIG_DIR", &env.config),
+            ("BACKLOG_BRIDGE_OPS_DIR", &env.ops),
+        ],
         &list,
     );
     assert_eq!(by_var.code, 0, "{by_var:?}");
-    assert!(env.ops.join("backlog").is_dir(), "the store is under BACKLOG_BRIDGE_OPS_DIR");
+    assert!(
+        env.ops.join("backlog").is_dir(),
+        "the store is under BACKLOG_BRIDGE_OPS_DIR"
+    );
     let bogus = cwd.join("nope");
     let flag_wins = bare(
         &[("BACKLOG_BRIDGE_CONFIG_DIR", &bogus)],
-        &["--config-dir", env.config.to_str().unwrap(), "call", "backlog_tool", "list"],
+        &[
+            "--config-dir",
+            env.config.to_str().unwrap(),
+            "call",
+            "backlog_tool",
+            "list",
+        ],
     );
     assert_eq!(flag_wins.code, 0, "{flag_wins:?}");
     let missing = bare(&[], &list);
     assert_eq!(missing.code, 2, "{missing:?}");
-    for needle in ["--config-dir", "BACKLOG_BRIDGE_CONFIG_DIR", "BACKLOG_BRIDGE_OPS_DIR", "rbac_tools_matrix.yml"] {
-        assert!(missing.stderr.contains(needle), "{needle}: {}", missing.stderr);
+    for needle in [
+        "--config-dir",
+        "BACKLOG_BRIDGE_CONFIG_DIR",
+        "BACKLOG_BRIDGE_OPS_DIR",
+        "rbac_tools_matrix.yml",
+    ] {
+        assert!(
+            missing.stderr.contains(needle),
+            "{needle}: {}",
+            missing.stderr
+        );
     }
 }
 
@@ -382,9 +650,30 @@ fn the_dashboard_and_alert_rules_name_only_metrics_the_router_serves() {
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_owned)
         .collect();
-    assert!(served.contains("backlog_bridge_scheduler_runs_total"), "{metrics}");
+    assert!(
+        served.contains("backlog_bridge_scheduler_runs_total"),
+        "{metrics}"
+    );
+    // The scrape (and the list calls behind its overdue gauges) logs nothing at info: a
+    // request after it is logged, the scrape's lines are not.
+    let (status, _) = http_get(&server.base, "/v1/tools", Some(VIEWER_KEY));
+    assert_eq!(status, 200);
+    let mut log = server.log();
+    for _ in 0..500 {
+        if log.contains("/v1/tools") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10)); // retry interval of a bounded poll
+        log = server.log();
+    }
+    assert!(log.contains("/v1/tools"), "{log}");
+    assert!(
+        !log.contains("/metrics") && !log.contains("tool call"),
+        "{log}"
+    );
 
-    let dashboard = std::fs::read_to_string(repo().join("ops/grafana/backlog-bridge.json")).unwrap();
+    let dashboard =
+        std::fs::read_to_string(repo().join("ops/grafana/backlog-bridge.json")).unwrap();
     let doc: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
     let exprs: Vec<&str> = doc["panels"]
         .as_array()
@@ -395,7 +684,10 @@ fn the_dashboard_and_alert_rules_name_only_metrics_the_router_serves() {
         .collect();
     assert!(exprs.len() >= 10, "{exprs:?}");
     let rules = std::fs::read_to_string(repo().join("ops/prometheus/alerts.yml")).unwrap();
-    let named: BTreeSet<String> = metric_names(&exprs.join("\n")).into_iter().chain(metric_names(&rules)).collect();
+    let named: BTreeSet<String> = metric_names(&exprs.join("\n"))
+        .into_iter()
+        .chain(metric_names(&rules))
+        .collect();
     for wanted in [
         "backlog_bridge_calls_total",
         "backlog_bridge_call_duration_seconds",
@@ -445,8 +737,15 @@ fn deploy_units_verify_and_logrotate_covers_the_cron_logs() {
         ] {
             assert!(text.contains(option), "{unit} lacks {option}");
         }
-        assert!(!text.contains("ExecReload"), "{unit}: no reload signal is handled yet");
-        std::fs::write(dir.path().join(unit), text.replace("/usr/local/bin/backlog-bridge", BIN)).unwrap();
+        assert!(
+            !text.contains("ExecReload"),
+            "{unit}: no reload signal is handled yet"
+        );
+        std::fs::write(
+            dir.path().join(unit),
+            text.replace("/usr/local/bin/backlog-bridge", BIN),
+        )
+        .unwrap();
     }
     let units = std::fs::read_to_string(deploy.join("backlog-bridge.service")).unwrap();
     assert!(units.contains("serve ") && units.contains("--scheduler"));
@@ -463,7 +762,10 @@ fn deploy_units_verify_and_logrotate_covers_the_cron_logs() {
     );
 
     let logrotate = std::fs::read_to_string(deploy.join("backlog-bridge.logrotate")).unwrap();
-    assert!(logrotate.contains("/var/log/daarion/*.log {"), "{logrotate}");
+    assert!(
+        logrotate.contains("/var/log/daarion/*.log {"),
+        "{logrotate}"
+    );
     let cron = std::fs::read_to_string(repo().join("ops/cron/jobs.cron")).unwrap();
     let logs: Vec<&str> = cron
         .lines()
@@ -472,10 +774,18 @@ fn deploy_units_verify_and_logrotate_covers_the_cron_logs() {
         .collect();
     assert!(!logs.is_empty());
     for log in logs {
-        assert!(log.starts_with("/var/log/daarion/") && log.ends_with(".log"), "{log}");
+        assert!(
+            log.starts_with("/var/log/daarion/") && log.ends_with(".log"),
+            "{log}"
+        );
     }
     let example = std::fs::read_to_string(deploy.join("governance.env.example")).unwrap();
-    for var in ["OPERATOR_API_KEY=", "VIEWER_API_KEY=", "SCHEDULER_API_KEY=", "BACKLOG_POSTGRES_DSN="] {
+    for var in [
+        "OPERATOR_API_KEY=",
+        "VIEWER_API_KEY=",
+        "SCHEDULER_API_KEY=",
+        "BACKLOG_POSTGRES_DSN=",
+    ] {
         assert!(example.contains(var), "the env template lacks {var}");
     }
     let ignore = std::fs::read_to_string(repo().join(".gitignore")).unwrap();

@@ -350,7 +350,10 @@ async fn explain(State(app): AppState, headers: HeaderMap, RawQuery(q): RawQuery
         (Some(t), Some(a)) => Some((t.as_str(), a.as_str())),
         (None, None) => None,
         _ => {
-            let e = ToolError::new(Code::InvalidInput, "give both `tool` and `action`, or neither");
+            let e = ToolError::new(
+                Code::InvalidInput,
+                "give both `tool` and `action`, or neither",
+            );
             return call_response(Err(e), CallLog::default());
         }
     };

@@ -653,7 +653,8 @@ pub const DRY_RUN_SHOWN: usize = 1000;
 impl CleanupResult {
     /// `{"deleted":N,"dry_run":bool,"cutoff":"…"}`, plus `"would_delete":[…]` on a dry run.
     pub fn to_json(&self) -> Value {
-        let mut v = json!({ "deleted": self.deleted, "dry_run": self.dry_run, "cutoff": self.cutoff });
+        let mut v =
+            json!({ "deleted": self.deleted, "dry_run": self.dry_run, "cutoff": self.cutoff });
         if let (Some(list), Value::Object(m)) = (&self.would_delete, &mut v) {
             m.insert("would_delete".into(), Value::Array(list.clone()));
         }

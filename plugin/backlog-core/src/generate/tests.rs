@@ -585,7 +585,9 @@ fn lookup_through_generation() {
     assert_eq!(r["stale"], true);
     assert_eq!(
         r["warnings"],
-        json!(["warning: stale digest: generated from week 2026-47 (ops/reports/platform/prod/2026-47.json), expected week 2026-48"])
+        json!([
+            "warning: stale digest: generated from week 2026-47 (ops/reports/platform/prod/2026-47.json), expected week 2026-48"
+        ])
     );
     assert_eq!(w.items_of(&r)[0].service, "sub");
 
@@ -612,7 +614,9 @@ fn lookup_through_generation() {
     let r = w.weekly();
     assert_eq!(r["week"], "2026-47");
     assert_eq!(w.items_of(&r)[0].service, "prd");
-    assert_eq!(w.reports.logs.len(), 1);
+    // The skipped staging digest, then the stale week used.
+    assert_eq!(w.reports.logs.len(), 2, "{:?}", w.reports.logs);
+    assert!(w.reports.logs[1].starts_with("warning: stale digest: generated from week 2026-47"));
     // The staging digest is found for staging.
     let r = w.ok("auto_generate_weekly", json!({"env": "staging"}));
     assert_eq!(r["week"], "2026-48");
@@ -838,6 +842,8 @@ fn daily_merges_into_the_weekly_item() {
     assert_eq!(r["stale"], true);
     assert_eq!(
         r["warnings"],
-        json!(["warning: stale digest: generated from date 2026-11-25 (ops/reports/risk/2026-11-25.json), expected date 2026-11-26"])
+        json!([
+            "warning: stale digest: generated from date 2026-11-25 (ops/reports/risk/2026-11-25.json), expected date 2026-11-26"
+        ])
     );
 }
