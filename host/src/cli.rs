@@ -561,7 +561,7 @@ fn check_config_dir(dir: &std::path::Path) -> Result<(), Failure> {
         "--config-dir, else BACKLOG_BRIDGE_CONFIG_DIR, else ./config"
     };
     Err(Failure::Config(anyhow::anyhow!(
-        "no configuration found: {} does not exist (config dir {} from {from}). Pass \
+        "no configuration found: {} does not exist (the config dir `{}` comes from {from}). Pass \
          --config-dir DIR or set BACKLOG_BRIDGE_CONFIG_DIR to the directory holding \
          rbac_tools_matrix.yml, plugins.yml and backlog_policy.yml, and --ops-dir DIR or \
          BACKLOG_BRIDGE_OPS_DIR to the operator files (backlog/, reports/, task_registry.yml)",
