@@ -348,6 +348,27 @@ impl Bridge {
         self.call_with(req, &new_request_id(), None)
     }
 
+    /// [`Bridge::call`] for the host's own bookkeeping (the overdue gauges a `/metrics` scrape
+    /// refreshes): its `tool call` line is debug, not info, so scrapes add no log noise.
+    pub fn call_internal(&self, req: &CallRequest) -> Result<Value, ToolError> {
+        let started = Instant::now();
+        let request_id = new_request_id();
+        let result = self.call_inner(req, &request_id, None);
+        tracing::debug!(
+            request_id,
+            agent = req.agent,
+            tool = req.tool,
+            action = req.action,
+            outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => e.code.as_str(),
+            },
+            duration_us = started.elapsed().as_micros() as u64,
+            "tool call"
+        );
+        result
+    }
+
     /// [`Bridge::call`] with the clock the guest sees pinned to `now` (the scheduler's drills
     /// run each job at its scheduled minute); `None`: the bridge's clock.
     pub fn call_at(

@@ -1,7 +1,7 @@
 //! Two stages: [`Args`] is the raw clap input; [`Settings`] is what the rest of the program
 //! reads, built once from flags and environment.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::{BufRead as _, IsTerminal as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,23 +12,43 @@ use backlog_bridge::caps::pg::Dsn;
 use backlog_bridge::config::rbac::Matrix;
 use backlog_bridge::{Bridge, CallRequest, Settings, ToolError, bridge, http, migrate, scheduler};
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use scheduler_core::cronfile;
 use serde_json::{Value, json};
+
+use crate::output::{self, Format, Kind, emit, emit_line};
 
 /// Engineering Backlog Bridge: sandboxed backlog tools behind RBAC.
 #[derive(Parser, Debug)]
 #[command(name = "backlog-bridge", version)]
 struct Args {
     /// Directory holding rbac_tools_matrix.yml, plugins.yml and backlog_policy.yml.
-    #[arg(long, global = true, default_value = "config")]
+    #[arg(
+        long,
+        global = true,
+        env = "BACKLOG_BRIDGE_CONFIG_DIR",
+        default_value = "config"
+    )]
     config_dir: PathBuf,
     /// Operations directory: backlog/ (JSONL store), reports/, cron/, task_registry.yml.
-    #[arg(long, global = true, default_value = "ops")]
+    #[arg(
+        long,
+        global = true,
+        env = "BACKLOG_BRIDGE_OPS_DIR",
+        default_value = "ops"
+    )]
     ops_dir: PathBuf,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Output of call, plugins, scheduler status, migrate and explain (default: table on a
+    /// terminal, JSON otherwise).
+    #[arg(short = 'o', long, global = true, value_enum)]
+    output: Option<Format>,
+    /// More log lines on stderr (-v info, -vv debug); RUST_LOG overrides. Default: warn, and
+    /// info for the long-running `serve` and `scheduler`.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -175,14 +195,33 @@ enum Command {
         #[arg(long, env = "BACKLOG_BRIDGE_AGENT")]
         agent: Option<String>,
     },
+    /// What AGENT may call and, with TOOL ACTION, whether that call would be allowed: the
+    /// entitlements held or missing (with the matrix file and line) and the call's grants.
+    /// Exit 2: unknown agent.
+    Explain {
+        agent: String,
+        tool: Option<String>,
+        #[arg(requires = "tool")]
+        action: Option<String>,
+    },
+    /// Prints a shell completion script, e.g. `backlog-bridge completions bash >
+    /// /etc/bash_completion.d/backlog-bridge`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Prints the man page (roff), e.g. `backlog-bridge man > /usr/local/share/man/man1/backlog-bridge.1`.
+    Man,
     /// Registered tools and actions.
     Plugins {
         #[command(subcommand)]
         command: PluginsCommand,
     },
     /// Creates or completes the Postgres schema (idempotent, one transaction) and optionally
-    /// imports a JSONL store; prints a JSON summary. Exit 2: no or invalid DSN, unreadable
-    /// JSONL directory; 3: cannot connect; 1: the migration failed (nothing changed).
+    /// imports a JSONL store; prints a summary. With --dry-run, stdout is the SQL alone (pipe
+    /// it into `psql -f -`) and the summary goes to stderr. Exit 2: no or invalid DSN,
+    /// unreadable JSONL directory; 3: cannot connect; 1: the migration failed (nothing
+    /// changed).
     Migrate {
         /// Connection string; default BACKLOG_POSTGRES_DSN, else POSTGRES_DSN (prefer those:
         /// a flag is visible to other users of the machine). Printed only redacted.
@@ -244,34 +283,61 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    init_logging(args.log_format);
-    match run(args) {
+    // The long-running commands keep their start-up and access lines at info; one-shot
+    // commands print only warnings and errors unless asked (-v, RUST_LOG).
+    let daemon = matches!(
+        args.command,
+        Command::Serve { .. } | Command::Scheduler { command: None, .. }
+    );
+    init_logging(args.log_format, args.verbose, daemon);
+    let format = Format::resolve(args.output);
+    match run(args, format) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Tool(e)) => {
-            println!("{}", e.to_json());
+            // The exit code is the tool's outcome, whether or not anyone still reads.
+            let _ = emit(&output::render(&e.to_json(), Kind::Call(""), format, false));
             ExitCode::from(1)
         }
         Err(Failure::Config(e)) => {
-            eprintln!("backlog-bridge: {e:#}");
+            warn_stderr(&e);
             ExitCode::from(2)
         }
         Err(Failure::Exit(code, e)) => {
-            eprintln!("backlog-bridge: {e:#}");
+            warn_stderr(&e);
             ExitCode::from(code)
         }
         Err(Failure::Quiet(code)) => ExitCode::from(code),
     }
 }
 
-fn run(args: Args) -> Result<(), Failure> {
-    if let Command::Migrate {
-        dsn,
-        dry_run,
-        import_jsonl,
-    } = args.command
-    {
-        return run_migrate(dsn.as_deref(), dry_run, import_jsonl);
+/// The one error line on stderr (a closed stderr is not worth a panic).
+fn warn_stderr(e: &anyhow::Error) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "backlog-bridge: {e:#}");
+}
+
+fn run(args: Args, format: Format) -> Result<(), Failure> {
+    match args.command {
+        Command::Migrate {
+            dsn,
+            dry_run,
+            import_jsonl,
+        } => return run_migrate(dsn.as_deref(), dry_run, import_jsonl, format),
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Args::command(), "backlog-bridge", &mut buf);
+            return emit(&String::from_utf8_lossy(&buf));
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Args::command())
+                .render(&mut buf)
+                .map_err(|e| Failure::Exit(1, e.into()))?;
+            return emit(&String::from_utf8_lossy(&buf));
+        }
+        _ => {}
     }
+    check_config_dir(&args.config_dir)?;
     let settings = Settings::from_env(args.config_dir, args.ops_dir).map_err(Failure::Config)?;
     match args.command {
         Command::Call {
@@ -290,12 +356,38 @@ fn run(args: Args) -> Result<(), Failure> {
                     params: &params,
                 })
                 .map_err(Failure::Tool)?;
-            println!("{result}");
-            Ok(())
+            emit(&output::render(&result, Kind::Call(&action), format, false))
+        }
+        Command::Explain {
+            agent,
+            tool,
+            action,
+        } => {
+            let bridge = Bridge::load(settings).map_err(Failure::Config)?;
+            let call = match (&tool, &action) {
+                (Some(t), Some(a)) => Some((t.as_str(), a.as_str())),
+                (None, None) => None,
+                _ => {
+                    return Err(Failure::Config(anyhow::anyhow!(
+                        "explain takes AGENT, or AGENT TOOL ACTION"
+                    )));
+                }
+            };
+            let explanation = backlog_bridge::explain::explain(&bridge, &agent, call)
+                .map_err(|e| Failure::Config(anyhow::anyhow!("{}", e.message)))?;
+            match format {
+                Format::Table => emit(&explanation.to_text()),
+                _ => emit(&output::render(
+                    &explanation.to_json(),
+                    Kind::Plain,
+                    format,
+                    true,
+                )),
+            }
         }
         Command::Batch { agent } => {
             let bridge = load(settings, agent.as_deref().unwrap_or(DEFAULT_BATCH_AGENT))?;
-            batch(&bridge, agent.as_deref()).map_err(Failure::Config)
+            batch(&bridge, agent.as_deref())
         }
         Command::Serve {
             listen,
@@ -361,8 +453,7 @@ fn run(args: Args) -> Result<(), Failure> {
                     json!({ "tools": [info] })
                 }
             };
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-            Ok(())
+            emit(&output::render(&doc, Kind::Plugins, format, true))
         }
         Command::RunJob {
             job,
@@ -394,11 +485,12 @@ fn run(args: Args) -> Result<(), Failure> {
         } => {
             let bridge = Bridge::load(settings).map_err(Failure::Config)?;
             let status = scheduler::status(&bridge).map_err(Failure::Config)?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&status).unwrap_or_default()
-            );
-            Ok(())
+            emit(&output::render(
+                &status,
+                Kind::SchedulerStatus,
+                format,
+                true,
+            ))
         }
         Command::Scheduler {
             command: None,
@@ -422,11 +514,12 @@ fn run(args: Args) -> Result<(), Failure> {
                 })?;
             }
             let summary = scheduler::run(bridge, clock, &stop).map_err(Failure::Config)?;
-            println!("{}", serde_json::to_string(&summary).unwrap_or_default());
-            Ok(())
+            emit_line(&serde_json::to_string(&summary).unwrap_or_default())
         }
         Command::Cron { command } => cron(&settings, command),
-        Command::Migrate { .. } => unreachable!("handled before settings are read"),
+        Command::Migrate { .. } | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled before settings are read")
+        }
     }
 }
 
@@ -454,11 +547,10 @@ fn cron(settings: &Settings, command: CronCommand) -> Result<(), Failure> {
             std::fs::write(&default_file, text)
                 .with_context(|| format!("cannot write {}", default_file.display()))
                 .map_err(Failure::Config)?;
-            println!(
-                "{}",
-                json!({"file": default_file.display().to_string(), "jobs": registry.jobs.len()})
-            );
-            Ok(())
+            emit_line(
+                &json!({"file": default_file.display().to_string(), "jobs": registry.jobs.len()})
+                    .to_string(),
+            )
         }
         CronCommand::Check { file } => {
             let file = file.unwrap_or(default_file);
@@ -470,10 +562,10 @@ fn cron(settings: &Settings, command: CronCommand) -> Result<(), Failure> {
             for d in &names {
                 eprintln!("backlog-bridge: {}: {d}", file.display());
             }
-            println!(
-                "{}",
-                json!({"file": file.display().to_string(), "in_sync": names.is_empty(), "drifts": names})
-            );
+            emit_line(
+                &json!({"file": file.display().to_string(), "in_sync": names.is_empty(), "drifts": names})
+                    .to_string(),
+            )?;
             if names.is_empty() {
                 Ok(())
             } else {
@@ -488,6 +580,7 @@ fn run_migrate(
     dsn: Option<&str>,
     dry_run: bool,
     import_jsonl: Option<PathBuf>,
+    format: Format,
 ) -> Result<(), Failure> {
     let var = |k: &str| std::env::var(k).ok();
     let Some(dsn) = Dsn::resolve(dsn, var) else {
@@ -502,11 +595,38 @@ fn run_migrate(
     };
     let (summary, sql) =
         migrate::run(&options).map_err(|e| Failure::Exit(e.exit_code(), e.into()))?;
+    let summary = serde_json::to_value(&summary).unwrap_or_default();
     if dry_run {
-        print!("{sql}");
+        // stdout is the SQL alone (`| psql -f -`); the summary is for the person.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            output::render(&summary, Kind::Plain, Format::Json, false).as_bytes(),
+        );
+        return emit(&sql);
     }
-    println!("{}", serde_json::to_string(&summary).unwrap_or_default());
-    Ok(())
+    emit(&output::render(&summary, Kind::Plain, format, false))
+}
+
+/// The config directory must hold the RBAC matrix; say where it was looked for and how to
+/// point elsewhere (the flag wins over the variable).
+fn check_config_dir(dir: &std::path::Path) -> Result<(), Failure> {
+    let file = dir.join(backlog_bridge::config::rbac::FILE);
+    if file.is_file() {
+        return Ok(());
+    }
+    let from = if std::env::var_os("BACKLOG_BRIDGE_CONFIG_DIR").is_some() {
+        "--config-dir or BACKLOG_BRIDGE_CONFIG_DIR"
+    } else {
+        "--config-dir, else BACKLOG_BRIDGE_CONFIG_DIR, else ./config"
+    };
+    Err(Failure::Config(anyhow::anyhow!(
+        "no configuration found: {} does not exist (the config dir `{}` comes from {from}). Pass \
+         --config-dir DIR or set BACKLOG_BRIDGE_CONFIG_DIR to the directory holding \
+         rbac_tools_matrix.yml, plugins.yml and backlog_policy.yml, and --ops-dir DIR or \
+         BACKLOG_BRIDGE_OPS_DIR to the operator files (backlog/, reports/, task_registry.yml)",
+        file.display(),
+        dir.display()
+    )))
 }
 
 /// Loads the bridge and checks that `agent` exists (an unknown agent is a usage error).
@@ -551,19 +671,17 @@ const DEFAULT_BATCH_AGENT: &str = "operator";
 /// `batch`: `fixed` is the `--agent` the process was started with. When given, every line acts
 /// as that agent and a line naming another one is refused (the flag is a ceiling: whoever
 /// chose it decided what this process may do). Without it, a line may name its agent.
-fn batch(bridge: &Bridge, fixed: Option<&str>) -> anyhow::Result<()> {
+fn batch(bridge: &Bridge, fixed: Option<&str>) -> Result<(), Failure> {
     let stdin = std::io::stdin();
-    let mut stdout = std::io::stdout().lock();
     for line in stdin.lock().lines() {
-        let line = line.context("reading stdin")?;
+        let line = line.context("reading stdin").map_err(Failure::Config)?;
         if line.trim().is_empty() {
             continue;
         }
         let out = match batch_line(bridge, fixed, &line) {
             Ok(v) | Err(v) => v,
         };
-        writeln!(stdout, "{out}")?;
-        stdout.flush()?;
+        emit_line(&out.to_string())?;
     }
     Ok(())
 }
@@ -606,8 +724,13 @@ fn batch_line(bridge: &Bridge, fixed: Option<&str>, line: &str) -> Result<Value,
         .map_err(|e| e.to_json())
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, verbose: u8, daemon: bool) {
+    let default = match (verbose, daemon) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "info",
+        _ => "debug",
+    };
     // Colours only on a terminal: logs in files and pipes stay greppable (`status=403`).
     let ansi = std::io::stderr().is_terminal();
-    backlog_bridge::logging::init(matches!(format, LogFormat::Json), ansi);
+    backlog_bridge::logging::init(matches!(format, LogFormat::Json), ansi, default);
 }

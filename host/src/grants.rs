@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 /// How much of one resource a call may use. Ordered: `None < Read < ReadWrite`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
     #[default]
@@ -30,7 +32,7 @@ impl Access {
 }
 
 /// The capabilities of one call. Equal grants may share a warm instance.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Grants {
     /// The JSONL store directory, preopened in the guest as `/backlog`.

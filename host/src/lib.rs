@@ -9,6 +9,7 @@ pub mod bridge;
 pub mod caps;
 pub mod config;
 pub mod error;
+pub mod explain;
 pub mod grants;
 pub mod http;
 pub mod lock;

@@ -76,9 +76,10 @@ pub fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     format!("{}…", &text[..end]).into()
 }
 
-/// Installs the global subscriber: stderr, `RUST_LOG` (default `info`), text or JSON.
-pub fn init(json: bool, ansi: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber: stderr, `RUST_LOG` (else `default_filter`), text or JSON.
+pub fn init(json: bool, ansi: bool, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // Whatever RUST_LOG says: the MCP SDK's INFO/DEBUG lines carry session ids and whole
     // caller documents.
     let sdk_cap = filter::filter_fn(|meta| {

@@ -84,18 +84,31 @@ impl MigrateError {
     }
 }
 
+/// `CREATE … IF NOT EXISTS` of a schema that exists raises NOTICEs ("already exists,
+/// skipping"); a re-run of `migrate` should print nothing of the kind.
+const QUIET_NOTICES: &str = "SET LOCAL client_min_messages = warning";
+
 /// The SQL a run executes, for `--dry-run`.
 pub fn planned_sql(import: Option<(&Path, usize, usize)>) -> String {
     let mut sql = format!(
-        "BEGIN;\nSELECT pg_advisory_xact_lock({LOCK_KEY});\n{}",
+        "BEGIN;\n{QUIET_NOTICES};\nSELECT pg_advisory_xact_lock({LOCK_KEY});\n{}",
         PG_SCHEMA_SQL.trim_end()
     );
     if let Some((dir, items, events)) = import {
+        // The import statements take the rows as parameters: shown commented out, so the
+        // output stays a script `psql -f -` runs.
+        let commented = |q: &str| {
+            q.trim()
+                .lines()
+                .map(|l| format!("-- {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         sql.push_str(&format!(
             "\n-- import {items} items and {events} events from {}, {CHUNK} per statement:\n{};\n{};",
             dir.display(),
-            IMPORT_ITEMS_SQL.trim(),
-            IMPORT_EVENTS_SQL.trim()
+            commented(IMPORT_ITEMS_SQL),
+            commented(IMPORT_EVENTS_SQL)
         ));
     }
     sql.push_str("\nCOMMIT;\n");
@@ -150,6 +163,7 @@ pub fn run(options: &Options) -> Result<(Summary, String), MigrateError> {
         tracing::warn!("migrate: {warning}");
     }
     db.batch("BEGIN", "BEGIN")?;
+    db.batch("the session settings", QUIET_NOTICES)?;
     db.batch(
         "the migration lock",
         &format!("SELECT pg_advisory_xact_lock({LOCK_KEY})"),

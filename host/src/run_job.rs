@@ -178,16 +178,11 @@ pub fn run(
         _ => tracing::info!(job = job_id, tool, action, agent, outcome, "run-job"),
     }
     match report.outcome {
-        Outcome::DryRun => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&describe(&report.request)).unwrap_or_default()
-            );
-            Ok(())
-        }
+        Outcome::DryRun => crate::output::emit_line(
+            &serde_json::to_string_pretty(&describe(&report.request)).unwrap_or_default(),
+        ),
         Outcome::Ok | Outcome::Skipped => {
-            println!("{}", report.output.unwrap_or(Value::Null));
-            Ok(())
+            crate::output::emit_line(&report.output.unwrap_or(Value::Null).to_string())
         }
         Outcome::Failed | Outcome::Timeout => match report.error {
             Some(InvokeError::Tool(e)) => {

@@ -69,7 +69,11 @@ fn postgres_backend_runs_the_lifecycle_in_the_database() {
 #[test]
 fn auto_uses_postgres_when_it_answers_with_the_schema() {
     let db = crate::pg::database();
-    let env = Env::new().with_postgres(&db).var("BACKLOG_BACKEND", "auto");
+    // The store's switch lines are info (the CLI's default level is warn).
+    let env = Env::new()
+        .with_postgres(&db)
+        .var("BACKLOG_BACKEND", "auto")
+        .var("RUST_LOG", "info");
     assert_eq!(env.migrate(&[]).code, 0);
     let run = env.call("operator", "backlog_tool", "list", &json!({}));
     assert!(
@@ -87,7 +91,10 @@ fn auto_uses_postgres_when_it_answers_with_the_schema() {
 fn auto_falls_back_to_jsonl_without_the_schema_and_says_so() {
     let db = crate::pg::database();
     // Not migrated: Postgres answers, but without the current schema it counts as unavailable.
-    let env = Env::new().with_postgres(&db).var("BACKLOG_BACKEND", "auto");
+    let env = Env::new()
+        .with_postgres(&db)
+        .var("BACKLOG_BACKEND", "auto")
+        .var("RUST_LOG", "info");
     let run = env.call("operator", "backlog_tool", "list", &json!({}));
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
@@ -114,7 +121,10 @@ fn auto_falls_back_to_jsonl_without_the_schema_and_says_so() {
 fn outage_drill_loses_nothing_and_replays_exactly_once() {
     let cluster = crate::pg::PrivateCluster::start();
     let db = cluster.database();
-    let mut env = Env::new().with_postgres(&db).var("BACKLOG_BACKEND", "auto");
+    let mut env = Env::new()
+        .with_postgres(&db)
+        .var("BACKLOG_BACKEND", "auto")
+        .var("RUST_LOG", "info");
     assert_eq!(env.migrate(&[]).code, 0);
     // The clock of each following call (the auto store's retry time runs on it).
     let at = |env: &mut Env, hms: &str| {

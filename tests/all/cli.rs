@@ -10,6 +10,13 @@ fn success_prints_result_json_on_stdout_and_exits_0() {
     let run = env.call("operator", "backlog_tool", "list", &json!({}));
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.json(), json!({"items":[],"total":0,"next_offset":null}));
+    // Logs go to stderr: at -v the store in use (the default level is warn).
+    let run: crate::util::Run = env
+        .cmd()
+        .args(["-v", "call", "backlog_tool", "list"])
+        .output()
+        .unwrap()
+        .into();
     assert!(
         run.stderr
             .contains("backlog_store: using JsonlBacklogStore"),

@@ -293,7 +293,19 @@ fn cleanup_removes_only_old_terminal_items_and_their_events(backend: Backend) {
     let seed = env.tmp.path().join("seed");
     let (keep, gone) = old_store(&seed, 30, 20);
     env.seed_jsonl(&seed);
-    let dry = admin(&env, "cleanup", json!({"dry_run": true})).json();
+    let mut dry = admin(&env, "cleanup", json!({"dry_run": true})).json();
+    // A dry run names what would go.
+    let shown: HashSet<String> = dry
+        .as_object_mut()
+        .unwrap()
+        .remove("would_delete")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(shown, gone);
     assert_eq!(
         dry,
         json!({"deleted": 20, "dry_run": true, "cutoff": "2026-05-31T10:00:00.000000Z"})

@@ -38,3 +38,5 @@ mod drill;
 mod limits;
 // The MCP face: the official Python client over stdio and HTTP, Origin/auth/OAuth paths.
 mod mcp;
+// The operator's side: output formats, explain, completions, ops and deploy files.
+mod ops;

@@ -9,7 +9,13 @@ use crate::util::{Env, Run};
 #[track_caller]
 fn summary(run: &Run) -> Value {
     assert_eq!(run.code, 0, "{run:?}");
-    let last = run.stdout.lines().last().unwrap_or_default();
+    // A dry run's stdout is the SQL alone; its summary goes to stderr.
+    let out = if run.stdout.starts_with("BEGIN;") {
+        &run.stderr
+    } else {
+        &run.stdout
+    };
+    let last = out.lines().last().unwrap_or_default();
     serde_json::from_str(last).unwrap_or_else(|e| panic!("summary is not JSON ({e}): {run:?}"))
 }
 
@@ -75,7 +81,7 @@ fn migrating_twice_is_fine_and_output_shows_only_the_redacted_dsn() {
     let db = pg::database();
     // The DSN from the environment, with a password the server checks (scram-sha-256).
     let env = Env::new().var("BACKLOG_POSTGRES_DSN", &db.password_dsn());
-    let first = env.migrate(&[]);
+    let first = env.migrate(&["-v"]);
     let s = summary(&first);
     no_password(&first);
     assert_eq!(s["applied"], true);
@@ -261,9 +267,9 @@ fn pg_items(db: &TestDb) -> Vec<String> {
     )
 }
 
-fn jsonl_items(env: &Env) -> Vec<String> {
+fn jsonl_items(env: &Env) -> Vec<Value> {
     let list = env.ok("list", json!({"limit": 500}));
-    let mut items: Vec<String> = list["items"]
+    let mut items: Vec<Value> = list["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -272,19 +278,19 @@ fn jsonl_items(env: &Env) -> Vec<String> {
                 "id": i["id"], "status": i["status"], "title": i["title"],
                 "dedupe_key": i["dedupe_key"], "updated_at": i["updated_at"],
             })
-            .to_string()
         })
         .collect();
-    items.sort();
+    items.sort_by_key(|i| i["id"].to_string());
     items
 }
 
-fn normalize(rows: Vec<String>) -> Vec<String> {
-    let mut rows: Vec<String> = rows
+/// The rows as JSON values by id (compared as values: key order is not part of the data).
+fn normalize(rows: Vec<String>) -> Vec<Value> {
+    let mut rows: Vec<Value> = rows
         .iter()
-        .map(|r| serde_json::from_str::<Value>(r).unwrap().to_string())
+        .map(|r| serde_json::from_str::<Value>(r).unwrap())
         .collect();
-    rows.sort();
+    rows.sort_by_key(|i| i["id"].to_string());
     rows
 }
 

@@ -356,9 +356,13 @@ fn typed_and_generic_faces_agree() {
         )
         .unwrap()
         .unwrap();
-    let gc = h
+    let mut gc = h
         .call("cleanup", json!({"retention_days": 0, "dry_run": true}))
         .unwrap();
+    // The generic answer also names the items a dry run would delete; the typed interface
+    // carries the count only.
+    let would_delete = gc.as_object_mut().unwrap().remove("would_delete").unwrap();
+    assert_eq!(would_delete.as_array().unwrap().len(), tc.deleted as usize);
     assert_eq!(
         json!({"deleted": tc.deleted, "dry_run": tc.dry_run, "cutoff": tc.cutoff}),
         gc

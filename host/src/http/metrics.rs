@@ -280,6 +280,20 @@ impl Metrics {
                 labels(&[("env", env)])
             );
         }
+        header(
+            &mut out,
+            "scheduler_runs_total",
+            "counter",
+            "Governance job runs of this process's scheduler (serve --scheduler), by job id and outcome.",
+        );
+        // `job_id`, not `job`: Prometheus sets `job` on every scraped series itself.
+        for (job, outcome, n) in crate::scheduler::counters::snapshot() {
+            let _ = writeln!(
+                out,
+                "backlog_bridge_scheduler_runs_total{{{}}} {n}",
+                labels(&[("job_id", &job), ("outcome", &outcome)])
+            );
+        }
         out
     }
 }

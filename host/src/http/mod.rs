@@ -298,15 +298,12 @@ impl App {
             return counts.clone();
         }
         let total = |params: Value| -> Result<u64, ToolError> {
-            let result = bridge.call_with_id(
-                &CallRequest {
-                    agent: &self.options.metrics_agent,
-                    tool: "backlog_tool",
-                    action: "list",
-                    params: &params.to_string(),
-                },
-                &crate::bridge::new_request_id(),
-            )?;
+            let result = bridge.call_internal(&CallRequest {
+                agent: &self.options.metrics_agent,
+                tool: "backlog_tool",
+                action: "list",
+                params: &params.to_string(),
+            })?;
             result["total"]
                 .as_u64()
                 .ok_or_else(|| ToolError::new(Code::Internal, "list returned no numeric `total`"))

@@ -61,6 +61,7 @@ pub fn router(app: Arc<App>, mcp: Router<Arc<App>>) -> Router {
         .merge(mcp)
         .route("/v1/tools/execute", post(execute))
         .route("/v1/tools", get(list_tools))
+        .route("/v1/explain", get(explain))
         .route("/v1/backlog/dashboard", get(dashboard))
         .route("/v1/backlog/generate/weekly", post(generate_weekly))
         .route("/v1/backlog/generate/daily", post(generate_daily))
@@ -501,6 +502,48 @@ async fn list_tools(State(app): AppState, headers: HeaderMap) -> Response {
     }
 }
 
+/// `GET /v1/explain[?tool=T&action=A]`: what the calling agent may call and, for one call,
+/// whether it would be allowed and why (`backlog-bridge explain`, same function).
+async fn explain(State(app): AppState, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let agent = match authenticate(&app, &headers) {
+        Ok(agent) => agent,
+        Err(e) => return call_response(Err(e), CallLog::default()),
+    };
+    let (mut tool, mut action) = (None, None);
+    for (k, v) in form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "tool" => tool = Some(v.into_owned()),
+            "action" => action = Some(v.into_owned()),
+            other => {
+                let e = ToolError::new(
+                    Code::InvalidInput,
+                    format!("unknown query parameter `{other}`; allowed: tool, action"),
+                );
+                return call_response(Err(e), CallLog::default());
+            }
+        }
+    }
+    let call = match (&tool, &action) {
+        (Some(t), Some(a)) => Some((t.as_str(), a.as_str())),
+        (None, None) => None,
+        _ => {
+            let e = ToolError::new(
+                Code::InvalidInput,
+                "give both `tool` and `action`, or neither",
+            );
+            return call_response(Err(e), CallLog::default());
+        }
+    };
+    let result = crate::explain::explain(&app.bridge, &agent, call).map(|x| x.to_json());
+    call_response(
+        result,
+        CallLog {
+            agent: Some(agent),
+            ..CallLog::default()
+        },
+    )
+}
+
 async fn dashboard(
     State(app): AppState,
     axum::Extension(RequestId(rid)): axum::Extension<RequestId>,
@@ -683,7 +726,7 @@ async fn not_found(method: Method, uri: axum::http::Uri, headers: HeaderMap) -> 
     let resp = error_response(&ToolError::new(
         Code::NotFound,
         format!(
-            "no route {method} {} (routes: /v1/tools/execute, /v1/tools, /v1/backlog/…, /healthz, /readyz, /metrics)",
+            "no route {method} {} (routes: /v1/tools/execute, /v1/tools, /v1/explain, /v1/backlog/…, /healthz, /readyz, /metrics)",
             uri.path()
         ),
     ));

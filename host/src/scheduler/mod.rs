@@ -6,6 +6,7 @@
 //! `runs.rs`), or reach a tool other than through the invoker (`caps/invoker.rs`), which goes
 //! through [`Bridge::call_at`] as the job's agent.
 
+pub mod counters;
 pub mod runner;
 pub mod runs;
 
@@ -365,6 +366,7 @@ impl Loop<'_> {
         }
         let minute = runs::ts(record.scheduled);
         let outcome = record.outcome.as_str();
+        counters::record(&record.job, outcome);
         match &record.error {
             None => tracing::info!(job = record.job, minute, outcome, "scheduler: run"),
             Some(e) => tracing::warn!(

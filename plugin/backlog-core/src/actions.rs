@@ -708,12 +708,55 @@ pub struct CleanupResult {
     pub dry_run: bool,
     /// Terminal items last updated before this instant go (fixed-width timestamp).
     pub cutoff: String,
+    /// Dry run only: the first [`DRY_RUN_SHOWN`] items that would go, each
+    /// `{"id","title","env","status","updated_at"}` (`deleted` is the full count).
+    pub would_delete: Option<Vec<Value>>,
 }
 
+/// How many items a dry run of `cleanup` names.
+pub const DRY_RUN_SHOWN: usize = 1000;
+
 impl CleanupResult {
-    /// `{"deleted":N,"dry_run":bool,"cutoff":"…"}`.
+    /// `{"deleted":N,"dry_run":bool,"cutoff":"…"}`, plus `"would_delete":[…]` on a dry run.
     pub fn to_json(&self) -> Value {
-        json!({ "deleted": self.deleted, "dry_run": self.dry_run, "cutoff": self.cutoff })
+        let mut v =
+            json!({ "deleted": self.deleted, "dry_run": self.dry_run, "cutoff": self.cutoff });
+        if let (Some(list), Value::Object(m)) = (&self.would_delete, &mut v) {
+            m.insert("would_delete".into(), Value::Array(list.clone()));
+        }
+        v
+    }
+}
+
+/// The first [`DRY_RUN_SHOWN`] items a cleanup at `cutoff` would delete, by the store's
+/// list order (terminal items, paged, filtered by the shared [`is_expired`] rule).
+///
+/// [`is_expired`]: crate::store::is_expired
+fn doomed(store: &mut dyn BacklogStore, cutoff: &str, today: &str) -> Result<Vec<Value>> {
+    let cut = crate::store::parse_cutoff(cutoff)?;
+    let mut query = ListQuery {
+        status: vec![Status::Done, Status::Canceled],
+        limit: MAX_LIMIT,
+        ..ListQuery::default()
+    };
+    let mut out = Vec::new();
+    loop {
+        let page = store.list(&query, today)?;
+        for i in &page.items {
+            if crate::store::is_expired(i.status, &i.updated_at, cut) {
+                out.push(json!({
+                    "id": i.id, "title": i.title, "env": i.env,
+                    "status": i.status, "updated_at": i.updated_at,
+                }));
+                if out.len() == DRY_RUN_SHOWN {
+                    return Ok(out);
+                }
+            }
+        }
+        query.offset += page.items.len();
+        if page.items.is_empty() || query.offset >= page.total {
+            return Ok(out);
+        }
     }
 }
 
@@ -745,10 +788,16 @@ pub fn cleanup(
         .unwrap_or(ctx.policy.defaults.retention_days);
     let cutoff = cleanup_cutoff(ctx.now, days);
     let deleted = store.cleanup(&cutoff, p.dry_run)?;
+    let would_delete = if p.dry_run {
+        Some(doomed(store, &cutoff, &ctx.today())?)
+    } else {
+        None
+    };
     Ok(CleanupResult {
         deleted,
         dry_run: p.dry_run,
         cutoff,
+        would_delete,
     })
 }
 

@@ -77,11 +77,14 @@ pub struct RunReport {
     pub items: Vec<String>,
     /// The digest is older than the current week (weekly) or today (daily).
     pub stale: bool,
+    /// What the operator should know about this run: a stale digest names the period it used
+    /// and the one it expected (also logged).
+    pub warnings: Vec<String>,
 }
 
 impl Generated {
     /// `{"skipped":…}` or `{"week"|"date","env","digest","created","updated","unchanged",
-    /// "capped","items","stale"}`.
+    /// "capped","items","stale","warnings"}`.
     pub fn to_json(&self) -> Value {
         match self {
             Generated::Skipped => json!({"skipped": true, "reason": "disabled by policy"}),
@@ -96,6 +99,7 @@ impl Generated {
                 m.insert("capped".into(), json!(r.capped));
                 m.insert("items".into(), json!(r.items));
                 m.insert("stale".into(), json!(r.stale));
+                m.insert("warnings".into(), json!(r.warnings));
                 Value::Object(m)
             }
         }
@@ -373,16 +377,40 @@ pub fn auto_generate_weekly(
         }
     }
 
+    let expected = time::iso_week(today);
+    let stale = d.week < expected;
     let mut report = RunReport {
         period_key: "week",
         period: d.week.clone(),
         env: p.env.clone(),
-        stale: d.week < time::iso_week(today),
+        stale,
+        warnings: stale_warning(ctx, stale, "week", &d.week, &expected, &digest_path),
         digest: digest_path,
         ..RunReport::default()
     };
     apply(store, planned, &mut report, ctx)?;
     Ok(Generated::Ran(report))
+}
+
+/// The warning of a run from a stale digest (none when current), also sent to the log.
+fn stale_warning(
+    ctx: &mut Ctx<'_>,
+    stale: bool,
+    period: &str,
+    used: &str,
+    expected: &str,
+    digest: &str,
+) -> Vec<String> {
+    if !stale {
+        return Vec::new();
+    }
+    let line = format!(
+        "warning: stale digest: generated from {period} {used} ({digest}), expected {period} {expected}"
+    );
+    if let Ok(r) = reports(ctx) {
+        r.log(&line);
+    }
+    vec![line]
 }
 
 /// `auto_generate_daily` (SPEC §5.3): an `slo_hardening` item for every service of the latest
@@ -486,11 +514,14 @@ pub fn auto_generate_daily(
         )?);
     }
 
+    let expected = time::today(ctx.now);
+    let stale = d.date < expected;
     let mut report = RunReport {
         period_key: "date",
         period: d.date.clone(),
         env: p.env.clone(),
-        stale: d.date < time::today(ctx.now),
+        stale,
+        warnings: stale_warning(ctx, stale, "date", &d.date, &expected, &digest_path),
         digest: digest_path,
         ..RunReport::default()
     };

@@ -277,7 +277,7 @@ fn build(policy: Option<&Policy>) -> Vec<ActionSpec> {
         },
         ActionSpec {
             name: "auto_generate_weekly",
-            description: "Generate backlog items from the latest weekly platform digest (ops/reports/platform/YYYY-WW.json) of the env: one item per service and matching policy category, deduplicated by week, env, service and category, at most the policy's max_items_per_run created or updated per run (the rest are counted as capped; run again to continue). Re-running changes nothing. Owner, status, priority and due date that people set are kept. Returns {\"week\",\"env\",\"digest\",\"created\",\"updated\",\"unchanged\",\"capped\",\"items\",\"stale\"}, or {\"skipped\":true,…} when disabled by policy; precondition_failed when no digest exists.",
+            description: "Generate backlog items from the latest weekly platform digest (ops/reports/platform/YYYY-WW.json) of the env: one item per service and matching policy category, deduplicated by week, env, service and category, at most the policy's max_items_per_run created or updated per run (the rest are counted as capped; run again to continue). Re-running changes nothing. Owner, status, priority and due date that people set are kept. Returns {\"week\",\"env\",\"digest\",\"created\",\"updated\",\"unchanged\",\"capped\",\"items\",\"stale\",\"warnings\"}, or {\"skipped\":true,…} when disabled by policy; precondition_failed when no digest exists.",
             entitlement: ADMIN,
             schema: object_schema(
                 env_default("Environment whose digest to read. Default prod."),

@@ -840,7 +840,22 @@ fn cleanup_deletes_only_old_terminal_items() {
 
     // Dry run: counts, changes nothing.
     let writes = w.store.writes();
-    let r = w.ok("cleanup", json!({"dry_run": true}));
+    let mut r = w.ok("cleanup", json!({"dry_run": true}));
+    // …and names what would go (id, title, env, status, updated_at).
+    let shown = r.as_object_mut().unwrap().remove("would_delete").unwrap();
+    let mut shown: Vec<String> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            assert!(v["title"].is_string() && v["updated_at"].is_string(), "{v}");
+            v["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    shown.sort();
+    let mut want: Vec<String> = going.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(shown, want);
     assert_eq!(
         r,
         json!({"deleted": going.len(), "dry_run": true, "cutoff": cutoff})

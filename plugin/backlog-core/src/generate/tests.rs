@@ -147,6 +147,7 @@ fn spec_example_item_and_result_shape() {
         "capped",
         "items",
         "stale",
+        "warnings",
     ];
     want_keys.sort_unstable();
     let mut keys_sorted = keys.clone();
@@ -582,6 +583,12 @@ fn lookup_through_generation() {
     let r = w.weekly();
     assert_eq!(r["digest"], "ops/reports/platform/prod/2026-47.json");
     assert_eq!(r["stale"], true);
+    assert_eq!(
+        r["warnings"],
+        json!([
+            "warning: stale digest: generated from week 2026-47 (ops/reports/platform/prod/2026-47.json), expected week 2026-48"
+        ])
+    );
     assert_eq!(w.items_of(&r)[0].service, "sub");
 
     // Env mismatch is skipped (and logged) to the next-latest.
@@ -607,7 +614,9 @@ fn lookup_through_generation() {
     let r = w.weekly();
     assert_eq!(r["week"], "2026-47");
     assert_eq!(w.items_of(&r)[0].service, "prd");
-    assert_eq!(w.reports.logs.len(), 1);
+    // The skipped staging digest, then the stale week used.
+    assert_eq!(w.reports.logs.len(), 2, "{:?}", w.reports.logs);
+    assert!(w.reports.logs[1].starts_with("warning: stale digest: generated from week 2026-47"));
     // The staging digest is found for staging.
     let r = w.ok("auto_generate_weekly", json!({"env": "staging"}));
     assert_eq!(r["week"], "2026-48");
@@ -781,7 +790,8 @@ fn daily_merges_into_the_weekly_item() {
             "items",
             "stale",
             "unchanged",
-            "updated"
+            "updated",
+            "warnings"
         ]
     );
     assert_eq!(r["date"], "2026-11-25");
@@ -828,7 +838,14 @@ fn daily_merges_into_the_weekly_item() {
     assert_eq!(w.item(&before.id).meta["risk"]["score"], 91);
     // A stale risk digest says so.
     w.at("2026-11-26T09:00:00Z");
-    assert_eq!(w.ok("auto_generate_daily", json!({}))["stale"], true);
+    let r = w.ok("auto_generate_daily", json!({}));
+    assert_eq!(r["stale"], true);
+    assert_eq!(
+        r["warnings"],
+        json!([
+            "warning: stale digest: generated from date 2026-11-25 (ops/reports/risk/2026-11-25.json), expected date 2026-11-26"
+        ])
+    );
 }
 
 #[test]

@@ -192,7 +192,7 @@ fn defaults_apply() {
     assert!(a.params.is_empty());
     assert_eq!(
         a.request_body().to_string(),
-        r#"{"action":"cleanup","tool":"backlog_tool"}"#
+        r#"{"tool":"backlog_tool","action":"cleanup"}"#
     );
 }
 
