@@ -26,10 +26,10 @@ use crate::runtime::{Plugin, Runtime};
 /// Components built into the binary, by the name `component: builtin` resolves.
 const BUILTINS: &[(&str, &[u8])] = &[("backlog_tool", include_bytes!(env!("BACKLOG_TOOL_WASM")))];
 
-/// Largest params document accepted (SPEC §10).
+/// Largest params document accepted (`docs/http-api.md`).
 pub const MAX_PARAMS_BYTES: usize = 1 << 20;
 
-/// Default wall-clock limit of a call whose action sets no `timeout_s` (SPEC §12).
+/// Default wall-clock limit of a call whose action sets no `timeout_s` (`docs/configuration.md`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The store backend (`BACKLOG_BACKEND`).
@@ -94,7 +94,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads the environment variables of SPEC §7, §12, §13 over the given directories.
+    /// Reads the environment variables (see `docs/storage.md`, `docs/configuration.md`, `docs/cli.md`) over the given directories.
     pub fn from_env(config_dir: PathBuf, ops_dir: PathBuf) -> anyhow::Result<Settings> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let backend = Backend::parse(var("BACKLOG_BACKEND").as_deref().unwrap_or("auto"))?;
@@ -169,7 +169,7 @@ pub fn not_installed_message(tool: &str) -> String {
     format!("tool `{tool}` is not installed (listed in the RBAC matrix, but no plugin provides it)")
 }
 
-/// The store as `/readyz` reports it (SPEC §10).
+/// The store as `/readyz` reports it (`docs/http-api.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreStatus {
     /// The store that answers now: `postgres`, `jsonl`, `memory` or `null`.
@@ -409,7 +409,7 @@ impl Bridge {
         result
     }
 
-    /// The checks that run before any params are looked at, in the order of SPEC §3: the tool
+    /// The checks that run before any params are looked at, in the order (see `docs/actions.md`): the tool
     /// and action exist (404), then `agent` holds every entitlement the action requires (403).
     pub fn authorize(&self, agent: &str, tool: &str, action: &str) -> Result<(), ToolError> {
         self.authorized(agent, tool, action).map(|_| ())

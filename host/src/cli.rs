@@ -125,7 +125,7 @@ enum Command {
         #[command(subcommand)]
         command: CronCommand,
     },
-    /// The router: the HTTP API of SPEC §10 until SIGTERM/SIGINT, which finishes the calls in
+    /// The router: the HTTP API (see `docs/http-api.md`) until SIGTERM/SIGINT, which finishes the calls in
     /// flight before exiting. Agents log in with the keys in the variables the RBAC matrix
     /// names (`api_key_env`).
     Serve {

@@ -1,8 +1,8 @@
-//! The error object every call path returns (SPEC §3): a code and a human message.
+//! The error object every call path returns (`docs/actions.md`): a code and a human message.
 
 use serde_json::{Value, json};
 
-/// The spec's error codes, in one place for the host; each has one HTTP status and exit code.
+/// The error codes, in one place for the host; each has one HTTP status and exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Code {
     InvalidInput,
@@ -34,7 +34,7 @@ impl Code {
         }
     }
 
-    /// The HTTP status of SPEC §3.
+    /// The HTTP status (see `docs/actions.md`).
     pub fn http_status(self) -> u16 {
         match self {
             Code::InvalidInput => 400,
@@ -67,7 +67,7 @@ impl ToolError {
         }
     }
 
-    /// The spec's error object.
+    /// The error object.
     pub fn to_json(&self) -> Value {
         json!({"error": self.message, "code": self.code.as_str()})
     }

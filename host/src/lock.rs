@@ -1,4 +1,4 @@
-//! One writer at a time per JSONL directory, across threads and processes (SPEC §7).
+//! One writer at a time per JSONL directory, across threads and processes (`docs/storage.md`).
 //!
 //! WASI has no file locks, so the host takes an advisory lock on `<dir>/.lock` for the whole
 //! of every write-capable call. Each call opens its own descriptor, and `flock` locks belong to

@@ -1,4 +1,4 @@
-//! `backlog-bridge`: the command line (SPEC §13).
+//! `backlog-bridge`: the command line (`docs/cli.md`).
 //!
 //! Exit codes: 0 success, 1 tool error (including malformed `--params-json`), 2 usage or
 //! configuration error, 3 transport or authentication failure.

@@ -1,4 +1,4 @@
-//! `backlog-bridge migrate [--dsn DSN] [--dry-run] [--import-jsonl DIR]` (SPEC §8).
+//! `backlog-bridge migrate [--dsn DSN] [--dry-run] [--import-jsonl DIR]` (`docs/storage.md`).
 //!
 //! Creates or completes schema v1 ([`backlog_store::PG_SCHEMA_SQL`], idempotent) in one
 //! transaction, and optionally copies a JSONL store into it, by id, in the same transaction:
@@ -74,7 +74,7 @@ pub enum MigrateError {
 }
 
 impl MigrateError {
-    /// The process exit code (SPEC §13): 2 configuration, 3 cannot reach the server, 1 else.
+    /// The process exit code (`docs/cli.md`): 2 configuration, 3 cannot reach the server, 1 else.
     pub fn exit_code(&self) -> u8 {
         match self {
             MigrateError::Connect(ConnectError::Connect { .. }) => 3,

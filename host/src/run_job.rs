@@ -1,4 +1,4 @@
-//! `backlog-bridge run-job` (SPEC §11, §13): the universal runner the cron lines call.
+//! `backlog-bridge run-job` (`docs/scheduler.md`, `docs/cli.md`): the universal runner the cron lines call.
 //!
 //! The `scheduler` component plans the request and interprets the answer; this module picks
 //! the transport (HTTP to the router with the job agent's key, or `--local` in-process) and

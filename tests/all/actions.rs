@@ -158,7 +158,7 @@ fn error_codes_end_to_end(backend: Backend) {
         }
         base
     };
-    // One row per validation rule of SPEC §2.1 (and the params rules of §3).
+    // One row per validation rule (see `docs/data-model.md`; and the params rules: see `docs/actions.md`).
     let invalid: Vec<(&str, Value)> = vec![
         ("create", ok(json!({"env":"Prod"}))),
         ("create", ok(json!({"env":"a".repeat(33)}))),

@@ -1,4 +1,4 @@
-//! Streams and exit codes of SPEC §13.
+//! Streams and exit codes (see `docs/cli.md`).
 
 use serde_json::json;
 

@@ -56,7 +56,7 @@ impl Resp {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Asserts the spec's error object with this status and code; returns the message.
+    /// Asserts the error object with this status and code; returns the message.
     #[track_caller]
     pub(crate) fn error(&self, status: u16, code: &str) -> String {
         assert_eq!(self.status, status, "{self:?}");

@@ -1,4 +1,4 @@
-//! `backlog-bridge migrate` against a real PostgreSQL 15 (SPEC §8).
+//! `backlog-bridge migrate` against a real PostgreSQL 15 (`docs/storage.md`).
 
 use serde_json::{Value, json};
 

@@ -42,7 +42,7 @@ async def ok(client: Client, action: str, args: dict[str, Any]) -> dict[str, Any
 
 
 async def err(client: Client, action: str, args: dict[str, Any], code: str, *says: str) -> str:
-    """A tool result with isError and the spec's error object, as text and structured."""
+    """A tool result with isError and the error object, as text and structured."""
     result = await client.call_tool(name(action), args)
     assert result.is_error, f"{action} should fail with {code}: {result}"
     error = result.structured_content
@@ -109,7 +109,7 @@ async def operator(client: Client, tag: str, schemas: dict[str, Any] | None) -> 
     dashboard = await ok(client, "dashboard", {"env": "prod"})
     assert dashboard["total"] == prod_before + 1, dashboard
 
-    # Tool errors carry the spec's codes.
+    # Tool errors carry the error codes.
     await err(client, "get", {"id": "bl_000000000000"}, "not_found")
     await err(client, "create", {"env": "prod", "service": "gateway", "category": "refactor",
                                  "title": "again", "dedupe_key": f"mcp:e2e:{tag}"}, "conflict")
@@ -147,7 +147,7 @@ async def viewer(client: Client, existing: str | None) -> dict[str, Any]:
     await err(client, "create", {"env": "prod", "service": "gateway", "category": "refactor",
                                  "title": "denied"}, "forbidden", "tools.backlog.write", "viewer")
     await err(client, "cleanup", {}, "forbidden", "tools.backlog.admin")
-    # Denied before the schema is looked at: the order of SPEC §3 (403 before 400).
+    # Denied before the schema is looked at: the order (see docs/actions.md; 403 before 400).
     await err(client, "create", {"bogus": 1}, "forbidden", "tools.backlog.write")
     if existing:
         got = await ok(client, "get", {"id": existing})

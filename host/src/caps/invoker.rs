@@ -1,4 +1,4 @@
-//! The tool-invoker capability of the `scheduler` component (SPEC §11): how a planned job
+//! The tool-invoker capability of the `scheduler` component (`docs/scheduler.md`): how a planned job
 //! reaches its tool, and as whom.
 //!
 //! Two transports, one trait: [`Http`] posts the request to the router's
@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use crate::bridge::{Bridge, CallRequest, not_installed_message};
 use crate::error::{Code, ToolError};
 
-/// The path every tool call is posted to (SPEC §10).
+/// The path every tool call is posted to (`docs/http-api.md`).
 pub const EXECUTE_PATH: &str = "/v1/tools/execute";
 
 /// Why a tool call produced no result.
@@ -194,7 +194,7 @@ impl Http {
     }
 }
 
-/// The wire code of SPEC §3, parsed.
+/// The wire code (see `docs/actions.md`), parsed.
 pub fn code_from_str(s: &str) -> Option<Code> {
     Some(match s {
         "invalid_input" => Code::InvalidInput,

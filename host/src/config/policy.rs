@@ -1,4 +1,4 @@
-//! `config/backlog_policy.yml` (SPEC §4): loaded and validated at start-up, handed to guests as
+//! `config/backlog_policy.yml` (`docs/configuration.md`): loaded and validated at start-up, handed to guests as
 //! JSON text (key order kept: generation evaluates categories in file order).
 //!
 //! The rules of the policy (defaults, deep merge, validation) live in `backlog-core`; this

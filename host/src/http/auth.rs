@@ -1,4 +1,4 @@
-//! Bearer-key authentication (SPEC §9, §10): which agent a request speaks for.
+//! Bearer-key authentication (`docs/configuration.md`, `docs/http-api.md`): which agent a request speaks for.
 //!
 //! Owns the agents' API keys, read once at start-up from the environment variables that
 //! `config/rbac_tools_matrix.yml` names (`agents.<id>.api_key_env`). An agent whose variable is
@@ -114,7 +114,7 @@ impl Keys {
     }
 
     /// The agent whose key the `Authorization` header value carries (`Bearer <key>`), or the
-    /// spec's 401 `unauthenticated` error. Only spaces and tabs around the scheme and key are
+    /// 401 `unauthenticated` error. Only spaces and tabs around the scheme and key are
     /// ignored.
     pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&str, ToolError> {
         let unauthenticated = |why: &str| ToolError::new(Code::Unauthenticated, why);

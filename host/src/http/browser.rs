@@ -42,7 +42,7 @@ pub struct BrowserPolicy {
     pub check_host: bool,
 }
 
-/// Why the guard refused a request: the status and the spec's error object.
+/// Why the guard refused a request: the status and the error object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
     pub status: StatusCode,

@@ -1,11 +1,11 @@
-//! The router: `backlog-bridge serve` (SPEC §10), the HTTP face of [`Bridge::call`].
+//! The router: `backlog-bridge serve` (`docs/http-api.md`), the HTTP face of [`Bridge::call`].
 //!
 //! Call path of a request: access log + request id (`routes::access_log`) → bearer key →
 //! agent (`auth`) → tool and action exist (404) → the agent's entitlements (403) → body and
 //! params shape (413, 400) → admission (503 when `--max-in-flight` calls are running) → a
 //! worker (`--workers` guest calls at once, on tokio's blocking pool) → [`Bridge::call_with_id`]
-//! (grants, lock, sandboxed guest, store) → the result or the spec's error object with the
-//! status of SPEC §3.
+//! (grants, lock, sandboxed guest, store) → the result or the error object with the
+//! status (see `docs/actions.md`).
 //!
 //! Owns: the tokio runtime, listening, admission and worker limits, graceful shutdown, the
 //! metrics. Must not: run guest code on the async runtime's threads (a guest call blocks for
@@ -33,7 +33,7 @@ use auth::{FailureLimiter, Keys};
 use browser::BrowserPolicy;
 use metrics::{Metrics, OverdueCounts, StoreGauges};
 
-/// Largest request body accepted (SPEC §10); larger → 413 `payload_too_large`.
+/// Largest request body accepted (`docs/http-api.md`); larger → 413 `payload_too_large`.
 pub const MAX_BODY_BYTES: usize = crate::bridge::MAX_PARAMS_BYTES;
 
 /// How long a shutdown waits for in-flight calls (the longest shipped `timeout_s` is 120 s).
@@ -178,7 +178,7 @@ impl App {
     }
 
     /// The agent a request acts as: its bearer key's, or (no `Authorization` header at all)
-    /// the `--anonymous-agent`; else the spec's 401 error.
+    /// the `--anonymous-agent`; else the 401 error.
     pub fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<String, ToolError> {
         let value = headers
             .get(axum::http::header::AUTHORIZATION)

@@ -1,6 +1,6 @@
 //! Request bodies and query strings → a tool call's params object.
 //!
-//! Owns the shapes of SPEC §10: the execute body (`{"tool","action",…params}` flat, or
+//! Owns the shapes (see `docs/http-api.md`): the execute body (`{"tool","action",…params}` flat, or
 //! `{"tool","action","params":{…}}` nested, never both), query strings (repeated or
 //! comma-separated `status`, `overdue=true|false`, numbers for limits), and path ids.
 //!
@@ -29,7 +29,7 @@ pub struct Execute {
     pub tool: String,
     pub action: String,
     /// The params object, or why the body's params are malformed (reported after the 404
-    /// and 403 checks, as SPEC §3 orders them).
+    /// and 403 checks, as `docs/actions.md` orders them).
     pub params: Result<Map<String, Value>, ToolError>,
 }
 

@@ -1,4 +1,4 @@
-//! The routes of SPEC §10 and what each turns into: a tool call, or a status document.
+//! The routes (see `docs/http-api.md`) and what each turns into: a tool call, or a status document.
 //!
 //! In front of every route, before any body byte is read ([`front`]): the browser guard
 //! (403, 415), one `Authorization` header at most (400), a declared `Content-Length` within
@@ -10,7 +10,7 @@
 //! already arrived is dropped, nothing more is read); to a keyed client (403, 404 of an
 //! action), a background task discards the rest, bounded in bytes and time and never
 //! buffered, so a client that sends its whole body before reading still gets the answer.
-//! Errors are the spec's `{"error","code"}` object with the status of SPEC §3; unknown routes
+//! Errors are the `{"error","code"}` object with the status (see `docs/actions.md`); unknown routes
 //! (404) and wrong methods (405) answer JSON too.
 
 use std::sync::Arc;
@@ -53,7 +53,7 @@ struct CallLog {
 
 type AppState = State<Arc<App>>;
 
-/// Every route of SPEC §10 over `app`.
+/// Every route (see `docs/http-api.md`) over `app`.
 pub fn router(app: Arc<App>, mcp: Router<Arc<App>>) -> Router {
     Router::new()
         // `/mcp` and the OAuth discovery 404s (`crate::mcp::http_router`): authenticated by
@@ -292,7 +292,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-/// The spec's error object with its status; 401 also says how to authenticate.
+/// The error object with its status; 401 also says how to authenticate.
 fn error_response(e: &ToolError) -> Response {
     let status =
         StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -2,12 +2,12 @@
 //! [`Bridge::call`]. One handler serves both transports; only where the caller's agent id
 //! comes from differs ([`Caller`]).
 //!
-//! A call runs the checks of SPEC §3 in order, all before the guest: the tool exists (an
+//! A call runs the checks (see `docs/actions.md`) in order, all before the guest: the tool exists (an
 //! unknown name is a JSON-RPC invalid-params error, not a tool result) → the agent holds every
 //! entitlement (`forbidden`) → size (`payload_too_large`) → the action's params schema
 //! (`invalid_input`) → [`Bridge::call`], which checks existence and RBAC again and grants the
 //! call its capabilities. Every failure after the name is a tool result with `isError` and the
-//! spec's error object as text and `structuredContent`.
+//! error object as text and `structuredContent`.
 //!
 //! Must not: decide grants, or block the async runtime (guest calls run on the blocking pool).
 

@@ -1,4 +1,4 @@
-//! Compiled components cached on disk (SPEC §12), keyed by the component's SHA-256 and the
+//! Compiled components cached on disk (`docs/configuration.md`), keyed by the component's SHA-256 and the
 //! engine's compatibility hash, so a second process start deserializes instead of compiling.
 
 use std::hash::{Hash, Hasher};

@@ -1,7 +1,7 @@
 //! A loaded tool plugin: its pre-instantiated component, its self-description, and a pool of
 //! warm instances keyed by grant set.
 //!
-//! Instances (SPEC §1): a call runs in a store holding exactly its grants, either fresh or a
+//! Instances (`docs/configuration.md`): a call runs in a store holding exactly its grants, either fresh or a
 //! warm one that served the same plugin with the same grants before (so a guest may keep
 //! caches such as a JSONL index). A store is discarded after any trap, timeout or limit breach.
 

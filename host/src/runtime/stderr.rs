@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-/// Bytes of stderr kept per call (SPEC §12).
+/// Bytes of stderr kept per call (`docs/configuration.md`).
 pub const CAPACITY: usize = 64 * 1024;
 
 /// A cheap handle to one store's stderr buffer.

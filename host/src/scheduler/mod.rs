@@ -1,4 +1,4 @@
-//! The governance scheduler (SPEC §11): the task registry loaded against the RBAC matrix, the
+//! The governance scheduler (`docs/scheduler.md`): the task registry loaded against the RBAC matrix, the
 //! `scheduler` component runner, the run store, and the loop behind `backlog-bridge
 //! scheduler` (and, once wired, `serve --scheduler`).
 //!

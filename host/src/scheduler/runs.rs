@@ -1,4 +1,4 @@
-//! Where scheduler runs are claimed and recorded (SPEC §11): `scheduler_runs` in Postgres, or
+//! Where scheduler runs are claimed and recorded (`docs/scheduler.md`): `scheduler_runs` in Postgres, or
 //! `<ops-dir>/scheduler/runs.jsonl` with exclusive claim files.
 //!
 //! Exactly once per (job, scheduled minute): a run is *claimed* before it starts, and only the

@@ -1,4 +1,4 @@
-//! The actions of SPEC §3 over a [`BacklogStore`]: create, upsert, get, list, events,
+//! The actions (see `docs/actions.md`) over a [`BacklogStore`]: create, upsert, get, list, events,
 //! set_status, add_comment, cleanup, and [`execute`], the JSON dispatcher in front of them
 //! and of `dashboard` ([`crate::dashboard`]) and generation ([`crate::generate`]).
 //!

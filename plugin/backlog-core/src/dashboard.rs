@@ -1,4 +1,4 @@
-//! The dashboard of SPEC §6: counts, overdue items, top services and alerts of one env.
+//! The dashboard (see `docs/actions.md`): counts, overdue items, top services and alerts of one env.
 //!
 //! Owns the arithmetic ([`compute`], a pure function over [`ItemKeys`]), the alert rules
 //! ([`alerts`]), the wire shape ([`Dashboard`]) and the `dashboard` action. It does not read
@@ -221,7 +221,7 @@ pub fn alerts(overdue_count: usize, overdue_p0: &[String], policy: &Policy) -> V
     out
 }
 
-/// The dashboard exactly as SPEC §6 returns it (every key always present).
+/// The dashboard exactly as `docs/actions.md` returns it (every key always present).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dashboard {
@@ -271,7 +271,7 @@ impl Dashboard {
         }
     }
 
-    /// The JSON object of SPEC §6.
+    /// The JSON object (see `docs/actions.md`).
     pub fn to_json(&self) -> Result<Value, Error> {
         serde_json::to_value(self)
             .map_err(|e| Error::internal(format!("cannot serialize the dashboard: {e}")))

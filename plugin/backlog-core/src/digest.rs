@@ -1,4 +1,4 @@
-//! The digests generation reads (SPEC §5.1, §5.3): the weekly platform digest
+//! The digests generation reads (`docs/actions.md`): the weekly platform digest
 //! `platform/YYYY-WW.json` and the daily risk digest `risk/YYYY-MM-DD.json`, under the reports
 //! directory.
 //!
@@ -73,7 +73,7 @@ impl PlatformService {
     }
 }
 
-/// A weekly platform digest (SPEC §5.1).
+/// A weekly platform digest (`docs/actions.md`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlatformDigest {
     /// ISO week `YYYY-WW`.
@@ -97,7 +97,7 @@ pub struct RiskService {
     pub band: Band,
 }
 
-/// A daily risk digest (SPEC §5.3).
+/// A daily risk digest (`docs/actions.md`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RiskDigest {
     /// `YYYY-MM-DD`.

@@ -1,4 +1,4 @@
-//! The error type every action returns: a closed set of codes (SPEC §3) with their HTTP
+//! The error type every action returns: a closed set of codes (`docs/actions.md`) with their HTTP
 //! statuses, and a human message. Owns the `{"error": …, "code": …}` wire shape; it does not
 //! decide which code a failure gets (the actions do).
 
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::store::StoreError;
 
-/// The error codes of SPEC §3, serialized in snake_case (`invalid_input`, …).
+/// The error codes (see `docs/actions.md`), serialized in snake_case (`invalid_input`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -27,7 +27,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every code, in the order of SPEC §3.
+    /// Every code, in the order (see `docs/actions.md`).
     pub const ALL: [ErrorCode; 10] = [
         ErrorCode::InvalidInput,
         ErrorCode::Unauthenticated,

@@ -1,5 +1,5 @@
-//! Backlog generation from digests: `auto_generate_weekly` (SPEC §5.2, platform digest) and
-//! `auto_generate_daily` (§5.3, risk digest).
+//! Backlog generation from digests: `auto_generate_weekly` (`docs/actions.md`, platform digest) and
+//! `auto_generate_daily` (`docs/actions.md`, risk digest).
 //!
 //! Owns rule evaluation, the generated item (dedupe key, title, description, tags, meta,
 //! priority escalation, owner), the previous-week link, the per-run cap and the result shape.
@@ -271,7 +271,7 @@ fn reports<'c>(ctx: &'c mut Ctx<'_>) -> Result<&'c mut dyn Reports> {
     }
 }
 
-/// `auto_generate_weekly` (SPEC §5.2).
+/// `auto_generate_weekly` (`docs/actions.md`).
 pub fn auto_generate_weekly(
     store: &mut dyn BacklogStore,
     p: WeeklyParams,
@@ -413,7 +413,7 @@ fn stale_warning(
     vec![line]
 }
 
-/// `auto_generate_daily` (SPEC §5.3): an `slo_hardening` item for every service of the latest
+/// `auto_generate_daily` (`docs/actions.md`): an `slo_hardening` item for every service of the latest
 /// risk digest whose band is in `generation.daily_risk_bands`, under the weekly dedupe key of
 /// the current week (of the context's clock), so it merges with the weekly item.
 ///

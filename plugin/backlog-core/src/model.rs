@@ -1,4 +1,4 @@
-//! The data model of SPEC §2: items, events and their closed vocabularies.
+//! The data model (see `docs/data-model.md`): items, events and their closed vocabularies.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -1,4 +1,4 @@
-//! The backlog policy (SPEC §4, `config/backlog_policy.yml`): categories in evaluation order,
+//! The backlog policy (`docs/configuration.md`, `config/backlog_policy.yml`): categories in evaluation order,
 //! ownership, defaults, dedupe prefix, generation switches, dashboard limits.
 //!
 //! Owns the policy's shape, its built-in defaults (and their shipped text,
@@ -23,7 +23,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::model::Priority;
 
-/// The whole policy. `Default` is SPEC §4's built-in policy (the text of
+/// The whole policy. `Default` is the built-in policy described in `docs/configuration.md` (the text of
 /// [`DEFAULT_POLICY_YAML`]). Deserializing (from any serde format) runs [`Policy::from_document`],
 /// so a deserialized policy is always valid.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -342,10 +342,10 @@ impl Default for Dashboard {
     }
 }
 
-/// The text of the shipped `config/backlog_policy.yml`: every key of SPEC §4 at its built-in
+/// The text of the shipped `config/backlog_policy.yml`: every key (see `docs/configuration.md`) at its built-in
 /// default, with comments. [`Policy::default`] is what this text means (the host tests that
 /// it parses to exactly that; [`DEFAULT_POLICY_JSON`] is the same document as JSON).
-pub const DEFAULT_POLICY_YAML: &str = r#"# Backlog policy of the Engineering Backlog Bridge (SPEC §4).
+pub const DEFAULT_POLICY_YAML: &str = r#"# Backlog policy of the Engineering Backlog Bridge (docs/configuration.md).
 #
 # A missing file means exactly these built-in defaults. A partial file is deep-merged over
 # them key by key, except that a given `categories` map replaces the default one whole. An

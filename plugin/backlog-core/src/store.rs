@@ -117,7 +117,7 @@ pub trait BacklogStore {
     /// `Unavailable` for a real run and `Ok(0)` for a dry run.
     fn cleanup(&mut self, cutoff: &str, dry_run: bool) -> Result<usize, StoreError>;
 
-    /// The dashboard of `env` (SPEC §6) on day `today` (`YYYY-MM-DD`, UTC) under `policy`'s
+    /// The dashboard of `env` (`docs/actions.md`) on day `today` (`YYYY-MM-DD`, UTC) under `policy`'s
     /// limits and thresholds. Every field is filled except `generated_at`, which the
     /// `dashboard` action stamps from its context (stores have no clock; leave it empty).
     ///

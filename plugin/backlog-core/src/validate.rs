@@ -1,4 +1,4 @@
-//! Field rules of SPEC §2.1 and the action params (§3), one function per rule. Each returns
+//! Field rules (see `docs/data-model.md`) and the action params (`docs/actions.md`), one function per rule. Each returns
 //! `invalid_input` naming the field and the rule it broke.
 //!
 //! Lengths count Unicode scalar values (`chars`), never bytes; U+0000 is rejected in every
@@ -458,7 +458,7 @@ pub fn timestamp(field: &str, s: &str) -> Result {
     )))
 }
 
-/// Every field rule of §2.1 on a whole item, except membership of `category` in the policy
+/// Every field rule (see `docs/data-model.md`) on a whole item, except membership of `category` in the policy
 /// (a stored item keeps a category the policy has since dropped).
 pub fn item(item: &Item) -> Result {
     item_id("id", &item.id)?;

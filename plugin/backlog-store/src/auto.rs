@@ -1,4 +1,4 @@
-//! The `auto` backend (SPEC §7): [`AutoStore`], Postgres when it answers with the current
+//! The `auto` backend (`docs/storage.md`): [`AutoStore`], Postgres when it answers with the current
 //! schema, otherwise the JSONL store — and nothing written during an outage is lost or hidden.
 //!
 //! Owns the choice of store for each call, the outage bookkeeping in the JSONL directory and
@@ -38,7 +38,7 @@
 //! [`BacklogStore::absent_reason`]), and `list`/`dashboard` answers say `"degraded": true`.
 //!
 //! Limitation: during an outage only what the JSONL directory holds is visible (items
-//! written through JSONL before), as SPEC §7's fallback implies; an item last written during
+//! written through JSONL before), as the fallback described in `docs/storage.md` implies; an item last written during
 //! an earlier outage is seen there in that version, and an update made to it then wins over
 //! Postgres on replay when it is newer.
 

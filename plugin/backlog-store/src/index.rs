@@ -6,7 +6,7 @@
 //! Events may be indexed before their item (another process appended the item line after this
 //! one looked at `items.jsonl`): they attach to a placeholder slot without keys, which the item
 //! fills in when its line is seen. A placeholder that never gets an item holds events whose
-//! item is gone (SPEC §7: ignored on read).
+//! item is gone (`docs/storage.md`: ignored on read).
 //!
 //! Listing: `list::select` filters and partially sorts the keys on every call, chasing
 //! pointers into their strings (several ms at 100k items, more inside wasm). Instead the index

@@ -1,4 +1,4 @@
-//! The `jsonl` backend (SPEC §7): `items.jsonl` and `events.jsonl`, append-only, one compact
+//! The `jsonl` backend (`docs/storage.md`): `items.jsonl` and `events.jsonl`, append-only, one compact
 //! JSON object per line; reading keeps the last line per `id`.
 //!
 //! The store is meant to live across calls (in a warm component instance), keeping a warm

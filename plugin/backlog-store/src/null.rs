@@ -1,4 +1,4 @@
-//! The `null` backend (SPEC §7): storage disabled. Reads answer empty, writes `unavailable`.
+//! The `null` backend (`docs/storage.md`): storage disabled. Reads answer empty, writes `unavailable`.
 
 use backlog_core::list::{ItemKeys, ListQuery};
 use backlog_core::model::{Event, Item};

@@ -1,4 +1,4 @@
-//! The `postgres` backend (SPEC §7): [`PostgresStore`], a [`BacklogStore`] over the tables of
+//! The `postgres` backend (`docs/storage.md`): [`PostgresStore`], a [`BacklogStore`] over the tables of
 //! schema v1 ([`crate::PG_SCHEMA_SQL`]), reached through the [`Sql`] seam.
 //!
 //! Owns the SQL text of every backlog statement and the decoding of their rows ([`rows`]).

@@ -1,4 +1,4 @@
--- backlog-bridge Postgres schema, version 1 (SPEC §8). Idempotent: every statement can run
+-- backlog-bridge Postgres schema, version 1 (docs/storage.md). Idempotent: every statement can run
 -- again on a migrated database. `backlog-bridge migrate` runs these statements in order, in
 -- one transaction, and records the version.
 CREATE TABLE IF NOT EXISTS backlog_schema_version (
@@ -41,7 +41,7 @@ CREATE INDEX IF NOT EXISTS backlog_items_due_date_idx ON backlog_items (due_date
 CREATE INDEX IF NOT EXISTS backlog_items_owner_idx ON backlog_items (owner);
 CREATE INDEX IF NOT EXISTS backlog_items_category_idx ON backlog_items (category);
 CREATE INDEX IF NOT EXISTS backlog_events_item_id_idx ON backlog_events (item_id, seq);
--- Beyond the seven of SPEC §8: covers every column the dashboard counts, so they come from
+-- Beyond the seven (see docs/storage.md): covers every column the dashboard counts, so they come from
 -- one index-only scan of the env's entries instead of the heap (a query plan, not a
 -- contract: running `migrate` again adds it to a database migrated before).
 CREATE INDEX IF NOT EXISTS backlog_items_dashboard_idx ON backlog_items (env, service, status, priority, due_date);

@@ -1,5 +1,5 @@
 //! The `auto` store against a real PostgreSQL 15 that is stopped and started: the outage
-//! drill of SPEC §7 — writes keep succeeding on JSONL while Postgres is down, the retry time
+//! drill (see `docs/storage.md`) — writes keep succeeding on JSONL while Postgres is down, the retry time
 //! lives on disk (no Postgres contact before it), the journal is replayed (newer wins, events
 //! by id, dedupe merge) before auto switches back, an unconfirmed replay is redone, and
 //! nothing is lost or duplicated.

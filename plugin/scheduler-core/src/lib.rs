@@ -1,4 +1,4 @@
-//! Pure scheduler logic (SPEC §11): 5-field cron evaluated in UTC, the task registry
+//! Pure scheduler logic (`docs/scheduler.md`): 5-field cron evaluated in UTC, the task registry
 //! (`ops/task_registry.yml`) and its validation, planning which runs are due in a span of
 //! minutes, and the `/etc/cron.d` file rendered from the registry with its drift check.
 //!

@@ -1,4 +1,4 @@
-//! Which runs are due when the scheduler looks at the clock (SPEC §11).
+//! Which runs are due when the scheduler looks at the clock (`docs/scheduler.md`).
 //!
 //! The loop looks once per minute (`tick`). Each look covers the minutes since the previous
 //! one (`window_start..=tick`); after downtime the window reaches back to the job's last

@@ -1,4 +1,4 @@
-//! `ops/task_registry.yml` (SPEC §11): the one source of truth for scheduled jobs.
+//! `ops/task_registry.yml` (`docs/scheduler.md`): the one source of truth for scheduled jobs.
 //!
 //! Validation on load: YAML shape (unknown keys refused), ids, cron syntax, `retryable`
 //! (true or false, default false), duplicate ids,
@@ -341,7 +341,7 @@ fn valid_id(id: &str) -> bool {
 }
 
 impl Job {
-    /// The `/v1/tools/execute` body: `{"tool","action", …params}` (params flat, SPEC §10).
+    /// The `/v1/tools/execute` body: `{"tool","action", …params}` (params flat, `docs/http-api.md`).
     pub fn request_body(&self) -> Value {
         request_body(&self.tool, &self.action, &self.params)
     }

@@ -1,4 +1,4 @@
-//! The `scheduler` component (SPEC §11): plans a job (from the registry text or an ad-hoc
+//! The `scheduler` component (`docs/scheduler.md`): plans a job (from the registry text or an ad-hoc
 //! tool call), applies dry-run, invokes the tool through the host's `invoker` import and
 //! interprets the answer into a report.
 //!

@@ -36,7 +36,7 @@ use crate::runtime::bindings::pg::{PgError, QueryResult, SqlError};
 /// The database name guests use: the only one the host grants.
 pub const DATABASE: &str = "backlog";
 
-/// Limits of the host's Postgres access (SPEC §12 style defaults); the timeouts can be set
+/// Limits of the host's Postgres access (defaults as documented in `docs/configuration.md`); the timeouts can be set
 /// with [`CONNECT_TIMEOUT_VAR`] and [`STATEMENT_TIMEOUT_VAR`] ([`Limits::from_env`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -6,7 +6,7 @@
 //! (`::text`, `::int8`, `::float8`).
 //!
 //! Timestamps leave the host as RFC 3339 UTC with microseconds (`2026-03-02T06:20:01.123456Z`);
-//! as parameters they may carry any offset, or none (read as UTC, the spec's legacy form).
+//! as parameters they may carry any offset, or none (read as UTC, the legacy form).
 
 use std::error::Error;
 

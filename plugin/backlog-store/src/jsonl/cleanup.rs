@@ -1,4 +1,4 @@
-//! `cleanup` for the JSONL store (SPEC §7): delete expired items with their events and compact
+//! `cleanup` for the JSONL store (`docs/storage.md`): delete expired items with their events and compact
 //! both files, each rewritten atomically — `items.jsonl` first, then `events.jsonl`.
 //!
 //! A rewrite keeps, in file order, only the latest line of each item that is not expired
