@@ -173,7 +173,7 @@ impl JsonlStore {
             if fs::symlink_metadata(&path).is_ok() {
                 match fs::remove_file(&path) {
                     Ok(()) => (self.warn)(&format!(
-                        "jsonl: removed {name}, left behind by a cleanup that did not finish"
+                        "jsonl: warning: removed {name}, left behind by a cleanup that did not finish"
                     )),
                     Err(e) => (self.warn)(&format!(
                         "jsonl: warning: cannot remove {name} left behind by an unfinished cleanup: {e}"
