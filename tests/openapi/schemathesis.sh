@@ -29,6 +29,9 @@ if [[ ! -f "$stamp" ]]; then
     touch "$stamp"
 fi
 
+# Schemathesis keeps a `.schemathesis` directory in its working directory: the venv's.
+venv="$(cd "$venv" && pwd)"
+cd "$venv"
 exec "$venv/bin/st" run "$base/openapi.json" \
     --url "$base" \
     --header "Authorization: Bearer $KEY" \
