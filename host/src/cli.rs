@@ -210,6 +210,9 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Prints the OpenAPI 3.1 document `serve` answers at `/openapi.json` (the installed
+    /// tools' schemas), e.g. `backlog-bridge openapi > ops/openapi.json`.
+    Openapi,
     /// Prints the man page (roff), e.g. `backlog-bridge man > /usr/local/share/man/man1/backlog-bridge.1`.
     Man,
     /// Registered tools and actions.
@@ -384,6 +387,13 @@ fn run(args: Args, format: Format) -> Result<(), Failure> {
                     true,
                 )),
             }
+        }
+        Command::Openapi => {
+            let bridge = Bridge::load(settings).map_err(Failure::Config)?;
+            let doc = http::openapi::document(&bridge);
+            let text =
+                serde_json::to_string_pretty(&doc).map_err(|e| Failure::Exit(1, e.into()))?;
+            emit_line(&text)
         }
         Command::Batch { agent } => {
             let bridge = load(settings, agent.as_deref().unwrap_or(DEFAULT_BATCH_AGENT))?;

@@ -40,3 +40,5 @@ mod limits;
 mod mcp;
 // The operator's side: output formats, explain, completions, ops and deploy files.
 mod ops;
+// The API description: /openapi.json, ops/openapi.json, schemathesis over the real serve.
+mod openapi;

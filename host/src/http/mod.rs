@@ -16,6 +16,7 @@ pub mod auth;
 pub mod browser;
 pub mod conn;
 pub mod metrics;
+pub mod openapi;
 pub mod params;
 pub mod routes;
 

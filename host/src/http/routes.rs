@@ -74,6 +74,7 @@ pub fn router(app: Arc<App>, mcp: Router<Arc<App>>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), front))
@@ -722,11 +723,16 @@ async fn metrics(State(app): AppState) -> Response {
     }
 }
 
+/// `GET /openapi.json`: the API description (`super::openapi`), no key.
+async fn openapi(State(app): AppState) -> Response {
+    json_response(StatusCode::OK, &super::openapi::document(&app.bridge))
+}
+
 async fn not_found(method: Method, uri: axum::http::Uri, headers: HeaderMap) -> Response {
     let resp = error_response(&ToolError::new(
         Code::NotFound,
         format!(
-            "no route {method} {} (routes: /v1/tools/execute, /v1/tools, /v1/explain, /v1/backlog/…, /healthz, /readyz, /metrics)",
+            "no route {method} {} (routes: /v1/tools/execute, /v1/tools, /v1/explain, /v1/backlog/…, /healthz, /readyz, /metrics, /openapi.json)",
             uri.path()
         ),
     ));
