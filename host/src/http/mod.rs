@@ -18,6 +18,7 @@ pub mod conn;
 pub mod metrics;
 pub mod params;
 pub mod routes;
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
