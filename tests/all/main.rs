@@ -32,6 +32,8 @@ mod http;
 // The router's limits: connections, timeouts, the browser guard (with headless Chromium),
 // key hygiene, readiness.
 mod router;
+// The read-only review page at /ui in headless Chromium, its headers and guard.
+mod ui;
 // Three `serve --scheduler` replicas on one Postgres: exactly-once jobs, leases, outages.
 mod drill;
 // Item limits, list paging, reserved keys, batch --agent, symlinks, host filesystem errors.

@@ -453,11 +453,9 @@ fn the_browser_guard_refuses_pages_on_every_route() {
     assert_eq!(body_json(&text)["total"], 5, "{text}");
 }
 
-/// One real browser: a page on another loopback origin tries a `no-cors` fetch and two form
-/// submits against a bridge with `--anonymous-agent operator`. Nothing is created.
-#[test]
-fn a_page_in_headless_chromium_cannot_write_through_the_anonymous_agent() {
-    let chromium = ["chromium", "chromium-browser"]
+/// The installed Chromium (Debian's `chromium`).
+fn chromium_binary() -> &'static str {
+    ["chromium", "chromium-browser"]
         .into_iter()
         .find(|c| {
             Command::new(c)
@@ -467,7 +465,53 @@ fn a_page_in_headless_chromium_cannot_write_through_the_anonymous_agent() {
                 .status()
                 .is_ok_and(|s| s.success())
         })
-        .expect("chromium is not installed (.ci/run installs the Debian package `chromium`)");
+        .expect("chromium is not installed (.ci/run installs the Debian package `chromium`)")
+}
+
+/// Runs headless Chromium on `url` with a fresh profile, 10 s of virtual time for the page's
+/// scripts and `args` (`--dump-dom`, `--screenshot=…`); returns its stdout (the DOM).
+pub(crate) fn chromium(args: &[&str], url: &str) -> String {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut child = Command::new(chromium_binary())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=10000",
+        ])
+        .args(args)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn chromium");
+    let mut out = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut dom = String::new();
+        let _ = out.read_to_string(&mut dom);
+        dom
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50)); // retry interval of a bounded poll
+    }
+    reader.join().expect("stdout reader")
+}
+
+/// One real browser: a page on another loopback origin tries a `no-cors` fetch and two form
+/// submits against a bridge with `--anonymous-agent operator`. Nothing is created.
+#[test]
+fn a_page_in_headless_chromium_cannot_write_through_the_anonymous_agent() {
     let env = env();
     let server = Server::start(&env, &["--anonymous-agent", "operator"]);
     let bridge = server.base.clone();
@@ -502,38 +546,7 @@ document.getElementById("urlenc").submit();
             );
         }
     });
-    let profile = tempfile::tempdir().expect("profile dir");
-    let mut child = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(&page_url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn chromium");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("chromium did not finish within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(50)); // retry interval of a bounded poll
-    }
-    let mut dom = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        let _ = out.read_to_string(&mut dom);
-    }
+    let dom = chromium(&["--dump-dom"], &page_url);
     assert!(
         dom.contains("fetch-done"),
         "the page's fetch did not run: {dom}"

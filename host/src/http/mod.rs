@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod params;
 pub mod routes;
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -59,6 +59,8 @@ pub fn router(app: Arc<App>, mcp: Router<Arc<App>>) -> Router {
         // `/mcp` and the OAuth discovery 404s (`crate::mcp::http_router`): authenticated by
         // the same keys through `App::authenticate`, logged and counted like every route.
         .merge(mcp)
+        // The read-only review page (`super::ui`): static files, data through the GET routes.
+        .merge(super::ui::routes())
         .route("/v1/tools/execute", post(execute))
         .route("/v1/tools", get(list_tools))
         .route("/v1/explain", get(explain))
@@ -732,7 +734,7 @@ async fn not_found(method: Method, uri: axum::http::Uri, headers: HeaderMap) -> 
     let resp = error_response(&ToolError::new(
         Code::NotFound,
         format!(
-            "no route {method} {} (routes: /v1/tools/execute, /v1/tools, /v1/explain, /v1/backlog/…, /healthz, /readyz, /metrics, /openapi.json)",
+            "no route {method} {} (routes: /v1/tools/execute, /v1/tools, /v1/explain, /v1/backlog/…, /healthz, /readyz, /metrics, /openapi.json, /ui)",
             uri.path()
         ),
     ));
