@@ -29,6 +29,8 @@ use backlog_core::policy::Policy;
 use backlog_core::store::{self, BacklogStore, Page, StoreError};
 use backlog_core::time;
 
+use crate::jsonl::PAGE_MAX_BYTES;
+
 pub use sql::{
     INSUFFICIENT_PRIVILEGE, MIGRATE_HINT, QueryResult, READ_ONLY_TRANSACTION, Sql, SqlError,
     UNIQUE_VIOLATION, Value,
@@ -63,6 +65,11 @@ pub const KEY_COLUMNS: &str = "id, env, service, owner, category, priority, stat
 
 /// The listing order (priority, due_date, id) in byte order.
 const LIST_ORDER: &str = r#"priority COLLATE "C", due_date, id COLLATE "C""#;
+
+/// What one item of `backlog_items i` costs a page, in bytes of text: its large fields plus a
+/// fixed allowance for the small ones (the measure of the `list` page budget).
+const ITEM_TEXT_BYTES: &str = "octet_length(i.meta::text) + octet_length(i.evidence_refs::text) \
+     + octet_length(i.description) + octet_length(i.title) + 512";
 /// "Not terminal", as SQL.
 const LIVE: &str = "status NOT IN ('done', 'canceled')";
 
@@ -595,12 +602,20 @@ impl<S: Sql> BacklogStore for PostgresStore<S> {
         let wh = f.where_clause();
         let limit = f.bind(int(query.limit));
         let offset = f.bind(int(query.offset));
-        // Sort and count narrow rows; build full items for the page only.
+        // Sort and count narrow rows; build full items for the page only, and end the page
+        // before the item that would take it past `PAGE_MAX_BYTES` of item text (the JSONL
+        // store's budget; at least one item), so a page fits the guest's memory whatever
+        // `limit` asks for and whatever an older version stored.
         let statement = format!(
             "WITH page AS (SELECT id, priority, due_date, count(*) OVER () AS total \
-             FROM backlog_items{wh} ORDER BY {LIST_ORDER} LIMIT {limit} OFFSET {offset}) \
-             SELECT {}, page.total FROM page JOIN backlog_items i ON i.id = page.id \
-             ORDER BY page.priority COLLATE \"C\", page.due_date, page.id COLLATE \"C\"",
+             FROM backlog_items{wh} ORDER BY {LIST_ORDER} LIMIT {limit} OFFSET {offset}), \
+             sized AS (SELECT page.id, page.total, sum({ITEM_TEXT_BYTES}) OVER (ORDER BY \
+             page.priority COLLATE \"C\", page.due_date, page.id COLLATE \"C\" ROWS UNBOUNDED \
+             PRECEDING) - ({ITEM_TEXT_BYTES}) AS bytes_before \
+             FROM page JOIN backlog_items i ON i.id = page.id) \
+             SELECT {}, sized.total FROM sized JOIN backlog_items i ON i.id = sized.id \
+             WHERE sized.bytes_before < {PAGE_MAX_BYTES} \
+             ORDER BY i.priority COLLATE \"C\", i.due_date, i.id COLLATE \"C\"",
             item_columns!("i.")
         );
         let r = self.query(&statement, &f.params)?;

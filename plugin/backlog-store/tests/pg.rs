@@ -1098,3 +1098,43 @@ fn the_action_layer_runs_unchanged_on_postgres() {
     let db = pg.store.sql_mut().db.clone();
     assert!(count(cluster(), &db, "backlog_items") >= 3);
 }
+
+/// A page stops at the byte budget, as on JSONL: 25 items of ~0.95 MB of evidence (as an older
+/// version stored them) come back a few at a time, each page under the budget, every item once.
+#[test]
+fn list_pages_stay_within_the_byte_budget() {
+    let mut s = store("list_budget");
+    for n in 1..=25 {
+        let mut it = item(n);
+        it.evidence_refs = BTreeMap::from([(
+            "alerts".to_string(),
+            (0..79_000).map(|i| format!("a{i:08}")).collect(),
+        )]);
+        write(&mut s, Some(&it), &[]);
+    }
+    let item_bytes = serde_json::to_string(&item(1).evidence_refs).unwrap().len() as u64
+        + 79_000 * 12;
+    let mut q = ListQuery::default();
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = list(&mut s, &q, "2026-03-02");
+        pages += 1;
+        assert_eq!(page.total, 25);
+        assert!(!page.items.is_empty());
+        assert!(
+            page.items.len() as u64 * item_bytes <= backlog_store::PAGE_MAX_BYTES + item_bytes,
+            "{} items of ~{item_bytes} bytes",
+            page.items.len()
+        );
+        seen.extend(page.items.iter().map(|i| i.id.clone()));
+        match q.next_offset(page.items.len(), page.total) {
+            Some(next) => q.offset = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    let unique: std::collections::BTreeSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), 25);
+    assert!(pages >= 3, "25 items of ~0.95 MB take at least 3 pages of 8 MiB: {pages}");
+}

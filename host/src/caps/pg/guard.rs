@@ -127,7 +127,7 @@ pub const FUNCTIONS: &[&str] = &[
     "transaction_timestamp", "date_trunc", "date_part", "extract", "to_char", "to_date",
     "to_timestamp", "age", "make_date", "make_interval",
     // text
-    "lower", "upper", "length", "char_length", "btrim", "ltrim", "rtrim", "trim", "substr",
+    "lower", "upper", "length", "char_length", "octet_length", "btrim", "ltrim", "rtrim", "trim", "substr",
     "substring", "replace", "position", "strpos", "concat", "concat_ws", "left", "right",
     "split_part", "starts_with",
     // numbers
@@ -637,6 +637,14 @@ mod tests {
             "WITH page AS (SELECT id, priority, due_date, count(*) OVER () AS total \
              FROM backlog_items ORDER BY priority COLLATE \"C\" LIMIT $1 OFFSET $2) \
              SELECT i.id, page.total FROM page JOIN backlog_items i ON i.id = page.id",
+            "WITH page AS (SELECT id, priority, due_date, count(*) OVER () AS total \
+             FROM backlog_items ORDER BY priority COLLATE \"C\" LIMIT $1 OFFSET $2), \
+             sized AS (SELECT page.id, page.total, sum(octet_length(i.meta::text) + 512) OVER \
+             (ORDER BY page.priority COLLATE \"C\", page.id COLLATE \"C\" ROWS UNBOUNDED \
+             PRECEDING) - (octet_length(i.meta::text) + 512) AS bytes_before \
+             FROM page JOIN backlog_items i ON i.id = page.id) \
+             SELECT i.id, sized.total FROM sized JOIN backlog_items i ON i.id = sized.id \
+             WHERE sized.bytes_before < 8388608 ORDER BY i.priority COLLATE \"C\"",
         ] {
             allowed(sql);
         }
