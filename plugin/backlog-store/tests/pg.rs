@@ -1112,8 +1112,8 @@ fn list_pages_stay_within_the_byte_budget() {
         )]);
         write(&mut s, Some(&it), &[]);
     }
-    let item_bytes = serde_json::to_string(&item(1).evidence_refs).unwrap().len() as u64
-        + 79_000 * 12;
+    let item_bytes =
+        serde_json::to_string(&item(1).evidence_refs).unwrap().len() as u64 + 79_000 * 12;
     let mut q = ListQuery::default();
     let mut seen = Vec::new();
     let mut pages = 0;
@@ -1136,5 +1136,8 @@ fn list_pages_stay_within_the_byte_budget() {
     assert_eq!(seen.len(), 25);
     let unique: std::collections::BTreeSet<_> = seen.iter().collect();
     assert_eq!(unique.len(), 25);
-    assert!(pages >= 3, "25 items of ~0.95 MB take at least 3 pages of 8 MiB: {pages}");
+    assert!(
+        pages >= 3,
+        "25 items of ~0.95 MB take at least 3 pages of 8 MiB: {pages}"
+    );
 }
