@@ -12,11 +12,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::backends::{poll, set_clock};
+use crate::backends::{moved, poll, set_clock};
 use crate::http::{OPERATOR_KEY, Server, VIEWER_KEY};
 use crate::pg::TestDb;
 use crate::util::Env;
@@ -71,10 +71,24 @@ fn finished(db: &TestDb, job: &str, at: &str) -> String {
     })
 }
 
+/// The recorded error of (job, minute), for failure messages.
+fn run_error(db: &TestDb, job: &str, at: &str) -> String {
+    db.scalar(&format!(
+        "coalesce((SELECT error FROM scheduler_runs WHERE job_id = '{job}' AND \
+         scheduled_minute = '{at}'), '')"
+    ))
+}
+
 /// Moves the shared clock to 10:`m` and waits until `every_minute` of that minute ran.
 fn step(db: &TestDb, clock: &std::path::Path, m: u32) {
     set_clock(clock, &minute(m));
-    assert_eq!(finished(db, "every_minute", &minute(m)), "ok");
+    let outcome = finished(db, "every_minute", &minute(m));
+    assert_eq!(
+        outcome,
+        "ok",
+        "every_minute at 10:{m:02}: {}",
+        run_error(db, "every_minute", &minute(m))
+    );
 }
 
 /// One client's acknowledged writes, as the item each should have produced.
@@ -216,7 +230,13 @@ fn three_replicas_on_one_postgres_run_jobs_once_survive_a_restart_and_a_kill() {
         .map(|env| Server::start(env, &["--scheduler"]))
         .collect();
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
-    assert_eq!(finished(&db, "every_minute", &minute(0)), "ok");
+    let outcome = finished(&db, "every_minute", &minute(0));
+    assert_eq!(
+        outcome,
+        "ok",
+        "{}",
+        run_error(&db, "every_minute", &minute(0))
+    );
 
     // The load, over all three replicas.
     let stop = Arc::new(AtomicBool::new(false));
@@ -241,13 +261,19 @@ fn three_replicas_on_one_postgres_run_jobs_once_survive_a_restart_and_a_kill() {
         || (acked.load(Ordering::Relaxed) >= before + 10).then_some(()),
     );
     cluster.resume();
-    // Past the retry time: every replica returns to Postgres by itself.
-    step(&db, &clock, 2);
+    // Past the retry time every replica returns to Postgres by itself. The clock runs on with
+    // real time inside minute 10:01 (whose job has run): the pool keeps a server it found hung
+    // down for a few seconds, so a replica's first probe may fail and the next one succeed.
+    let from = Instant::now();
     for s in &servers {
         poll(
-            Duration::from_secs(60),
+            Duration::from_secs(55),
             "every replica back on postgres",
             || {
+                set_clock(
+                    &clock,
+                    &moved(&minute(1), from.elapsed().min(Duration::from_secs(59))),
+                );
                 let r = s.get("/readyz", None);
                 let body = (r.status == 200).then(|| r.json())?;
                 (body == json!({"backend":"postgres","degraded":false,"pending_replay":0}))
@@ -255,6 +281,7 @@ fn three_replicas_on_one_postgres_run_jobs_once_survive_a_restart_and_a_kill() {
             },
         );
     }
+    step(&db, &clock, 2);
     let after = acked.load(Ordering::Relaxed);
     poll(Duration::from_secs(60), "writes after the outage", || {
         (acked.load(Ordering::Relaxed) >= after + 20).then_some(())
