@@ -181,6 +181,9 @@ pub struct StoreStatus {
     pub pending_replay: usize,
     /// Whether a write would be accepted (false: `null`, or `postgres` down).
     pub writable: bool,
+    /// When the Postgres state above is the last known one rather than asked now (the pool
+    /// found the server down moments ago and does not wait on it again): how old it is.
+    pub postgres_age: Option<Duration>,
 }
 
 /// One tool call as an entry point received it, after authentication.
@@ -678,6 +681,11 @@ impl Bridge {
             degraded,
             pending_replay,
             writable: true,
+            postgres_age: None,
+        };
+        // The age of a last known "down" (a fresh answer, or a known "up", has none).
+        let age_of = |s: &crate::caps::pg::PgStatus| {
+            (!(s.reachable && s.schema_current) && !s.age.is_zero()).then_some(s.age)
         };
         match (
             self.settings.backend,
@@ -689,21 +697,23 @@ impl Bridge {
                 degraded: false,
                 pending_replay: 0,
                 writable: false,
+                postgres_age: None,
             },
             (Backend::Memory, ..) => StoreStatus {
                 backend: "memory",
                 ..jsonl(false, 0)
             },
             (Backend::Postgres, pg, _) => {
-                let up = pg.is_some_and(|pg| {
-                    let s = pg.status();
-                    s.reachable && s.schema_current
-                });
+                let status = pg.map(Postgres::status);
+                let up = status
+                    .as_ref()
+                    .is_some_and(|s| s.reachable && s.schema_current);
                 StoreStatus {
                     backend: "postgres",
                     degraded: !up,
                     pending_replay: 0,
                     writable: up,
+                    postgres_age: status.as_ref().and_then(age_of),
                 }
             }
             (Backend::Auto, Some(pg), Some(dir)) => {
@@ -720,7 +730,10 @@ impl Bridge {
                         ..jsonl(false, auto.pending_replay)
                     }
                 } else {
-                    jsonl(true, auto.pending_replay)
+                    StoreStatus {
+                        postgres_age: age_of(&s),
+                        ..jsonl(true, auto.pending_replay)
+                    }
                 }
             }
             (Backend::Auto | Backend::Jsonl, ..) => jsonl(false, 0),

@@ -94,6 +94,33 @@ fn deep_meta_is_refused_and_an_older_deep_item_does_not_break_reads() {
     let dash = env.ok("dashboard", json!({"env": "prod"}));
     assert_eq!(dash["overdue_count"], 3, "{dash}");
 
+    // An event line nested past any parser does not break the item's history either.
+    let deep = format!("{}1{}", "[".repeat(400), "]".repeat(400));
+    append(
+        &env.backlog_dir().join("events.jsonl"),
+        &format!(
+            "{{\"id\":\"ev_0000000000e1\",\"item_id\":\"bl_0000000000d2\",\
+             \"ts\":\"2026-11-03T00:00:00.000000Z\",\"type\":\"commented\",\"actor\":\"old\",\
+             \"message\":\"m\",\"meta\":{{\"d\":{deep}}}}}\n"
+        ),
+    );
+    let events = env.ok("events", json!({"id": "bl_0000000000d2"}));
+    let last = events["events"].as_array().and_then(|e| e.last()).cloned();
+    assert_eq!(
+        last.as_ref().map(|e| e["id"].clone()),
+        Some(json!("ev_0000000000e1")),
+        "{events}"
+    );
+    assert!(last.unwrap()["meta"]["_truncated"].is_string(), "{events}");
+    let item = env.ok(
+        "get",
+        json!({"id": "bl_0000000000d2", "include_events": true}),
+    );
+    assert!(
+        item["events"].as_array().is_some_and(|e| !e.is_empty()),
+        "{item}"
+    );
+
     // The overdue gauges stay present and count the repaired items.
     let env = env
         .var("OPERATOR_API_KEY", "op-key-0123456789abcdef")
@@ -594,9 +621,18 @@ fn postgres_items_over_the_limits_are_read_truncated() {
          evidence_refs = '{{\"alerts\": [{}]}}'::jsonb",
         ids.join(",")
     ));
-    let page = env.ok("list", json!({}));
+    let run = env.call("operator", "backlog_tool", "list", &json!({}));
+    assert_eq!(run.code, 0, "{run:?}");
+    let page = run.json();
     let item = &page["items"][0];
     assert!(item["meta"]["_truncated"].is_string(), "{page}");
+    assert!(
+        run.stderr
+            .contains("over the stored limits, answered truncated")
+            && run.stderr.contains(item["id"].as_str().unwrap()),
+        "a warning names the item: {}",
+        run.stderr
+    );
     assert_eq!(
         item["evidence_refs"]["alerts"].as_array().map(Vec::len),
         Some(1000)

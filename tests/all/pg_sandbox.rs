@@ -856,6 +856,14 @@ fn a_hung_server_costs_at_most_one_connect_timeout() {
     assert!(secs < bound, "/metrics took {secs:.2} s");
     let (_, body, secs) = timed(&server, "GET", "/readyz", None);
     assert!(secs < bound, "/readyz took {secs:.2} s: {body}");
+    // The last known state, served with its age.
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["backend"], "postgres", "{body}");
+    assert_eq!(ready["degraded"], true, "{body}");
+    assert!(
+        ready["postgres_checked_ms_ago"].as_u64().is_some(),
+        "the age of the last known state: {body}"
+    );
     // The log says why, once (bounded poll: the reader thread may lag behind the response).
     let mut log = server.log();
     for _ in 0..500 {

@@ -683,7 +683,8 @@ async fn healthz() -> Response {
 }
 
 /// `GET /readyz`: `{"backend","degraded","pending_replay"}`; 503 when writes would fail
-/// (with `reason` when the JSONL directory refuses them).
+/// (with `reason` when the JSONL directory refuses them), and `postgres_checked_ms_ago` when
+/// the Postgres state is the last known one (the server was found down moments ago).
 async fn readyz(State(app): AppState) -> Response {
     let probed = app
         .blocking(|bridge| {
@@ -702,6 +703,10 @@ async fn readyz(State(app): AppState) -> Response {
                 StatusCode::SERVICE_UNAVAILABLE
             };
             let mut body = json!({"backend": s.backend, "degraded": s.degraded, "pending_replay": s.pending_replay});
+            // The last known Postgres state, not asked again while the server is marked down.
+            if let Some(age) = s.postgres_age {
+                body["postgres_checked_ms_ago"] = json!(age.as_millis() as u64);
+            }
             if let Some(reason) = refused {
                 tracing::warn!("router: not ready: {reason}");
                 body["reason"] = Value::String(reason);

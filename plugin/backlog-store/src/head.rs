@@ -81,19 +81,19 @@ pub(crate) fn parse<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Result<Option<T>,
         .map_err(|e| e.to_string())
 }
 
-/// [`parse`] of an item line that also reads lines whose `meta` is nested too deep for the
-/// parser (older versions stored them): such a line is parsed with its `meta` replaced
-/// ([`crate::deep::fit_meta`]), the replacement kept in `buf`. On failure the reason is the
-/// original line's.
-pub(crate) fn parse_item<'a>(
+/// [`parse`] of an item or event line that also reads lines whose `meta` is nested too deep
+/// for the parser (older versions stored them): such a line is parsed with its `meta`
+/// replaced ([`crate::deep::fit_meta`]), the replacement kept in `buf`. On failure the reason
+/// is the original line's.
+pub(crate) fn parse_fitted<'a, T: Deserialize<'a>>(
     line: &'a [u8],
     buf: &'a mut Option<Vec<u8>>,
-) -> Result<Option<ItemHead<'a>>, String> {
-    match parse::<ItemHead>(line) {
+) -> Result<Option<T>, String> {
+    match parse::<T>(line) {
         Err(reason) => match crate::deep::fit_meta(trim_newline(line)) {
             Some(fixed) => {
                 let fixed: &'a [u8] = buf.insert(fixed);
-                parse::<ItemHead>(fixed).map_err(|_| reason)
+                parse::<T>(fixed).map_err(|_| reason)
             }
             None => Err(reason),
         },

@@ -23,7 +23,7 @@ use backlog_core::store::{BacklogStore, Page, StoreError};
 
 use crate::error::{JsonlError, read_err, refuse_symlink, write_err};
 use crate::file::{FileState, Plan, read_at};
-use crate::head::{self, EventHead};
+use crate::head::{self, EventHead, ItemHead};
 use crate::index::{Index, Loc};
 
 mod cleanup;
@@ -245,7 +245,7 @@ impl JsonlStore {
         let file = items.name;
         items.scan(warn.as_mut(), |line, off, len| {
             let mut buf = None;
-            let h = match head::parse_item(line, &mut buf) {
+            let h = match head::parse_fitted::<ItemHead>(line, &mut buf) {
                 Ok(Some(h)) => h,
                 Ok(None) => return Ok(Ok(())),
                 Err(reason) => return Ok(Err(reason)),
@@ -281,7 +281,8 @@ impl JsonlStore {
         } = self;
         let file = events.name;
         events.scan(warn.as_mut(), |line, off, len| {
-            let h = match head::parse::<EventHead>(line) {
+            let mut buf = None;
+            let h = match head::parse_fitted::<EventHead>(line, &mut buf) {
                 Ok(Some(h)) => h,
                 Ok(None) => return Ok(Ok(())),
                 Err(reason) => return Ok(Err(reason)),
@@ -374,8 +375,21 @@ impl JsonlStore {
                 file: EVENTS_FILE,
                 offset: loc.off,
             };
-            let ev: Event =
-                serde_json::from_slice(head::trim_newline(&bytes)).map_err(|_| stale())?;
+            let line = head::trim_newline(&bytes);
+            // An event whose `meta` an older version let nest too deep for the parser is
+            // answered with the truncation marker in its place, like an item.
+            let ev: Event = match serde_json::from_slice(line) {
+                Ok(ev) => ev,
+                Err(_) => {
+                    let fixed = crate::deep::fit_meta(line).ok_or_else(stale)?;
+                    let ev: Event = serde_json::from_slice(&fixed).map_err(|_| stale())?;
+                    (self.warn)(&format!(
+                        "jsonl: warning: event {} of item {item_id} has a `meta` nested too deep; answered truncated",
+                        ev.id
+                    ));
+                    ev
+                }
+            };
             if ev.item_id != item_id {
                 return Err(stale());
             }

@@ -44,7 +44,7 @@ impl JsonlStore {
         self.items.each_line(|line, off| {
             // Lines with a too-deep `meta` (older versions) are indexed, so they are kept too.
             let mut buf = None;
-            let Ok(Some(h)) = head::parse_item(line, &mut buf) else {
+            let Ok(Some(h)) = head::parse_fitted::<head::ItemHead>(line, &mut buf) else {
                 return Ok(());
             };
             let Some(slot) = index.slot_if_latest(&h.id, off) else {

@@ -151,8 +151,16 @@ pub(crate) fn item(values: &[Value]) -> Result<Item, StoreError> {
         meta: r.meta()?,
     })
     .map(|mut item| {
-        // Over-limit items of older versions are answered within the limits.
-        backlog_core::validate::fit_stored(&mut item);
+        // Over-limit items of older versions are answered within the limits, with a warning
+        // naming the item (the host logs a guest's stderr; natively it goes to stderr).
+        let repairs = backlog_core::validate::fit_stored(&mut item);
+        if !repairs.is_empty() {
+            eprintln!(
+                "postgres: warning: item {} is over the stored limits, answered truncated: {}",
+                item.id,
+                repairs.join("; ")
+            );
+        }
         item
     })
 }
