@@ -685,7 +685,8 @@ impl Bridge {
         };
         // The age of a last known "down" (a fresh answer, or a known "up", has none).
         let age_of = |s: &crate::caps::pg::PgStatus| {
-            (!(s.reachable && s.schema_current) && !s.age.is_zero()).then_some(s.age)
+            let down = !(s.reachable && s.schema_current);
+            (down && !s.age.is_zero()).then_some(s.age)
         };
         match (
             self.settings.backend,
