@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use backlog_core::policy::{DEFAULT_POLICY_JSON, Policy};
+use backlog_core::policy::Policy;
 
 use super::ConfigError;
 
@@ -30,7 +30,7 @@ pub fn load(config_dir: &Path) -> Result<LoadedPolicy, ConfigError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(LoadedPolicy {
                 policy: Policy::default(),
-                json: DEFAULT_POLICY_JSON.to_owned(),
+                json: "{}".to_owned(),
             });
         }
         Err(source) => return Err(ConfigError::Read { path, source }),

@@ -53,15 +53,10 @@ fn limit_prop(what: &str) -> Value {
 }
 
 fn category_prop(policy: Option<&Policy>) -> Value {
-    let names = policy.map(|p| p.categories.names()).unwrap_or_else(|| {
-        vec![
-            "arch_review",
-            "refactor",
-            "slo_hardening",
-            "cleanup_followups",
-            "security",
-        ]
-    });
+    let names = policy
+        .unwrap_or_else(|| crate::policy::defaults::builtin())
+        .categories
+        .names();
     let mut p = json!({
         "type": "string",
         "description": format!("A category of the backlog policy ({}). It sets the default priority, due date and owner.", names.join(", ")),

@@ -87,7 +87,8 @@ thread_local! {
 /// The policy of this call (the host's document merged over the defaults), parsed once per
 /// distinct text.
 fn policy(text: Option<&str>) -> Result<std::rc::Rc<Policy>, Error> {
-    let text = text.unwrap_or(backlog_core::policy::DEFAULT_POLICY_JSON);
+    // No document: the built-in policy (`{}` merges nothing over it).
+    let text = text.unwrap_or("{}");
     POLICY.with(|cell| {
         let mut slot = cell.borrow_mut();
         if let Some((cached, policy)) = slot.as_ref()
