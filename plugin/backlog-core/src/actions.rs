@@ -11,23 +11,23 @@
 //! event's actor is never taken from params.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::dashboard;
-use crate::digest::Reports;
+pub use crate::ctx::{Ctx, RESERVED_KEYS_ENTITLEMENT};
+use crate::ctx::{obj, to_json};
+use crate::dashboard::Dashboard;
 use crate::error::Error;
 use crate::generate;
-use crate::ids::{self, Entropy};
 use crate::list::{ListQuery, MAX_LIMIT};
-use crate::model::{Event, EventType, Item, Source, Status};
+use crate::model::{Event, EventType, Item, Status};
 use crate::params::{
     AddCommentParams, CleanupParams, CreateParams, DailyParams, DashboardParams, EventsParams,
     GetParams, Params, SetStatusParams, UpsertParams, WeeklyParams,
 };
-use crate::policy::Policy;
 use crate::store::BacklogStore;
 use crate::time;
+use crate::upsert::require_item;
+pub use crate::upsert::{UpsertAction, UpsertMode, UpsertOutcome, create, upsert, would_change};
 use crate::validate;
 
 type Result<T> = std::result::Result<T, Error>;
@@ -46,114 +46,6 @@ pub const ACTIONS: &[&str] = &[
     "auto_generate_daily",
     "cleanup",
 ];
-
-/// Everything an action needs besides the store and its params.
-pub struct Ctx<'a> {
-    /// The authenticated agent id; becomes every event's `actor`.
-    pub actor: &'a str,
-    /// The current time (pinned in tests).
-    pub now: DateTime<Utc>,
-    /// The backlog policy in force.
-    pub policy: &'a Policy,
-    /// Source of item and event ids.
-    pub entropy: &'a mut dyn Entropy,
-    /// Read access to the reports directory, when this call was granted it (generation
-    /// needs it; without it generation fails with `forbidden`).
-    pub reports: Option<&'a mut dyn Reports>,
-    /// Whether the caller may create items with a dedupe key in the generators' namespace
-    /// ([`generate::is_reserved_key`]): it holds [`RESERVED_KEYS_ENTITLEMENT`]. Default false.
-    pub reserved_keys: bool,
-}
-
-/// The entitlement that lets `create`/`upsert` use a dedupe key in the generators' namespace.
-pub const RESERVED_KEYS_ENTITLEMENT: &str = "tools.backlog.admin";
-
-impl<'a> Ctx<'a> {
-    /// A context without access to the reports directory.
-    pub fn new(
-        actor: &'a str,
-        now: DateTime<Utc>,
-        policy: &'a Policy,
-        entropy: &'a mut dyn Entropy,
-    ) -> Self {
-        Ctx {
-            actor,
-            now,
-            policy,
-            entropy,
-            reports: None,
-            reserved_keys: false,
-        }
-    }
-
-    /// This context with the caller's right to use reserved dedupe keys set.
-    pub fn with_reserved_keys(mut self, allowed: bool) -> Self {
-        self.reserved_keys = allowed;
-        self
-    }
-
-    /// `forbidden` unless this caller may give an item the dedupe key `key`.
-    fn check_key(&self, key: &str) -> Result<()> {
-        if self.reserved_keys || !generate::is_reserved_key(self.policy, key) {
-            return Ok(());
-        }
-        Err(Error::forbidden(format!(
-            "dedupe_key {} is in the namespace of generated items (`{}:…`); only callers holding {RESERVED_KEYS_ENTITLEMENT} may create items there",
-            validate::shown(key),
-            self.policy.dedupe.key_prefix
-        )))
-    }
-
-    /// This context with read access to the reports directory through `reports`.
-    pub fn with_reports(mut self, reports: &'a mut dyn Reports) -> Self {
-        self.reports = Some(reports);
-        self
-    }
-
-    /// `now` in the stored timestamp form.
-    pub fn ts(&self) -> String {
-        time::format_ts(self.now)
-    }
-
-    /// Today (UTC) as `YYYY-MM-DD`.
-    pub fn today(&self) -> String {
-        time::today(self.now)
-    }
-
-    /// A new event of `kind` on `item_id` at `ts`, by this context's actor.
-    pub fn event(
-        &mut self,
-        item_id: &str,
-        ts: &str,
-        kind: EventType,
-        message: String,
-        meta: Map<String, Value>,
-    ) -> Result<Event> {
-        // The actor comes from the host, not the caller: a bad one is a host bug.
-        validate::actor(self.actor)
-            .map_err(|e| Error::internal(format!("call context: {}", e.message)))?;
-        Ok(Event {
-            id: ids::new_event_id(self.entropy),
-            item_id: item_id.to_owned(),
-            ts: ts.to_owned(),
-            kind,
-            actor: self.actor.to_owned(),
-            message,
-            meta,
-        })
-    }
-}
-
-fn to_json<T: Serialize>(t: &T) -> Result<Value> {
-    serde_json::to_value(t).map_err(|e| Error::internal(format!("cannot serialize result: {e}")))
-}
-
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
 
 /// Runs `action` with JSON `params`; returns the result JSON. Unknown action → `not_found`.
 pub fn execute(
@@ -193,7 +85,7 @@ pub fn execute(
             ctx,
         )?),
         "dashboard" => {
-            let d = dashboard::dashboard(store, DashboardParams::from_json(params, policy)?, ctx)?;
+            let d = dashboard(store, DashboardParams::from_json(params, policy)?, ctx)?;
             Ok(mark_degraded(store, d.to_json()?))
         }
         "auto_generate_weekly" => Ok(generate::auto_generate_weekly(
@@ -217,23 +109,6 @@ pub fn execute(
     }
 }
 
-/// The item `id`, or `not_found` "item bl_… not found" — `unavailable` instead when the store
-/// is a fallback that cannot know (see [`BacklogStore::absent_reason`]).
-pub fn require_item(store: &mut dyn BacklogStore, id: &str) -> Result<Item> {
-    match store.get(id)? {
-        Some(item) => Ok(item),
-        None => Err(missing_item(store, id)),
-    }
-}
-
-/// The error for item `id` that the store did not find.
-fn missing_item(store: &dyn BacklogStore, id: &str) -> Error {
-    match store.absent_reason(id) {
-        Some(why) => Error::unavailable(why),
-        None => Error::not_found(format!("item {id} not found")),
-    }
-}
-
 /// `list` and `dashboard` answered by a fallback carry `"degraded": true` and its backend.
 fn mark_degraded(store: &dyn BacklogStore, mut v: Value) -> Value {
     if store.degraded()
@@ -245,333 +120,16 @@ fn mark_degraded(store: &dyn BacklogStore, mut v: Value) -> Value {
     v
 }
 
-/// A fresh item id that no stored item uses (retries a few times on collision).
-fn fresh_item_id(store: &mut dyn BacklogStore, ctx: &mut Ctx<'_>) -> Result<String> {
-    for _ in 0..16 {
-        let id = ids::new_item_id(ctx.entropy);
-        if store.get(&id)?.is_none() {
-            return Ok(id);
-        }
-    }
-    Err(Error::internal(
-        "could not find a free item id: the entropy source keeps repeating",
-    ))
-}
-
-fn dedupe_taken(key: &str, holder: &str) -> Error {
-    Error::conflict(format!(
-        "dedupe_key {} already names item {holder}; use upsert to update it",
-        validate::shown(key)
-    ))
-}
-
-/// `create`: a new item with the category's defaults, plus its `created` event.
-pub fn create(store: &mut dyn BacklogStore, p: CreateParams, ctx: &mut Ctx<'_>) -> Result<Item> {
+/// `dashboard`: the store's dashboard of `p.env`, stamped with the context's time.
+pub fn dashboard(
+    store: &mut dyn BacklogStore,
+    p: DashboardParams,
+    ctx: &Ctx<'_>,
+) -> Result<Dashboard> {
     p.validate(ctx.policy)?;
-    if let Some(k) = &p.dedupe_key {
-        ctx.check_key(k)?;
-    }
-    create_item(store, p, None, ctx)
-}
-
-/// Creates an item from validated params, with `id` if given (upsert) or a fresh one.
-fn create_item(
-    store: &mut dyn BacklogStore,
-    p: CreateParams,
-    id: Option<String>,
-    ctx: &mut Ctx<'_>,
-) -> Result<Item> {
-    let category = ctx.policy.category(&p.category).ok_or_else(|| {
-        // Unreachable after validate; kept as an error rather than a panic.
-        Error::invalid_input(format!("unknown category {}", validate::shown(&p.category)))
-    })?;
-    if let Some(key) = &p.dedupe_key
-        && let Some(holder) = store.find_by_dedupe_key(key)?
-    {
-        return Err(dedupe_taken(key, &holder.id));
-    }
-    let id = match id {
-        Some(id) => id,
-        None => fresh_item_id(store, ctx)?,
-    };
-    let dedupe_key = match p.dedupe_key {
-        Some(k) => k,
-        None => {
-            let k = format!("manual:{id}");
-            if let Some(holder) = store.find_by_dedupe_key(&k)? {
-                return Err(dedupe_taken(&k, &holder.id));
-            }
-            k
-        }
-    };
-    let due_date = match p.due_date {
-        Some(d) => d,
-        None => {
-            let today = ctx.now.date_naive();
-            let due = time::add_days(today, i64::from(category.due_days))
-                .ok_or_else(|| Error::internal("due date out of range"))?;
-            time::format_date(due)
-        }
-    };
-    let owner = p
-        .owner
-        .unwrap_or_else(|| ctx.policy.owner_for(&p.service, &p.category));
-    let ts = ctx.ts();
-    let item = Item {
-        id,
-        created_at: ts.clone(),
-        updated_at: ts.clone(),
-        env: p.env,
-        service: p.service,
-        priority: p.priority.unwrap_or(category.priority),
-        category: p.category,
-        title: p.title,
-        description: p.description.unwrap_or_default(),
-        status: Status::Open,
-        owner,
-        due_date,
-        source: p.source.unwrap_or(Source::Manual),
-        dedupe_key,
-        evidence_refs: p.evidence_refs.unwrap_or_default(),
-        tags: p.tags.unwrap_or_default(),
-        meta: p.meta.unwrap_or_default(),
-    };
-    let ev = ctx.event(&item.id, &ts, EventType::Created, String::new(), Map::new())?;
-    store.write(Some(&item), &[ev])?;
-    Ok(item)
-}
-
-/// Who is upserting: a person/agent (every given field counts) or generation (human-owned
-/// fields of an existing item are left alone).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpsertMode {
-    /// The `upsert` action: overwrite the fields given.
-    Manual,
-    /// Generation: on an existing item keep `owner`, `status`, `priority`, `due_date`; refresh
-    /// `title`, `description`, `evidence_refs`, `meta`; add new `tags` after the existing ones.
-    Generation,
-}
-
-/// What an upsert did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UpsertAction {
-    Created,
-    Updated,
-    Unchanged,
-}
-
-impl UpsertAction {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpsertAction::Created => "created",
-            UpsertAction::Updated => "updated",
-            UpsertAction::Unchanged => "unchanged",
-        }
-    }
-}
-
-/// Result of [`upsert`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpsertOutcome {
-    pub action: UpsertAction,
-    /// The item after the upsert.
-    pub item: Item,
-}
-
-impl UpsertOutcome {
-    /// `{"action": …, "item": …}`.
-    pub fn to_json(&self) -> Result<Value> {
-        Ok(json!({ "action": self.action.as_str(), "item": to_json(&self.item)? }))
-    }
-}
-
-/// `upsert`: find by `id`, else by `dedupe_key`; update the match or create.
-pub fn upsert(
-    store: &mut dyn BacklogStore,
-    p: UpsertParams,
-    mode: UpsertMode,
-    ctx: &mut Ctx<'_>,
-) -> Result<UpsertOutcome> {
-    p.validate(ctx.policy)?;
-    let by_id = match &p.id {
-        Some(id) => match store.get(id)? {
-            Some(item) => Some(item),
-            // A fallback that may not hold it must not create (or claim to miss) it.
-            None if store.absent_reason(id).is_some() => return Err(missing_item(store, id)),
-            None => None,
-        },
-        None => None,
-    };
-    let by_key = match &p.dedupe_key {
-        Some(k) => store.find_by_dedupe_key(k)?,
-        None => None,
-    };
-    let key_shown = || {
-        p.dedupe_key
-            .as_deref()
-            .map(validate::shown)
-            .unwrap_or_default()
-    };
-    let existing = match (&p.id, by_id, by_key) {
-        (Some(id), Some(item), Some(other)) if other.id != item.id => {
-            return Err(Error::conflict(format!(
-                "`id` {id} and `dedupe_key` {} name two different items ({id} and {})",
-                key_shown(),
-                other.id
-            )));
-        }
-        (Some(_), Some(item), _) => Some(item),
-        (Some(id), None, Some(other)) => {
-            return Err(Error::conflict(format!(
-                "`id` {id} names no item, but `dedupe_key` {} names item {}",
-                key_shown(),
-                other.id
-            )));
-        }
-        (Some(id), None, None) if p.dedupe_key.is_none() => {
-            return Err(Error::not_found(format!("item {id} not found")));
-        }
-        (Some(_), None, None) => None,
-        (None, _, by_key) => by_key,
-    };
-    // Generated keys are reserved: a manual upsert may not create an item under one or move
-    // an item onto one (updating an item that already holds its key is fine).
-    if mode == UpsertMode::Manual
-        && let Some(k) = &p.dedupe_key
-        && existing.as_ref().is_none_or(|old| &old.dedupe_key != k)
-    {
-        ctx.check_key(k)?;
-    }
-    match existing {
-        None => {
-            let c = p.to_create()?;
-            let item = create_item(store, c, p.id, ctx)?;
-            Ok(UpsertOutcome {
-                action: UpsertAction::Created,
-                item,
-            })
-        }
-        Some(old) => update_item(store, old, p, mode, ctx),
-    }
-}
-
-/// `old` with the update `p` applied under `mode`, and the sorted names of the fields that
-/// changed (`owner` is not among them: it has its own event).
-fn merge(old: &Item, p: UpsertParams, mode: UpsertMode) -> Result<(Item, Vec<&'static str>)> {
-    let mut new = old.clone();
-    let generation = mode == UpsertMode::Generation;
-    if let Some(x) = p.env {
-        new.env = x;
-    }
-    if let Some(x) = p.service {
-        new.service = x;
-    }
-    if let Some(x) = p.category {
-        new.category = x;
-    }
-    if let Some(x) = p.title {
-        new.title = x;
-    }
-    if let Some(x) = p.description {
-        new.description = x;
-    }
-    if let Some(x) = p.source {
-        new.source = x;
-    }
-    if let Some(x) = p.dedupe_key {
-        new.dedupe_key = x;
-    }
-    if let Some(x) = p.evidence_refs {
-        new.evidence_refs = x;
-    }
-    if let Some(x) = p.meta {
-        new.meta = x;
-    }
-    if let Some(tags) = p.tags {
-        if generation {
-            for t in tags {
-                if !new.tags.contains(&t) {
-                    new.tags.push(t);
-                }
-            }
-            validate::tags(&new.tags)?;
-        } else {
-            new.tags = tags;
-        }
-    }
-    if !generation {
-        if let Some(x) = p.priority {
-            new.priority = x;
-        }
-        if let Some(x) = p.due_date {
-            new.due_date = x;
-        }
-        if let Some(x) = p.owner {
-            new.owner = x;
-        }
-    }
-
-    // Typed fields compare as parsed values; maps compare by content, not key order.
-    let mut fields: Vec<&'static str> = [
-        ("category", old.category != new.category),
-        ("dedupe_key", old.dedupe_key != new.dedupe_key),
-        ("description", old.description != new.description),
-        ("due_date", old.due_date != new.due_date),
-        ("env", old.env != new.env),
-        ("evidence_refs", old.evidence_refs != new.evidence_refs),
-        ("meta", old.meta != new.meta),
-        ("priority", old.priority != new.priority),
-        ("service", old.service != new.service),
-        ("source", old.source != new.source),
-        ("tags", old.tags != new.tags),
-        ("title", old.title != new.title),
-    ]
-    .into_iter()
-    .filter_map(|(name, changed)| changed.then_some(name))
-    .collect();
-    fields.sort_unstable();
-    Ok((new, fields))
-}
-
-/// Whether upserting `p` into the existing item `old` under `mode` would change it (what
-/// [`upsert`] would answer `updated` for). Reads and writes nothing.
-pub fn would_change(old: &Item, p: &UpsertParams, mode: UpsertMode) -> Result<bool> {
-    let (new, fields) = merge(old, p.clone(), mode)?;
-    Ok(!fields.is_empty() || new.owner != old.owner)
-}
-
-fn update_item(
-    store: &mut dyn BacklogStore,
-    old: Item,
-    p: UpsertParams,
-    mode: UpsertMode,
-    ctx: &mut Ctx<'_>,
-) -> Result<UpsertOutcome> {
-    let (mut new, fields) = merge(&old, p, mode)?;
-    let ts = ctx.ts();
-    let mut evs = Vec::new();
-    if !fields.is_empty() {
-        let meta = obj(json!({ "fields": fields }));
-        evs.push(ctx.event(&new.id, &ts, EventType::Updated, String::new(), meta)?);
-    }
-    if old.owner != new.owner {
-        let meta = obj(json!({ "from": old.owner, "to": new.owner }));
-        evs.push(ctx.event(&new.id, &ts, EventType::OwnerChanged, String::new(), meta)?);
-    }
-    if evs.is_empty() {
-        return Ok(UpsertOutcome {
-            action: UpsertAction::Unchanged,
-            item: old,
-        });
-    }
-    new.updated_at = ts;
-    store.write(Some(&new), &evs)?;
-    Ok(UpsertOutcome {
-        action: UpsertAction::Updated,
-        item: new,
-    })
+    let mut d = store.dashboard(&p.env, &ctx.today(), ctx.policy)?;
+    d.generated_at = ctx.ts();
+    Ok(d)
 }
 
 /// Result of [`get`].

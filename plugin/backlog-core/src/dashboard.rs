@@ -1,9 +1,9 @@
 //! The dashboard (see `docs/actions.md`): counts, overdue items, top services and alerts of one env.
 //!
 //! Owns the arithmetic ([`compute`], a pure function over [`ItemKeys`]), the alert rules
-//! ([`alerts`]), the wire shape ([`Dashboard`]) and the `dashboard` action. It does not read
-//! items itself: [`crate::store::BacklogStore::dashboard`] does (by default through `keys` +
-//! `get`; a SQL store with aggregates).
+//! ([`alerts`]) and the wire shape ([`Dashboard`]); the `dashboard` action is in
+//! [`crate::actions`]. It does not read items itself: [`crate::store::BacklogStore::dashboard`]
+//! does (by default through `keys` + `get`; a SQL store with aggregates).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -11,13 +11,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::actions::Ctx;
 use crate::error::Error;
 use crate::list::{ItemKeys, is_overdue};
 use crate::model::{Item, Priority, Status};
-use crate::params::{DashboardParams, Params};
 use crate::policy::Policy;
-use crate::store::BacklogStore;
 
 /// Items per status; every status present, zeros included.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,18 +273,6 @@ impl Dashboard {
         serde_json::to_value(self)
             .map_err(|e| Error::internal(format!("cannot serialize the dashboard: {e}")))
     }
-}
-
-/// `dashboard`: the store's dashboard of `p.env`, stamped with the context's time.
-pub fn dashboard(
-    store: &mut dyn BacklogStore,
-    p: DashboardParams,
-    ctx: &Ctx<'_>,
-) -> Result<Dashboard, Error> {
-    p.validate(ctx.policy)?;
-    let mut d = store.dashboard(&p.env, &ctx.today(), ctx.policy)?;
-    d.generated_at = ctx.ts();
-    Ok(d)
 }
 
 #[cfg(test)]

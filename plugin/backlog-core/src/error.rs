@@ -8,8 +8,6 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::store::StoreError;
-
 /// The error codes (see `docs/actions.md`), serialized in snake_case (`invalid_input`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -171,19 +169,10 @@ impl Error {
     }
 }
 
-impl From<StoreError> for Error {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(m) => Error::unavailable(m),
-            StoreError::Forbidden(m) => Error::forbidden(m),
-            StoreError::Internal(m) => Error::internal(m),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
 
     #[track_caller]
     fn check(code: ErrorCode, name: &str, status: u16) {

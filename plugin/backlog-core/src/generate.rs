@@ -3,7 +3,7 @@
 //!
 //! Owns rule evaluation, the generated item (dedupe key, title, description, tags, meta,
 //! priority escalation, owner), the previous-week link, the per-run cap and the result shape.
-//! Writes go only through [`actions::upsert`] in [`UpsertMode::Generation`], so the fields
+//! Writes go only through [`upsert::upsert`] in [`UpsertMode::Generation`], so the fields
 //! humans own (`owner`, `status`, `priority`, `due_date`) survive regeneration.
 //!
 //! A run has two phases. Planning reads the store and builds and validates every item; a
@@ -17,7 +17,8 @@
 use chrono::NaiveDate;
 use serde_json::{Map, Number, Value, json};
 
-use crate::actions::{self, Ctx, UpsertAction, UpsertMode};
+use crate::ctx::Ctx;
+pub use crate::ctx::is_reserved_key;
 use crate::digest::{self, PlatformService, Reports};
 use crate::error::Error;
 use crate::model::{Item, Priority, Source};
@@ -25,6 +26,7 @@ use crate::params::{DailyParams, Params, UpsertParams, WeeklyParams};
 use crate::policy::{Band, Policy, Rule};
 use crate::store::BacklogStore;
 use crate::time;
+use crate::upsert::{self, UpsertAction, UpsertMode};
 use crate::validate::{DESCRIPTION_MAX, TITLE_MAX};
 
 type Result<T> = std::result::Result<T, Error>;
@@ -133,14 +135,6 @@ pub fn dedupe_key(policy: &Policy, week: &str, env: &str, service: &str, categor
     )
 }
 
-/// Whether `key` is in the generators' namespace (`{key_prefix}:…`, every key
-/// [`dedupe_key`] makes): creating items there needs the admin entitlement
-/// ([`crate::actions::RESERVED_KEYS_ENTITLEMENT`]).
-pub fn is_reserved_key(policy: &Policy, key: &str) -> bool {
-    key.strip_prefix(policy.dedupe.key_prefix.as_str())
-        .is_some_and(|rest| rest.starts_with(':'))
-}
-
 /// `conflict` if `existing`, found under a generated key for `env`, lives in another env: a
 /// generator never adopts it.
 fn same_env(existing: Option<Item>, env: &str, key: &str) -> Result<Option<Item>> {
@@ -223,9 +217,7 @@ fn plan(
     params.validate(policy).map_err(invalid)?;
     let would_change = match existing {
         None => true,
-        Some(old) => {
-            actions::would_change(old, &params, UpsertMode::Generation).map_err(invalid)?
-        }
+        Some(old) => upsert::would_change(old, &params, UpsertMode::Generation).map_err(invalid)?,
     };
     Ok(Planned {
         params,
@@ -250,7 +242,7 @@ fn apply(
             report.capped += 1;
             continue;
         }
-        let out = actions::upsert(store, p.params, UpsertMode::Generation, ctx)?;
+        let out = upsert::upsert(store, p.params, UpsertMode::Generation, ctx)?;
         match out.action {
             UpsertAction::Created => report.created += 1,
             UpsertAction::Updated => report.updated += 1,

@@ -399,7 +399,7 @@ fn validate_fields(
     meta: Option<&Map<String, Value>>,
 ) -> Result {
     if let Some(c) = category {
-        v::category(policy, c)?;
+        known_category(policy, c)?;
     }
     if let Some(d) = description {
         v::description(d)?;
@@ -819,6 +819,18 @@ impl Params for ListQuery {
         }
         check_limit(self.limit)
     }
+}
+
+/// `category`: a key of the policy's `categories`; the message lists the valid ones.
+pub(crate) fn known_category(policy: &Policy, s: &str) -> Result {
+    if policy.category(s).is_some() {
+        return Ok(());
+    }
+    Err(Error::invalid_input(format!(
+        "`category` must be one of the policy's categories ({}), got {}",
+        policy.categories.names().join(", "),
+        v::shown(s)
+    )))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::dashboard::{self, Dashboard};
+use crate::error::Error;
 use crate::list::{ItemKeys, ListQuery};
 use crate::model::{Event, Item, Status};
 use crate::policy::Policy;
@@ -25,6 +26,16 @@ pub enum StoreError {
     /// Anything else (I/O error, corrupt state that cannot be skipped).
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => Error::unavailable(m),
+            StoreError::Forbidden(m) => Error::forbidden(m),
+            StoreError::Internal(m) => Error::internal(m),
+        }
+    }
 }
 
 /// One page of a listing.

@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 use crate::error::Error;
 use crate::ids;
 use crate::model::{Item, Priority, Source, Status};
-use crate::policy::Policy;
 use crate::time;
 
 /// `title`: 1..=200 chars.
@@ -156,18 +155,6 @@ pub fn service(s: &str) -> Result {
 /// A policy category name: `^[a-z0-9][a-z0-9._-]{0,63}$` (it becomes part of dedupe keys).
 pub fn category_name(s: &str) -> Result {
     pattern("category", s, slug(s, b"._-", 64), CATEGORY_PATTERN)
-}
-
-/// `category`: a key of the policy's `categories`; the message lists the valid ones.
-pub fn category(policy: &Policy, s: &str) -> Result {
-    if policy.category(s).is_some() {
-        return Ok(());
-    }
-    Err(Error::invalid_input(format!(
-        "`category` must be one of the policy's categories ({}), got {}",
-        policy.categories.names().join(", "),
-        shown(s)
-    )))
 }
 
 /// An item id: `^bl_[0-9a-f]{12}$`.

@@ -4,6 +4,7 @@ use super::*;
 use crate::error::ErrorCode;
 use crate::ids::SeqEntropy;
 use crate::mem::MemStore;
+use crate::policy::Policy;
 
 const NOW: &str = "2026-03-02T06:20:01.123456Z";
 

@@ -4,8 +4,11 @@ use serde_json::{Map, Value, json};
 
 use super::*;
 use crate::actions::execute;
+use crate::ctx::Ctx;
 use crate::ids::SeqEntropy;
 use crate::mem::MemStore;
+use crate::policy::Policy;
+use crate::store::BacklogStore;
 use crate::time;
 
 const NOW: &str = "2026-03-10T12:00:00.000000Z";

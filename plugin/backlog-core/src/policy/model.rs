@@ -221,7 +221,6 @@ impl Serialize for Categories {
     }
 }
 
-
 /// Largest `due_days` accepted (100 years), so due dates stay 4-digit-year dates.
 pub const MAX_DUE_DAYS: u32 = 36_500;
 

@@ -1,7 +1,7 @@
 //! Parsing a policy document: any serde format (JSON from the host, the YAML of the shipped
 //! defaults) deserializes into a [`PolicyDocument`], a `serde_yaml_ng::Value` whose maps
 //! keep document order, so category order survives and every error can name its key
-//! (`categories.refactor.when[1]`). [`Policy::from_document`] merges it over the defaults: every
+//! (`categories.refactor.when[1]`). [`merge`] merges it over a base policy: every
 //! given key replaces the default of that key; maps merge key by key, except that a given
 //! `categories` map replaces the default one whole. A `null` value (YAML `key:` with nothing
 //! after it) means "not given". Unknown keys are rejected at every level. Never parse a policy
@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 use serde_yaml_ng::Value;
 
-use super::defaults;
 use super::model::{Band, Categories, CategoryPolicy, Policy, PolicyError, Rule, perr};
 use crate::model::Priority;
 use crate::validate::shown;
@@ -27,15 +26,6 @@ pub struct PolicyDocument(pub(crate) Value);
 impl<'de> Deserialize<'de> for PolicyDocument {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Value::deserialize(d).map(PolicyDocument)
-    }
-}
-
-impl<'de> Deserialize<'de> for Policy {
-    /// [`PolicyDocument`] then [`Policy::from_document`]; a [`PolicyError`] becomes the
-    /// format's custom error with the same text (`` `key`: message ``).
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let doc = PolicyDocument::deserialize(d)?;
-        Policy::from_document(&doc).map_err(serde::de::Error::custom)
     }
 }
 
@@ -68,9 +58,8 @@ fn entries<'a>(
     };
     let mut list: Vec<(String, &Value)> = Vec::with_capacity(map.len());
     for (k, v) in map {
-        let k = key_text(k).ok_or_else(|| {
-            perr(path, "policy map keys must be strings, not lists or maps")
-        })?;
+        let k = key_text(k)
+            .ok_or_else(|| perr(path, "policy map keys must be strings, not lists or maps"))?;
         let key = join(path, &k);
         if list.iter().any(|(seen, _)| *seen == k) {
             return Err(perr(key, "duplicate key"));
@@ -162,12 +151,9 @@ fn string(node: &Value, key: &str) -> Result<String, PolicyError> {
 fn band(node: &Value, key: &str) -> Result<Band, PolicyError> {
     let expected = "expected one of low, medium, high, critical";
     match node {
-        Value::String(s) => Band::parse(s).ok_or_else(|| {
-            perr(
-                key,
-                format!("{expected}, got {}", shown(s)),
-            )
-        }),
+        Value::String(s) => {
+            Band::parse(s).ok_or_else(|| perr(key, format!("{expected}, got {}", shown(s))))
+        }
         other => Err(perr(key, format!("{expected}, got {}", describe(other)))),
     }
 }
@@ -178,12 +164,7 @@ fn priority(node: &Value, key: &str) -> Result<Priority, PolicyError> {
         Value::String(s) => Priority::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                perr(
-                    key,
-                    format!("{expected}, got {}", shown(s)),
-                )
-            }),
+            .ok_or_else(|| perr(key, format!("{expected}, got {}", shown(s)))),
         other => Err(perr(key, format!("{expected}, got {}", describe(other)))),
     }
 }
@@ -295,31 +276,6 @@ fn each(
         }
     }
     Ok(())
-}
-
-impl Policy {
-    /// Parses a policy given as JSON text (or the JSON rendering of the YAML file), merges it
-    /// over the defaults and validates it. `null` or `{}` is the default policy.
-    pub fn from_json_str(text: &str) -> Result<Policy, PolicyError> {
-        let doc: PolicyDocument = serde_json::from_str(text)
-            .map_err(|e| perr("", format!("the policy is not valid JSON: {e}")))?;
-        Policy::from_document(&doc)
-    }
-
-    /// Merges a parsed document over [`Policy::default`] (see the module docs) and runs
-    /// [`Policy::validate`]. The error names the dotted key.
-    pub fn from_document(doc: &PolicyDocument) -> Result<Policy, PolicyError> {
-        let p = merge(defaults::builtin().clone(), &doc.0)?;
-        p.validate()?;
-        Ok(p)
-    }
-
-    /// Parses a policy given as YAML text, like [`Policy::from_json_str`].
-    pub fn from_yaml_str(text: &str) -> Result<Policy, PolicyError> {
-        let doc: PolicyDocument = serde_yaml_ng::from_str(text)
-            .map_err(|e| perr("", format!("the policy is not valid YAML: {e}")))?;
-        Policy::from_document(&doc)
-    }
 }
 
 /// `doc` merged over `p` (see the module docs), not yet validated.

@@ -10,7 +10,6 @@ use crate::model::Priority;
 mod old_tree;
 mod same_as_old_tree;
 
-
 fn parse(s: &str) -> Result<Policy, PolicyError> {
     Policy::from_json_str(s)
 }
@@ -45,7 +44,12 @@ fn pinned_defaults() -> Policy {
         categories: Categories::from_pairs(vec![
             (
                 "arch_review".into(),
-                cat(Priority::P1, 14, Some("cto"), vec![Rule::RequiresArchReview]),
+                cat(
+                    Priority::P1,
+                    14,
+                    Some("cto"),
+                    vec![Rule::RequiresArchReview],
+                ),
             ),
             (
                 "refactor".into(),
@@ -69,7 +73,12 @@ fn pinned_defaults() -> Policy {
             ),
             (
                 "security".into(),
-                cat(Priority::P1, 7, None, vec![signal("dependency_high_30d", 1)]),
+                cat(
+                    Priority::P1,
+                    7,
+                    None,
+                    vec![signal("dependency_high_30d", 1)],
+                ),
             ),
         ])
         .expect("distinct names"),
@@ -95,7 +104,10 @@ fn pinned_defaults() -> Policy {
 fn shipped_yaml_is_the_pinned_defaults() {
     assert_eq!(defaults::parse_shipped(), Ok(pinned_defaults()));
     assert_eq!(Policy::default(), pinned_defaults());
-    assert_eq!(Policy::from_yaml_str(DEFAULT_POLICY_YAML), Ok(pinned_defaults()));
+    assert_eq!(
+        Policy::from_yaml_str(DEFAULT_POLICY_YAML),
+        Ok(pinned_defaults())
+    );
     assert_eq!(pinned_defaults().validate(), Ok(()));
     assert_eq!(parse("{}"), Ok(Policy::default()));
     assert_eq!(parse("null"), Ok(Policy::default()));

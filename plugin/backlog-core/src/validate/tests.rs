@@ -1,5 +1,6 @@
 use super::*;
 use crate::error::ErrorCode;
+use crate::policy::Policy;
 use serde_json::json;
 
 /// `Ok(())` or `Err(fragment)`: the message must contain the fragment.
@@ -57,9 +58,9 @@ fn service_rule() {
 #[test]
 fn category_rule() {
     let p = Policy::default();
-    check(category(&p, "security"), Ok(()));
+    check(crate::params::known_category(&p, "security"), Ok(()));
     check(
-        category(&p, "secrity"),
+        crate::params::known_category(&p, "secrity"),
         Err(
             "one of the policy's categories (arch_review, refactor, slo_hardening, cleanup_followups, security), got \"secrity\"",
         ),

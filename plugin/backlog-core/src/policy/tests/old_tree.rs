@@ -215,12 +215,9 @@ fn string(node: &Node, key: &str) -> Result<String, PolicyError> {
 fn band(node: &Node, key: &str) -> Result<Band, PolicyError> {
     let expected = "expected one of low, medium, high, critical";
     match node {
-        Node::Str(s) => Band::parse(s).ok_or_else(|| {
-            perr(
-                key,
-                format!("{expected}, got {}", shown(s)),
-            )
-        }),
+        Node::Str(s) => {
+            Band::parse(s).ok_or_else(|| perr(key, format!("{expected}, got {}", shown(s))))
+        }
         other => Err(perr(key, format!("{expected}, got {}", other.describe()))),
     }
 }
@@ -231,12 +228,7 @@ fn priority(node: &Node, key: &str) -> Result<Priority, PolicyError> {
         Node::Str(s) => Priority::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                perr(
-                    key,
-                    format!("{expected}, got {}", shown(s)),
-                )
-            }),
+            .ok_or_else(|| perr(key, format!("{expected}, got {}", shown(s)))),
         other => Err(perr(key, format!("{expected}, got {}", other.describe()))),
     }
 }

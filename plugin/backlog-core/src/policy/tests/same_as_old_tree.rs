@@ -36,7 +36,13 @@ impl Doc {
             Doc::Map(entries) => {
                 let parts: Vec<String> = entries
                     .iter()
-                    .map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap_or_default(), v.json()))
+                    .map(|(k, v)| {
+                        format!(
+                            "{}:{}",
+                            serde_json::to_string(k).unwrap_or_default(),
+                            v.json()
+                        )
+                    })
                     .collect();
                 format!("{{{}}}", parts.join(","))
             }
@@ -45,13 +51,48 @@ impl Doc {
 }
 
 const WORDS: &[&str] = &[
-    "defaults", "dedupe", "categories", "generation", "ownership", "dashboard", "retention_days",
-    "max_items_per_run", "key_prefix", "priority", "due_days", "owner", "when", "signal", "gte",
-    "requires_arch_review", "band_at_least", "weekly_from_pressure_digest",
-    "daily_from_risk_digest", "escalate_on_critical_band", "daily_risk_bands", "default_owner",
-    "overrides", "overdue_limit", "top_services", "overdue_notify_threshold", "refactor",
-    "security", "gateway", "Bad Name", "P0", "P1", "P3", "P9", "low", "high", "critical",
-    "severe", "", "team-a", "a\u{0}", "ünï",
+    "defaults",
+    "dedupe",
+    "categories",
+    "generation",
+    "ownership",
+    "dashboard",
+    "retention_days",
+    "max_items_per_run",
+    "key_prefix",
+    "priority",
+    "due_days",
+    "owner",
+    "when",
+    "signal",
+    "gte",
+    "requires_arch_review",
+    "band_at_least",
+    "weekly_from_pressure_digest",
+    "daily_from_risk_digest",
+    "escalate_on_critical_band",
+    "daily_risk_bands",
+    "default_owner",
+    "overrides",
+    "overdue_limit",
+    "top_services",
+    "overdue_notify_threshold",
+    "refactor",
+    "security",
+    "gateway",
+    "Bad Name",
+    "P0",
+    "P1",
+    "P3",
+    "P9",
+    "low",
+    "high",
+    "critical",
+    "severe",
+    "",
+    "team-a",
+    "a\u{0}",
+    "ünï",
 ];
 
 fn word() -> impl Strategy<Value = String> {
@@ -65,7 +106,15 @@ fn leaf() -> BoxedStrategy<Doc> {
     prop_oneof![
         Just(Doc::Null),
         any::<bool>().prop_map(Doc::Bool),
-        prop_oneof![Just(-1i64), Just(0), Just(1), Just(7), Just(36_501), 0i64..100].prop_map(Doc::Int),
+        prop_oneof![
+            Just(-1i64),
+            Just(0),
+            Just(1),
+            Just(7),
+            Just(36_501),
+            0i64..100
+        ]
+        .prop_map(Doc::Int),
         prop_oneof![Just(5_000_000_000u64), Just(u64::MAX)].prop_map(Doc::Big),
         prop_oneof![Just(1.5f64), Just(2.0), Just(-0.5)].prop_map(Doc::Float),
         word().prop_map(Doc::Str),
@@ -91,7 +140,10 @@ fn map_of<S: Strategy<Value = Doc> + 'static>(
     keys: &'static [&'static str],
     value: S,
 ) -> BoxedStrategy<Doc> {
-    let entry = (prop_oneof![9 => proptest::sample::select(keys).prop_map(str::to_owned), 1 => word()], value);
+    let entry = (
+        prop_oneof![9 => proptest::sample::select(keys).prop_map(str::to_owned), 1 => word()],
+        value,
+    );
     proptest::collection::vec(entry, 0..keys.len() + 2)
         .prop_map(|mut entries| {
             let mut seen = std::collections::BTreeSet::new();
@@ -108,10 +160,14 @@ fn or_any<S: Strategy<Value = Doc> + 'static>(good: S) -> BoxedStrategy<Doc> {
 
 fn rule() -> BoxedStrategy<Doc> {
     or_any(prop_oneof![
-        (word(), leaf()).prop_map(|(s, g)| Doc::Map(vec![("signal".into(), Doc::Str(s)), ("gte".into(), g)])),
+        (word(), leaf())
+            .prop_map(|(s, g)| Doc::Map(vec![("signal".into(), Doc::Str(s)), ("gte".into(), g)])),
         leaf().prop_map(|v| Doc::Map(vec![("requires_arch_review".into(), v)])),
         leaf().prop_map(|v| Doc::Map(vec![("band_at_least".into(), v)])),
-        map_of(&["signal", "gte", "requires_arch_review", "band_at_least"], leaf()),
+        map_of(
+            &["signal", "gte", "requires_arch_review", "band_at_least"],
+            leaf()
+        ),
     ])
 }
 
@@ -130,9 +186,17 @@ fn section() -> BoxedStrategy<Doc> {
     or_any(prop_oneof![
         map_of(
             &[
-                "retention_days", "max_items_per_run", "key_prefix", "weekly_from_pressure_digest",
-                "daily_from_risk_digest", "escalate_on_critical_band", "daily_risk_bands",
-                "default_owner", "overrides", "overdue_limit", "top_services",
+                "retention_days",
+                "max_items_per_run",
+                "key_prefix",
+                "weekly_from_pressure_digest",
+                "daily_from_risk_digest",
+                "escalate_on_critical_band",
+                "daily_risk_bands",
+                "default_owner",
+                "overrides",
+                "overdue_limit",
+                "top_services",
                 "overdue_notify_threshold",
             ],
             value,
@@ -144,7 +208,14 @@ fn section() -> BoxedStrategy<Doc> {
 /// A document shaped like a policy: known sections with plausible, sometimes wrong contents.
 fn policy_doc() -> impl Strategy<Value = Doc> {
     map_of(
-        &["defaults", "dedupe", "categories", "generation", "ownership", "dashboard"],
+        &[
+            "defaults",
+            "dedupe",
+            "categories",
+            "generation",
+            "ownership",
+            "dashboard",
+        ],
         section(),
     )
 }
