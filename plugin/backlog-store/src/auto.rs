@@ -42,9 +42,7 @@
 //! an earlier outage is seen there in that version, and an update made to it then wins over
 //! Postgres on replay when it is newer.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use backlog_core::dashboard::Dashboard;
 use backlog_core::list::{ItemKeys, ListQuery};
@@ -52,10 +50,18 @@ use backlog_core::model::{Event, Item};
 use backlog_core::policy::Policy;
 use backlog_core::store::{BacklogStore, Page, StoreError};
 use backlog_core::time;
-use serde::{Deserialize, Serialize};
 
 use crate::jsonl::{Access, JsonlStore};
 use crate::pg::{PostgresStore, Sql};
+
+mod files;
+mod replay;
+
+pub use files::{AutoStatus, auto_recovery_due, auto_status};
+use files::{
+    Entry, append_entry, atomic_write, io_err, read_down_until, read_entries, remove, write_entries,
+};
+use replay::split_batch;
 
 /// The outage journal, in the JSONL directory.
 pub const JOURNAL_FILE: &str = "auto-journal.jsonl";
@@ -81,52 +87,6 @@ pub enum Active {
     Postgres,
     /// [`JsonlStore`] (Postgres down, or a replay is pending).
     Jsonl,
-}
-
-/// One journaled write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Entry {
-    item_id: String,
-    #[serde(default)]
-    events: Vec<String>,
-}
-
-/// What the host shows on `/readyz` for an auto store, read from the JSONL directory alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct AutoStatus {
-    /// Postgres was found down and the retry time has not come yet.
-    pub degraded: bool,
-    /// Journaled writes not yet replayed into Postgres (journal lines).
-    pub pending_replay: usize,
-}
-
-/// The auto store's state as its files in `dir` say at `now` (fixed-width timestamp).
-pub fn auto_status(dir: &Path, now: &str) -> AutoStatus {
-    let degraded = read_down_until(dir)
-        .ok()
-        .flatten()
-        .is_some_and(|until| now < until.as_str());
-    AutoStatus {
-        degraded,
-        pending_replay: read_entries(dir, JOURNAL_FILE).map_or(0, |e| e.len()),
-    }
-}
-
-/// Whether a write-capable call would have recovery work to do at `now`: the retry time has
-/// come (or Postgres was never marked down) and the outage journal waits to be replayed, the
-/// last replay to be confirmed, or an expired `down_until` to be cleared. The host runs such
-/// a call before any call that could not do it itself (read-only ones), so that no call keeps
-/// answering from JSONL after the retry interval.
-pub fn auto_recovery_due(dir: &Path, now: &str) -> bool {
-    let Some(now) = time::normalize_ts(now) else {
-        return false;
-    };
-    let down = read_down_until(dir).ok().flatten();
-    if down.as_ref().is_some_and(|until| now < *until) {
-        return false;
-    }
-    let exists = |f: &str| dir.join(f).exists();
-    down.is_some() || exists(JOURNAL_FILE) || exists(REPLAYED_FILE)
 }
 
 /// The auto store. See the module docs.
@@ -337,113 +297,6 @@ impl<S: Sql> AutoStore<S> {
         Ok(())
     }
 
-    /// Writes every pending item (newer wins, dedupe merges) and its JSONL events into
-    /// Postgres; returns, per item (by its JSONL id), the event ids written. On failure, the
-    /// id of the item that failed.
-    fn replay(&mut self, pending: &[Entry]) -> Result<Vec<Entry>, (String, StoreError)> {
-        let mut ids: Vec<&str> = Vec::new();
-        for e in pending {
-            if !ids.contains(&e.item_id.as_str()) {
-                ids.push(&e.item_id);
-            }
-        }
-        let mut done = Vec::new();
-        for id in ids {
-            let events = self.replay_item(id).map_err(|e| (id.to_owned(), e))?;
-            done.push(Entry {
-                item_id: id.to_owned(),
-                events,
-            });
-        }
-        Ok(done)
-    }
-
-    /// Replays the JSONL item `id` and all its events; returns the event ids written.
-    fn replay_item(&mut self, id: &str) -> Result<Vec<String>, StoreError> {
-        let Some(item) = self.jsonl.get(id)? else {
-            (self.log)(&format!(
-                "backlog_store: warning: journaled item {id} is not in the JSONL store; nothing to replay"
-            ));
-            return Ok(Vec::new());
-        };
-        let (target, write) = self.merge(item)?;
-        let mut events = self.jsonl.events(id, usize::MAX)?;
-        for ev in &mut events {
-            ev.item_id = target.clone();
-        }
-        self.pg.write(write.as_ref(), &events)?;
-        Ok(events.into_iter().map(|e| e.id).collect())
-    }
-
-    /// Item `id` could not be replayed (`e`). Unless Postgres is just unavailable, its
-    /// entries move to [`FAILED_FILE`] for the operator, so that they cannot block every
-    /// later replay; the rest of `pending` stays journaled. Returns `e` (this call fails: its
-    /// transaction is aborted).
-    fn quarantine(&mut self, id: &str, pending: Vec<Entry>, e: StoreError) -> StoreError {
-        if let StoreError::Unavailable(why) = &e {
-            let why = why.clone();
-            return match self.mark_down(&why) {
-                Ok(()) => e,
-                Err(io) => io,
-            };
-        }
-        let (failed, keep): (Vec<Entry>, Vec<Entry>) =
-            pending.into_iter().partition(|x| x.item_id == id);
-        let moved = failed
-            .iter()
-            .try_for_each(|f| append_entry(&self.dir, FAILED_FILE, f))
-            .and_then(|()| write_entries(&self.dir, JOURNAL_FILE, &keep))
-            .and_then(|()| write_entries(&self.dir, REPLAYED_FILE, &[]));
-        match moved {
-            Ok(()) => (self.log)(&format!(
-                "backlog_store: error: cannot replay item {id} into Postgres ({e}); its journal \
-                 entries moved to {FAILED_FILE} (the item stays in the JSONL store)"
-            )),
-            Err(io) => (self.log)(&format!(
-                "backlog_store: error: cannot replay item {id} into Postgres ({e}), nor set it \
-                 aside: {io}"
-            )),
-        }
-        e
-    }
-
-    /// Where the JSONL version `x` goes in Postgres: the target id, and the version to write
-    /// (`None` when Postgres already holds a version at least as new).
-    fn merge(&mut self, x: Item) -> Result<(String, Option<Item>), StoreError> {
-        if let Some(y) = self.pg.get(&x.id)? {
-            if !newer(&x, &y) {
-                return Ok((y.id, None));
-            }
-            let mut x = x;
-            if x.dedupe_key != y.dedupe_key
-                && let Some(z) = self.pg.find_by_dedupe_key(&x.dedupe_key)?
-                && z.id != x.id
-            {
-                (self.log)(&format!(
-                    "backlog_store: warning: replaying item {}: dedupe_key {:?} now names item {} in Postgres; keeping {:?}",
-                    x.id, x.dedupe_key, z.id, y.dedupe_key
-                ));
-                x.dedupe_key = y.dedupe_key;
-            }
-            return Ok((x.id.clone(), Some(x)));
-        }
-        match self.pg.find_by_dedupe_key(&x.dedupe_key)? {
-            Some(z) => {
-                (self.log)(&format!(
-                    "backlog_store: replay merged item {} into {} (dedupe_key {:?} is held by {} in Postgres)",
-                    x.id, z.id, x.dedupe_key, z.id
-                ));
-                let write = newer(&x, &z).then(|| Item {
-                    id: z.id.clone(),
-                    created_at: z.created_at.clone(),
-                    ..x
-                });
-                Ok((z.id, write))
-            }
-            None => Ok((x.id.clone(), Some(x))),
-        }
-    }
-
     /// Runs `op` on the chosen store. A Postgres failure that says unavailable switches to
     /// JSONL for the following calls (this call still fails: its transaction is gone).
     fn on<T>(
@@ -462,119 +315,6 @@ impl<S: Sql> AutoStore<S> {
             }
         }
     }
-}
-
-/// `pending` split after its first `max` distinct items: the entries of those items (in
-/// journal order), and the rest.
-fn split_batch(pending: Vec<Entry>, max: usize) -> (Vec<Entry>, Vec<Entry>) {
-    let mut ids: Vec<String> = Vec::new();
-    for e in &pending {
-        if ids.len() == max {
-            break;
-        }
-        if !ids.contains(&e.item_id) {
-            ids.push(e.item_id.clone());
-        }
-    }
-    pending.into_iter().partition(|e| ids.contains(&e.item_id))
-}
-
-/// Whether `x` was updated after `y` (as instants; an unparsable time loses).
-fn newer(x: &Item, y: &Item) -> bool {
-    match (
-        time::normalize_ts(&x.updated_at),
-        time::normalize_ts(&y.updated_at),
-    ) {
-        (Some(a), Some(b)) => a > b,
-        (Some(_), None) => true,
-        _ => false,
-    }
-}
-
-fn io_err(file: &'static str) -> impl Fn(io::Error) -> StoreError {
-    move |e| {
-        let msg = format!("auto store: cannot use {file}: {e}");
-        match crate::error::is_refusal(&e, true) {
-            true => StoreError::Forbidden(msg),
-            false => StoreError::Internal(msg),
-        }
-    }
-}
-
-fn read_down_until(dir: &Path) -> io::Result<Option<String>> {
-    match fs::read_to_string(dir.join(DOWN_UNTIL_FILE)) {
-        Ok(text) => Ok(text.lines().next().and_then(time::normalize_ts)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// The entries of `file` (missing = none; lines that do not parse, such as a torn last line,
-/// are skipped).
-fn read_entries(dir: &Path, file: &str) -> io::Result<Vec<Entry>> {
-    match fs::read_to_string(dir.join(file)) {
-        Ok(text) => Ok(text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
-}
-
-fn encode(entries: &[Entry]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for e in entries {
-        // An Entry is two strings and a list of strings: serializing cannot fail.
-        if serde_json::to_writer(&mut out, e).is_ok() {
-            out.push(b'\n');
-        }
-    }
-    out
-}
-
-/// Replaces `file` with `entries` atomically (or removes it when there are none).
-fn write_entries(dir: &Path, file: &str, entries: &[Entry]) -> io::Result<()> {
-    if entries.is_empty() {
-        return match fs::remove_file(dir.join(file)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        };
-    }
-    atomic_write(dir, file, &encode(entries))
-}
-
-/// Temp file, sync, rename, directory sync (best effort).
-fn atomic_write(dir: &Path, file: &str, bytes: &[u8]) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("{file}.tmp"));
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_data()?;
-    drop(f);
-    fs::rename(&tmp, dir.join(file))?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-fn remove(dir: &Path, file: &'static str) -> Result<(), StoreError> {
-    match fs::remove_file(dir.join(file)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(file)(e)),
-        _ => Ok(()),
-    }
-}
-
-/// Appends one entry to `file` and syncs it.
-fn append_entry(dir: &Path, file: &str, entry: &Entry) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(file))?;
-    f.write_all(&encode(std::slice::from_ref(entry)))?;
-    f.sync_data()
 }
 
 impl<S: Sql> BacklogStore for AutoStore<S> {
@@ -672,39 +412,4 @@ impl<S: Sql> BacklogStore for AutoStore<S> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recovery_is_due_only_after_the_retry_time_and_with_something_to_do() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path();
-        let (before, after) = ("2026-11-27T10:04:00Z", "2026-11-27T10:06:00Z");
-        // Nothing recorded: nothing to do.
-        assert!(!auto_recovery_due(dir, after));
-        fs::write(
-            dir.join(DOWN_UNTIL_FILE),
-            "2026-11-27T10:05:00.000000Z\nPostgres down\n",
-        )
-        .unwrap();
-        append_entry(
-            dir,
-            JOURNAL_FILE,
-            &Entry {
-                item_id: "bl_000000000001".into(),
-                events: vec!["ev_1".into()],
-            },
-        )
-        .unwrap();
-        assert!(!auto_recovery_due(dir, before), "still marked down");
-        assert!(auto_recovery_due(dir, after));
-        // A stale down_until alone, or an unconfirmed replay alone, is work too.
-        fs::remove_file(dir.join(JOURNAL_FILE)).unwrap();
-        assert!(auto_recovery_due(dir, after));
-        fs::remove_file(dir.join(DOWN_UNTIL_FILE)).unwrap();
-        assert!(!auto_recovery_due(dir, after));
-        fs::write(dir.join(REPLAYED_FILE), "").unwrap();
-        assert!(auto_recovery_due(dir, before));
-        assert!(!auto_recovery_due(dir, "not a time"));
-    }
-}
+mod tests;
