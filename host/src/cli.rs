@@ -299,7 +299,7 @@ pub fn main() -> ExitCode {
         Err(Failure::Tool(e)) => {
             // The exit code is the tool's outcome, whether or not anyone still reads.
             let _ = emit(&output::render(&e.to_json(), Kind::Call(""), format, false));
-            ExitCode::from(1)
+            ExitCode::from(e.code.exit_code())
         }
         Err(Failure::Config(e)) => {
             warn_stderr(&e);

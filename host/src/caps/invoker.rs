@@ -196,33 +196,11 @@ impl Http {
 
 /// The wire code (see `docs/actions.md`), parsed.
 pub fn code_from_str(s: &str) -> Option<Code> {
-    Some(match s {
-        "invalid_input" => Code::InvalidInput,
-        "unauthenticated" => Code::Unauthenticated,
-        "forbidden" => Code::Forbidden,
-        "not_found" => Code::NotFound,
-        "conflict" => Code::Conflict,
-        "precondition_failed" => Code::PreconditionFailed,
-        "payload_too_large" => Code::PayloadTooLarge,
-        "unavailable" => Code::Unavailable,
-        "timeout" => Code::Timeout,
-        "internal" => Code::Internal,
-        _ => return None,
-    })
+    Code::parse(s)
 }
 
 fn code_for_status(status: u16) -> Code {
-    match status {
-        400 => Code::InvalidInput,
-        403 => Code::Forbidden,
-        404 => Code::NotFound,
-        409 => Code::Conflict,
-        412 => Code::PreconditionFailed,
-        413 => Code::PayloadTooLarge,
-        503 => Code::Unavailable,
-        504 => Code::Timeout,
-        _ => Code::Internal,
-    }
+    Code::from_http_status(status).unwrap_or(Code::Internal)
 }
 
 #[cfg(test)]

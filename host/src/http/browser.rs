@@ -53,7 +53,7 @@ impl Refusal {
     fn forbidden(message: String) -> Refusal {
         Refusal {
             status: StatusCode::FORBIDDEN,
-            body: json!({"error": message, "code": "forbidden"}),
+            body: crate::error::ToolError::new(crate::error::Code::Forbidden, message).to_json(),
         }
     }
 

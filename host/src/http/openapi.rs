@@ -612,11 +612,11 @@ fn schemas() -> Value {
             "required": ["error", "code"],
             "properties": {
                 "error": {"type": "string", "description": "What went wrong, for a person."},
-                "code": {"type": "string", "enum": [
-                    "invalid_input", "unauthenticated", "forbidden", "not_found", "conflict",
-                    "precondition_failed", "payload_too_large", "unavailable", "timeout",
-                    "internal", "rate_limited", "unsupported_media_type", "method_not_allowed",
-                ]},
+                "code": {"type": "string", "enum": crate::error::Code::ALL
+                    .iter()
+                    .map(|c| c.as_str())
+                    .chain(["rate_limited", "unsupported_media_type", "method_not_allowed"])
+                    .collect::<Vec<_>>()},
             },
         },
         "Item": {

@@ -167,7 +167,7 @@ async fn front(State(app): AppState, req: Request, next: Next) -> Response {
         );
         let outcome = match refusal.status {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            _ => "forbidden",
+            _ => Code::Forbidden.as_str(),
         };
         let resp = json_response(refusal.status, &refusal.body);
         return answered_early(resp, req, outcome);

@@ -283,18 +283,7 @@ fn ticks(timeout: Duration) -> u64 {
 }
 
 fn from_wit(e: WitToolError) -> ToolError {
-    let code = match e.code {
-        ErrorCode::InvalidInput => Code::InvalidInput,
-        ErrorCode::Unauthenticated => Code::Unauthenticated,
-        ErrorCode::Forbidden => Code::Forbidden,
-        ErrorCode::NotFound => Code::NotFound,
-        ErrorCode::Conflict => Code::Conflict,
-        ErrorCode::PreconditionFailed => Code::PreconditionFailed,
-        ErrorCode::PayloadTooLarge => Code::PayloadTooLarge,
-        ErrorCode::Unavailable => Code::Unavailable,
-        ErrorCode::Timeout => Code::Timeout,
-        ErrorCode::Internal => Code::Internal,
-    };
+    let code = backlog_core::map_error_code!(e.code, ErrorCode => Code);
     ToolError::new(code, e.message)
 }
 

@@ -236,18 +236,7 @@ impl Runner {
 fn to_wit(e: &ToolError) -> wit_types::ToolError {
     use crate::error::Code;
     use wit_types::ErrorCode as W;
-    let code = match e.code {
-        Code::InvalidInput => W::InvalidInput,
-        Code::Unauthenticated => W::Unauthenticated,
-        Code::Forbidden => W::Forbidden,
-        Code::NotFound => W::NotFound,
-        Code::Conflict => W::Conflict,
-        Code::PreconditionFailed => W::PreconditionFailed,
-        Code::PayloadTooLarge => W::PayloadTooLarge,
-        Code::Unavailable => W::Unavailable,
-        Code::Timeout => W::Timeout,
-        Code::Internal => W::Internal,
-    };
+    let code = backlog_core::map_error_code!(e.code, Code => W);
     wit_types::ToolError {
         code,
         message: e.message.clone(),
@@ -257,17 +246,6 @@ fn to_wit(e: &ToolError) -> wit_types::ToolError {
 fn from_wit(e: wit_types::ToolError) -> ToolError {
     use crate::error::Code;
     use wit_types::ErrorCode as W;
-    let code = match e.code {
-        W::InvalidInput => Code::InvalidInput,
-        W::Unauthenticated => Code::Unauthenticated,
-        W::Forbidden => Code::Forbidden,
-        W::NotFound => Code::NotFound,
-        W::Conflict => Code::Conflict,
-        W::PreconditionFailed => Code::PreconditionFailed,
-        W::PayloadTooLarge => Code::PayloadTooLarge,
-        W::Unavailable => Code::Unavailable,
-        W::Timeout => Code::Timeout,
-        W::Internal => Code::Internal,
-    };
+    let code = backlog_core::map_error_code!(e.code, W => Code);
     ToolError::new(code, e.message)
 }

@@ -8,72 +8,99 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// The error codes (see `docs/actions.md`), serialized in snake_case (`invalid_input`, …).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    InvalidInput,
-    Unauthenticated,
-    Forbidden,
-    NotFound,
-    Conflict,
-    PreconditionFailed,
-    PayloadTooLarge,
-    Unavailable,
-    Timeout,
-    Internal,
+/// Defines [`ErrorCode`] and its tables from one list: variant, wire name, HTTP status, exit
+/// code of the CLI (`call`, `run-job`).
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $status:literal, $exit:literal; )*) => {
+        /// The error codes (see `docs/actions.md`), serialized in snake_case (`invalid_input`,
+        /// …). The one definition of code, wire name, HTTP status and exit code; the host and the
+        /// guests use it, and [`map_error_code!`](crate::map_error_code) converts to and from
+        /// the WIT `error-code` variant.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order of `docs/actions.md`.
+            pub const ALL: &'static [ErrorCode] = &[$( ErrorCode::$variant, )*];
+
+            /// The wire name, e.g. `invalid_input`.
+            pub fn as_str(self) -> &'static str {
+                match self { $( ErrorCode::$variant => $name, )* }
+            }
+
+            /// The HTTP status the router answers with.
+            pub fn http_status(self) -> u16 {
+                match self { $( ErrorCode::$variant => $status, )* }
+            }
+
+            /// The exit code of a CLI command that ends with this error.
+            pub fn exit_code(self) -> u8 {
+                match self { $( ErrorCode::$variant => $exit, )* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// 400: params break a rule; malformed JSON.
+    InvalidInput = "invalid_input", 400, 1;
+    /// 401: no or unknown API key (HTTP only; `run-job` over HTTP exits 3).
+    Unauthenticated = "unauthenticated", 401, 3;
+    /// 403: the agent lacks an entitlement; the sandbox refused a capability.
+    Forbidden = "forbidden", 403, 1;
+    /// 404: unknown item, tool or action.
+    NotFound = "not_found", 404, 1;
+    /// 409: dedupe key taken, illegal transition, id/key mismatch.
+    Conflict = "conflict", 409, 1;
+    /// 412: no digest to generate from.
+    PreconditionFailed = "precondition_failed", 412, 1;
+    /// 413: params or body too large.
+    PayloadTooLarge = "payload_too_large", 413, 1;
+    /// 503: storage down with no fallback; the router at its limit.
+    Unavailable = "unavailable", 503, 1;
+    /// 504: the call ran past its time limit.
+    Timeout = "timeout", 504, 1;
+    /// 500: a fault in the tool or the host.
+    Internal = "internal", 500, 1;
+}
+
+/// Converts between two enums that spell the error codes with the same variant names
+/// ([`ErrorCode`], the WIT `error-code` of the host and guest bindings):
+/// `map_error_code!(value, From => To)` with both types in scope by those names. The match is
+/// exhaustive, so a code added to either side fails to compile until it is added here.
+#[macro_export]
+macro_rules! map_error_code {
+    ($value:expr, $from:ident => $to:ident) => {
+        match $value {
+            $from::InvalidInput => $to::InvalidInput,
+            $from::Unauthenticated => $to::Unauthenticated,
+            $from::Forbidden => $to::Forbidden,
+            $from::NotFound => $to::NotFound,
+            $from::Conflict => $to::Conflict,
+            $from::PreconditionFailed => $to::PreconditionFailed,
+            $from::PayloadTooLarge => $to::PayloadTooLarge,
+            $from::Unavailable => $to::Unavailable,
+            $from::Timeout => $to::Timeout,
+            $from::Internal => $to::Internal,
+        }
+    };
 }
 
 impl ErrorCode {
-    /// Every code, in the order (see `docs/actions.md`).
-    pub const ALL: [ErrorCode; 10] = [
-        ErrorCode::InvalidInput,
-        ErrorCode::Unauthenticated,
-        ErrorCode::Forbidden,
-        ErrorCode::NotFound,
-        ErrorCode::Conflict,
-        ErrorCode::PreconditionFailed,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::Unavailable,
-        ErrorCode::Timeout,
-        ErrorCode::Internal,
-    ];
-
-    /// The wire name, e.g. `invalid_input`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidInput => "invalid_input",
-            ErrorCode::Unauthenticated => "unauthenticated",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::PreconditionFailed => "precondition_failed",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::Internal => "internal",
-        }
-    }
-
-    /// The HTTP status the router answers with.
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorCode::InvalidInput => 400,
-            ErrorCode::Unauthenticated => 401,
-            ErrorCode::Forbidden => 403,
-            ErrorCode::NotFound => 404,
-            ErrorCode::Conflict => 409,
-            ErrorCode::PreconditionFailed => 412,
-            ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::Unavailable => 503,
-            ErrorCode::Timeout => 504,
-            ErrorCode::Internal => 500,
-        }
-    }
-
     /// The code with wire name `s`, if any.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
+        Self::ALL.iter().copied().find(|c| c.as_str() == s)
+    }
+
+    /// The code whose HTTP status is `status`, if any.
+    pub fn from_http_status(status: u16) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|c| c.http_status() == status)
     }
 }
 
@@ -201,6 +228,20 @@ mod tests {
         check(ErrorCode::Timeout, "timeout", 504);
         check(ErrorCode::Internal, "internal", 500);
         assert_eq!(ErrorCode::parse("nope"), None);
+        assert_eq!(ErrorCode::ALL.len(), 10);
+        for &code in ErrorCode::ALL {
+            check(code, code.as_str(), code.http_status());
+            assert_eq!(ErrorCode::from_http_status(code.http_status()), Some(code));
+            let same: ErrorCode = crate::map_error_code!(code, ErrorCode => ErrorCode);
+            assert_eq!(same, code);
+            let exit = if code == ErrorCode::Unauthenticated {
+                3
+            } else {
+                1
+            };
+            assert_eq!(code.exit_code(), exit, "{code}");
+        }
+        assert_eq!(ErrorCode::from_http_status(200), None);
         assert!("InvalidInput".parse::<ErrorCode>().is_err());
     }
 

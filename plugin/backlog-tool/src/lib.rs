@@ -126,18 +126,7 @@ pub(crate) fn log(line: &str) {
 }
 
 pub(crate) fn to_wit(e: Error) -> ToolError {
-    let code = match e.code {
-        ErrorCode::InvalidInput => WitCode::InvalidInput,
-        ErrorCode::Unauthenticated => WitCode::Unauthenticated,
-        ErrorCode::Forbidden => WitCode::Forbidden,
-        ErrorCode::NotFound => WitCode::NotFound,
-        ErrorCode::Conflict => WitCode::Conflict,
-        ErrorCode::PreconditionFailed => WitCode::PreconditionFailed,
-        ErrorCode::PayloadTooLarge => WitCode::PayloadTooLarge,
-        ErrorCode::Unavailable => WitCode::Unavailable,
-        ErrorCode::Timeout => WitCode::Timeout,
-        ErrorCode::Internal => WitCode::Internal,
-    };
+    let code = backlog_core::map_error_code!(e.code, ErrorCode => WitCode);
     ToolError {
         code,
         message: e.message,
