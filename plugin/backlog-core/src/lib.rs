@@ -7,11 +7,11 @@
 //! [`digest::Reports`]; time, ids, the actor and the reports grant come in through
 //! [`ctx::Ctx`]. Everything here is tested natively in milliseconds.
 //!
-//! Layers (a module imports only from its own layer's left or from lower layers; no circles,
-//! unit tests excepted):
+//! Layers (a module imports only from its own layer's left or from lower layers, so there are
+//! no circles; unit tests excepted; `tests/layers.rs` checks it):
 //! 1. `error`, `time`, `ids`: leaves, no imports from this crate.
 //! 2. `model` (item, event, enums), `list` (queries over item keys).
-//! 3. `validate` (field rules), then `policy` (`model`, `defaults`, `parse`).
+//! 3. `validate` (field rules), then `policy` (inside: `model`, `parse`, `defaults`).
 //! 4. `dashboard` (the arithmetic), `params` (action params), `digest` (digest files).
 //! 5. `store` (the storage trait; its default dashboard), `mem` (the in-memory store).
 //! 6. `ctx` (the call context), `upsert` (create/upsert), `schema` (what `describe()` says).
