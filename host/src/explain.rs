@@ -243,7 +243,7 @@ impl Explanation {
             let verdict = if c.allowed {
                 "ALLOWED".to_owned()
             } else {
-                format!("DENIED ({})", c.code.unwrap_or("forbidden"))
+                format!("DENIED ({})", c.code.unwrap_or(Code::Forbidden.as_str()))
             };
             let _ = writeln!(out, "{}.{}: {verdict}", c.tool, c.action);
             let _ = writeln!(out, "  {}", c.reason);
