@@ -11,7 +11,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::bridge::Bridge;
+use crate::registry::Bridge;
 use crate::error::{Code, ToolError};
 use crate::grants::Grants;
 
@@ -140,7 +140,7 @@ pub fn explain(
         .map(|a| format!("{}.{}", a.tool, a.action))
         .collect();
     let call = call.map(|(tool, action)| {
-        let verdict = bridge.authorize(agent, tool, action);
+        let verdict = bridge.authorize(agent, tool, action).map(|_| ());
         let rule = matrix.action(tool, action);
         let action_line = lines.action(tool, action);
         let required = rule

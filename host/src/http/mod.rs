@@ -1,14 +1,13 @@
 //! The router: `backlog-bridge serve` (`docs/http-api.md`), the HTTP face of [`Bridge::call`].
 //!
 //! Call path of a request: access log + request id (`routes::access_log`) → bearer key →
-//! agent (`auth`) → tool and action exist (404) → the agent's entitlements (403) → body and
-//! params shape (413, 400) → admission (503 when `--max-in-flight` calls are running) → a
-//! worker (`--workers` guest calls at once, on tokio's blocking pool) → [`Bridge::call_with_id`]
-//! (grants, lock, sandboxed guest, store) → the result or the error object with the
-//! status (see `docs/actions.md`).
+//! agent (`auth`) → [`App::authorize`] (404, 403: the pipeline's token) → body and params
+//! shape (413, 400) → [`App::call`]: the pipeline's [`Gate`] (admission, workers, metrics) and
+//! the guest (`crate::call`) → the result or the error object with the status (see
+//! `docs/actions.md`).
 //!
-//! Owns: the tokio runtime, listening, admission and worker limits, graceful shutdown, the
-//! metrics. Must not: run guest code on the async runtime's threads (a guest call blocks for
+//! Owns: the tokio runtime, listening, graceful shutdown (the pipeline's drain), the metrics
+//! registry. Must not: run guest code on the async runtime's threads (a guest call blocks for
 //! up to its time limit); decide anything about params (the component validates them); give
 //! the guest anything the bridge would not give a CLI call of the same agent.
 
@@ -21,28 +20,26 @@ pub mod params;
 pub mod routes;
 pub mod ui;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use serde_json::{Map, Value, json};
-use tokio::sync::Semaphore;
+use serde_json::{Map, Value};
 
-use crate::bridge::{Bridge, CallRequest, StoreStatus};
-use crate::error::{Code, ToolError};
+use crate::backlog::StoreStatus;
+use crate::backlog::gauges::OverdueGauges;
+use crate::call::{Authorized, Gate, Meta, Params};
+use crate::error::ToolError;
+use crate::registry::Bridge;
 use auth::{FailureLimiter, Keys};
 use browser::BrowserPolicy;
-use metrics::{Metrics, OverdueCounts, StoreGauges};
+use metrics::{Metrics, StoreGauges};
 
 /// Largest request body accepted (`docs/http-api.md`); larger → 413 `payload_too_large`.
-pub const MAX_BODY_BYTES: usize = crate::bridge::MAX_PARAMS_BYTES;
+pub const MAX_BODY_BYTES: usize = crate::call::MAX_PARAMS_BYTES;
 
 /// How long a shutdown waits for in-flight calls (the longest shipped `timeout_s` is 120 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(130);
-
-/// How long the overdue gauges are reused between scrapes.
-const OVERDUE_TTL: Duration = Duration::from_secs(10);
 
 /// Validated `serve` settings.
 #[derive(Debug, Clone)]
@@ -105,17 +102,15 @@ pub enum ServeError {
 pub struct App {
     pub bridge: Arc<Bridge>,
     pub keys: Keys,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub options: ServeOptions,
     /// The browser guard every route passes.
     pub browser: BrowserPolicy,
     /// Failed logins per client address.
     pub auth_failures: FailureLimiter,
-    /// Admission: one permit per call admitted (running or queued for a worker).
-    in_flight: Arc<Semaphore>,
-    /// One permit per guest call running.
-    workers: Arc<Semaphore>,
-    overdue: Mutex<Option<(Instant, OverdueCounts)>>,
+    /// The pipeline's limits: admission, workers, call metrics, the drain.
+    pub gate: Gate,
+    overdue: OverdueGauges,
 }
 
 impl App {
@@ -166,16 +161,19 @@ impl App {
             options.allowed_origins.clone(),
             options.allowed_hosts.clone(),
         );
+        let metrics = Arc::new(Metrics::default());
         Ok(App {
             bridge: Arc::new(bridge),
             keys,
-            metrics: Metrics::default(),
+            gate: Gate::new(options.max_in_flight, options.workers, metrics.clone()),
+            metrics,
             browser,
             auth_failures: FailureLimiter::new(options.auth_failures_per_minute),
-            in_flight: Arc::new(Semaphore::new(options.max_in_flight)),
-            workers: Arc::new(Semaphore::new(options.workers)),
+            overdue: OverdueGauges::new(
+                options.metrics_agent.clone(),
+                options.metrics_envs.clone(),
+            ),
             options,
-            overdue: Mutex::new(None),
         })
     }
 
@@ -193,61 +191,33 @@ impl App {
 
     /// Calls admitted and not finished.
     pub fn calls_in_flight(&self) -> usize {
-        self.options.max_in_flight - self.in_flight.available_permits()
+        self.gate.in_flight()
     }
 
-    /// Runs one authorized call off the async runtime: admission (503 when saturated), a
-    /// worker, the bridge. Records the call's metrics.
-    pub async fn call(
+    /// The pipeline's token for one call of `agent` (404, 403), before the body is read.
+    pub fn authorize(
         &self,
         agent: &str,
         tool: &str,
         action: &str,
+    ) -> Result<Authorized<Arc<Bridge>>, ToolError> {
+        crate::call::authorize(self.bridge.clone(), agent, tool, action)
+    }
+
+    /// Runs one authorized call through the pipeline's gate under the router's request id.
+    pub async fn call(
+        &self,
+        call: Authorized<Arc<Bridge>>,
         params: Map<String, Value>,
         request_id: &str,
     ) -> Result<Value, ToolError> {
-        let started = Instant::now();
-        let Ok(admitted) = self.in_flight.clone().try_acquire_owned() else {
-            let err = ToolError::new(
-                Code::Unavailable,
-                format!(
-                    "the router is at its limit of {} calls in flight (--max-in-flight); retry shortly",
-                    self.options.max_in_flight
-                ),
-            );
-            self.metrics
-                .record_call(tool, action, err.code.as_str(), started.elapsed());
-            return Err(err);
-        };
-        let result = self
-            .blocking({
-                let (agent, tool, action) = (agent.to_owned(), tool.to_owned(), action.to_owned());
-                let request_id = request_id.to_owned();
-                let params = Value::Object(params).to_string();
-                move |bridge: &Bridge| {
-                    // Held until the guest returns, even if the client went away: shutdown
-                    // waits for every admitted call through these permits.
-                    let _admitted = admitted;
-                    bridge.call_with_id(
-                        &CallRequest {
-                            agent: &agent,
-                            tool: &tool,
-                            action: &action,
-                            params: &params,
-                        },
-                        &request_id,
-                    )
-                }
-            })
+        self.gate
+            .run(
+                call,
+                Params::from_map(params),
+                Meta::with_id(request_id.to_owned()),
+            )
             .await
-            .and_then(|r| r);
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.code.as_str(),
-        };
-        self.metrics
-            .record_call(tool, action, outcome, started.elapsed());
-        result
     }
 
     /// Runs `f` on a worker (blocking pool, at most `--workers` at once).
@@ -255,19 +225,7 @@ impl App {
         &self,
         f: impl FnOnce(&Bridge) -> T + Send + 'static,
     ) -> Result<T, ToolError> {
-        let worker = self
-            .workers
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ToolError::new(Code::Unavailable, "the router is shutting down"))?;
-        let bridge = self.bridge.clone();
-        tokio::task::spawn_blocking(move || {
-            let _worker = worker;
-            f(&bridge)
-        })
-        .await
-        .map_err(|e| ToolError::new(Code::Internal, format!("the call's worker failed: {e}")))
+        self.gate.blocking(&self.bridge, f).await
     }
 
     /// The store's status (may probe Postgres: runs on a worker).
@@ -284,94 +242,14 @@ impl App {
                 backend: status.backend,
                 degraded: status.degraded,
                 pending_replay: status.pending_replay,
-                overdue: app.overdue_counts(bridge),
+                overdue: app.overdue.counts(bridge),
             }
         })
         .await
     }
-
-    /// Overdue and overdue-P0 item counts per configured env, from read-only `list` calls
-    /// as `--metrics-agent` (the host reads only their `total`).
-    fn overdue_counts(&self, bridge: &Bridge) -> OverdueCounts {
-        if let Ok(cache) = self.overdue.lock()
-            && let Some((at, counts)) = cache.as_ref()
-            && at.elapsed() < OVERDUE_TTL
-        {
-            return counts.clone();
-        }
-        let total = |params: Value| -> Result<u64, ToolError> {
-            let result = bridge.call_internal(&CallRequest {
-                agent: &self.options.metrics_agent,
-                tool: "backlog_tool",
-                action: "list",
-                params: &params.to_string(),
-            })?;
-            result["total"]
-                .as_u64()
-                .ok_or_else(|| ToolError::new(Code::Internal, "list returned no numeric `total`"))
-        };
-        let mut counts = BTreeMap::new();
-        for env in &self.options.metrics_envs {
-            let all = total(json!({"env": env, "overdue": true, "limit": 1}));
-            let p0 = total(json!({"env": env, "overdue": true, "priority": "P0", "limit": 1}));
-            match (all, p0) {
-                (Ok(all), Ok(p0)) => {
-                    counts.insert(env.clone(), (all, p0));
-                }
-                (Err(e), _) | (_, Err(e)) => tracing::warn!(
-                    env,
-                    agent = self.options.metrics_agent,
-                    "router: overdue gauges unavailable for env `{env}`: {e}"
-                ),
-            }
-        }
-        if let Ok(mut cache) = self.overdue.lock() {
-            *cache = Some((Instant::now(), counts.clone()));
-        }
-        counts
-    }
 }
 
-/// Whether a write to the JSONL store in `dir` would get past the file system: the store's
-/// files open for appending (without following symlinks) and a new file can be created and
-/// removed in the directory. The probe does what a write does rather than reading mode bits,
-/// so it answers for this process's real privileges (root ignores mode bits but not a
-/// read-only mount or an immutable file). A directory that does not exist yet is created by
-/// the first write: its nearest existing ancestor is probed instead.
-pub fn jsonl_writable(dir: &std::path::Path) -> Result<(), String> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut probe_dir = dir;
-    while !probe_dir.exists() {
-        match probe_dir.parent() {
-            Some(parent) => probe_dir = parent,
-            None => break,
-        }
-    }
-    let fix = "make it writable for this process, or fix the mount";
-    for name in ["items.jsonl", "events.jsonl", crate::lock::LOCK_FILE] {
-        let path = dir.join(name);
-        if !path.exists() {
-            continue;
-        }
-        std::fs::OpenOptions::new()
-            .append(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|e| format!("cannot write {}: {e}; {fix}", path.display()))?;
-    }
-    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let probe = probe_dir.join(format!(".readyz-probe-{}-{n}", std::process::id()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&probe)
-        .map_err(|e| format!("cannot create files in {}: {e}; {fix}", probe_dir.display()))?;
-    std::fs::remove_file(&probe)
-        .map_err(|e| format!("cannot remove {}: {e}; {fix}", probe.display()))?;
-    Ok(())
-}
+pub use crate::backlog::store::jsonl_writable;
 
 /// Serves until SIGTERM or SIGINT, then stops accepting, lets every admitted call finish
 /// (each write is durable before its 2xx), and returns.
@@ -413,7 +291,7 @@ pub fn serve(bridge: Bridge, mut options: ServeOptions) -> Result<(), ServeError
     });
     let scheduler = scheduler.transpose().map_err(ServeError::Runtime)?;
     // `auto`: replays a due outage journal every retry interval, even when no call comes.
-    let recovery = crate::bridge::spawn_store_recovery(app.bridge.clone(), stop.clone())
+    let recovery = crate::backlog::spawn_store_recovery(app.bridge.clone(), stop.clone())
         .map_err(ServeError::Runtime)?;
     let result = runtime.block_on(run(app.clone()));
     runtime.shutdown_timeout(Duration::from_secs(5));
@@ -465,20 +343,12 @@ async fn run(app: Arc<App>) -> Result<(), ServeError> {
         options.shutdown = mcp_shutdown;
         options.limits = app.options.mcp_sessions.clone();
         options.open_sessions = app.metrics.mcp_sessions.clone();
-        // MCP calls take the same path as REST calls: admission, workers, metrics, drain.
+        // MCP calls take the same path as REST calls: the pipeline's gate (admission,
+        // workers, metrics, drain).
         let runner_app = app.clone();
         let runner: crate::mcp::CallRunner = Arc::new(move |spec: crate::mcp::CallSpec| {
             let app = runner_app.clone();
-            Box::pin(async move {
-                app.call(
-                    &spec.agent,
-                    &spec.tool,
-                    &spec.action,
-                    spec.params,
-                    &spec.request_id,
-                )
-                .await
-            })
+            Box::pin(async move { app.gate.run(spec.call, Ok(spec.params), spec.meta).await })
         });
         crate::mcp::http_router(app.bridge.clone(), auth, runner, options)
     };
@@ -497,15 +367,7 @@ async fn run(app: Arc<App>) -> Result<(), ServeError> {
     )
     .await;
     // Connections are closed; calls whose client went away may still run: wait for them.
-    let all = u32::try_from(app.options.max_in_flight).unwrap_or(u32::MAX);
-    let in_flight = app.calls_in_flight();
-    match tokio::time::timeout(SHUTDOWN_GRACE, app.in_flight.acquire_many(all)).await {
-        Ok(_) => tracing::info!(waited_for = in_flight, "router: stopped"),
-        Err(_) => tracing::warn!(
-            still_running = app.calls_in_flight(),
-            "router: calls still running after {SHUTDOWN_GRACE:?}; stopping anyway"
-        ),
-    }
+    app.gate.drain(SHUTDOWN_GRACE).await;
     Ok(())
 }
 

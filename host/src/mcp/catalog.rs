@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde_json::Value;
 
-use crate::bridge::{Bridge, ManifestAction};
+use crate::registry::{Bridge, ManifestAction};
 use crate::error::{Code, ToolError};
 
 /// The longest tool name MCP clients accept.

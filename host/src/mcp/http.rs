@@ -50,7 +50,8 @@ use tokio_util::sync::CancellationToken;
 use super::handler::{Agent, CallRunner, McpHandler, RequestId};
 use super::sessions::{Access, Principal, RESERVATION, SessionLimits, Sessions};
 use super::wire::{self, INVALID_REQUEST, Refusal};
-use crate::bridge::{Bridge, MAX_PARAMS_BYTES};
+use crate::call::MAX_PARAMS_BYTES;
+use crate::registry::Bridge;
 use crate::error::{Code, ToolError};
 use crate::http::browser::BrowserPolicy;
 
