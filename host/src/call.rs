@@ -27,6 +27,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
+use crate::backlog::store::StoreCall;
 use crate::error::{Code, ToolError};
 use crate::grants::{Access, Grants, grants_for};
 use crate::http::metrics::Metrics;
@@ -84,6 +85,11 @@ impl Params {
         &self.0
     }
 }
+
+/// The id of one request, as an HTTP request's extension: the router's access log gives it,
+/// the REST and MCP faces hand it to the pipeline in [`Meta`] (`x-request-id` on the response).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
 
 /// What an entry point tells the pipeline besides the call itself.
 #[derive(Debug, Clone)]
@@ -279,7 +285,14 @@ impl<B: Deref<Target = Bridge>> Authorized<B> {
 
     /// A call refused after authorization (before its guest): logged like any other.
     fn refused(&self, e: ToolError, meta: &Meta, started: Instant) -> ToolError {
-        log_call(&self.agent, &self.tool, &self.action, meta, started, &Err(&e));
+        log_call(
+            &self.agent,
+            &self.tool,
+            &self.action,
+            meta,
+            started,
+            &Err(&e),
+        );
         e
     }
 }
@@ -320,7 +333,11 @@ fn enter(
     params: &Params,
     meta: &Meta,
 ) -> Result<Value, ToolError> {
-    let lock = crate::backlog::store::prepare(bridge, &mut grants)?;
+    let store = StoreCall {
+        settings: &bridge.settings,
+        resources: &bridge.resources,
+    };
+    let lock = crate::backlog::store::prepare(store.settings, store.resources, &mut grants)?;
     let context = crate::runtime::plugin::context(
         agent,
         &meta.request_id,
@@ -340,9 +357,9 @@ fn enter(
     };
     let (result, outcome) = loaded.plugin.enter(&bridge.runtime, &invocation);
     log_stderr(&loaded.plugin.name, &meta.request_id, &outcome);
-    let json = result.map_err(|e| bridge.name_store_dir(e, grants))?;
+    let json = result.map_err(|e| store.name_store_dir(e, grants))?;
     if lock.is_some() {
-        bridge.durable()?;
+        store.durable()?;
     }
     serde_json::from_str(&json).map_err(|e| {
         ToolError::new(
@@ -368,9 +385,25 @@ fn log_call(
     let request_id = meta.request_id.as_str();
     let duration_us = started.elapsed().as_micros() as u64;
     if meta.quiet {
-        tracing::debug!(request_id, agent, tool, action, outcome, duration_us, "tool call");
+        tracing::debug!(
+            request_id,
+            agent,
+            tool,
+            action,
+            outcome,
+            duration_us,
+            "tool call"
+        );
     } else {
-        tracing::info!(request_id, agent, tool, action, outcome, duration_us, "tool call");
+        tracing::info!(
+            request_id,
+            agent,
+            tool,
+            action,
+            outcome,
+            duration_us,
+            "tool call"
+        );
     }
 }
 
@@ -471,7 +504,7 @@ impl Gate {
     }
 
     /// Runs `f` on a worker (blocking pool, at most `--workers` at once).
-    pub async fn blocking<T: Send + 'static>(
+    async fn blocking<T: Send + 'static>(
         &self,
         bridge: &Arc<Bridge>,
         f: impl FnOnce(&Bridge) -> T + Send + 'static,
@@ -489,6 +522,21 @@ impl Gate {
         })
         .await
         .map_err(|e| ToolError::new(Code::Internal, format!("the call's worker failed: {e}")))
+    }
+
+    /// Runs the host's own blocking work (the store's status, the overdue gauges) on the
+    /// blocking pool beside the workers, not behind them: `/readyz` and `/metrics` answer
+    /// while every worker runs a guest to its time limit. `serve` sizes the pool at
+    /// `--workers` + 4 threads, so guest calls never take the threads this work needs.
+    pub async fn aside<T: Send + 'static>(
+        &self,
+        bridge: &Arc<Bridge>,
+        f: impl FnOnce(&Bridge) -> T + Send + 'static,
+    ) -> Result<T, ToolError> {
+        let bridge = bridge.clone();
+        tokio::task::spawn_blocking(move || f(&bridge))
+            .await
+            .map_err(|e| ToolError::new(Code::Internal, format!("the host's task failed: {e}")))
     }
 
     /// Waits (at most `grace`) until no admitted call runs; admits nothing new meanwhile.

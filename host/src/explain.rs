@@ -11,9 +11,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::registry::Bridge;
 use crate::error::{Code, ToolError};
 use crate::grants::Grants;
+use crate::registry::Bridge;
 
 /// The explanation of one agent (and optionally one call).
 #[derive(Debug, Clone, Serialize)]

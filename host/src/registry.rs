@@ -204,7 +204,6 @@ impl Bridge {
     pub fn postgres(&self) -> Option<&Postgres> {
         self.resources.postgres.as_deref()
     }
-
 }
 
 fn load_plugin(
@@ -253,4 +252,3 @@ pub fn inspect(settings: &Settings, path: &Path) -> anyhow::Result<crate::runtim
         .with_context(|| format!("{}: not a loadable component", path.display()))?;
     Ok(Plugin::load(&runtime, "inspect", &component, 128)?.info)
 }
-

@@ -177,5 +177,4 @@ impl Bridge {
             (Backend::Auto | Backend::Jsonl, ..) => jsonl(false, 0),
         }
     }
-
 }

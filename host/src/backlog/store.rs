@@ -12,76 +12,78 @@ use crate::caps::pg::{self, Postgres};
 use crate::error::{Code, ToolError};
 use crate::grants::{Access, Grants};
 use crate::lock::DirLock;
-use crate::registry::Bridge;
 use crate::runtime::sandbox::Resources;
 
 /// What the configured backend gives calls: the JSONL directory and the Postgres pool, and
 /// (the `memory` backend) the temporary directory that must live as long as the process.
 pub(crate) fn open(settings: &Settings) -> anyhow::Result<(Resources, Option<tempfile::TempDir>)> {
-        let (backlog, memory_dir) = match settings.backend {
-            Backend::Null | Backend::Postgres => (None, None),
-            Backend::Memory => {
-                let dir = tempfile::Builder::new()
-                    .prefix("backlog-memory-")
-                    .tempdir()?;
-                (Some(dir.path().to_owned()), Some(dir))
-            }
-            Backend::Auto | Backend::Jsonl => (Some(settings.jsonl_dir.clone()), None),
-        };
-        let postgres = match (settings.backend, &settings.postgres_dsn) {
-            (Backend::Postgres | Backend::Auto, Some(dsn)) => {
-                tracing::debug!(dsn = %dsn, "postgres: configured");
-                Some(Arc::new(
-                    Postgres::new(
-                        dsn.clone(),
-                        pg::Limits::from_env(|k| std::env::var(k).ok())
-                            .map_err(anyhow::Error::msg)?,
-                    )
-                    .context("the Postgres backend")?,
-                ))
-            }
-            (Backend::Postgres, None) => bail!(
-                "BACKLOG_BACKEND=postgres needs a DSN: set BACKLOG_POSTGRES_DSN (or POSTGRES_DSN)"
-            ),
-            _ => None,
-        };
-        match settings.backend {
-            Backend::Postgres => tracing::info!("backlog_store: using PostgresBacklogStore"),
-            // With a DSN, the guest's auto store logs each switch itself (on the first call
-            // and whenever Postgres goes away or comes back).
-            Backend::Auto if postgres.is_some() => {}
-            Backend::Auto => {
-                tracing::info!("backlog_store: using JsonlBacklogStore");
-                tracing::info!(
-                    "backlog_store: auto without BACKLOG_POSTGRES_DSN or POSTGRES_DSN: JSONL only"
-                );
-            }
-            Backend::Jsonl => tracing::info!("backlog_store: using JsonlBacklogStore"),
-            Backend::Memory => tracing::info!("backlog_store: using MemoryBacklogStore"),
-            Backend::Null => tracing::info!("backlog_store: using NullBacklogStore"),
+    let (backlog, memory_dir) = match settings.backend {
+        Backend::Null | Backend::Postgres => (None, None),
+        Backend::Memory => {
+            let dir = tempfile::Builder::new()
+                .prefix("backlog-memory-")
+                .tempdir()?;
+            (Some(dir.path().to_owned()), Some(dir))
         }
-        let reports = Some(settings.reports_dir.clone());
-        Ok((
-            Resources {
-                backlog,
-                reports,
-                postgres,
-            },
-            memory_dir,
-        ))
+        Backend::Auto | Backend::Jsonl => (Some(settings.jsonl_dir.clone()), None),
+    };
+    let postgres = match (settings.backend, &settings.postgres_dsn) {
+        (Backend::Postgres | Backend::Auto, Some(dsn)) => {
+            tracing::debug!(dsn = %dsn, "postgres: configured");
+            Some(Arc::new(
+                Postgres::new(
+                    dsn.clone(),
+                    pg::Limits::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?,
+                )
+                .context("the Postgres backend")?,
+            ))
+        }
+        (Backend::Postgres, None) => bail!(
+            "BACKLOG_BACKEND=postgres needs a DSN: set BACKLOG_POSTGRES_DSN (or POSTGRES_DSN)"
+        ),
+        _ => None,
+    };
+    match settings.backend {
+        Backend::Postgres => tracing::info!("backlog_store: using PostgresBacklogStore"),
+        // With a DSN, the guest's auto store logs each switch itself (on the first call
+        // and whenever Postgres goes away or comes back).
+        Backend::Auto if postgres.is_some() => {}
+        Backend::Auto => {
+            tracing::info!("backlog_store: using JsonlBacklogStore");
+            tracing::info!(
+                "backlog_store: auto without BACKLOG_POSTGRES_DSN or POSTGRES_DSN: JSONL only"
+            );
+        }
+        Backend::Jsonl => tracing::info!("backlog_store: using JsonlBacklogStore"),
+        Backend::Memory => tracing::info!("backlog_store: using MemoryBacklogStore"),
+        Backend::Null => tracing::info!("backlog_store: using NullBacklogStore"),
+    }
+    let reports = Some(settings.reports_dir.clone());
+    Ok((
+        Resources {
+            backlog,
+            reports,
+            postgres,
+        },
+        memory_dir,
+    ))
 }
 
 /// Before a call enters its guest: the store directories its grants name exist (grants to
 /// what the host does not have are dropped), and a write-capable call holds the directory
 /// lock until its write is durable.
-pub(crate) fn prepare(bridge: &Bridge, grants: &mut Grants) -> Result<Option<DirLock>, ToolError> {
-    if bridge.resources.backlog.is_none() {
+pub(crate) fn prepare(
+    settings: &Settings,
+    resources: &Resources,
+    grants: &mut Grants,
+) -> Result<Option<DirLock>, ToolError> {
+    if resources.backlog.is_none() {
         grants.backlog_dir = Access::None;
     }
-    if bridge.resources.postgres.is_none() {
+    if resources.postgres.is_none() {
         grants.postgres = Access::None;
     }
-    let lock = match (grants.backlog_dir, &bridge.resources.backlog) {
+    let lock = match (grants.backlog_dir, &resources.backlog) {
         (Access::None, _) | (_, None) => None,
         (access, Some(dir)) => {
             ensure_dir(dir)?;
@@ -91,15 +93,21 @@ pub(crate) fn prepare(bridge: &Bridge, grants: &mut Grants) -> Result<Option<Dir
                 .map_err(|e| host_fs_error("cannot lock the store directory", &e))?
         }
     };
-    if grants.reports_dir != Access::None
-        && std::fs::create_dir_all(&bridge.settings.reports_dir).is_err()
+    if grants.reports_dir != Access::None && std::fs::create_dir_all(&settings.reports_dir).is_err()
     {
         grants.reports_dir = Access::None;
     }
     Ok(lock)
 }
 
-impl Bridge {
+/// The store of one call: what [`durable`](StoreCall::durable) and
+/// [`name_store_dir`](StoreCall::name_store_dir) need.
+pub(crate) struct StoreCall<'a> {
+    pub(crate) settings: &'a Settings,
+    pub(crate) resources: &'a Resources,
+}
+
+impl StoreCall<'_> {
     /// Makes what a write-capable call appended durable before it is acknowledged: both
     /// files fdatasync'd in parallel, still under the directory lock. (Guests are told
     /// `"sync":"host"` and skip their own syncs; the `memory` backend needs none.)
@@ -149,7 +157,6 @@ impl Bridge {
         }
         e
     }
-
 }
 
 fn ensure_dir(dir: &Path) -> Result<(), ToolError> {
@@ -227,4 +234,3 @@ pub fn jsonl_writable(dir: &std::path::Path) -> Result<(), String> {
         .map_err(|e| format!("cannot remove {}: {e}; {fix}", probe.display()))?;
     Ok(())
 }
-

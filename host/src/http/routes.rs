@@ -39,8 +39,7 @@ const DRAIN_LIMIT: usize = 16 << 20;
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// The request id of one request (`x-request-id` on the response; the guest's context).
-#[derive(Debug, Clone)]
-pub(crate) struct RequestId(pub(crate) String);
+pub(crate) use crate::call::RequestId;
 
 /// What the access log says about the call a request made.
 #[derive(Debug, Clone, Default)]
@@ -444,9 +443,7 @@ async fn backlog_call(
         Ok(p) => p,
         Err(e) => return call_response(Err(e), log),
     };
-    let result = app
-        .call(call, params, request_id)
-        .await;
+    let result = app.call(call, params, request_id).await;
     call_response(result, log)
 }
 
@@ -487,9 +484,7 @@ async fn execute(
         Ok(p) => p,
         Err(e) => return call_response(Err(e), log),
     };
-    let result = app
-        .call(call, params, &rid)
-        .await;
+    let result = app.call(call, params, &rid).await;
     call_response(result, log)
 }
 

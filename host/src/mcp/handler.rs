@@ -27,8 +27,8 @@ use serde_json::{Map, Value};
 use super::catalog::{Catalog, Entry};
 use crate::call::{Authorized, Meta, Params, authorize, new_request_id};
 use crate::error::{Code, ToolError};
-use crate::registry::Bridge;
 use crate::logging::truncate;
+use crate::registry::Bridge;
 
 /// One checked call, for a [`CallRunner`]: the pipeline's token, the params, the request id.
 pub struct CallSpec {
@@ -47,8 +47,7 @@ pub type CallRunner = Arc<dyn Fn(CallSpec) -> CallFuture + Send + Sync>;
 
 /// The request id the router's access log gave an HTTP request, so the call's log line and
 /// the access log line carry the same one.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub use crate::call::RequestId;
 
 /// Bytes of a client's name, title or version that the peer log line keeps.
 const PEER_FIELD_LOG_BYTES: usize = 64;
@@ -242,8 +241,8 @@ impl Shared {
     ) -> Result<Value, ToolError> {
         let started = Instant::now();
         let arguments = Value::Object(arguments);
-        let checked = authorize(self.bridge.clone(), agent, &entry.tool, &entry.action)
-            .and_then(|call| {
+        let checked =
+            authorize(self.bridge.clone(), agent, &entry.tool, &entry.action).and_then(|call| {
                 let params = Params::from_value(&arguments)?;
                 entry.check(&arguments)?;
                 Ok((call, params))

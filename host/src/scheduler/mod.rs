@@ -25,9 +25,9 @@ use serde_json::{Value, json};
 
 use crate::backlog::Backend;
 use crate::call::DEFAULT_TIMEOUT;
+use crate::config::rbac::Matrix;
 use crate::registry::Bridge;
 pub use local::Local;
-use crate::config::rbac::Matrix;
 use runner::{Outcome, Runner, Source};
 use runs::{JsonlRuns, PgRuns, RunRecord, Runs};
 
@@ -161,10 +161,7 @@ pub fn run(bridge: Arc<Bridge>, clock: Clock, stop: &AtomicBool) -> anyhow::Resu
         .order()
         .map_err(|c| anyhow::anyhow!("`after` cycle: {}", c.join(" -> ")))?;
     let runs = open_runs(&bridge)?;
-    let runner = Runner::new(
-        bridge.runtime(),
-        bridge.settings.cache_dir.as_deref(),
-    )?;
+    let runner = Runner::new(bridge.runtime(), bridge.settings.cache_dir.as_deref())?;
     tracing::info!(
         jobs = registry.jobs.len(),
         runs = runs.backend(),
