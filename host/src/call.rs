@@ -256,16 +256,14 @@ impl<B: Deref<Target = Bridge>> Authorized<B> {
                     // first.
                     bridge.recover_store();
                 }
-                enter(
-                    bridge,
+                let guest = Guest {
                     loaded,
-                    self.grants,
-                    self.timeout,
-                    &self.agent,
-                    &self.action,
-                    &params,
-                    &meta,
-                )
+                    grants: self.grants,
+                    timeout: self.timeout,
+                    agent: &self.agent,
+                    action: &self.action,
+                };
+                enter(bridge, guest, &params, &meta)
             }
             None => Err(ToolError::new(
                 Code::Internal,
@@ -308,31 +306,35 @@ pub(crate) fn maintenance(
 ) -> Result<Value, ToolError> {
     let params = Params::new(req.params.to_owned())?;
     let meta = Meta::with_id(request_id.to_owned());
-    enter(
-        bridge,
+    let guest = Guest {
         loaded,
         grants,
-        DEFAULT_TIMEOUT,
-        req.agent,
-        req.action,
-        &params,
-        &meta,
-    )
+        timeout: DEFAULT_TIMEOUT,
+        agent: req.agent,
+        action: req.action,
+    };
+    enter(bridge, guest, &params, &meta)
+}
+
+/// What enters a guest: the plugin, the call's grants and limit, the actor and the action.
+struct Guest<'a> {
+    loaded: &'a Loaded,
+    grants: Grants,
+    timeout: Duration,
+    agent: &'a str,
+    action: &'a str,
 }
 
 /// The guest entry: the store prepared for `grants`, the sandboxed call, the write made
 /// durable, the result parsed. Private to the pipeline.
-#[allow(clippy::too_many_arguments)]
-fn enter(
-    bridge: &Bridge,
-    loaded: &Loaded,
-    mut grants: Grants,
-    timeout: Duration,
-    agent: &str,
-    action: &str,
-    params: &Params,
-    meta: &Meta,
-) -> Result<Value, ToolError> {
+fn enter(bridge: &Bridge, guest: Guest, params: &Params, meta: &Meta) -> Result<Value, ToolError> {
+    let Guest {
+        loaded,
+        mut grants,
+        timeout,
+        agent,
+        action,
+    } = guest;
     let store = StoreCall {
         settings: &bridge.settings,
         resources: &bridge.resources,
@@ -405,6 +407,30 @@ fn log_call(
             "tool call"
         );
     }
+}
+
+/// The line of a call a face refused before it reached [`authorize`]'s token or its guest
+/// (the MCP face's schema check). The message may echo the caller's arguments (property
+/// names, values): it stays out of the line.
+pub fn log_refused(
+    agent: &str,
+    tool: &str,
+    action: &str,
+    request_id: &str,
+    started: Instant,
+    e: &ToolError,
+    via: &str,
+) {
+    tracing::info!(
+        request_id,
+        agent,
+        tool,
+        action,
+        outcome = e.code.as_str(),
+        duration_us = started.elapsed().as_micros() as u64,
+        via,
+        "tool call refused"
+    );
 }
 
 fn log_stderr(plugin: &str, request_id: &str, outcome: &CallOutcome) {

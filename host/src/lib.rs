@@ -2,7 +2,11 @@
 //! action before entering a guest, and runs each call in a sandbox holding only the grants
 //! that action needs.
 //!
-//! Architecture invariant: the host contains no backlog logic. It knows tools only through
+//! Every entry point reaches a guest through one pipeline, `call.rs`; `registry.rs` holds
+//! what is loaded, `runtime/` and `caps/` what a guest gets.
+//!
+//! Architecture invariant: the host contains no backlog logic outside `backlog/` (the store's
+//! settings, files, status, guest config, gauges and `migrate`). It knows tools only through
 //! the generic `describe`/`call` WIT interface; everything about items lives in the guests.
 
 pub mod backlog;

@@ -261,10 +261,7 @@ fn named_paths(code: &str) -> Vec<Named> {
         let at = from + at;
         let after = &code[at + 4..];
         let end = after.find(';').unwrap_or(after.len());
-        let before = code[..at]
-            .rsplit(|c| c == ';' || c == '{' || c == '}')
-            .next()
-            .unwrap_or("");
+        let before = code[..at].rsplit([';', '{', '}']).next().unwrap_or("");
         let public = before
             .split_whitespace()
             .filter(|w| !w.starts_with("#["))

@@ -250,18 +250,15 @@ impl Shared {
         let (call, params) = match checked {
             Ok(checked) => checked,
             Err(e) => {
-                // Refused before the guest: logged here so every refused call leaves the same
-                // trace. The message may echo the caller's arguments (property names, values):
-                // it stays out of the log line.
-                tracing::info!(
-                    request_id,
-                    agent = &**agent,
-                    tool = entry.tool,
-                    action = entry.action,
-                    outcome = e.code.as_str(),
-                    duration_us = started.elapsed().as_micros() as u64,
-                    via = "mcp",
-                    "tool call refused"
+                // Refused before the guest: logged so every refused call leaves a trace.
+                crate::call::log_refused(
+                    agent,
+                    &entry.tool,
+                    &entry.action,
+                    &request_id,
+                    started,
+                    &e,
+                    "mcp",
                 );
                 return Err(e);
             }

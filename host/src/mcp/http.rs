@@ -20,8 +20,8 @@
 //!    reserves a session slot first (503 with the error object when the caller's or the
 //!    server's limit is reached).
 //!
-//! Calls run through the [`CallRunner`] the router passes in (its admission limit, workers,
-//! metrics, drain).
+//! Calls run through the [`CallRunner`] the router passes in (the pipeline's gate: admission,
+//! workers, metrics, drain).
 //!
 //! **Shutdown** ([`HttpOptions::shutdown`] cancelled): new POSTs get 503 (not performed); the
 //! POSTs already admitted keep their response streams until their results are written (a
