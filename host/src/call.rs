@@ -578,3 +578,6 @@ impl Gate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
