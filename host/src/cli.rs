@@ -268,15 +268,7 @@ enum PluginsCommand {
 
 use crate::run_job::{self, Job};
 
-/// A failure that decides the exit code.
-pub(crate) enum Failure {
-    Tool(ToolError),
-    Config(anyhow::Error),
-    /// A message for stderr and the exit code to leave with.
-    Exit(u8, anyhow::Error),
-    /// Everything was already printed; leave with this code.
-    Quiet(u8),
-}
+use crate::exit::Failure;
 
 pub fn main() -> ExitCode {
     let args = match Args::try_parse() {

@@ -11,9 +11,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::bridge::Bridge;
 use crate::error::{Code, ToolError};
 use crate::grants::Grants;
+use crate::registry::Bridge;
 
 /// The explanation of one agent (and optionally one call).
 #[derive(Debug, Clone, Serialize)]
@@ -140,7 +140,7 @@ pub fn explain(
         .map(|a| format!("{}.{}", a.tool, a.action))
         .collect();
     let call = call.map(|(tool, action)| {
-        let verdict = bridge.authorize(agent, tool, action);
+        let verdict = bridge.authorize(agent, tool, action).map(|_| ());
         let rule = matrix.action(tool, action);
         let action_line = lines.action(tool, action);
         let required = rule

@@ -2,10 +2,15 @@
 //! action before entering a guest, and runs each call in a sandbox holding only the grants
 //! that action needs.
 //!
-//! Architecture invariant: the host contains no backlog logic. It knows tools only through
+//! Every entry point reaches a guest through one pipeline, `call.rs`; `registry.rs` holds
+//! what is loaded, `runtime/` and `caps/` what a guest gets.
+//!
+//! Architecture invariant: the host contains no backlog logic outside `backlog/` (the store's
+//! settings, files, status, guest config, gauges and `migrate`). It knows tools only through
 //! the generic `describe`/`call` WIT interface; everything about items lives in the guests.
 
-pub mod bridge;
+pub mod backlog;
+pub mod call;
 pub mod caps;
 pub mod config;
 pub mod error;
@@ -15,9 +20,22 @@ pub mod http;
 pub mod lock;
 pub mod logging;
 pub mod mcp;
-pub mod migrate;
+pub mod registry;
 pub mod runtime;
 pub mod scheduler;
 
-pub use bridge::{Bridge, CallRequest, Settings};
+pub use backlog::{Settings, migrate};
+pub use call::CallRequest;
+pub use registry::Bridge;
+
+/// The paths of the former `bridge.rs` (now `registry`, `call` and `backlog`), for callers
+/// not moved yet.
+pub mod bridge {
+    pub use crate::backlog::{
+        Backend, RECOVERY_AGENT, Settings, StoreStatus, spawn_store_recovery,
+    };
+    pub use crate::call::{CallRequest, DEFAULT_TIMEOUT, MAX_PARAMS_BYTES, new_request_id};
+    pub use crate::caps::invoker::not_installed_message;
+    pub use crate::registry::{Bridge, ManifestAction, inspect};
+}
 pub use error::{Code, ToolError};

@@ -4,6 +4,7 @@
 //! configuration error, 3 transport or authentication failure.
 
 mod cli;
+mod exit;
 mod output;
 mod run_job;
 

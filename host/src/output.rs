@@ -11,7 +11,7 @@ use std::io::{IsTerminal as _, Write as _};
 use clap::ValueEnum;
 use serde_json::Value;
 
-use crate::cli::Failure;
+use crate::exit::Failure;
 
 /// `-o/--output`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

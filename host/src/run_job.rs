@@ -11,16 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use backlog_bridge::caps::invoker::{Http, Invoke, InvokeError, Local};
+use backlog_bridge::caps::invoker::{Http, Invoke, InvokeError};
 use backlog_bridge::config::rbac::Matrix;
-use backlog_bridge::runtime::Runtime;
 use backlog_bridge::scheduler::runner::{Outcome, PlanError, Runner, Source};
-use backlog_bridge::scheduler::{self, call_timeout};
+use backlog_bridge::scheduler::{self, Local, call_timeout};
 use backlog_bridge::{Bridge, Code, Settings, ToolError};
 use scheduler_core::registry::DEFAULT_AGENT;
 use serde_json::{Value, json};
 
-use crate::cli::Failure;
+use crate::exit::Failure;
 
 /// The router when neither `--router-url` nor `ROUTER_URL` names one (runbook §9).
 pub const DEFAULT_ROUTER_URL: &str = "http://localhost:8000";
@@ -140,15 +139,12 @@ pub fn run(
             (http, Box::new(move |body: &Value| shown.describe(body)))
         }
     };
-    let engine_owner;
-    let engine = match &bridge {
-        Some(b) => &b.runtime().engine,
-        None => {
-            engine_owner = Runtime::new().map_err(config)?;
-            &engine_owner.engine
-        }
-    };
-    let runner = Runner::new(engine, settings.cache_dir.as_deref()).map_err(config)?;
+    // `--local` shares the bridge's runtime; over HTTP the runner has one of its own.
+    let runner = match &bridge {
+        Some(b) => Runner::new(b.runtime(), settings.cache_dir.as_deref()),
+        None => Runner::standalone(settings.cache_dir.as_deref()),
+    }
+    .map_err(config)?;
     let report = match runner.run(&source, dry_run, invoker, timeout + HTTP_MARGIN * 2) {
         Ok(r) => r,
         Err(PlanError::Usage(m)) => return Err(config(anyhow!(m))),

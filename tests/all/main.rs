@@ -44,3 +44,6 @@ mod mcp;
 mod ops;
 // The API description: /openapi.json, ops/openapi.json, schemathesis over the real serve.
 mod openapi;
+// The invariants of ARCHITECTURE.md the source tree shows (module cycles, who gives guests
+// what, who enters them, file sizes).
+mod house;

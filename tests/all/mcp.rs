@@ -1387,3 +1387,81 @@ fn sigterm_answers_mcp_calls_in_flight() {
     let exit = server.wait_exit();
     assert!(exit.success(), "{exit:?}: {}", server.log());
 }
+
+/// `/mcp` calls take the pipeline's admission and workers like REST calls: with
+/// `--max-in-flight 8 --workers 2` and eight calls that run to their time limit, 32 more MCP
+/// calls are answered `unavailable` at once (none queues), while `/readyz` answers and the
+/// REST dashboard is refused with `unavailable` rather than waiting; every call is counted in
+/// `/metrics`.
+#[test]
+fn http_mcp_admission_refuses_beyond_max_in_flight_and_rest_stays_responsive() {
+    let env = crate::http::env().with_hostile();
+    // Long enough that the eight admitted calls (two at a time) outlast the checks below.
+    let matrix = env.config.join("rbac_tools_matrix.yml");
+    let text = std::fs::read_to_string(&matrix).unwrap();
+    let spin = "spin:          { entitlements: [tools.backlog.read], timeout_s: 1 }";
+    assert!(text.contains(spin), "{text}");
+    std::fs::write(
+        &matrix,
+        text.replace(
+            spin,
+            "spin:          { entitlements: [tools.backlog.read], timeout_s: 5 }",
+        ),
+    )
+    .unwrap();
+    let server = crate::http::Server::start(&env, &["--max-in-flight", "8", "--workers", "2"]);
+    let addr: SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let sid = open_session(addr, Some(OPERATOR_KEY));
+    let spin_call = |id: u64, sid: String| {
+        std::thread::spawn(move || {
+            let (status, _, body) = post_mcp(
+                addr,
+                Some(OPERATOR_KEY),
+                Some(&sid),
+                &tools_call(id, "hostile_spin", json!({})),
+            );
+            assert_eq!(status, 200, "{body}");
+            response(&body, id)
+        })
+    };
+    let admitted: Vec<_> = (0..8).map(|i| spin_call(100 + i, sid.clone())).collect();
+    wait_in_flight(addr, 8);
+    let refused: Vec<_> = (0..32).map(|i| spin_call(200 + i, sid.clone())).collect();
+    for r in refused {
+        let r = r.join().unwrap();
+        assert_eq!(r["result"]["isError"], true, "{r}");
+        assert_eq!(
+            r["result"]["structuredContent"]["code"], "unavailable",
+            "{r}"
+        );
+    }
+    let (status, _, body) = http(addr, "GET", "/readyz", &[], "");
+    assert_eq!(status, 200, "{body}");
+    let bearer = format!("Bearer {OPERATOR_KEY}");
+    let (status, _, body) = http(
+        addr,
+        "GET",
+        "/v1/backlog/dashboard",
+        &[("Authorization", &bearer)],
+        "",
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"unavailable\""), "{body}");
+    // All of that happened while the eight admitted calls still ran.
+    assert!(
+        metrics(addr).contains("backlog_bridge_calls_in_flight 8\n"),
+        "{}",
+        metrics(addr)
+    );
+    for r in admitted {
+        let r = r.join().unwrap();
+        assert_eq!(r["result"]["structuredContent"]["code"], "timeout", "{r}");
+    }
+    let text = metrics(addr);
+    for (outcome, n) in [("unavailable", 32), ("timeout", 8)] {
+        let series = format!(
+            "backlog_bridge_calls_total{{tool=\"hostile\",action=\"spin\",outcome=\"{outcome}\"}} {n}\n"
+        );
+        assert!(text.contains(&series), "{series}: {text}");
+    }
+}

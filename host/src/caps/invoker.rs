@@ -3,8 +3,8 @@
 //!
 //! Two transports, one trait: [`Http`] posts the request to the router's
 //! `/v1/tools/execute` with the job agent's bearer key (sent even when empty, so the router's
-//! 401 is what the operator sees); [`Local`] calls [`Bridge::call_at`] in-process as the job's
-//! agent, so RBAC, grants and time limits apply exactly as for any other caller.
+//! 401 is what the operator sees); `scheduler::Local` runs the call pipeline in-process as the
+//! job's agent, so RBAC, grants and time limits apply exactly as for any other caller.
 //!
 //! A tool the RBAC matrix lists but no plugin provides answers the same on both transports:
 //! `{"skipped": true, "reason": …}` (the component reports the run `skipped`), recognised by
@@ -17,11 +17,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use wasmtime::component::{HasData, Linker};
 
-use crate::bridge::{Bridge, CallRequest, not_installed_message};
 use crate::error::{Code, ToolError};
+use crate::runtime::bindings::backlog_bridge::tool::types as wit_types;
+use crate::runtime::bindings::scheduler::backlog_bridge::scheduler::invoker as wit_invoker;
 
 /// The path every tool call is posted to (`docs/http-api.md`).
 pub const EXECUTE_PATH: &str = "/v1/tools/execute";
@@ -45,8 +46,64 @@ pub trait Invoke: Send + Sync {
     fn invoke(&self, request: &Value) -> Result<Value, InvokeError>;
 }
 
+/// One store's invoker: the transport a scheduler run was given (none in a tool store, whose
+/// world does not import the invoker).
+#[derive(Default)]
+pub struct InvokerGrant(Option<Arc<dyn Invoke>>);
+
+impl InvokerGrant {
+    pub fn new(invoker: Arc<dyn Invoke>) -> InvokerGrant {
+        InvokerGrant(Some(invoker))
+    }
+}
+
+/// The capability as the linker sees it: a store's state projects its [`InvokerGrant`] out.
+pub struct Invoker;
+
+impl HasData for Invoker {
+    type Data<'a> = &'a mut InvokerGrant;
+}
+
+/// Links `backlog-bridge:scheduler/invoker` for stores whose state holds an [`InvokerGrant`].
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    project: fn(&mut T) -> &mut InvokerGrant,
+) -> wasmtime::Result<()> {
+    wit_invoker::add_to_linker::<T, Invoker>(linker, project)
+}
+
+impl wit_invoker::Host for InvokerGrant {
+    fn invoke(&mut self, request: String) -> Result<String, wit_invoker::InvokeError> {
+        let Some(invoker) = &self.0 else {
+            return Err(wit_invoker::InvokeError::Transport(
+                "this store has no invoker".into(),
+            ));
+        };
+        let parsed: Value = serde_json::from_str(&request).map_err(|e| {
+            wit_invoker::InvokeError::Transport(format!("the planned request is not JSON: {e}"))
+        })?;
+        match invoker.invoke(&parsed) {
+            Ok(v) => Ok(v.to_string()),
+            Err(InvokeError::Tool(e)) => Err(wit_invoker::InvokeError::Tool(to_wit(&e))),
+            Err(InvokeError::Unauthenticated(m)) => {
+                Err(wit_invoker::InvokeError::Unauthenticated(m))
+            }
+            Err(InvokeError::Transport(m)) => Err(wit_invoker::InvokeError::Transport(m)),
+        }
+    }
+}
+
+fn to_wit(e: &ToolError) -> wit_types::ToolError {
+    use wit_types::ErrorCode as W;
+    let code = backlog_core::map_error_code!(e.code, Code => W);
+    wit_types::ToolError {
+        code,
+        message: e.message.clone(),
+    }
+}
+
 /// Splits a flat request body into tool, action and the params object.
-fn split(request: &Value) -> Result<(String, String, Map<String, Value>), InvokeError> {
+pub fn split(request: &Value) -> Result<(String, String, Map<String, Value>), InvokeError> {
     let invalid = |m: &str| InvokeError::Tool(ToolError::new(Code::InvalidInput, m));
     let Some(obj) = request.as_object() else {
         return Err(invalid("the request body must be a JSON object"));
@@ -61,36 +118,16 @@ fn split(request: &Value) -> Result<(String, String, Map<String, Value>), Invoke
     Ok((tool, action, params))
 }
 
-/// In-process transport: [`Bridge::call_at`] as `agent` (a trusted local entry point).
-pub struct Local {
-    pub bridge: Arc<Bridge>,
-    pub agent: String,
-    /// The clock the tool sees (the scheduled minute in drills); `None`: the bridge's clock.
-    pub now: Option<DateTime<Utc>>,
-}
-
-impl Invoke for Local {
-    fn invoke(&self, request: &Value) -> Result<Value, InvokeError> {
-        let (tool, action, params) = split(request)?;
-        let params = Value::Object(params).to_string();
-        self.bridge
-            .call_at(
-                &CallRequest {
-                    agent: &self.agent,
-                    tool: &tool,
-                    action: &action,
-                    params: &params,
-                },
-                self.now,
-            )
-            .map_err(InvokeError::Tool)
-            .or_else(|e| skipped_if_not_installed(&tool, e))
-    }
+/// The `not_found` message of a call to a tool the RBAC matrix lists but no plugin provides.
+/// The scheduler's invokers recognise it (also in a router's answer) and record the run
+/// `skipped`, whatever the transport.
+pub fn not_installed_message(tool: &str) -> String {
+    format!("tool `{tool}` is not installed (listed in the RBAC matrix, but no plugin provides it)")
 }
 
 /// The answer of a run whose tool is not installed: `skipped` with the reason. Any other
 /// error stays an error.
-fn skipped_if_not_installed(tool: &str, e: InvokeError) -> Result<Value, InvokeError> {
+pub fn skipped_if_not_installed(tool: &str, e: InvokeError) -> Result<Value, InvokeError> {
     match &e {
         InvokeError::Tool(t)
             if t.code == Code::NotFound && t.message == not_installed_message(tool) =>

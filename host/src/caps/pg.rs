@@ -30,9 +30,10 @@ pub use pool::{
 /// The WIT types of `backlog-bridge:pg/postgres`, as the host sees them.
 pub use crate::runtime::bindings::pg::{DbValue, PgError, QueryResult, SqlError};
 
+use wasmtime::component::{HasData, Linker};
+
 use crate::grants::Access;
-use crate::runtime::bindings::pg::Host;
-use crate::runtime::sandbox::HostState;
+use crate::runtime::bindings::pg::{Host, add_to_linker as link};
 use pool::Session;
 use value::Param;
 
@@ -128,15 +129,31 @@ impl PgGrant {
 #[error("the call's time limit passed while Postgres was running a statement")]
 pub struct DeadlineExceeded;
 
-impl Host for HostState {
+/// The capability as the linker sees it: a store's state projects its [`PgGrant`] out
+/// (`|state| &mut state.pg`), as `wasmtime-wasi` does for its interfaces.
+pub struct Pg;
+
+impl HasData for Pg {
+    type Data<'a> = &'a mut PgGrant;
+}
+
+/// Links `backlog-bridge:pg/postgres` for stores whose state holds a [`PgGrant`].
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    project: fn(&mut T) -> &mut PgGrant,
+) -> wasmtime::Result<()> {
+    link::<T, Pg>(linker, project)
+}
+
+impl Host for PgGrant {
     fn execute(
         &mut self,
         database: String,
         statement: String,
         params: Vec<DbValue>,
     ) -> wasmtime::Result<Result<QueryResult, PgError>> {
-        let deadline = self.pg.deadline;
-        let result = self.pg.execute(&database, &statement, params);
+        let deadline = self.deadline;
+        let result = PgGrant::execute(self, &database, &statement, params);
         match (&result, deadline) {
             (Err(PgError::Limit(_)), Some(d)) if Instant::now() >= d => {
                 Err(wasmtime::Error::new(DeadlineExceeded))

@@ -13,7 +13,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::bridge::Bridge;
+use crate::registry::Bridge;
 
 /// The tool of the `/v1/backlog/...` routes.
 const BACKLOG_TOOL: &str = "backlog_tool";

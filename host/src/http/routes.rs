@@ -39,8 +39,7 @@ const DRAIN_LIMIT: usize = 16 << 20;
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// The request id of one request (`x-request-id` on the response; the guest's context).
-#[derive(Debug, Clone)]
-pub(crate) struct RequestId(pub(crate) String);
+pub(crate) use crate::call::RequestId;
 
 /// What the access log says about the call a request made.
 #[derive(Debug, Clone, Default)]
@@ -87,7 +86,7 @@ pub fn router(app: Arc<App>, mcp: Router<Arc<App>>) -> Router {
 /// Gives each request an id, then logs and counts it when the response is ready.
 async fn access_log(State(app): AppState, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = crate::bridge::new_request_id();
+    let request_id = crate::call::new_request_id();
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -423,10 +422,13 @@ async fn backlog_call(
         action: Some(action.to_owned()),
         outcome: "",
     };
-    if let Err(e) = app.bridge.authorize(&agent, BACKLOG_TOOL, action) {
-        discard(body);
-        return call_response(Err(e), log);
-    }
+    let call = match app.authorize(&agent, BACKLOG_TOOL, action) {
+        Ok(call) => call,
+        Err(e) => {
+            discard(body);
+            return call_response(Err(e), log);
+        }
+    };
     let body = match body {
         None => Map::new(),
         Some(body) => match read_body(body, app.options.idle_timeout)
@@ -441,9 +443,7 @@ async fn backlog_call(
         Ok(p) => p,
         Err(e) => return call_response(Err(e), log),
     };
-    let result = app
-        .call(&agent, BACKLOG_TOOL, action, params, request_id)
-        .await;
+    let result = app.call(call, params, request_id).await;
     call_response(result, log)
 }
 
@@ -476,16 +476,15 @@ async fn execute(
     };
     log.tool = Some(parsed.tool.clone());
     log.action = Some(parsed.action.clone());
-    if let Err(e) = app.bridge.authorize(&agent, &parsed.tool, &parsed.action) {
-        return call_response(Err(e), log);
-    }
+    let call = match app.authorize(&agent, &parsed.tool, &parsed.action) {
+        Ok(call) => call,
+        Err(e) => return call_response(Err(e), log),
+    };
     let params = match parsed.params {
         Ok(p) => p,
         Err(e) => return call_response(Err(e), log),
     };
-    let result = app
-        .call(&agent, &parsed.tool, &parsed.action, params, &rid)
-        .await;
+    let result = app.call(call, params, &rid).await;
     call_response(result, log)
 }
 

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde_json::Value;
 
-use crate::bridge::{Bridge, ManifestAction};
 use crate::error::{Code, ToolError};
+use crate::registry::{Bridge, ManifestAction};
 
 /// The longest tool name MCP clients accept.
 pub const MAX_NAME_LEN: usize = 64;

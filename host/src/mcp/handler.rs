@@ -1,13 +1,13 @@
-//! The MCP request handler: `tools/list` filtered per caller, `tools/call` through
-//! [`Bridge::call`]. One handler serves both transports; only where the caller's agent id
-//! comes from differs ([`Caller`]).
+//! The MCP request handler: `tools/list` filtered per caller, `tools/call` through the call
+//! pipeline (`crate::call`). One handler serves both transports; only where the caller's
+//! agent id comes from differs ([`Caller`]).
 //!
-//! A call runs the checks (see `docs/actions.md`) in order, all before the guest: the tool exists (an
-//! unknown name is a JSON-RPC invalid-params error, not a tool result) → the agent holds every
-//! entitlement (`forbidden`) → size (`payload_too_large`) → the action's params schema
-//! (`invalid_input`) → [`Bridge::call`], which checks existence and RBAC again and grants the
-//! call its capabilities. Every failure after the name is a tool result with `isError` and the
-//! error object as text and `structuredContent`.
+//! A call runs the checks (see `docs/actions.md`) in order, all before the guest: the tool
+//! exists (an unknown name is a JSON-RPC invalid-params error, not a tool result) → the
+//! pipeline's [`authorize`] (`forbidden`) → [`Params`] (`payload_too_large`) → the action's
+//! params schema (`invalid_input`) → the [`CallRunner`] with the pipeline's token. Every
+//! failure after the name is a tool result with `isError` and the error object as text and
+//! `structuredContent`.
 //!
 //! Must not: decide grants, or block the async runtime (guest calls run on the blocking pool).
 
@@ -25,32 +25,29 @@ use rmcp::service::{MaybeSendFuture, RequestContext, RoleServer};
 use serde_json::{Map, Value};
 
 use super::catalog::{Catalog, Entry};
-use crate::bridge::{Bridge, CallRequest, MAX_PARAMS_BYTES};
+use crate::call::{Authorized, Meta, Params, authorize, new_request_id};
 use crate::error::{Code, ToolError};
 use crate::logging::truncate;
+use crate::registry::Bridge;
 
-/// One checked call, for a [`CallRunner`].
-#[derive(Debug, Clone)]
+/// One checked call, for a [`CallRunner`]: the pipeline's token, the params, the request id.
 pub struct CallSpec {
-    pub agent: Arc<str>,
-    pub tool: String,
-    pub action: String,
-    pub params: Map<String, Value>,
-    pub request_id: String,
+    pub call: Authorized<Arc<Bridge>>,
+    pub params: Params,
+    pub meta: Meta,
 }
 
 /// The future a [`CallRunner`] returns.
 pub type CallFuture = Pin<Box<dyn Future<Output = Result<Value, ToolError>> + Send>>;
 
 /// Runs a call the handler has checked. stdio: [`McpHandler::plain_runner`] (the blocking
-/// pool); HTTP: the router's `App::call`, so MCP calls share its admission limit, workers,
-/// metrics and shutdown drain.
+/// pool); HTTP: the pipeline's `Gate` of the router, so MCP calls share its admission limit,
+/// workers, metrics and shutdown drain.
 pub type CallRunner = Arc<dyn Fn(CallSpec) -> CallFuture + Send + Sync>;
 
 /// The request id the router's access log gave an HTTP request, so the call's log line and
 /// the access log line carry the same one.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub use crate::call::RequestId;
 
 /// Bytes of a client's name, title or version that the peer log line keeps.
 const PEER_FIELD_LOG_BYTES: usize = 64;
@@ -89,7 +86,7 @@ impl McpHandler {
     /// A handler that acts as `agent` for every request (the stdio server), running calls
     /// with [`McpHandler::plain_runner`].
     pub fn for_agent(bridge: Arc<Bridge>, agent: &str) -> McpHandler {
-        let runner = Self::plain_runner(bridge.clone());
+        let runner = Self::plain_runner();
         McpHandler {
             shared: Arc::new(Shared::new(bridge, runner)),
             caller: Caller::Fixed(agent.into()),
@@ -107,28 +104,17 @@ impl McpHandler {
 
     /// Runs each call on tokio's blocking pool (guest calls block: wasmtime sync bindings,
     /// file locks, fsync).
-    pub fn plain_runner(bridge: Arc<Bridge>) -> CallRunner {
+    pub fn plain_runner() -> CallRunner {
         Arc::new(move |spec: CallSpec| {
-            let bridge = bridge.clone();
             Box::pin(async move {
-                tokio::task::spawn_blocking(move || {
-                    bridge.call_with_id(
-                        &CallRequest {
-                            agent: &spec.agent,
-                            tool: &spec.tool,
-                            action: &spec.action,
-                            params: &Value::Object(spec.params).to_string(),
-                        },
-                        &spec.request_id,
-                    )
-                })
-                .await
-                .unwrap_or_else(|e| {
-                    Err(ToolError::new(
-                        Code::Internal,
-                        format!("the call did not finish: {e}"),
-                    ))
-                })
+                tokio::task::spawn_blocking(move || spec.call.run(spec.params, spec.meta))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(ToolError::new(
+                            Code::Internal,
+                            format!("the call did not finish: {e}"),
+                        ))
+                    })
             })
         })
     }
@@ -156,13 +142,8 @@ impl McpHandler {
         name: &str,
         arguments: Option<rmcp::model::JsonObject>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.call_with_id(
-            &agent.into(),
-            name,
-            arguments,
-            crate::bridge::new_request_id(),
-        )
-        .await
+        self.call_with_id(&agent.into(), name, arguments, new_request_id())
+            .await
     }
 
     /// [`McpHandler::call`] under a given request id.
@@ -260,49 +241,34 @@ impl Shared {
     ) -> Result<Value, ToolError> {
         let started = Instant::now();
         let arguments = Value::Object(arguments);
-        if let Err(e) = self.precheck(agent, entry, &arguments) {
-            // Refused before `Bridge::call`, which would have logged it: log it here so
-            // every refused call leaves the same trace. The message may echo the caller's
-            // arguments (property names, values): it stays out of the log line.
-            tracing::info!(
-                request_id,
-                agent = &**agent,
-                tool = entry.tool,
-                action = entry.action,
-                outcome = e.code.as_str(),
-                duration_us = started.elapsed().as_micros() as u64,
-                via = "mcp",
-                "tool call refused"
-            );
-            return Err(e);
-        }
+        let checked =
+            authorize(self.bridge.clone(), agent, &entry.tool, &entry.action).and_then(|call| {
+                let params = Params::from_value(&arguments)?;
+                entry.check(&arguments)?;
+                Ok((call, params))
+            });
+        let (call, params) = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                // Refused before the guest: logged so every refused call leaves a trace.
+                crate::call::log_refused(
+                    agent,
+                    &entry.tool,
+                    &entry.action,
+                    &request_id,
+                    started,
+                    &e,
+                    "mcp",
+                );
+                return Err(e);
+            }
+        };
         (self.runner)(CallSpec {
-            agent: agent.clone(),
-            tool: entry.tool.clone(),
-            action: entry.action.clone(),
-            params: match arguments {
-                Value::Object(map) => map,
-                _ => Map::new(),
-            },
-            request_id,
+            call,
+            params,
+            meta: Meta::with_id(request_id),
         })
         .await
-    }
-
-    /// The checks that run before the bridge: RBAC, size, schema.
-    fn precheck(&self, agent: &str, entry: &Entry, arguments: &Value) -> Result<(), ToolError> {
-        self.bridge
-            .matrix
-            .authorize(agent, &entry.tool, &entry.action)
-            .map_err(|d| ToolError::new(Code::Forbidden, d.to_string()))?;
-        let size = serde_json::to_vec(arguments).map_or(usize::MAX, |v| v.len());
-        if size > MAX_PARAMS_BYTES {
-            return Err(ToolError::new(
-                Code::PayloadTooLarge,
-                format!("arguments are {size} bytes; the limit is {MAX_PARAMS_BYTES}"),
-            ));
-        }
-        entry.check(arguments)
     }
 }
 
@@ -339,7 +305,7 @@ impl rmcp::ServerHandler for McpHandler {
             .extensions
             .get::<http::request::Parts>()
             .and_then(|parts| parts.extensions.get::<RequestId>())
-            .map_or_else(crate::bridge::new_request_id, |r| r.0.clone());
+            .map_or_else(new_request_id, |r| r.0.clone());
         self.call_with_id(&agent, &request.name, request.arguments, request_id)
             .await
             .map(CallToolResponse::from)

@@ -20,8 +20,8 @@
 //!    reserves a session slot first (503 with the error object when the caller's or the
 //!    server's limit is reached).
 //!
-//! Calls run through the [`CallRunner`] the router passes in (its admission limit, workers,
-//! metrics, drain).
+//! Calls run through the [`CallRunner`] the router passes in (the pipeline's gate: admission,
+//! workers, metrics, drain).
 //!
 //! **Shutdown** ([`HttpOptions::shutdown`] cancelled): new POSTs get 503 (not performed); the
 //! POSTs already admitted keep their response streams until their results are written (a
@@ -47,12 +47,13 @@ use axum::routing::any;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use super::handler::{Agent, CallRunner, McpHandler, RequestId};
+use super::handler::{Agent, CallRunner, McpHandler};
 use super::sessions::{Access, Principal, RESERVATION, SessionLimits, Sessions};
 use super::wire::{self, INVALID_REQUEST, Refusal};
-use crate::bridge::{Bridge, MAX_PARAMS_BYTES};
+use crate::call::MAX_PARAMS_BYTES;
 use crate::error::{Code, ToolError};
 use crate::http::browser::BrowserPolicy;
+use crate::registry::Bridge;
 
 /// The largest `initialize` request accepted: client name, version and capabilities fit in a
 /// few hundred bytes; a session must not cost its creator's choice of memory.
@@ -353,11 +354,8 @@ async fn guard_layer(State(guard): State<Guard>, mut request: Request, next: Nex
         );
         return with_log(refuse(&refusal), log);
     }
-    let mut request = Request::from_parts(parts, axum::body::Body::from(bytes));
-    if let Some(rid) = request.extensions().get::<crate::http::routes::RequestId>() {
-        let rid = RequestId(rid.0.clone());
-        request.extensions_mut().insert(rid);
-    }
+    // The access log's request id (a `RequestId` extension) rides along to the handler.
+    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
     if !initialize || session.is_some() {
         return with_log(counting(next.run(request).await, counted), log);
     }

@@ -5,7 +5,7 @@
 //!   the RBAC matrix) as MCP tools: names, descriptions, input schemas, annotations, and the
 //!   compiled schemas that check arguments.
 //! - `handler.rs` — the rmcp `ServerHandler`: `tools/list` per caller, `tools/call` through
-//!   [`Bridge::call`](crate::Bridge::call) on the blocking pool.
+//!   the call pipeline (`crate::call`).
 //! - `http.rs` — the axum router for `serve`: Origin/Host checks, authentication hook, session
 //!   ownership and limits, message checks, OAuth discovery 404s.
 //! - `sessions.rs` — the session manager of the HTTP face: owner per session, caps, lifetime.

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use super::wire::{self, PARSE_ERROR, Refusal};
 
 /// The longest line read: twice the params limit, like the HTTP face's body limit.
-pub const MAX_LINE_BYTES: usize = 2 * crate::bridge::MAX_PARAMS_BYTES;
+pub const MAX_LINE_BYTES: usize = 2 * crate::call::MAX_PARAMS_BYTES;
 
 /// Lines queued for stdout.
 const OUT_QUEUE: usize = 64;

@@ -1,7 +1,10 @@
-//! Host bindings of the world every tool plugin runs in: it exports the generic tool face
-//! (`backlog-bridge:tool/tool`) and may import the host's Postgres access
-//! (`backlog-bridge:pg/postgres`). Components that do not import Postgres link all the same.
-//! The world is declared here (the WIT files stay the guests' contract).
+//! Host bindings of the two worlds guests run in, sharing one linker (`sandbox::link_all`):
+//! - the tool world every tool plugin runs in: it exports the generic tool face
+//!   (`backlog-bridge:tool/tool`) and may import the host's Postgres access
+//!   (`backlog-bridge:pg/postgres`). Components that do not import Postgres link all the
+//!   same. The world is declared here (the WIT files stay the guests' contract).
+//! - [`scheduler`]: the scheduler component's world: it imports the tool invoker and exports
+//!   the job runner. Its `backlog-bridge:tool/types` are the tool world's.
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -24,4 +27,15 @@ pub use self::backlog_bridge::tool::types::{CallContext, ErrorCode, ToolError as
 /// The Postgres interface's types and `Host` trait.
 pub mod pg {
     pub use super::backlog_bridge::pg::postgres::*;
+}
+
+/// The scheduler component's world (`backlog-bridge:scheduler/scheduler-runner`).
+pub mod scheduler {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "backlog-bridge:scheduler/scheduler-runner@0.1.0",
+        with: {
+            "backlog-bridge:tool/types": crate::runtime::bindings::backlog_bridge::tool::types,
+        },
+    });
 }

@@ -6,15 +6,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context as _;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings;
-use super::sandbox::HostState;
+use super::sandbox::{HostState, link_all};
 
 /// One epoch tick. Deadlines are whole ticks, so limits are accurate to this.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The epoch deadline of a call limited to `timeout` (whole ticks, at least one).
+pub fn ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+}
 
 /// The largest guest memory any plugin may be configured with (MiB).
 pub const MAX_MEMORY_MIB: u64 = 4096;
@@ -30,8 +33,8 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds the engine (pooling allocator if possible) and the linker with every interface a
-    /// guest may import: WASI p2, the tool types, Postgres. What a call may actually use is
-    /// decided per store by its grants (`sandbox.rs`).
+    /// guest of either world may import (`sandbox::link_all`). What a call may actually use
+    /// is decided per store by its grants (`sandbox.rs`).
     pub fn new() -> anyhow::Result<Self> {
         let (engine, allocator) = match Engine::new(&config(true)) {
             Ok(engine) => (engine, "pooling"),
@@ -41,15 +44,7 @@ impl Runtime {
             }
         };
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking WASI p2")?;
-        bindings::backlog_bridge::tool::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)
-            .context("linking backlog-bridge:tool/types")?;
-        bindings::pg::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)
-            .context("linking backlog-bridge:pg/postgres")?;
+        link_all(&mut linker)?;
         let stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), stop.clone());
         Ok(Runtime {

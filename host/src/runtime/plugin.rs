@@ -14,7 +14,7 @@ use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
 use super::bindings::{CallContext, ErrorCode, ToolHost, ToolHostPre, WitToolError};
-use super::engine::{EPOCH_TICK, Runtime};
+use super::engine::{Runtime, ticks};
 use super::sandbox::{HostState, Resources, new_store};
 use crate::caps::pg::{CommitError, DeadlineExceeded, End};
 use crate::error::{Code, ToolError};
@@ -132,7 +132,9 @@ impl Plugin {
     /// Runs one call in a sandbox with its grants, stopping it at its time limit. The call's
     /// Postgres transaction (if it opened one) is committed when the guest returned `ok`, and
     /// rolled back on an error result, a trap or a timeout, before the instance is reused.
-    pub fn call(
+    ///
+    /// The guest entry of a tool call: only the call pipeline (`crate::call`) calls it.
+    pub(crate) fn enter(
         &self,
         runtime: &Runtime,
         call: &Invocation,
@@ -276,10 +278,6 @@ impl Plugin {
             }
         }
     }
-}
-
-fn ticks(timeout: Duration) -> u64 {
-    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
 }
 
 fn from_wit(e: WitToolError) -> ToolError {

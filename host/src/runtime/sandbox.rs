@@ -1,5 +1,7 @@
-//! The per-call sandbox: a [`Store`] holding a WASI context with exactly the preopens of the
-//! call's [`Grants`], its Postgres grant, memory limits, and captured stderr.
+//! The sandbox of every guest, for both worlds (tool plugins and the scheduler component):
+//! [`link_all`], the one set of imports, and [`new_store`], the one store builder: a WASI
+//! context with exactly the preopens of the call's [`Grants`], its Postgres grant, its
+//! invoker (scheduler runs only), memory limits, an epoch deadline, and captured stderr.
 //!
 //! Default deny, stated once: no environment, no arguments, no stdin, stdout discarded, no
 //! network, no preopens, no Postgres. Everything a guest can touch is added below from `Grants`.
@@ -7,13 +9,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use wasmtime::component::ResourceTable;
+use anyhow::Context as _;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::backlog_bridge::tool::types;
 use super::stderr::Capture;
-use crate::caps::pg::{PgGrant, Postgres};
+use crate::caps::invoker::{self, InvokerGrant};
+use crate::caps::pg::{self, PgGrant, Postgres};
 use crate::grants::Grants;
 
 /// Guest path of the JSONL store directory.
@@ -39,6 +43,8 @@ pub struct HostState {
     pub stderr: Capture,
     /// Postgres access and the running call's transaction.
     pub pg: PgGrant,
+    /// The scheduler component's way to its tools (none in tool stores).
+    pub invoker: InvokerGrant,
 }
 
 impl WasiView for HostState {
@@ -51,6 +57,25 @@ impl WasiView for HostState {
 }
 
 impl types::Host for HostState {}
+
+/// Links every interface a guest of either world may import: WASI p2, the tool types,
+/// Postgres, the tool invoker. Each capability gets only its own part of the store's state.
+/// What a call may actually use is decided per store by its grants ([`new_store`]).
+pub fn link_all(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)
+        .map_err(anyhow::Error::from)
+        .context("linking WASI p2")?;
+    types::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+        .map_err(anyhow::Error::from)
+        .context("linking backlog-bridge:tool/types")?;
+    pg::add_to_linker(linker, |s| &mut s.pg)
+        .map_err(anyhow::Error::from)
+        .context("linking backlog-bridge:pg/postgres")?;
+    invoker::add_to_linker(linker, |s| &mut s.invoker)
+        .map_err(anyhow::Error::from)
+        .context("linking backlog-bridge:scheduler/invoker")?;
+    Ok(())
+}
 
 /// Memory limit of one store; remembers a breach so the host can name it.
 pub struct Limits {
@@ -110,6 +135,7 @@ pub fn new_store(
         },
         stderr,
         pg: PgGrant::new(grants.postgres, resources.postgres.clone()),
+        invoker: InvokerGrant::default(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);

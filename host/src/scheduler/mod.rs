@@ -3,10 +3,11 @@
 //! scheduler` (and, once wired, `serve --scheduler`).
 //!
 //! Must not: run a job twice for one scheduled minute (every run is claimed first, see
-//! `runs.rs`), or reach a tool other than through the invoker (`caps/invoker.rs`), which goes
-//! through [`Bridge::call_at`] as the job's agent.
+//! `runs.rs`), or reach a tool other than through the invoker (`caps/invoker.rs`), whose
+//! in-process transport ([`Local`]) is the call pipeline as the job's agent.
 
 pub mod counters;
+pub mod local;
 pub mod runner;
 pub mod runs;
 
@@ -22,9 +23,11 @@ use scheduler_core::plan::{self, Action, GRACE};
 use scheduler_core::{Catalog, Registry};
 use serde_json::{Value, json};
 
-use crate::bridge::{Backend, Bridge, DEFAULT_TIMEOUT};
-use crate::caps::invoker::Local;
+use crate::backlog::Backend;
+use crate::call::DEFAULT_TIMEOUT;
 use crate::config::rbac::Matrix;
+use crate::registry::Bridge;
+pub use local::Local;
 use runner::{Outcome, Runner, Source};
 use runs::{JsonlRuns, PgRuns, RunRecord, Runs};
 
@@ -158,10 +161,7 @@ pub fn run(bridge: Arc<Bridge>, clock: Clock, stop: &AtomicBool) -> anyhow::Resu
         .order()
         .map_err(|c| anyhow::anyhow!("`after` cycle: {}", c.join(" -> ")))?;
     let runs = open_runs(&bridge)?;
-    let runner = Runner::new(
-        &bridge.runtime().engine,
-        bridge.settings.cache_dir.as_deref(),
-    )?;
+    let runner = Runner::new(bridge.runtime(), bridge.settings.cache_dir.as_deref())?;
     tracing::info!(
         jobs = registry.jobs.len(),
         runs = runs.backend(),

@@ -6,25 +6,17 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::Value;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::caps::invoker::{Invoke, InvokeError};
+use crate::caps::invoker::{Invoke, InvokeError, InvokerGrant};
 use crate::error::ToolError;
-use crate::runtime::cache;
-use crate::runtime::engine::EPOCH_TICK;
-use crate::runtime::stderr::Capture;
-
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "backlog-bridge:scheduler/scheduler-runner@0.1.0",
-    });
-}
+use crate::grants::Grants;
+use crate::runtime::bindings::backlog_bridge::tool::types as wit_types;
+use crate::runtime::bindings::scheduler as bindings;
+use crate::runtime::engine::ticks;
+use crate::runtime::sandbox::{HostState, Resources, new_store};
+use crate::runtime::{Runtime, cache};
 
 use bindings::backlog_bridge::scheduler::invoker as wit_invoker;
-use bindings::backlog_bridge::tool::types as wit_types;
 use bindings::exports::backlog_bridge::scheduler::runner as wit_runner;
 
 /// The component, built into the binary.
@@ -96,64 +88,34 @@ pub enum PlanError {
     Component(String),
 }
 
-struct RunnerState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    stderr: Capture,
-    limits: StoreLimits,
-    invoker: Arc<dyn Invoke>,
-}
-
-impl WasiView for RunnerState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl wit_types::Host for RunnerState {}
-
-impl wit_invoker::Host for RunnerState {
-    fn invoke(&mut self, request: String) -> Result<String, wit_invoker::InvokeError> {
-        let parsed: Value = serde_json::from_str(&request).map_err(|e| {
-            wit_invoker::InvokeError::Transport(format!("the planned request is not JSON: {e}"))
-        })?;
-        match self.invoker.invoke(&parsed) {
-            Ok(v) => Ok(v.to_string()),
-            Err(InvokeError::Tool(e)) => Err(wit_invoker::InvokeError::Tool(to_wit(&e))),
-            Err(InvokeError::Unauthenticated(m)) => {
-                Err(wit_invoker::InvokeError::Unauthenticated(m))
-            }
-            Err(InvokeError::Transport(m)) => Err(wit_invoker::InvokeError::Transport(m)),
-        }
-    }
-}
-
-/// The loaded component and its linker.
+/// The loaded component, pre-linked on the shared linker.
 pub struct Runner {
-    engine: Engine,
-    pre: bindings::SchedulerRunnerPre<RunnerState>,
+    engine: wasmtime::Engine,
+    pre: bindings::SchedulerRunnerPre<HostState>,
+    /// The runtime of a runner that has no bridge to share one with (`run-job` over HTTP).
+    _own: Option<Runtime>,
 }
 
 impl Runner {
-    /// Loads the built-in component (through the compiled-component cache) on `engine`.
-    pub fn new(engine: &Engine, cache_dir: Option<&std::path::Path>) -> anyhow::Result<Runner> {
-        let (component, _) = cache::load(engine, SCHEDULER_WASM, cache_dir)
+    /// Loads the built-in component (through the compiled-component cache) on the bridge's
+    /// runtime: its engine and the linker both worlds share.
+    pub fn new(runtime: &Runtime, cache_dir: Option<&std::path::Path>) -> anyhow::Result<Runner> {
+        let (component, _) = cache::load(&runtime.engine, SCHEDULER_WASM, cache_dir)
             .context("the scheduler component is not loadable")?;
-        let mut linker: Linker<RunnerState> = Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking WASI p2 for the scheduler")?;
-        bindings::SchedulerRunner::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)
-            .context("linking the scheduler's invoker")?;
-        let pre = bindings::SchedulerRunnerPre::new(linker.instantiate_pre(&component)?)?;
+        let pre = bindings::SchedulerRunnerPre::new(runtime.linker.instantiate_pre(&component)?)?;
         Ok(Runner {
-            engine: engine.clone(),
+            engine: runtime.engine.clone(),
             pre,
+            _own: None,
         })
+    }
+
+    /// [`Runner::new`] on a runtime of its own (no bridge loaded: `run-job` over HTTP).
+    pub fn standalone(cache_dir: Option<&std::path::Path>) -> anyhow::Result<Runner> {
+        let runtime = Runtime::new()?;
+        let mut runner = Runner::new(&runtime, cache_dir)?;
+        runner._own = Some(runtime);
+        Ok(runner)
     }
 
     /// Plans and (unless `dry_run`) runs one job through `invoker`. `limit` bounds the whole
@@ -165,21 +127,17 @@ impl Runner {
         invoker: Arc<dyn Invoke>,
         limit: Duration,
     ) -> Result<Report, PlanError> {
-        let stderr = Capture::default();
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stderr(stderr.clone());
-        let state = RunnerState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            stderr,
-            limits: StoreLimitsBuilder::new().memory_size(MEMORY_BYTES).build(),
-            invoker,
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline((limit.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1);
         let component = |e: wasmtime::Error| PlanError::Component(format!("{e:#}"));
+        // No grants: no preopens, no Postgres; only the invoker.
+        let mut store = new_store(
+            &self.engine,
+            Grants::default(),
+            &Resources::default(),
+            MEMORY_BYTES,
+        )
+        .map_err(|e| PlanError::Component(format!("{e:#}")))?;
+        store.data_mut().invoker = InvokerGrant::new(invoker);
+        store.set_epoch_deadline(ticks(limit));
         let instance = self.pre.instantiate(&mut store).map_err(component)?;
         let wit_source = match source {
             Source::Registry { text, id } => {
@@ -230,16 +188,6 @@ impl Runner {
                 wit_invoker::InvokeError::Transport(m) => InvokeError::Transport(m),
             }),
         })
-    }
-}
-
-fn to_wit(e: &ToolError) -> wit_types::ToolError {
-    use crate::error::Code;
-    use wit_types::ErrorCode as W;
-    let code = backlog_core::map_error_code!(e.code, Code => W);
-    wit_types::ToolError {
-        code,
-        message: e.message.clone(),
     }
 }
 

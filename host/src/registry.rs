@@ -1,0 +1,254 @@
+//! The registry of the host: configuration (RBAC matrix, policy, plugin entries), the engine,
+//! the loaded plugins with their self-descriptions, and what the store gives calls. Answers
+//! "which tools and actions exist, and may this agent call this one" (404/403); running a
+//! call is `call.rs`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use crate::backlog::Settings;
+use crate::caps::invoker::not_installed_message;
+use crate::caps::pg::Postgres;
+use crate::config::plugins::{self, ComponentSource, PluginEntry};
+use crate::config::policy::{self, LoadedPolicy};
+use crate::config::rbac::{ActionRule, Matrix};
+use crate::error::{Code, ToolError};
+use crate::grants::{Grants, grants_for};
+use crate::runtime::cache::{self, Origin};
+use crate::runtime::plugin::ActionInfo;
+use crate::runtime::sandbox::Resources;
+use crate::runtime::{Plugin, Runtime};
+
+/// Components built into the binary, by the name `component: builtin` resolves.
+const BUILTINS: &[(&str, &[u8])] = &[("backlog_tool", include_bytes!(env!("BACKLOG_TOOL_WASM")))];
+
+/// A plugin and its registry entry.
+pub(crate) struct Loaded {
+    pub(crate) entry: PluginEntry,
+    pub(crate) plugin: Plugin,
+}
+
+/// One action that an installed plugin provides and the RBAC matrix lists (so someone may
+/// call it): what the MCP face turns into a tool.
+#[derive(Debug, Clone, Copy)]
+pub struct ManifestAction<'a> {
+    /// The registered tool name (what [`crate::call::CallRequest::tool`] takes).
+    pub tool: &'a str,
+    /// The tool's own description, from `describe()`.
+    pub tool_description: &'a str,
+    /// The action as `describe()` reports it: name, description, params schema.
+    pub action: &'a ActionInfo,
+    /// The grants every call of this action gets (they follow the action, not the caller).
+    pub grants: Grants,
+}
+
+/// The host: configuration, the engine, and the loaded plugins.
+pub struct Bridge {
+    pub settings: Settings,
+    pub matrix: Matrix,
+    pub policy: LoadedPolicy,
+    pub(crate) runtime: Runtime,
+    pub(crate) plugins: BTreeMap<String, Loaded>,
+    pub(crate) resources: Resources,
+    /// Keeps the `memory` backend's directory alive as long as the process.
+    _memory_dir: Option<tempfile::TempDir>,
+}
+
+impl Bridge {
+    /// Loads config and plugins (compiling or taking each component from the cache).
+    pub fn load(settings: Settings) -> anyhow::Result<Bridge> {
+        let matrix = Matrix::load(&settings.config_dir)?;
+        let policy = policy::load(&settings.config_dir)?;
+        let entries = plugins::load(&settings.config_dir)?;
+        let runtime = Runtime::new()?;
+        let mut plugins = BTreeMap::new();
+        for (name, entry) in entries {
+            let plugin = load_plugin(&runtime, &settings, &name, &entry)?;
+            plugins.insert(name, Loaded { entry, plugin });
+        }
+        let (resources, memory_dir) = crate::backlog::store::open(&settings)?;
+        Ok(Bridge {
+            settings,
+            matrix,
+            policy,
+            runtime,
+            plugins,
+            resources,
+            _memory_dir: memory_dir,
+        })
+    }
+
+    /// The `/v1/tools` document for `agent`: only the actions it may call.
+    pub fn tools_for(&self, agent: Option<&str>) -> Value {
+        let tools: Vec<Value> = self
+            .plugins
+            .iter()
+            .filter_map(|(name, l)| {
+                let actions: Vec<Value> = l
+                    .plugin
+                    .info
+                    .actions
+                    .iter()
+                    .filter_map(|a| {
+                        let rule = self.matrix.action(name, &a.name);
+                        if let Some(agent) = agent {
+                            self.matrix.authorize(agent, name, &a.name).ok()?;
+                        }
+                        Some(json!({
+                            "name": a.name,
+                            "description": a.description,
+                            "entitlements": rule.map(|r| r.entitlements.clone()).unwrap_or_default(),
+                            "params_schema": a.params_schema,
+                        }))
+                    })
+                    .collect();
+                (!actions.is_empty() || agent.is_none()).then(|| {
+                    json!({"name": name, "description": l.plugin.info.description, "actions": actions})
+                })
+            })
+            .collect();
+        json!({ "tools": tools })
+    }
+
+    /// Every action of the installed plugins that the RBAC matrix lists, in tool then
+    /// `describe()` order. Unlisted actions are left out: nobody may call them.
+    pub fn manifest(&self) -> impl Iterator<Item = ManifestAction<'_>> {
+        self.plugins.iter().flat_map(move |(name, l)| {
+            l.plugin.info.actions.iter().filter_map(move |a| {
+                let rule = self.matrix.action(name, &a.name)?;
+                Some(ManifestAction {
+                    tool: name,
+                    tool_description: &l.plugin.info.description,
+                    action: a,
+                    grants: grants_for(l.entry.may_use, &l.entry.grants, &rule.entitlements),
+                })
+            })
+        })
+    }
+
+    /// The checks that run before any params are looked at, in the order of `docs/actions.md`:
+    /// the tool and action exist (404), then `agent` holds every entitlement the action
+    /// requires (403).
+    pub(crate) fn resolve(
+        &self,
+        agent: &str,
+        tool: &str,
+        action: &str,
+    ) -> Result<(&Loaded, &ActionRule), ToolError> {
+        let loaded = self.plugins.get(tool).ok_or_else(|| {
+            let message = if self.matrix.knows_tool(tool) {
+                not_installed_message(tool)
+            } else {
+                format!("tool `{tool}` does not exist")
+            };
+            ToolError::new(Code::NotFound, message)
+        })?;
+        let info = &loaded.plugin.info;
+        if info.action(action).is_none() {
+            let known: Vec<&str> = info.actions.iter().map(|a| a.name.as_str()).collect();
+            return Err(ToolError::new(
+                Code::NotFound,
+                format!(
+                    "tool `{tool}` has no action `{action}` (actions: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        let rule = self
+            .matrix
+            .authorize(agent, tool, action)
+            .map_err(|d| ToolError::new(Code::Forbidden, d.to_string()))?;
+        Ok((loaded, rule))
+    }
+
+    pub(crate) fn now(&self) -> String {
+        self.clock().to_rfc3339_opts(SecondsFormat::Micros, true)
+    }
+
+    /// The clock guests and the scheduler see: the time in `BACKLOG_BRIDGE_NOW_FILE`, else
+    /// `BACKLOG_BRIDGE_NOW` when pinned, else the wall clock.
+    pub fn clock(&self) -> DateTime<Utc> {
+        let from_file = self.settings.now_file.as_ref().and_then(|path| {
+            let text = std::fs::read_to_string(path).ok()?;
+            DateTime::parse_from_rfc3339(text.lines().next()?.trim())
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        });
+        from_file.or(self.settings.now).unwrap_or_else(Utc::now)
+    }
+
+    /// Whether some loaded plugin provides `tool`.
+    pub fn provides(&self, tool: &str) -> bool {
+        self.plugins.contains_key(tool)
+    }
+
+    /// The engine and linker (the scheduler loads its runner component on the same engine).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The shared Postgres pool, when a Postgres backend is configured (the scheduler keeps
+    /// its run table through it).
+    pub fn postgres_pool(&self) -> Option<Arc<Postgres>> {
+        self.resources.postgres.clone()
+    }
+
+    /// The Postgres pool, when a Postgres backend is configured (for readiness checks:
+    /// [`Postgres::status`]).
+    pub fn postgres(&self) -> Option<&Postgres> {
+        self.resources.postgres.as_deref()
+    }
+}
+
+fn load_plugin(
+    runtime: &Runtime,
+    settings: &Settings,
+    name: &str,
+    entry: &PluginEntry,
+) -> anyhow::Result<Plugin> {
+    let bytes: std::borrow::Cow<[u8]> = match entry.source(&settings.config_dir) {
+        ComponentSource::Builtin => BUILTINS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| std::borrow::Cow::Borrowed(*b))
+            .with_context(|| {
+                format!(
+                    "{}: plugin `{name}`: no builtin component of that name",
+                    plugins::FILE
+                )
+            })?,
+        ComponentSource::File(path) => std::fs::read(&path)
+            .with_context(|| format!("plugin `{name}`: cannot read {}", path.display()))?
+            .into(),
+    };
+    let started = Instant::now();
+    let (component, origin) =
+        cache::load(&runtime.engine, &bytes, settings.cache_dir.as_deref())
+            .with_context(|| format!("plugin `{name}`: not a loadable component"))?;
+    let how = match origin {
+        Origin::Cached => "loaded cached component",
+        Origin::Compiled => "compiled component",
+    };
+    tracing::debug!(
+        plugin = name,
+        ms = started.elapsed().as_millis() as u64,
+        "{how}"
+    );
+    Plugin::load(runtime, name, &component, entry.memory_limit_mib)
+        .with_context(|| format!("plugin `{name}`: cannot describe itself"))
+}
+
+/// Loads a component file outside the registry (for `plugins inspect`).
+pub fn inspect(settings: &Settings, path: &Path) -> anyhow::Result<crate::runtime::ToolInfo> {
+    let runtime = Runtime::new()?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (component, _) = cache::load(&runtime.engine, &bytes, settings.cache_dir.as_deref())
+        .with_context(|| format!("{}: not a loadable component", path.display()))?;
+    Ok(Plugin::load(&runtime, "inspect", &component, 128)?.info)
+}
