@@ -7,10 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The crates whose module graph must have no cycle: (directory, crate root file).
-const ACYCLIC_CRATES: &[(&str, &str)] = &[("host/src", "lib.rs"), ("host/src", "main.rs")];
+const ACYCLIC_CRATES: &[(&str, &str)] = &[
+    ("host/src", "lib.rs"),
+    ("host/src", "main.rs"),
+    ("plugin/backlog-core/src", "lib.rs"),
+];
 
 /// Crates whose cycles are reported but not (yet) asserted.
-const REPORTED_CRATES: &[(&str, &str)] = &[("plugin/backlog-core/src", "lib.rs")];
+const REPORTED_CRATES: &[(&str, &str)] = &[];
 
 /// Longest non-test source file, in lines.
 const MAX_LINES: usize = 600;
@@ -22,10 +26,6 @@ const OVERSIZED_FILES: &[&str] = &[
     "host/src/http/openapi.rs",
     "host/src/http/routes.rs",
     "host/src/scheduler/runs.rs",
-    "plugin/backlog-core/src/actions.rs",
-    "plugin/backlog-core/src/params.rs",
-    "plugin/backlog-core/src/policy.rs",
-    "plugin/backlog-store/src/auto.rs",
     "plugin/backlog-store/src/jsonl.rs",
     "plugin/backlog-store/src/pg.rs",
 ];
