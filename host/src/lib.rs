@@ -5,6 +5,7 @@
 //! Architecture invariant: the host contains no backlog logic. It knows tools only through
 //! the generic `describe`/`call` WIT interface; everything about items lives in the guests.
 
+pub mod backlog;
 pub mod bridge;
 pub mod caps;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod lock;
 pub mod logging;
 pub mod mcp;
 pub mod migrate;
+pub mod params;
 pub mod runtime;
 pub mod scheduler;
 

@@ -15,9 +15,11 @@
 pub mod auth;
 pub mod browser;
 pub mod conn;
+mod front;
 pub mod metrics;
 pub mod openapi;
-pub mod params;
+mod respond;
+pub mod rest;
 pub mod routes;
 pub mod ui;
 
