@@ -154,11 +154,10 @@ pub(super) fn discard(body: Option<Body>) {
     });
 }
 
-/// The authenticated agent, or the 401 answer (unreachable past `front`, which answers the
-/// same error first).
-pub(super) fn caller(app: &App, headers: &HeaderMap) -> Result<String, Response> {
-    app.authenticate(headers)
-        .map_err(|e| call_response(Err(e), CallLog::default()))
+/// The answer to a request whose key does not authenticate (unreachable past `front`, which
+/// answers the same error first).
+pub(super) fn unauthenticated(e: ToolError) -> Response {
+    call_response(Err(e), CallLog::default())
 }
 
 /// Runs one authorized call: the one place the routes enter the call pipeline.

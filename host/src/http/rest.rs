@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts as _, Path, Request, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse as _, Response};
@@ -21,7 +22,7 @@ use serde_json::{Map, Value};
 
 use super::App;
 use super::front::RequestId;
-use super::respond::{CallLog, call_response, call_tool, caller, discard, read_body};
+use super::respond::{CallLog, call_response, call_tool, discard, read_body, unauthenticated};
 use crate::error::ToolError;
 use crate::params::{self, Origin, QueryTypes};
 
@@ -123,7 +124,7 @@ async fn call_route(app: &App, table: &RestTable, route: &RestRoute, req: Reques
     let (mut parts, body) = req.into_parts();
     let path = match path_params(route, &mut parts).await {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(rejection) => return rejection.into_response(),
     };
     let request_id = parts
         .extensions
@@ -134,9 +135,9 @@ async fn call_route(app: &App, table: &RestTable, route: &RestRoute, req: Reques
         ParamsFrom::Query => None,
         ParamsFrom::Body | ParamsFrom::BodyAndQuery(_) => Some(body),
     };
-    let agent = match caller(app, &parts.headers) {
+    let agent = match app.authenticate(&parts.headers) {
         Ok(a) => a,
-        Err(resp) => return resp,
+        Err(e) => return unauthenticated(e),
     };
     let log = CallLog {
         agent: Some(agent.clone()),
@@ -157,13 +158,14 @@ async fn call_route(app: &App, table: &RestTable, route: &RestRoute, req: Reques
 }
 
 /// The `{name}` segments of the request's path, decoded (axum's 400 when one is not UTF-8).
-async fn path_params(route: &RestRoute, parts: &mut Parts) -> Result<Map<String, Value>, Response> {
+async fn path_params(
+    route: &RestRoute,
+    parts: &mut Parts,
+) -> Result<Map<String, Value>, PathRejection> {
     if !route.path.contains('{') {
         return Ok(Map::new());
     }
-    let Path(pairs) = Path::<Vec<(String, String)>>::from_request_parts(parts, &())
-        .await
-        .map_err(|rejection| rejection.into_response())?;
+    let Path(pairs) = Path::<Vec<(String, String)>>::from_request_parts(parts, &()).await?;
     Ok(pairs
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))

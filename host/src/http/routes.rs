@@ -23,8 +23,8 @@ use super::App;
 pub(crate) use super::front::RequestId;
 use super::front::{access_log, front};
 use super::respond::{
-    CallLog, call_response, call_tool, caller, close_unread, error_response, json_response,
-    read_body,
+    CallLog, call_response, call_tool, close_unread, error_response, json_response, read_body,
+    unauthenticated,
 };
 use super::rest::{self, RestTable};
 use crate::error::{Code, ToolError};
@@ -68,9 +68,9 @@ async fn execute(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let agent = match caller(&app, &headers) {
+    let agent = match app.authenticate(&headers) {
         Ok(a) => a,
-        Err(resp) => return resp,
+        Err(e) => return unauthenticated(e),
     };
     let mut log = CallLog {
         agent: Some(agent.clone()),
@@ -98,9 +98,9 @@ async fn execute(
 
 /// `GET /v1/tools`: the tools and actions this caller may call, with their params schemas.
 async fn list_tools(State(app): AppState, headers: HeaderMap) -> Response {
-    let agent = match caller(&app, &headers) {
+    let agent = match app.authenticate(&headers) {
         Ok(a) => a,
-        Err(resp) => return resp,
+        Err(e) => return unauthenticated(e),
     };
     let mut resp = json_response(StatusCode::OK, &app.bridge.tools_for(Some(&agent)));
     resp.extensions_mut().insert(CallLog {
@@ -114,9 +114,9 @@ async fn list_tools(State(app): AppState, headers: HeaderMap) -> Response {
 /// `GET /v1/explain[?tool=T&action=A]`: what the calling agent may call and, for one call,
 /// whether it would be allowed and why (`backlog-bridge explain`, same function).
 async fn explain(State(app): AppState, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let agent = match caller(&app, &headers) {
+    let agent = match app.authenticate(&headers) {
         Ok(a) => a,
-        Err(resp) => return resp,
+        Err(e) => return unauthenticated(e),
     };
     let (mut tool, mut action) = (None, None);
     for (k, v) in form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes()) {
