@@ -195,3 +195,60 @@ async fn params(
     };
     params::merge(params, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backlog::routes::TABLE;
+
+    fn object() -> Value {
+        Value::Object(Map::new())
+    }
+
+    const fn route(path: &'static str) -> RestRoute {
+        RestRoute {
+            method: Method::Get,
+            path,
+            action: "a",
+            from: ParamsFrom::Query,
+            answer: object,
+            creates: None,
+        }
+    }
+
+    fn table(routes: &'static [RestRoute]) -> RestTable {
+        RestTable {
+            tool: "t",
+            query: TABLE.query,
+            routes,
+            schemas: Map::new,
+        }
+    }
+
+    #[test]
+    fn a_table_is_named_by_the_prefix_its_paths_share() {
+        assert_eq!(TABLE.prefix(), "/v1/backlog/");
+        const ONE: &[RestRoute] = &[route("/v1/x/items")];
+        const TWO: &[RestRoute] = &[route("/v1/abc/d"), route("/v1/abx/d")];
+        assert_eq!(table(ONE).prefix(), "/v1/x/");
+        assert_eq!(table(TWO).prefix(), "/v1/");
+        assert_eq!(table(&[]).prefix(), "");
+    }
+
+    /// Each row is one (method, path); what a row creates is the `{field}` of another row.
+    #[test]
+    fn the_backlog_table_is_consistent() {
+        for (i, r) in TABLE.routes.iter().enumerate() {
+            let same = TABLE.routes[..i]
+                .iter()
+                .any(|o| o.method == r.method && o.path == r.path);
+            assert!(!same, "{} {} twice", r.method.as_str(), r.path);
+            if let Some(field) = r.creates {
+                let segment = format!("{{{field}}}");
+                assert!(TABLE.routes.iter().any(|o| o.path.contains(&segment)));
+            }
+            let reads_body = !matches!(r.from, ParamsFrom::Query);
+            assert_eq!(reads_body, r.method == Method::Post, "{}", r.path);
+        }
+    }
+}
