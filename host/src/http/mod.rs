@@ -21,7 +21,6 @@ pub mod openapi;
 mod respond;
 pub mod rest;
 pub mod routes;
-pub mod ui;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

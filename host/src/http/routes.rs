@@ -41,8 +41,9 @@ pub fn router(app: Arc<App>, mcp: Router<Arc<App>>) -> Router {
         // `/mcp` and the OAuth discovery 404s (`crate::mcp::http_router`): authenticated by
         // the same keys through `App::authenticate`, logged and counted like every route.
         .merge(mcp)
-        // The read-only review page (`super::ui`): static files, data through the GET routes.
-        .merge(super::ui::routes())
+        // The backlog's read-only review page (`crate::backlog::ui`): static files, data
+        // through the GET routes.
+        .merge(crate::backlog::ui::routes())
         .route("/v1/tools/execute", post(execute))
         .route("/v1/tools", get(list_tools))
         .route("/v1/explain", get(explain));
