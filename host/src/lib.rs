@@ -20,6 +20,7 @@ pub mod http;
 pub mod lock;
 pub mod logging;
 pub mod mcp;
+pub mod params;
 pub mod registry;
 pub mod runtime;
 pub mod scheduler;

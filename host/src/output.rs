@@ -115,18 +115,8 @@ fn call_table(action: &str, doc: &Value) -> String {
     }
     if let Some(doomed) = doc.get("would_delete").and_then(Value::as_array) {
         let mut out = card(doc, &["would_delete"]);
-        let rows: Vec<Vec<String>> = doomed
-            .iter()
-            .map(|i| {
-                vec![
-                    text(&i["id"]),
-                    text(&i["env"]),
-                    text(&i["status"]),
-                    text(&i["updated_at"]),
-                    clip(&text(&i["title"]), 60),
-                ]
-            })
-            .collect();
+        let keys = ["id", "env", "status", "updated_at", "title"];
+        let rows: Vec<Vec<String>> = doomed.iter().map(|i| row(i, &keys, "title", 60)).collect();
         let _ = writeln!(out, "\nwould delete ({} shown):", rows.len());
         out.push_str(&table(&["ID", "ENV", "STATUS", "UPDATED", "TITLE"], &rows));
         return out;
@@ -139,15 +129,10 @@ fn item_rows(items: &[Value]) -> Vec<Vec<String>> {
     items
         .iter()
         .map(|i| {
-            vec![
-                text(&i["id"]),
-                text(&i["priority"]),
-                text(&i["status"]),
-                text(&i["service"]),
-                clip(&text(&i["title"]), 60),
-                text(&i["owner"]),
-                text(&i["due_date"]),
-            ]
+            let keys = [
+                "id", "priority", "status", "service", "title", "owner", "due_date",
+            ];
+            row(i, &keys, "title", 60)
         })
         .collect()
 }
@@ -229,17 +214,24 @@ fn item_card(doc: &Value) -> String {
     out
 }
 
+/// A table row of `v`: the text of each of `keys`, `clipped` cut to `width` characters.
+fn row(v: &Value, keys: &[&str], clipped: &str, width: usize) -> Vec<String> {
+    keys.iter()
+        .map(|k| {
+            let cell = text(&v[*k]);
+            if *k == clipped {
+                clip(&cell, width)
+            } else {
+                cell
+            }
+        })
+        .collect()
+}
+
 fn events_table(events: &[Value]) -> String {
     let rows: Vec<Vec<String>> = events
         .iter()
-        .map(|e| {
-            vec![
-                text(&e["ts"]),
-                text(&e["type"]),
-                text(&e["actor"]),
-                clip(&text(&e["message"]), 80),
-            ]
-        })
+        .map(|e| row(e, &["ts", "type", "actor", "message"], "message", 80))
         .collect();
     table(&["TS", "TYPE", "ACTOR", "MESSAGE"], &rows)
 }

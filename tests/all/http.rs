@@ -592,7 +592,43 @@ fn http_errors_have_their_statuses_and_name_the_problem() {
     for key in [op, None] {
         let message = server.get("/v1/nope", key).error(404, "not_found");
         assert!(message.contains("/v1/nope"), "{message}");
+        // The REST table's routes are named by their shared prefix.
+        assert!(
+            message.ends_with(
+                "(routes: /v1/tools/execute, /v1/tools, /v1/explain, /v1/backlog/…, /healthz, \
+                 /readyz, /metrics, /openapi.json, /ui)"
+            ),
+            "{message}"
+        );
     }
+    // Where a REST route's params come from: body and query must agree (the body's value is
+    // named first), a body-only route ignores the query, query values are typed.
+    let message = server
+        .post(
+            "/v1/backlog/generate/weekly?env=prod",
+            op,
+            &json!({"env": "dev"}),
+        )
+        .error(400, "invalid_input");
+    assert_eq!(
+        message,
+        r#"`env` is given twice with different values ("dev" and "prod")"#
+    );
+    let counted = server
+        .post(
+            "/v1/backlog/cleanup?dry_run=nonsense",
+            op,
+            &json!({"dry_run": true}),
+        )
+        .ok();
+    assert!(counted.get("would_delete").is_some(), "{counted}");
+    let message = server
+        .get("/v1/backlog/items?limit=ten", op)
+        .error(400, "invalid_input");
+    assert_eq!(
+        message,
+        r#"query parameter `limit` must be a non-negative integer, got "ten""#
+    );
     // Unknown tool / action: 404, before the entitlement check (401 → 404 → 403 → 400).
     let message = server
         .post(

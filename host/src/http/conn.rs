@@ -9,7 +9,7 @@
 //! - **Idle timeout** (`--idle-timeout`): a connection on which no byte moves either way for
 //!   this long while no request of it is being handled (a response nobody reads, a stalled
 //!   stream) is closed; a request body that stalls this long is answered 408
-//!   (`routes::read_body`).
+//!   (`respond::read_body`).
 //! - **Read buffer** of [`MAX_BUF_BYTES`] per connection, which also bounds a request head.
 //! - The client's address goes into each request ([`ClientAddr`]) for the per-address limit
 //!   on failed logins.

@@ -17,12 +17,13 @@ pub mod app;
 pub mod auth;
 pub mod browser;
 pub mod conn;
+mod front;
 pub mod metrics;
 pub mod openapi;
-pub mod params;
+mod respond;
+pub mod rest;
 pub mod routes;
 pub mod serve;
-pub mod ui;
 
 pub use crate::backlog::store::jsonl_writable;
 pub use app::{App, MAX_BODY_BYTES, ServeError, ServeOptions};

@@ -71,38 +71,36 @@ pub fn tool_name(tool: &str, action: &str) -> Result<String, CatalogError> {
     }
 }
 
-/// What the manifest does not say about an action's effects: `destructiveHint` and
-/// `idempotentHint` of write-capable actions, by tool and action. Hints only — a client
-/// decides what to confirm with them; the sandbox decides what a call may touch.
-/// `create`, `add_comment` only add; `upsert` and `set_status` change fields but keep the old
-/// values in the item's events; generation re-run on the same digest changes nothing;
-/// `cleanup` deletes items and their history for good.
-const WRITE_HINTS: &[(&str, &str, Effects)] = &[
-    ("backlog_tool", "create", Effects::ADDS),
-    ("backlog_tool", "upsert", Effects::IDEMPOTENT),
-    ("backlog_tool", "set_status", Effects::ADDS),
-    ("backlog_tool", "add_comment", Effects::ADDS),
-    ("backlog_tool", "auto_generate_weekly", Effects::IDEMPOTENT),
-    ("backlog_tool", "auto_generate_daily", Effects::IDEMPOTENT),
-    ("backlog_tool", "cleanup", Effects::DESTROYS),
-];
+/// What the manifest does not say about a write-capable action's effects, as MCP's
+/// `destructiveHint` and `idempotentHint`: hints only — a client decides what to confirm with
+/// them; the sandbox decides what a call may touch. Each tool's table lives with what the host
+/// knows of that tool (`crate::backlog::mcp_hints` for `backlog_tool`).
+pub type WriteHints = &'static [(&'static str, &'static str, Effects)];
 
+/// Every tool's [`WriteHints`].
+const WRITE_HINTS: &[WriteHints] = &[crate::backlog::mcp_hints::WRITE_HINTS];
+
+/// What a write does: destroys data for good, and whether running it twice changes more than
+/// running it once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Effects {
-    destructive: bool,
-    idempotent: bool,
+pub struct Effects {
+    pub destructive: bool,
+    pub idempotent: bool,
 }
 
 impl Effects {
-    const ADDS: Effects = Effects {
+    /// Adds (an item, an event): nothing lost, a repeat adds again.
+    pub const ADDS: Effects = Effects {
         destructive: false,
         idempotent: false,
     };
-    const IDEMPOTENT: Effects = Effects {
+    /// Changes to a state that a repeat leaves as it is.
+    pub const IDEMPOTENT: Effects = Effects {
         destructive: false,
         idempotent: true,
     };
-    const DESTROYS: Effects = Effects {
+    /// Deletes for good.
+    pub const DESTROYS: Effects = Effects {
         destructive: true,
         idempotent: false,
     };
@@ -110,7 +108,7 @@ impl Effects {
 
 /// The annotations of one action. `readOnlyHint` comes from the action's grants, so it is
 /// what the sandbox enforces: no read-write directory and no read-write Postgres. A
-/// write-capable action the table above does not know keeps MCP's defaults
+/// write-capable action no [`WriteHints`] table knows keeps MCP's defaults
 /// (`destructiveHint` true, `idempotentHint` false): the careful reading.
 pub fn annotations(action: &ManifestAction) -> ToolAnnotations {
     let title = format!("{} {}", action.tool, action.action.name);
@@ -120,6 +118,7 @@ pub fn annotations(action: &ManifestAction) -> ToolAnnotations {
     }
     let known = WRITE_HINTS
         .iter()
+        .flat_map(|table| table.iter())
         .find(|(t, a, _)| *t == action.tool && *a == action.action.name);
     match known {
         Some((_, _, e)) => base

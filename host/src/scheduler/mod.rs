@@ -3,7 +3,7 @@
 //! scheduler` (and, once wired, `serve --scheduler`).
 //!
 //! Must not: run a job twice for one scheduled minute (every run is claimed first, see
-//! `runs.rs`), or reach a tool other than through the invoker (`caps/invoker.rs`), whose
+//! `runs/`), or reach a tool other than through the invoker (`caps/invoker.rs`), whose
 //! in-process transport ([`Local`]) is the call pipeline as the job's agent.
 
 pub mod counters;

@@ -17,7 +17,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::App;
+use crate::http::App;
 
 const HTML: &str = include_str!("ui/index.html");
 const SCRIPT: &str = include_str!("ui/app.js");
