@@ -44,3 +44,10 @@ mod mcp;
 mod ops;
 // The API description: /openapi.json, ops/openapi.json, schemathesis over the real serve.
 mod openapi;
+// "An accepted config can be used": generated RBAC, policy and plugin configs, every action.
+mod configs;
+// The model-based state-machine test: random action sequences on every backend against the
+// pure reference model in tests/model/.
+mod model_seq;
+// JSONL crash property: any cut of the files gives the acknowledged writes before it.
+mod torn;
