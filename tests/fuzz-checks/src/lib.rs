@@ -83,7 +83,7 @@ pub fn check_params(data: &[u8]) {
     match pick % 6 {
         0 => round_trip::<CreateParams>(&v, &policy),
         1 => round_trip::<UpsertParams>(&v, &policy),
-        2 => round_trip::<ListQuery>(&v, &policy),
+        2 => round_trip::<backlog_core::list::ListQuery>(&v, &policy),
         3 => round_trip::<SetStatusParams>(&v, &policy),
         4 => round_trip::<CleanupParams>(&v, &policy),
         _ => round_trip::<AddCommentParams>(&v, &policy),
