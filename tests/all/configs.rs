@@ -33,7 +33,10 @@ fn any_count() -> impl Strategy<Value = u64> {
 /// Calls every action a plain operator may call; none may crash.
 fn exercise(env: &Env) -> Result<(), TestCaseError> {
     let calls: [(&str, Value); 8] = [
-        ("create", json!({"env":"prod","service":"api","category":"refactor","title":"t","dedupe_key":"k"})),
+        (
+            "create",
+            json!({"env":"prod","service":"api","category":"refactor","title":"t","dedupe_key":"k"}),
+        ),
         ("upsert", json!({"dedupe_key":"k","title":"t2"})),
         ("list", json!({})),
         ("get", json!({"id":"bl_00000000000000000000000000"})),
@@ -82,7 +85,9 @@ fn with_timeouts(env: &Env, timeout: u64) {
     for line in text.lines() {
         // `      list: { entitlements: [...] }` → `      list: { entitlements: [...], timeout_s: N }`
         let trimmed = line.trim_start();
-        if trimmed.contains("entitlements: [") && trimmed.ends_with('}') && !trimmed.starts_with('#')
+        if trimmed.contains("entitlements: [")
+            && trimmed.ends_with('}')
+            && !trimmed.starts_with('#')
         {
             let without = match line.find(", timeout_s:") {
                 Some(i) => format!("{} }}", &line[..i]),
@@ -129,7 +134,14 @@ fn a_huge_rbac_timeout_is_refused_at_load() {
 /// Policy numbers of any size.
 #[test]
 fn any_accepted_policy_can_be_used() {
-    let strategy = (any_count(), any_count(), any_count(), any_count(), any_count(), any_count());
+    let strategy = (
+        any_count(),
+        any_count(),
+        any_count(),
+        any_count(),
+        any_count(),
+        any_count(),
+    );
     runner()
         .run(&strategy, |(retention, cap, overdue, top, threshold, due)| {
             let env = Env::new();

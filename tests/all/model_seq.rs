@@ -40,6 +40,9 @@ use model::{Answer, Fields, Model};
 
 const START: &str = "2026-11-27T10:00:00Z";
 
+/// What the model answers to one step (applied to the model when called).
+type Expect = Box<dyn FnOnce(&mut Model) -> Answer>;
+
 /// Which item an action names.
 #[derive(Debug, Clone)]
 enum Target {
@@ -98,10 +101,22 @@ fn fields(complete: bool) -> BoxedStrategy<Fields> {
     ];
     let priority = prop_oneof![Just("P0"), Just("P1"), Just("P2"), Just("P3"), Just("P9")]
         .prop_map(str::to_owned);
-    let owner = prop_oneof![Just("alice".to_owned()), Just("bob".to_owned()), Just(String::new())];
+    let owner = prop_oneof![
+        Just("alice".to_owned()),
+        Just("bob".to_owned()),
+        Just(String::new())
+    ];
     let key = prop_oneof![Just("k1"), Just("k2"), Just("k3"), Just("k4")].prop_map(str::to_owned);
     if complete {
-        (env, service, category, title(), opt(priority), opt(owner), opt(key))
+        (
+            env,
+            service,
+            category,
+            title(),
+            opt(priority),
+            opt(owner),
+            opt(key),
+        )
             .prop_map(|(e, s, c, t, p, o, k)| Fields {
                 env: Some(e),
                 service: Some(s),
@@ -113,7 +128,15 @@ fn fields(complete: bool) -> BoxedStrategy<Fields> {
             })
             .boxed()
     } else {
-        (opt(env), opt(service), opt(category), opt(title()), opt(priority), opt(owner), key)
+        (
+            opt(env),
+            opt(service),
+            opt(category),
+            opt(title()),
+            opt(priority),
+            opt(owner),
+            key,
+        )
             .prop_map(|(e, s, c, t, p, o, k)| Fields {
                 env: e,
                 service: s,
@@ -207,7 +230,11 @@ impl Driver {
             .expect("spawn batch");
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        Driver { child, stdin, stdout }
+        Driver {
+            child,
+            stdin,
+            stdout,
+        }
     }
 
     pub(crate) fn call(&mut self, action: &str, params: &Value) -> Value {
@@ -235,7 +262,10 @@ struct Ids {
 
 impl Ids {
     fn real(&self, model_id: &str) -> String {
-        self.to_real.get(model_id).cloned().unwrap_or_else(|| model_id.to_owned())
+        self.to_real
+            .get(model_id)
+            .cloned()
+            .unwrap_or_else(|| model_id.to_owned())
     }
     fn learn(&mut self, real: &str, model: &str) {
         self.to_model.insert(real.to_owned(), model.to_owned());
@@ -266,18 +296,18 @@ fn sorted(mut items: Vec<Value>) -> Vec<Value> {
 
 /// The real answer in the model's terms (see the module doc for what is dropped and why).
 fn normalize(action: &str, real: &Value, ids: &Ids) -> Answer {
-    if let Some(code) = real.get("code").and_then(Value::as_str) {
-        if real.get("error").is_some() {
-            return Err(match code {
-                "invalid_input" => "invalid_input",
-                "not_found" => "not_found",
-                "conflict" => "conflict",
-                "forbidden" => "forbidden",
-                "unavailable" => "unavailable",
-                "payload_too_large" => "payload_too_large",
-                other => panic!("unexpected error code {other}: {real}"),
-            });
-        }
+    if let Some(code) = real.get("code").and_then(Value::as_str)
+        && real.get("error").is_some()
+    {
+        return Err(match code {
+            "invalid_input" => "invalid_input",
+            "not_found" => "not_found",
+            "conflict" => "conflict",
+            "forbidden" => "forbidden",
+            "unavailable" => "unavailable",
+            "payload_too_large" => "payload_too_large",
+            other => panic!("unexpected error code {other}: {real}"),
+        });
     }
     let item = |v: &Value| project(v, model::ITEM_FIELDS, ids);
     Ok(match action {
@@ -290,7 +320,9 @@ fn normalize(action: &str, real: &Value, ids: &Ids) -> Answer {
             "items": sorted(real["items"].as_array().expect("items").iter().map(item).collect())}),
         "dashboard" => json!({"total": real["total"], "status_counts": real["status_counts"],
             "overdue_count": real["overdue_count"]}),
-        "cleanup" => json!({"deleted": real["deleted"], "dry_run": real["dry_run"], "cutoff": real["cutoff"]}),
+        "cleanup" => {
+            json!({"deleted": real["deleted"], "dry_run": real["dry_run"], "cutoff": real["cutoff"]})
+        }
         other => panic!("no normalization for {other}"),
     })
 }
@@ -369,7 +401,13 @@ impl Rig {
             let run = env.migrate(&[]);
             assert_eq!(run.code, 0, "migrate: {run:?}");
         }
-        Rig { env, clock, cluster, _db: db, down: false }
+        Rig {
+            env,
+            clock,
+            cluster,
+            _db: db,
+            down: false,
+        }
     }
 }
 
@@ -395,7 +433,7 @@ fn run_sequence(kind: Kind, ops: &[Op]) -> Result<(), TestCaseError> {
                 Target::Malformed => "item-1".into(),
             }
         };
-        let (action, params, expected): (&str, Value, Box<dyn FnOnce(&mut Model) -> Answer>) = match op {
+        let (action, params, expected): (&str, Value, Expect) = match op {
             Op::Advance(minutes) => {
                 model.now += Duration::minutes(*minutes);
                 set_clock(&rig.clock, &at(&model));
@@ -417,19 +455,35 @@ fn run_sequence(kind: Kind, ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Create(f) => {
                 let f = f.clone();
-                ("create", fields_json(&f), Box::new(move |m: &mut Model| m.create(f)))
+                (
+                    "create",
+                    fields_json(&f),
+                    Box::new(move |m: &mut Model| m.create(f)),
+                )
             }
             Op::Upsert(f) => {
                 let f = f.clone();
-                ("upsert", fields_json(&f), Box::new(move |m: &mut Model| m.upsert(f)))
+                (
+                    "upsert",
+                    fields_json(&f),
+                    Box::new(move |m: &mut Model| m.upsert(f)),
+                )
             }
             Op::Get(t) => {
                 let id = target_id(t, &model);
-                ("get", json!({"id": ids.real(&id)}), Box::new(move |m: &mut Model| m.get(&id)))
+                (
+                    "get",
+                    json!({"id": ids.real(&id)}),
+                    Box::new(move |m: &mut Model| m.get(&id)),
+                )
             }
             Op::Events(t) => {
                 let id = target_id(t, &model);
-                ("events", json!({"id": ids.real(&id)}), Box::new(move |m: &mut Model| m.events(&id)))
+                (
+                    "events",
+                    json!({"id": ids.real(&id)}),
+                    Box::new(move |m: &mut Model| m.events(&id)),
+                )
             }
             Op::SetStatus(t, s, c) => {
                 let (id, s, c) = (target_id(t, &model), s.clone(), c.clone());
@@ -437,12 +491,19 @@ fn run_sequence(kind: Kind, ops: &[Op]) -> Result<(), TestCaseError> {
                 if let Some(c) = &c {
                     p["comment"] = json!(c);
                 }
-                ("set_status", p, Box::new(move |m: &mut Model| m.set_status(&id, &s, c.as_deref())))
+                (
+                    "set_status",
+                    p,
+                    Box::new(move |m: &mut Model| m.set_status(&id, &s, c.as_deref())),
+                )
             }
             Op::Comment(t, msg) => {
                 let (id, msg) = (target_id(t, &model), msg.clone());
-                ("add_comment", json!({"id": ids.real(&id), "message": msg}),
-                    Box::new(move |m: &mut Model| m.add_comment(&id, &msg)))
+                (
+                    "add_comment",
+                    json!({"id": ids.real(&id), "message": msg}),
+                    Box::new(move |m: &mut Model| m.add_comment(&id, &msg)),
+                )
             }
             Op::List(e, s) => {
                 let (e, s) = (e.clone(), s.clone());
@@ -453,14 +514,22 @@ fn run_sequence(kind: Kind, ops: &[Op]) -> Result<(), TestCaseError> {
                 if !s.is_empty() {
                     p["status"] = json!(s);
                 }
-                ("list", p, Box::new(move |m: &mut Model| {
-                    let s: Vec<&str> = s.iter().map(String::as_str).collect();
-                    model_list_sorted(m.list(e.as_deref(), &s))
-                }))
+                (
+                    "list",
+                    p,
+                    Box::new(move |m: &mut Model| {
+                        let s: Vec<&str> = s.iter().map(String::as_str).collect();
+                        model_list_sorted(m.list(e.as_deref(), &s))
+                    }),
+                )
             }
             Op::Dashboard(e) => {
                 let e = e.clone();
-                ("dashboard", json!({"env": e}), Box::new(move |m: &mut Model| m.dashboard(&e)))
+                (
+                    "dashboard",
+                    json!({"env": e}),
+                    Box::new(move |m: &mut Model| m.dashboard(&e)),
+                )
             }
             Op::Cleanup(d, dry) => {
                 let (d, dry) = (*d, *dry);
@@ -468,11 +537,17 @@ fn run_sequence(kind: Kind, ops: &[Op]) -> Result<(), TestCaseError> {
                 if let Some(d) = d {
                     p["retention_days"] = json!(d);
                 }
-                ("cleanup", p, Box::new(move |m: &mut Model| m.cleanup(d, dry)))
+                (
+                    "cleanup",
+                    p,
+                    Box::new(move |m: &mut Model| m.cleanup(d, dry)),
+                )
             }
-            Op::Invalid(action, params) => {
-                (*action, params.clone(), Box::new(|_: &mut Model| Err("invalid_input")))
-            }
+            Op::Invalid(action, params) => (
+                *action,
+                params.clone(),
+                Box::new(|_: &mut Model| Err("invalid_input")),
+            ),
         };
         let real = driver.call(action, &params);
         let before = model.clone();
@@ -498,8 +573,14 @@ fn run_sequence(kind: Kind, ops: &[Op]) -> Result<(), TestCaseError> {
             continue;
         }
         prop_assert_eq!(
-            &got, &want,
-            "step {} {} {} at {} on {:?}", step, action, params, at(&before), kind
+            &got,
+            &want,
+            "step {} {} {} at {} on {:?}",
+            step,
+            action,
+            params,
+            at(&before),
+            kind
         );
     }
     // The end state: Postgres back, the journal replayed, every item and its events.
@@ -518,21 +599,40 @@ fn run_sequence(kind: Kind, ops: &[Op]) -> Result<(), TestCaseError> {
         }
         prop_assert!(
             std::time::Instant::now() < deadline,
-            "auto still degraded a minute after Postgres came back: {}", real
+            "auto still degraded a minute after Postgres came back: {}",
+            real
         );
         std::thread::sleep(std::time::Duration::from_millis(100)); // poll interval
     };
     let got = normalize("list", &real, &ids);
-    prop_assert_eq!(got, model_list_sorted(model.list(None, &[])), "end state on {:?}", kind);
-    for id in model.items.values().map(|i| i.id.clone()).collect::<Vec<_>>() {
+    prop_assert_eq!(
+        got,
+        model_list_sorted(model.list(None, &[])),
+        "end state on {:?}",
+        kind
+    );
+    for id in model
+        .items
+        .values()
+        .map(|i| i.id.clone())
+        .collect::<Vec<_>>()
+    {
         let real = driver.call("events", &json!({"id": ids.real(&id)}));
-        prop_assert_eq!(normalize("events", &real, &ids), model.events(&id), "end events of {}", id);
+        prop_assert_eq!(
+            normalize("events", &real, &ids),
+            model.events(&id),
+            "end events of {}",
+            id
+        );
     }
     Ok(())
 }
 
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(4)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
 }
 
 fn check(kind: Kind, file: &'static str) {
@@ -576,7 +676,8 @@ fn auto_with_postgres_outages_agrees_with_the_model() {
 fn auto_refuses_unknown_dedupe_keys_while_postgres_is_down() {
     let rig = Rig::new(Kind::AutoWithOutages);
     let mut d = Driver::start(&rig.env);
-    let item = json!({"env":"prod","service":"api","category":"refactor","title":"t","dedupe_key":"k1"});
+    let item =
+        json!({"env":"prod","service":"api","category":"refactor","title":"t","dedupe_key":"k1"});
     let created = d.call("create", &item);
     assert!(created["id"].is_string(), "{created}");
     let cluster = rig.cluster.as_ref().expect("auto has a cluster");

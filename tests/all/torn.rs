@@ -52,7 +52,12 @@ fn params(kind: u8, ids: &[String], target: usize, text: &str) -> (&'static str,
     }
 }
 
-fn property(ops: &[(u8, usize, String)], pick: usize, at_items: u64, at_events: u64) -> Result<(), TestCaseError> {
+fn property(
+    ops: &[(u8, usize, String)],
+    pick: usize,
+    at_items: u64,
+    at_events: u64,
+) -> Result<(), TestCaseError> {
     let env = Env::new();
     let dir = env.backlog_dir();
     let mut d = Driver::start(&env);
@@ -94,7 +99,14 @@ fn property(ops: &[(u8, usize, String)], pick: usize, at_items: u64, at_events: 
     }
     let mut d = Driver::start(&torn);
     let got = state(&mut d);
-    prop_assert_eq!(got, want, "cut at items {} events {} inside write {}", cut_items, cut_events, k + 1);
+    prop_assert_eq!(
+        got,
+        want,
+        "cut at items {} events {} inside write {}",
+        cut_items,
+        cut_events,
+        k + 1
+    );
     Ok(())
 }
 

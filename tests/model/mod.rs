@@ -16,8 +16,18 @@ use serde_json::{Value, json};
 /// The item fields the model tracks and compares (the rest keep their create defaults and
 /// are never changed by the generated actions).
 pub const ITEM_FIELDS: &[&str] = &[
-    "id", "env", "service", "category", "title", "priority", "status", "owner", "due_date",
-    "dedupe_key", "created_at", "updated_at",
+    "id",
+    "env",
+    "service",
+    "category",
+    "title",
+    "priority",
+    "status",
+    "owner",
+    "due_date",
+    "dedupe_key",
+    "created_at",
+    "updated_at",
 ];
 
 /// The event fields the model compares (`id` is random; `meta` is not modelled).
@@ -104,9 +114,13 @@ fn len_ok(s: &str, min: usize, max: usize) -> bool {
 fn fields_valid(f: &Fields) -> bool {
     f.env.as_deref().is_none_or(|e| slug(e, "_-", 32))
         && f.service.as_deref().is_none_or(|s| slug(s, "._-", 64))
-        && f.category.as_deref().is_none_or(|c| CATEGORIES.iter().any(|k| k.0 == c))
+        && f.category
+            .as_deref()
+            .is_none_or(|c| CATEGORIES.iter().any(|k| k.0 == c))
         && f.title.as_deref().is_none_or(|t| len_ok(t, 1, 200))
-        && f.priority.as_deref().is_none_or(|p| ["P0", "P1", "P2", "P3"].contains(&p))
+        && f.priority
+            .as_deref()
+            .is_none_or(|p| ["P0", "P1", "P2", "P3"].contains(&p))
         && f.owner.as_deref().is_none_or(|o| len_ok(o, 1, 64))
         && f.dedupe_key.as_deref().is_none_or(|k| len_ok(k, 1, 256))
 }
@@ -155,7 +169,10 @@ impl Model {
         if !complete || !fields_valid(&f) {
             return Err("invalid_input");
         }
-        if f.dedupe_key.as_deref().is_some_and(|k| self.by_key(k).is_some()) {
+        if f.dedupe_key
+            .as_deref()
+            .is_some_and(|k| self.by_key(k).is_some())
+        {
             return Err("conflict");
         }
         Ok(item_json(self.insert(f)))
@@ -166,8 +183,10 @@ impl Model {
         self.next_id += 1;
         let id = format!("m{n}");
         let category = f.category.unwrap_or_default();
-        let (_, priority, due_days, owner) =
-            *CATEGORIES.iter().find(|c| c.0 == category).expect("validated");
+        let (_, priority, due_days, owner) = *CATEGORIES
+            .iter()
+            .find(|c| c.0 == category)
+            .expect("validated");
         let now = ts(self.now);
         let item = Item {
             dedupe_key: f.dedupe_key.unwrap_or_else(|| format!("manual:{id}")),
@@ -201,10 +220,8 @@ impl Model {
             return Err("invalid_input");
         }
         let Some(n) = self.by_key(f.dedupe_key.as_deref().unwrap_or_default()) else {
-            let complete = f.env.is_some()
-                && f.service.is_some()
-                && f.category.is_some()
-                && f.title.is_some();
+            let complete =
+                f.env.is_some() && f.service.is_some() && f.category.is_some() && f.title.is_some();
             if !complete {
                 return Err("invalid_input");
             }
@@ -225,13 +242,32 @@ impl Model {
                 *slot = v;
             }
         }
-        let fields_changed = (&old.env, &old.service, &old.category, &old.title, &old.priority)
-            != (&new.env, &new.service, &new.category, &new.title, &new.priority);
+        let fields_changed = (
+            &old.env,
+            &old.service,
+            &old.category,
+            &old.title,
+            &old.priority,
+        ) != (
+            &new.env,
+            &new.service,
+            &new.category,
+            &new.title,
+            &new.priority,
+        );
         if fields_changed {
-            new.events.push(Event { ts: now.clone(), kind: "updated", message: String::new() });
+            new.events.push(Event {
+                ts: now.clone(),
+                kind: "updated",
+                message: String::new(),
+            });
         }
         if old.owner != new.owner {
-            new.events.push(Event { ts: now.clone(), kind: "owner_changed", message: String::new() });
+            new.events.push(Event {
+                ts: now.clone(),
+                kind: "owner_changed",
+                message: String::new(),
+            });
         }
         if new.events.len() == old.events.len() {
             return Ok(json!({"action": "unchanged", "item": item_json(&old)}));
@@ -244,7 +280,9 @@ impl Model {
     /// The item an id names: `invalid_input` for a malformed id, `not_found` for a free one.
     fn find(&self, id: &str) -> Result<usize, &'static str> {
         let well_formed = id.strip_prefix("bl_").is_some_and(|h| {
-            h.len() == 12 && h.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+            h.len() == 12
+                && h.chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
         });
         if !well_formed && !id.starts_with('m') {
             return Err("invalid_input");
@@ -271,18 +309,29 @@ impl Model {
         let n = self.find(id)?;
         let now = ts(self.now);
         let item = self.items.get_mut(&n).expect("found");
-        let comment = comment.filter(|c| !c.is_empty()).unwrap_or_default().to_owned();
+        let comment = comment
+            .filter(|c| !c.is_empty())
+            .unwrap_or_default()
+            .to_owned();
         if item.status == status {
             if comment.is_empty() {
                 return Ok(item_json(item));
             }
-            item.events.push(Event { ts: now.clone(), kind: "commented", message: comment });
+            item.events.push(Event {
+                ts: now.clone(),
+                kind: "commented",
+                message: comment,
+            });
         } else {
             if terminal(&item.status) && status != "open" {
                 return Err("conflict");
             }
             item.status = status.to_owned();
-            item.events.push(Event { ts: now.clone(), kind: "status_changed", message: comment });
+            item.events.push(Event {
+                ts: now.clone(),
+                kind: "status_changed",
+                message: comment,
+            });
         }
         item.updated_at = now;
         Ok(item_json(item))
@@ -296,7 +345,11 @@ impl Model {
         let n = self.find(id)?;
         let now = ts(self.now);
         let item = self.items.get_mut(&n).expect("found");
-        let ev = Event { ts: now.clone(), kind: "commented", message: message.to_owned() };
+        let ev = Event {
+            ts: now.clone(),
+            kind: "commented",
+            message: message.to_owned(),
+        };
         item.events.push(ev.clone());
         item.updated_at = now;
         Ok(event_json(&item.id, &ev))

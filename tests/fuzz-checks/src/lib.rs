@@ -14,8 +14,11 @@ use chrono::{DateTime, Duration, Utc};
 use scheduler_core::{Registry, Schedule};
 use serde_json::Value;
 
+/// A property check over the fuzzer's bytes: panics when a property fails.
+pub type Check = fn(&[u8]);
+
 /// Every target by name, for the replay test and `fuzz/smoke.sh`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("params", check_params),
     ("jsonl_line", check_jsonl_line),
     ("policy", check_policy),
@@ -30,7 +33,10 @@ struct Counter(u64);
 impl Entropy for Counter {
     fn fill(&mut self, buf: &mut [u8]) {
         for b in buf {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             *b = (self.0 >> 56) as u8;
         }
     }
@@ -133,7 +139,12 @@ pub fn check_policy(data: &[u8]) {
     let category = policy.categories.names()[0].to_owned();
     let item = serde_json::json!({"env":"prod","service":"api","category": category,"title":"t"});
     run(&mut store, &policy, "create", &item);
-    run(&mut store, &policy, "dashboard", &serde_json::json!({"env":"prod"}));
+    run(
+        &mut store,
+        &policy,
+        "dashboard",
+        &serde_json::json!({"env":"prod"}),
+    );
     run(&mut store, &policy, "cleanup", &serde_json::json!({}));
 }
 
@@ -149,7 +160,10 @@ fn schedule_properties(s: &Schedule, now: DateTime<Utc>) {
     let mut t = scheduler_core::cron::minute_floor(now) + Duration::minutes(1);
     let stop = next.min(now + Duration::days(2));
     while t < stop {
-        assert!(!s.matches(t), "`{s}` after {now}: {t} matches before {next}");
+        assert!(
+            !s.matches(t),
+            "`{s}` after {now}: {t} matches before {next}"
+        );
         t += Duration::minutes(1);
     }
 }

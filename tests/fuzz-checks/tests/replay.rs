@@ -16,7 +16,11 @@ fn every_corpus_and_regression_file_passes_its_check() {
                 let path = e.expect("dir entry").path();
                 let data = std::fs::read(&path).expect("read input");
                 let result = std::panic::catch_unwind(|| check(&data));
-                assert!(result.is_ok(), "{target}: {} fails its check", path.display());
+                assert!(
+                    result.is_ok(),
+                    "{target}: {} fails its check",
+                    path.display()
+                );
                 ran += 1;
             }
         }

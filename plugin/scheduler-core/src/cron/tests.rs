@@ -125,8 +125,16 @@ fn display_normalizes_spaces() {
 /// 2032; the old 8-year horizon answered "never" (`next_due: null`).
 #[test]
 fn rare_dates_beyond_eight_years_still_fire() {
-    next("0 0 29 2 */7", "2033-01-01T00:00:00Z", "2060-02-29T00:00:00Z");
-    next("* * 29 2 */2", "2184-02-29T23:59:00Z", "2212-02-29T00:00:00Z");
+    next(
+        "0 0 29 2 */7",
+        "2033-01-01T00:00:00Z",
+        "2060-02-29T00:00:00Z",
+    );
+    next(
+        "* * 29 2 */2",
+        "2184-02-29T23:59:00Z",
+        "2212-02-29T00:00:00Z",
+    );
 }
 
 /// Found by `tests/cron_oracle.rs`: `lo + step` overflowed u32 (a panic in debug builds, a
