@@ -316,8 +316,24 @@ fn normalize(action: &str, real: &Value, ids: &Ids) -> Answer {
         "add_comment" => project(real, model::EVENT_FIELDS, ids),
         "events" => json!({"events": real["events"].as_array().expect("events").iter()
             .map(|e| project(e, model::EVENT_FIELDS, ids)).collect::<Vec<_>>()}),
-        "list" => json!({"total": real["total"],
-            "items": sorted(real["items"].as_array().expect("items").iter().map(item).collect())}),
+        "list" => {
+            // The order is the product's contract: (priority, due_date, id) ascending. The
+            // model compares items as a set (ids are random), so the order is checked here.
+            let items = real["items"].as_array().expect("items");
+            let key = |v: &Value| {
+                (
+                    v["priority"].to_string(),
+                    v["due_date"].to_string(),
+                    v["id"].to_string(),
+                )
+            };
+            assert!(
+                items.windows(2).all(|w| key(&w[0]) <= key(&w[1])),
+                "list out of order: {real}"
+            );
+            json!({"total": real["total"],
+            "items": sorted(items.iter().map(item).collect())})
+        }
         "dashboard" => json!({"total": real["total"], "status_counts": real["status_counts"],
             "overdue_count": real["overdue_count"]}),
         "cleanup" => {
