@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use backlog_bridge::bridge::Backend;
+use backlog_bridge::backlog::Backend;
 use backlog_bridge::{Bridge, CallRequest, Settings};
 use backlog_core::actions::{Ctx, execute};
 use backlog_core::ids::SeqEntropy;

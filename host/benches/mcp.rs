@@ -20,7 +20,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backlog_bridge::bridge::Backend;
+use backlog_bridge::backlog::Backend;
 use backlog_bridge::mcp::McpHandler;
 use backlog_bridge::{Bridge, CallRequest, Settings};
 use serde_json::{Value, json};

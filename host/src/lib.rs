@@ -29,14 +29,4 @@ pub use backlog::{Settings, migrate};
 pub use call::CallRequest;
 pub use registry::Bridge;
 
-/// The paths of the former `bridge.rs` (now `registry`, `call` and `backlog`), for callers
-/// not moved yet.
-pub mod bridge {
-    pub use crate::backlog::{
-        Backend, RECOVERY_AGENT, Settings, StoreStatus, spawn_store_recovery,
-    };
-    pub use crate::call::{CallRequest, DEFAULT_TIMEOUT, MAX_PARAMS_BYTES, new_request_id};
-    pub use crate::caps::invoker::not_installed_message;
-    pub use crate::registry::{Bridge, ManifestAction, inspect};
-}
 pub use error::{Code, ToolError};

@@ -47,3 +47,10 @@ mod openapi;
 // The invariants of ARCHITECTURE.md the source tree shows (module cycles, who gives guests
 // what, who enters them, file sizes).
 mod house;
+// "An accepted config can be used": generated RBAC, policy and plugin configs, every action.
+mod configs;
+// The model-based state-machine test: random action sequences on every backend against the
+// pure reference model in tests/model/.
+mod model_seq;
+// JSONL crash property: any cut of the files gives the acknowledged writes before it.
+mod torn;

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use backlog_bridge::{Bridge, Settings, ToolError, bridge, http, scheduler};
+use backlog_bridge::{Bridge, Settings, http, scheduler};
 use chrono::{DateTime, Utc};
 use clap::{CommandFactory as _, Parser as _};
 use serde_json::json;
@@ -147,7 +147,7 @@ fn run(args: Args, format: Format) -> Result<(), Failure> {
                     .map_err(Failure::Config)?
                     .tools_for(None),
                 PluginsCommand::Inspect { file } => {
-                    let info = bridge::inspect(&settings, &file).map_err(Failure::Config)?;
+                    let info = backlog_bridge::registry::inspect(&settings, &file).map_err(Failure::Config)?;
                     json!({ "tools": [info] })
                 }
             };

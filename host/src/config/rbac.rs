@@ -11,6 +11,9 @@ use super::{ConfigError, load_yaml};
 /// The file name under the config dir.
 pub const FILE: &str = "rbac_tools_matrix.yml";
 
+/// The largest `timeout_s` an action may have: one day.
+pub const MAX_TIMEOUT_S: u64 = 86_400;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMatrix {
@@ -95,10 +98,15 @@ impl Matrix {
                         "must list at least one entitlement (unlisted actions are denied; an empty list would allow everyone)",
                     ));
                 }
-                if rule.timeout_s == Some(0) {
+                // A limit past a day is a typo, and a huge one overflowed the call deadline
+                // (`Instant + timeout` panicked on every call of the action).
+                if rule
+                    .timeout_s
+                    .is_some_and(|t| !(1..=MAX_TIMEOUT_S).contains(&t))
+                {
                     return Err(invalid(
                         format!("tools.{tool}.actions.{action}.timeout_s"),
-                        "must be at least 1",
+                        &format!("must be 1..={MAX_TIMEOUT_S} seconds"),
                     ));
                 }
             }

@@ -28,6 +28,7 @@ const OUT_QUEUE: usize = 64;
 /// The transport over any line reader and writer (stdin/stdout in production).
 pub struct Lines<R> {
     reader: R,
+    partial: Partial,
     out: mpsc::Sender<String>,
 }
 
@@ -52,23 +53,35 @@ where
     (
         Lines {
             reader: BufReader::new(reader),
+            partial: Partial::default(),
             out,
         },
         writer_task,
     )
 }
 
+/// The line being read. It lives in the transport, not in the `receive` future: rmcp polls
+/// `receive` inside a `select!` and may drop it between two chunks of a line, and the bytes
+/// already consumed must not go with it (the next `receive` would start mid-message).
+#[derive(Debug, Default)]
+struct Partial {
+    line: Vec<u8>,
+    /// Bytes of the line seen so far (kept only while within the limit).
+    seen: usize,
+}
+
 /// One line of at most `max` bytes (without its newline); `Ok(None)` at end of input;
-/// `Err(len)` for a longer line, whose rest has been skipped.
+/// `Err(len)` for a longer line, whose rest has been skipped. Cancel-safe: a dropped call
+/// leaves what it read in `partial`, and the next call goes on from there.
 async fn read_line<R: AsyncBufRead + Unpin>(
     reader: &mut R,
+    partial: &mut Partial,
     max: usize,
 ) -> std::io::Result<Option<Result<Vec<u8>, usize>>> {
-    let mut line = Vec::new();
-    let mut seen = 0usize;
     loop {
         let buf = reader.fill_buf().await?;
         if buf.is_empty() {
+            let Partial { line, seen } = std::mem::take(partial);
             return Ok(if seen == 0 {
                 None
             } else if seen > max {
@@ -81,15 +94,16 @@ async fn read_line<R: AsyncBufRead + Unpin>(
             Some(i) => (&buf[..i], Some(i + 1)),
             None => (buf, None),
         };
-        seen += chunk.len();
-        if seen <= max {
-            line.extend_from_slice(chunk);
+        partial.seen += chunk.len();
+        if partial.seen <= max {
+            partial.line.extend_from_slice(chunk);
         } else {
-            line = Vec::new();
+            partial.line = Vec::new();
         }
         let consumed = done.unwrap_or(buf.len());
         reader.consume(consumed);
         if done.is_some() {
+            let Partial { line, seen } = std::mem::take(partial);
             return Ok(Some(if seen > max { Err(seen) } else { Ok(line) }));
         }
     }
@@ -134,7 +148,7 @@ where
 
     async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
         loop {
-            let line = match read_line(&mut self.reader, MAX_LINE_BYTES).await {
+            let line = match read_line(&mut self.reader, &mut self.partial, MAX_LINE_BYTES).await {
                 Ok(None) => return None,
                 Ok(Some(line)) => line,
                 Err(e) => {
@@ -178,15 +192,32 @@ mod tests {
     async fn lines_are_cut_at_the_limit() {
         let input: &[u8] = b"short\n0123456789abc\nlast";
         let mut r = BufReader::with_capacity(4, input);
+        let mut p = Partial::default();
         assert_eq!(
-            read_line(&mut r, 8).await.unwrap(),
+            read_line(&mut r, &mut p, 8).await.unwrap(),
             Some(Ok(b"short".to_vec()))
         );
-        assert_eq!(read_line(&mut r, 8).await.unwrap(), Some(Err(13)));
+        assert_eq!(read_line(&mut r, &mut p, 8).await.unwrap(), Some(Err(13)));
         assert_eq!(
-            read_line(&mut r, 8).await.unwrap(),
+            read_line(&mut r, &mut p, 8).await.unwrap(),
             Some(Ok(b"last".to_vec()))
         );
-        assert_eq!(read_line(&mut r, 8).await.unwrap(), None);
+        assert_eq!(read_line(&mut r, &mut p, 8).await.unwrap(), None);
+    }
+
+    /// A read dropped mid-line (as rmcp's `select!` may) loses none of the line.
+    #[tokio::test]
+    async fn a_dropped_read_keeps_the_half_line() {
+        use futures_util::FutureExt as _;
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut r = BufReader::new(server);
+        let mut p = Partial::default();
+        client.write_all(b"{\"id\":").await.unwrap();
+        assert!(read_line(&mut r, &mut p, 64).now_or_never().is_none());
+        client.write_all(b"3}\n").await.unwrap();
+        assert_eq!(
+            read_line(&mut r, &mut p, 64).await.unwrap(),
+            Some(Ok(b"{\"id\":3}".to_vec()))
+        );
     }
 }

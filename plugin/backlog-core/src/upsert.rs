@@ -47,6 +47,14 @@ fn fresh_item_id(store: &mut dyn BacklogStore, ctx: &mut Ctx<'_>) -> Result<Stri
     ))
 }
 
+/// `unavailable`: the fallback store of this call cannot tell whether `key` is taken.
+fn unknown_key(key: &str) -> Error {
+    Error::unavailable(format!(
+        "Postgres is down and the JSONL fallback of the auto backend cannot tell whether dedupe_key {} names an item in Postgres: retry when Postgres is back",
+        validate::shown(key)
+    ))
+}
+
 fn dedupe_taken(key: &str, holder: &str) -> Error {
     Error::conflict(format!(
         "dedupe_key {} already names item {holder}; use upsert to update it",
@@ -74,10 +82,13 @@ fn create_item(
         // Unreachable after validate; kept as an error rather than a panic.
         Error::invalid_input(format!("unknown category {}", validate::shown(&p.category)))
     })?;
-    if let Some(key) = &p.dedupe_key
-        && let Some(holder) = store.find_by_dedupe_key(key)?
-    {
-        return Err(dedupe_taken(key, &holder.id));
+    if let Some(key) = &p.dedupe_key {
+        if let Some(holder) = store.find_by_dedupe_key(key)? {
+            return Err(dedupe_taken(key, &holder.id));
+        }
+        if store.degraded() {
+            return Err(unknown_key(key));
+        }
     }
     let id = match id {
         Some(id) => id,
@@ -197,6 +208,14 @@ pub fn upsert(
         Some(k) => store.find_by_dedupe_key(k)?,
         None => None,
     };
+    // On a fallback that may not hold every item, a key it does not know may be held in
+    // Postgres: creating under it, or moving an item onto it, could duplicate it.
+    if let Some(k) = &p.dedupe_key
+        && by_key.is_none()
+        && store.degraded()
+    {
+        return Err(unknown_key(k));
+    }
     let key_shown = || {
         p.dedupe_key
             .as_deref()

@@ -6,9 +6,12 @@
 
 use chrono::{DateTime, Datelike as _, Duration, NaiveDate, NaiveTime, Timelike as _, Utc};
 
-/// How far ahead [`Schedule::next_after`] looks (a schedule that never fires, e.g. 30 Feb,
-/// is rejected at parse time with the same bound).
-const HORIZON_DAYS: i64 = 366 * 8;
+/// How far ahead [`Schedule::next_after`] looks: one whole Gregorian cycle (400 years, also a
+/// whole number of weeks), after which every (date, weekday) pair repeats. So a schedule that
+/// fires at all fires within it from any start (`0 0 29 2 */7`, a 29 February that is a
+/// Sunday, can be 28 years away), and one that does not (30 February) never fires; parsing
+/// rejects those with the same bound.
+const HORIZON_DAYS: i64 = 146_097;
 
 /// A parse error: which field, and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -216,10 +219,10 @@ fn field(spec: &Spec, text: &str) -> Result<u64, CronError> {
         if lo > hi {
             return Err(err(format!("range {lo}-{hi} is backwards")));
         }
-        let mut n = lo;
-        while n <= hi {
+        // `step_by` stops at `hi`: a huge step (`0-59/4294967295`) neither overflows nor
+        // wraps around to smaller values.
+        for n in (lo..=hi).step_by(step as usize) {
             set |= 1 << n;
-            n += step;
         }
     }
     Ok(set)

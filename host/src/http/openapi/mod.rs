@@ -17,7 +17,7 @@ mod components;
 mod rest;
 
 use super::routes::REST;
-use crate::bridge::Bridge;
+use crate::registry::Bridge;
 
 /// Statuses every route can answer before its handler: two `Authorization` headers (400),
 /// the browser guard (403), a declared body over the limit (413).

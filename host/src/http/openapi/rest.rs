@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{AUTHENTICATED, CALL, camel, clean, ok_json, operation, query_param};
-use crate::bridge::Bridge;
+use crate::registry::Bridge;
 use crate::http::rest::{ParamsFrom, RestRoute, RestTable};
 
 /// `(path, method, operation)` of each row whose action `bridge` has installed.

@@ -120,3 +120,35 @@ fn display_normalizes_spaces() {
         "20 6 * * 1"
     );
 }
+
+/// Found by `tests/cron_oracle.rs`: a 29 February that is a Sunday is 28 years away after
+/// 2032; the old 8-year horizon answered "never" (`next_due: null`).
+#[test]
+fn rare_dates_beyond_eight_years_still_fire() {
+    next(
+        "0 0 29 2 */7",
+        "2033-01-01T00:00:00Z",
+        "2060-02-29T00:00:00Z",
+    );
+    next(
+        "* * 29 2 */2",
+        "2184-02-29T23:59:00Z",
+        "2212-02-29T00:00:00Z",
+    );
+}
+
+/// Found by `tests/cron_oracle.rs`: `lo + step` overflowed u32 (a panic in debug builds, a
+/// wrap-around to every minute in release builds).
+#[test]
+fn huge_steps_neither_overflow_nor_wrap() {
+    next(
+        "12-12/4294967284 * * * *",
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T00:12:00Z",
+    );
+    next(
+        "59-59/4294967295 * * * *",
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T00:59:00Z",
+    );
+}
