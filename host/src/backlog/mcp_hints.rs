@@ -6,7 +6,7 @@
 //! `cleanup` deletes items and their history for good.
 
 use super::routes::TOOL;
-use crate::mcp::catalog::{Effects, WriteHints};
+use crate::mcp::hints::{Effects, WriteHints};
 
 /// `backlog_tool`'s write actions and their effects.
 pub const WRITE_HINTS: WriteHints = &[

@@ -7,7 +7,8 @@ use backlog_bridge::params::{self, Origin};
 use backlog_bridge::{Bridge, CallRequest, Settings, ToolError};
 use serde_json::{Value, json};
 
-use super::{Failure, load};
+use super::load::load;
+use crate::exit::Failure;
 use crate::output::{self, Format, Kind, emit, emit_line};
 
 /// `call TOOL ACTION --params-json P --agent A`: prints the result.

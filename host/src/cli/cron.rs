@@ -6,8 +6,8 @@ use backlog_bridge::{Settings, scheduler};
 use scheduler_core::cronfile;
 use serde_json::json;
 
-use super::Failure;
 use super::args::CronCommand;
+use crate::exit::Failure;
 use crate::output::emit_line;
 
 /// `cron render` / `cron check`: need the registry and the matrix, no plugins.

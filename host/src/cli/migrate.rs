@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use backlog_bridge::caps::pg::Dsn;
 use backlog_bridge::migrate;
 
-use super::Failure;
+use crate::exit::Failure;
 use crate::output::{self, Format, Kind, emit};
 
 /// `migrate`: needs only a DSN, not the config files.

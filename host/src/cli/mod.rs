@@ -5,6 +5,7 @@
 mod args;
 mod call;
 mod cron;
+mod load;
 mod migrate;
 mod serve;
 
@@ -22,6 +23,7 @@ use self::args::{Args, Command, LogFormat, PluginsCommand, SchedulerCommand};
 use crate::output::{self, Format, Kind, emit, emit_line};
 use crate::run_job::{self, Job};
 
+use self::load::load;
 pub(crate) use crate::exit::Failure;
 
 pub fn main() -> ExitCode {
@@ -147,7 +149,8 @@ fn run(args: Args, format: Format) -> Result<(), Failure> {
                     .map_err(Failure::Config)?
                     .tools_for(None),
                 PluginsCommand::Inspect { file } => {
-                    let info = backlog_bridge::registry::inspect(&settings, &file).map_err(Failure::Config)?;
+                    let info = backlog_bridge::registry::inspect(&settings, &file)
+                        .map_err(Failure::Config)?;
                     json!({ "tools": [info] })
                 }
             };
@@ -247,18 +250,6 @@ fn check_config_dir(dir: &std::path::Path) -> Result<(), Failure> {
         file.display(),
         dir.display()
     )))
-}
-
-/// Loads the bridge and checks that `agent` exists (an unknown agent is a usage error).
-fn load(settings: Settings, agent: &str) -> Result<Bridge, Failure> {
-    let bridge = Bridge::load(settings).map_err(Failure::Config)?;
-    if bridge.matrix.agent(agent).is_none() {
-        return Err(Failure::Config(anyhow::anyhow!(
-            "unknown agent `{agent}` (agents are defined in {})",
-            bridge.matrix.path.display()
-        )));
-    }
-    Ok(bridge)
 }
 
 fn init_logging(format: LogFormat, verbose: u8, daemon: bool) {

@@ -5,7 +5,8 @@ use std::time::Duration;
 use backlog_bridge::{Settings, http, mcp};
 
 use super::args::ServeArgs;
-use super::{Failure, load};
+use super::load::load;
+use crate::exit::Failure;
 
 /// Loads the bridge (the metrics agent must exist) and serves until SIGTERM/SIGINT.
 pub(super) fn run(settings: Settings, a: ServeArgs) -> Result<(), Failure> {

@@ -132,13 +132,13 @@ pub async fn serve_connections(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("router: cannot set TCP_NODELAY: {e}");
         }
-        let (router, app, stop) = (router.clone(), app.clone(), stop.clone());
-        tokio::spawn(async move {
-            app.metrics.connection_opened();
-            serve_connection(tcp, peer, router, limits, stop).await;
-            app.metrics.connection_closed();
-            drop(slot);
-        });
+        let (router, stop) = (router.clone(), stop.clone());
+        app.metrics.connection_opened();
+        let seat = Seat {
+            slot: Some(slot),
+            app: app.clone(),
+        };
+        tokio::spawn(serve_connection(tcp, seat, peer, router, limits, stop));
     }
     drop(listener);
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
@@ -181,8 +181,31 @@ impl Drop for Handling {
     }
 }
 
+/// A connection's place under `--max-connections`, given back the moment the router closes
+/// the socket (before the client can see the close) or drops it, whichever comes first: a
+/// client that saw its connection end never finds it still counted.
+struct Seat {
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    app: Arc<App>,
+}
+
+impl Seat {
+    fn release(&mut self) {
+        if self.slot.take().is_some() {
+            self.app.metrics.connection_closed();
+        }
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 async fn serve_connection(
     tcp: TcpStream,
+    seat: Seat,
     peer: SocketAddr,
     router: Router,
     limits: ConnLimits,
@@ -196,6 +219,7 @@ async fn serve_connection(
     let io = TokioIo::new(Watched {
         inner: tcp,
         activity: activity.clone(),
+        seat,
     });
     let service = {
         let activity = activity.clone();
@@ -255,10 +279,11 @@ async fn idle(activity: &Activity, timeout: Duration) {
     }
 }
 
-/// A TCP stream that records when bytes last moved.
+/// A TCP stream that records when bytes last moved and holds its connection's [`Seat`].
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    seat: Seat,
 }
 
 impl AsyncRead for Watched {
@@ -310,6 +335,7 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.seat.release();
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -24,6 +24,7 @@ mod respond;
 pub mod rest;
 pub mod routes;
 pub mod serve;
+pub mod tables;
 
 pub use crate::backlog::store::jsonl_writable;
 pub use app::{App, MAX_BODY_BYTES, ServeError, ServeOptions};

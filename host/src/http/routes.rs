@@ -26,12 +26,10 @@ use super::respond::{
     CallLog, call_response, call_tool, close_unread, error_response, json_response, read_body,
     unauthenticated,
 };
-use super::rest::{self, RestTable};
+use super::rest;
+pub use super::tables::REST;
 use crate::error::{Code, ToolError};
 use crate::params;
-
-/// The REST tables of the installed tools' faces (`super::rest`).
-pub const REST: &[&RestTable] = &[&crate::backlog::routes::TABLE];
 
 type AppState = State<Arc<App>>;
 

@@ -18,6 +18,7 @@
 
 pub mod catalog;
 pub mod handler;
+pub mod hints;
 pub mod http;
 pub mod sessions;
 pub mod stdio;

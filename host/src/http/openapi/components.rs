@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::http::routes::REST;
+use crate::http::tables::REST;
 
 /// `E400` … `E504`: the error object with what each status means.
 pub(super) fn error_responses() -> Value {

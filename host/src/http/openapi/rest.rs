@@ -3,9 +3,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{AUTHENTICATED, CALL, camel, clean, ok_json, operation, query_param};
-use crate::registry::Bridge;
+use super::parts::{AUTHENTICATED, CALL, camel, clean, ok_json, operation, query_param};
 use crate::http::rest::{ParamsFrom, RestRoute, RestTable};
+use crate::registry::Bridge;
 
 /// `(path, method, operation)` of each row whose action `bridge` has installed.
 pub(super) fn table_operations(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-use super::{CLAIM_RETENTION, Claim, RunRecord, RunsError};
+use super::record::{CLAIM_RETENTION, Claim, RunRecord, RunsError};
 use crate::lock::DirLock;
 
 /// `<ops-dir>/scheduler/`: `runs.jsonl` (one line per change, last line per (job, minute)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
-use super::{Claim, RunRecord, RunsError, WAIT};
+use super::record::{Claim, RunRecord, RunsError, WAIT};
 use crate::caps::pg::Postgres;
 
 /// `scheduler_runs` (created by `backlog-bridge migrate`), through the pool's client runtime.

@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
+use super::contract::*;
 use super::fields::{Fields, object, wrong};
-use super::*;
 use crate::error::Error;
 use crate::list::{ListQuery, MAX_LIMIT, MAX_OFFSET};
 use crate::model::Status;

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use super::contract::*;
 use super::fields::object;
-use super::*;
 use crate::error::Error;
 use crate::model::{Priority, Source, Status};
 use crate::policy::Policy;
