@@ -224,7 +224,8 @@ fn pgbench(db: &pg::TestDb, root: &Path, transactions: usize) -> Vec<Duration> {
     v
 }
 
-/// The pgbench script: one single-row `INSERT … ON CONFLICT` (written beside the store).
+/// The pgbench script: one single-row `INSERT … ON CONFLICT` (written beside the store), new
+/// keys spread over the fill's 97 services as the host's upserts are.
 pub(crate) fn pgbench_script(root: &Path) -> PathBuf {
     let script = root.join("upsert.sql");
     std::fs::write(
@@ -232,7 +233,7 @@ pub(crate) fn pgbench_script(root: &Path) -> PathBuf {
         "\\set k random(1, 1000000000)
 INSERT INTO backlog_items (id, created_at, updated_at, env, service, category, title, priority,
   status, owner, due_date, source, dedupe_key)
-VALUES ('pgb_' || :k, now(), now(), 'prod', 'bench', 'refactor', 'bench upsert', 'P2', 'open',
+VALUES ('pgb_' || :k, now(), now(), 'prod', 'svc-' || (:k % 97), 'refactor', 'bench upsert', 'P2', 'open',
   'oncall', date '2026-12-27', 'manual', 'pgbench:' || :k)
 ON CONFLICT (dedupe_key) DO UPDATE SET title = EXCLUDED.title, updated_at = EXCLUDED.updated_at;
 ",
