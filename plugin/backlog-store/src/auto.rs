@@ -380,6 +380,11 @@ impl<S: Sql> AutoStore<S> {
     /// later replay; the rest of `pending` stays journaled. Returns `e` (this call fails: its
     /// transaction is aborted).
     fn quarantine(&mut self, id: &str, pending: Vec<Entry>, e: StoreError) -> StoreError {
+        if crate::pg::lost_race(&e) {
+            // A concurrent writer won a race (another replica replaying the same new key):
+            // the entries stay journaled for the host's re-run of this call.
+            return e;
+        }
         if let StoreError::Unavailable(why) = &e {
             let why = why.clone();
             return match self.mark_down(&why) {

@@ -31,7 +31,7 @@ use crate::jsonl::PAGE_MAX_BYTES;
 
 pub use sql::{
     INSUFFICIENT_PRIVILEGE, MIGRATE_HINT, QueryResult, READ_ONLY_TRANSACTION, Sql, SqlError,
-    UNIQUE_VIOLATION, Value,
+    UNIQUE_VIOLATION, Value, lost_race,
 };
 
 /// The `BACKLOG_BACKEND` value (and `BacklogStore::backend`) of [`PostgresStore`].

@@ -144,6 +144,18 @@ impl From<SqlError> for StoreError {
     }
 }
 
+/// Whether `e` is a statement failure of a transaction that lost a race with a concurrent one
+/// (serialization failure 40001, deadlock 40P01, unique violation 23505): the host rolls the
+/// call back and runs it again, so nothing about it is final.
+pub fn lost_race(e: &StoreError) -> bool {
+    match e {
+        StoreError::Internal(m) => ["40001", "40P01", UNIQUE_VIOLATION]
+            .iter()
+            .any(|s| m.contains(&format!("SQLSTATE {s}"))),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
