@@ -18,10 +18,10 @@
 //! Options (env): BENCH_PG_SIZES="10000,100000", BENCH_ITERS=200, BENCH_ROUTER_SECS=5 (per
 //! load figure).
 
-#[path = "../../tests/all/pg.rs"]
-mod pg;
 #[path = "postgres/http.rs"]
 mod http;
+#[path = "../../tests/all/pg.rs"]
+mod pg;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

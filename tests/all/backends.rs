@@ -459,7 +459,11 @@ fn concurrent_writers_on_two_processes_end_as_a_sequential_replay() {
         let mut seen = vec![owner.clone()];
         for e in &events[1..] {
             assert_eq!(e["type"], "owner_changed", "{key}: {events:?}");
-            assert_eq!(e["from"], owner.as_str(), "{key}: a lost update: {events:?}");
+            assert_eq!(
+                e["from"],
+                owner.as_str(),
+                "{key}: a lost update: {events:?}"
+            );
             owner = e["to"].as_str().unwrap().to_owned();
             seen.push(owner.clone());
         }

@@ -101,7 +101,9 @@ fn migrating_twice_is_fine_and_output_shows_only_the_redacted_dsn() {
     no_password(&second);
     assert_eq!(summary(&second)["applied"], false);
     assert_eq!(
-        db.scalar("SELECT string_agg(version::text, ',' ORDER BY version) FROM backlog_schema_version"),
+        db.scalar(
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM backlog_schema_version"
+        ),
         "1,2"
     );
     // POSTGRES_DSN is the fallback.

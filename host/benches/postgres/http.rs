@@ -108,9 +108,9 @@ fn request(http: &ureq::Agent, base: &str, path: &str, body: Option<String>) -> 
 
 /// An upsert of a new key, in one of the fill's 97 services (spread as pgbench's rows are).
 fn upsert_body(key: String) -> String {
-    let h = key
-        .bytes()
-        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
+    let h = key.bytes().fold(0usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    });
     let service = format!("svc-{}", h % 97);
     json!({"tool":"backlog_tool","action":"upsert","dedupe_key": key,
         "env":"prod","service": service,"category":"refactor","title":"bench upsert"})

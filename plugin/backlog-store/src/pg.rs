@@ -341,7 +341,6 @@ fn write_error(e: StoreError, item: Option<&Item>) -> StoreError {
     StoreError::Internal(msg)
 }
 
-
 impl<S: Sql> BacklogStore for PostgresStore<S> {
     fn backend(&self) -> &'static str {
         POSTGRES_BACKEND

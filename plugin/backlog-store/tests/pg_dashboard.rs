@@ -175,7 +175,10 @@ fn apply(s: &mut Store, op: &Op) {
             };
             // The item upsert and the orphan event are one statement: it fails whole, and the
             // transaction is rolled back.
-            assert!(call(s, |s| s.write(Some(&it), &[orphan])).is_err(), "{op:?}");
+            assert!(
+                call(s, |s| s.write(Some(&it), &[orphan])).is_err(),
+                "{op:?}"
+            );
         }
         Op::Truncate => {
             let db = s.sql_mut().db.clone();

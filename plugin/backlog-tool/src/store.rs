@@ -133,7 +133,9 @@ fn open(config: &Config) -> Result<Store, Error> {
     };
     let postgres = matches!(config.postgres.as_deref(), Some("read" | "read_write"));
     // Write calls lock the rows they read (`SELECT … FOR UPDATE`): the host takes no lock.
-    let pg = || PostgresStore::new(WitSql).with_row_locks(config.postgres.as_deref() == Some("read_write"));
+    let pg = || {
+        PostgresStore::new(WitSql).with_row_locks(config.postgres.as_deref() == Some("read_write"))
+    };
     let plain = |s: Box<dyn BacklogStore>| Ok(Store::Plain(s));
     match config.backend.as_str() {
         "null" => plain(Box::new(NullStore)),

@@ -249,7 +249,10 @@ fn only_allowlisted_functions_and_tables_pass_the_parser() {
             "writes go only",
         ),
         ("DELETE FROM backlog_counts", "writes go only"),
-        ("SELECT * FROM backlog_items FOR UPDATE OF pg_class", "table `pg_class`"),
+        (
+            "SELECT * FROM backlog_items FOR UPDATE OF pg_class",
+            "table `pg_class`",
+        ),
         (
             "UPDATE backlog_items SET title = (SELECT rolname FROM pg_roles LIMIT 1)",
             "table `pg_roles`",
