@@ -160,6 +160,27 @@ pub fn lost_race(e: &StoreError) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn only_lost_races_count_as_lost_races() {
+        for state in ["40001", "40P01", "23505"] {
+            let e = StoreError::from(SqlError::Sql {
+                sqlstate: state.into(),
+                message: "x".into(),
+            });
+            assert!(lost_race(&e), "{state}: {e:?}");
+        }
+        for state in ["23503", "23514", "42P01", "25006"] {
+            let e = StoreError::from(SqlError::Sql {
+                sqlstate: state.into(),
+                message: "x".into(),
+            });
+            assert!(!lost_race(&e), "{state}: {e:?}");
+        }
+        assert!(!lost_race(&StoreError::Unavailable(
+            "SQLSTATE 40001".into()
+        )));
+    }
+
     fn sql(state: &str) -> SqlError {
         SqlError::Sql {
             sqlstate: state.into(),
