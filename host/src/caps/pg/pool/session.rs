@@ -179,6 +179,7 @@ impl Session {
         let begin = self.begin.take();
         let again = (begin.is_some() && self.reused).then(|| params.clone());
         let sql = statement.to_owned();
+        let probe = client.clone();
         let answer = self.pool.run(wait, async move {
             match begin {
                 // Pipelined: BEGIN is sent first, the statement right behind it. BEGIN fails
@@ -193,6 +194,22 @@ impl Session {
                 None => query(client, sql, params, limits).await,
             }
         });
+        // A pooled connection the server closed meanwhile (restart, idle timeout, its
+        // termination notice arriving as an error of the BEGIN): nothing of this call ran;
+        // once more on a new connection.
+        let stale = match &answer {
+            Some(Err(Failure::Connection(_))) => true,
+            Some(Err(Failure::Db { .. })) => probe.is_closed(),
+            _ => false,
+        };
+        if let (true, Some(params), Some(begin)) = (stale, again, begin) {
+            self.close_connection();
+            let (client, reused) = self.pool.checkout()?;
+            self.client = Some(client);
+            self.begin = Some(begin);
+            self.reused = reused;
+            return self.execute(statement, params, rows_only, deadline);
+        }
         match answer {
             Some(Ok(mut result)) => {
                 if rows_only {
@@ -207,17 +224,7 @@ impl Session {
             Some(Err(Failure::Host(e))) => Err(e),
             Some(Err(Failure::Connection(message))) => {
                 self.close_connection();
-                match (again, begin) {
-                    // A stale pooled connection: nothing ran; once more on a new one.
-                    (Some(params), Some(begin)) => {
-                        let (client, reused) = self.pool.checkout()?;
-                        self.client = Some(client);
-                        self.begin = Some(begin);
-                        self.reused = reused;
-                        self.execute(statement, params, rows_only, deadline)
-                    }
-                    _ => Err(PgError::Unavailable(message)),
-                }
+                Err(PgError::Unavailable(message))
             }
             None => {
                 // Stop the statement, and drop this connection: its transaction is unknown.
