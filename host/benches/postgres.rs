@@ -7,12 +7,19 @@
 //! * `dashboard` of one env;
 //! * weekly generation of 50 items (one call, a fresh env each time so every item is new);
 //!
+//! * through the router (`serve`, HTTP over loopback, `postgres/http.rs`): upsert at one
+//!   connection (p50 vs pgbench's single-row latency), upsert at 32 connections (req/s vs
+//!   pgbench's tps at 32 clients), dashboard at 32 connections (p50, req/s);
+//!
 //! each at every store size (default 10k and 100k items), so the scaling shows.
 //! The cluster runs with `fsync=off` (as in the tests): both sides skip the disk flush, so the
 //! ratio compares round trips and work, not the disk.
 //!
-//! Options (env): BENCH_PG_SIZES="10000,100000", BENCH_ITERS=200.
+//! Options (env): BENCH_PG_SIZES="10000,100000", BENCH_ITERS=200, BENCH_ROUTER_SECS=5 (per
+//! load figure).
 
+#[path = "postgres/http.rs"]
+mod http;
 #[path = "../../tests/all/pg.rs"]
 mod pg;
 
@@ -48,6 +55,7 @@ fn main() {
         "backlog-bridge Postgres benchmark ({iters} iterations per figure; p50 / p99; local PostgreSQL 15, fsync=off)"
     );
     let mut rows = Vec::new();
+    let mut summary = Vec::new();
     for &n in &sizes {
         let db = cluster.database();
         let root = tmp.path().join(format!("pg{n}"));
@@ -103,7 +111,19 @@ fn main() {
             &generation,
             Some(Duration::from_millis(30)),
         );
+        let (one, rps, tps, dash_p50, dash_rps) = http::bench(&db, &root, n, iters, p50(&pgbench));
         rows.push((n, p50(&upsert), p50(&dashboard), p50(&generation)));
+        summary.push((n, one, p50(&pgbench), rps, tps, dash_p50, dash_rps));
+    }
+    println!("\n-- the issue's Postgres figures (figure, yardstick, ratio)");
+    for (n, one, pgb, rps, tps, dash_p50, dash_rps) in summary {
+        println!(
+            "{n:>7} items: upsert 1 conn p50 {one:.1?} vs pgbench {pgb:.1?} = {:.2}x | upsert 32 conn \
+             {rps:.0} req/s vs pgbench {tps:.0} tps = {:.3} | dashboard 32 conn p50 {dash_p50:.1?}, \
+             {dash_rps:.0} req/s",
+            one.as_secs_f64() / pgb.as_secs_f64(),
+            rps / tps
+        );
     }
     if rows.len() > 1 {
         let (first, last) = (rows[0], rows[rows.len() - 1]);
@@ -150,23 +170,9 @@ fn fill(db: &pg::TestDb, n: usize) {
 /// pgbench's latency for one single-row `INSERT … ON CONFLICT` (prepared, one client,
 /// autocommit), from its per-transaction log.
 fn pgbench(db: &pg::TestDb, root: &Path, transactions: usize) -> Vec<Duration> {
-    let script = root.join("upsert.sql");
-    std::fs::write(
-        &script,
-        "\\set k random(1, 1000000000)
-INSERT INTO backlog_items (id, created_at, updated_at, env, service, category, title, priority,
-  status, owner, due_date, source, dedupe_key)
-VALUES ('pgb_' || :k, now(), now(), 'prod', 'bench', 'refactor', 'bench upsert', 'P2', 'open',
-  'oncall', date '2026-12-27', 'manual', 'pgbench:' || :k)
-ON CONFLICT (dedupe_key) DO UPDATE SET title = EXCLUDED.title, updated_at = EXCLUDED.updated_at;
-",
-    )
-    .expect("script");
+    let script = pgbench_script(root);
     let prefix = root.join("pgbench");
-    let pgbench = [pg::bin_dir().join("pgbench"), PathBuf::from("pgbench")]
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("pgbench"));
+    let pgbench = pgbench_tool();
     let out = Command::new(&pgbench)
         .args([
             "-n",
@@ -216,6 +222,32 @@ ON CONFLICT (dedupe_key) DO UPDATE SET title = EXCLUDED.title, updated_at = EXCL
     assert!(!v.is_empty(), "pgbench wrote no transaction log");
     v.sort();
     v
+}
+
+/// The pgbench script: one single-row `INSERT … ON CONFLICT` (written beside the store), new
+/// keys spread over the fill's 97 services as the host's upserts are.
+pub(crate) fn pgbench_script(root: &Path) -> PathBuf {
+    let script = root.join("upsert.sql");
+    std::fs::write(
+        &script,
+        "\\set k random(1, 1000000000)
+INSERT INTO backlog_items (id, created_at, updated_at, env, service, category, title, priority,
+  status, owner, due_date, source, dedupe_key)
+VALUES ('pgb_' || :k, now(), now(), 'prod', 'svc-' || (:k % 97), 'refactor', 'bench upsert', 'P2', 'open',
+  'oncall', date '2026-12-27', 'manual', 'pgbench:' || :k)
+ON CONFLICT (dedupe_key) DO UPDATE SET title = EXCLUDED.title, updated_at = EXCLUDED.updated_at;
+",
+    )
+    .expect("script");
+    script
+}
+
+/// The cluster's pgbench, else the one on PATH.
+pub(crate) fn pgbench_tool() -> PathBuf {
+    [pg::bin_dir().join("pgbench"), PathBuf::from("pgbench")]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("pgbench"))
 }
 
 /// Each run generates 50 new items: a digest of ten services that each match all five

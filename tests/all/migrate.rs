@@ -63,7 +63,7 @@ fn dry_run_prints_the_sql_changes_nothing_and_hides_the_password() {
     assert!(run.stdout.starts_with("BEGIN;"), "{run:?}");
     assert_eq!(s["applied"], false);
     assert_eq!(s["dry_run"], true);
-    assert_eq!(s["schema_version"], 1);
+    assert_eq!(s["schema_version"], 2);
     assert_eq!(
         s["dsn"],
         format!(
@@ -101,8 +101,10 @@ fn migrating_twice_is_fine_and_output_shows_only_the_redacted_dsn() {
     no_password(&second);
     assert_eq!(summary(&second)["applied"], false);
     assert_eq!(
-        db.scalar("SELECT string_agg(version::text, ',') FROM backlog_schema_version"),
-        "1"
+        db.scalar(
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM backlog_schema_version"
+        ),
+        "1,2"
     );
     // POSTGRES_DSN is the fallback.
     let env = Env::new().var("POSTGRES_DSN", &db.dsn);
@@ -545,4 +547,50 @@ fn migrate_warns_when_the_login_role_can_switch_to_other_roles() {
     assert!(!run.stderr.contains("member of other roles"), "{run:?}");
     let run = Env::new().migrate(&["--dsn", &db.dsn]);
     assert!(run.stderr.contains("is a superuser"), "{run:?}");
+}
+
+/// A database of schema version 1 with items in it (as an older build left it) is completed
+/// to version 2 by `migrate`: the counts table is filled once from the items already there,
+/// the triggers keep it from then on, and a second run changes nothing.
+#[test]
+fn a_version_1_database_is_completed_with_counts_of_its_items() {
+    let (env, db) = migrated();
+    // Back to version 1: without the counts, their triggers and the overdue index.
+    db.batch(
+        "DROP TRIGGER backlog_counts_insert ON backlog_items;
+         DROP TRIGGER backlog_counts_update ON backlog_items;
+         DROP TRIGGER backlog_counts_delete ON backlog_items;
+         DROP TRIGGER backlog_counts_truncate ON backlog_items;
+         DROP FUNCTION backlog_counts_apply();
+         DROP TABLE backlog_counts;
+         DROP INDEX backlog_items_overdue_idx;
+         DELETE FROM backlog_schema_version WHERE version = 2;
+         INSERT INTO backlog_items (id, created_at, updated_at, env, service, category, title,
+                priority, status, owner, due_date, source, dedupe_key)
+         SELECT 'bl_' || i, now(), now(), (ARRAY['prod', 'dev'])[i % 2 + 1], 'svc-' || (i % 3),
+                'refactor', 't', 'P' || (i % 4),
+                (ARRAY['open', 'blocked', 'done'])[i % 3 + 1], 'oncall', date '2026-01-01',
+                'manual', 'k' || i
+           FROM generate_series(1, 50) i;",
+    );
+    let group = "SELECT env, service, status, priority, count(*)::int8 AS n FROM backlog_items \
+                 GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4";
+    let counts = "SELECT env, service, status, priority, n FROM backlog_counts \
+                  WHERE n <> 0 ORDER BY 1, 2, 3, 4";
+    let run = env.migrate(&["--dsn", &db.dsn]);
+    assert_eq!(summary(&run)["applied"], true, "{run:?}");
+    assert_eq!(db.rows(counts), db.rows(group));
+    assert_eq!(
+        db.scalar("SELECT to_regclass('backlog_items_overdue_idx') IS NOT NULL"),
+        "true"
+    );
+    // Kept by the triggers from now on; a second run neither applies nor counts twice.
+    db.batch(
+        "UPDATE backlog_items SET status = 'done' WHERE service = 'svc-1';
+         DELETE FROM backlog_items WHERE env = 'dev' AND priority = 'P0';",
+    );
+    assert_eq!(db.rows(counts), db.rows(group));
+    let again = env.migrate(&["--dsn", &db.dsn]);
+    assert_eq!(summary(&again)["applied"], false, "{again:?}");
+    assert_eq!(db.rows(counts), db.rows(group));
 }

@@ -45,6 +45,9 @@ pub struct PgGrant {
     session: Option<Session>,
     /// The running call's deadline: the host stops waiting for the server then.
     deadline: Option<Instant>,
+    /// The last call's transaction lost a race ([`pool::retryable`]): running it again may
+    /// succeed.
+    lost_race: bool,
 }
 
 impl PgGrant {
@@ -55,6 +58,7 @@ impl PgGrant {
             read_write: access == Access::ReadWrite,
             session: None,
             deadline: None,
+            lost_race: false,
         }
     }
 
@@ -72,10 +76,22 @@ impl PgGrant {
     /// [`End::Commit`], rolls back otherwise. Always leaves no transaction behind.
     pub fn end_call(&mut self, end: End) -> Result<(), CommitError> {
         self.deadline = None;
-        match self.session.take() {
-            Some(session) => session.end(end),
-            None => Ok(()),
-        }
+        self.lost_race = false;
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        let failed = session.failed().is_some_and(pool::retryable);
+        let ended = session.end(end);
+        self.lost_race = failed
+            || matches!(&ended, Err(CommitError::Refused { sqlstate, .. }) if pool::retryable(sqlstate));
+        ended
+    }
+
+    /// Whether the transaction [`PgGrant::end_call`] just ended lost a race with a concurrent
+    /// one (serialization failure, deadlock, unique violation): it was rolled back, and the
+    /// whole call may be run again in a fresh transaction.
+    pub fn lost_race(&self) -> bool {
+        self.lost_race
     }
 
     /// The guest's `execute`.

@@ -17,6 +17,10 @@ use super::bindings::{CallContext, ErrorCode, ToolHost, ToolHostPre, WitToolErro
 use super::engine::{Runtime, ticks};
 use super::sandbox::{HostState, Resources, new_store};
 use crate::caps::pg::{CommitError, DeadlineExceeded, End};
+
+/// How often one call runs when its Postgres transaction keeps losing races (it also stops at
+/// its time limit).
+const MAX_ATTEMPTS: u32 = 10;
 use crate::error::{Code, ToolError};
 use crate::grants::Grants;
 
@@ -163,22 +167,35 @@ impl Plugin {
         };
         outcome.warm = reused;
         warm.store.set_epoch_deadline(ticks(timeout));
-        warm.store
-            .data_mut()
-            .pg
-            .begin_call(Instant::now() + timeout);
-        let result = warm.instance.backlog_bridge_tool_tool().call_call(
-            &mut warm.store,
-            action,
-            params,
-            context,
-        );
-        outcome.stderr = warm.store.data().stderr.take();
-        let end = match result {
-            Ok(Ok(_)) => End::Commit,
-            _ => End::Rollback,
+        let deadline = Instant::now() + timeout;
+        // A Postgres transaction that lost a race with a concurrent call (`PgGrant::lost_race`)
+        // was rolled back: the call runs again from the start in a fresh transaction (the
+        // guest is deterministic given the store), within the same time limit.
+        let mut attempt = 1;
+        let (result, ended) = loop {
+            warm.store.data_mut().pg.begin_call(deadline);
+            let result = warm.instance.backlog_bridge_tool_tool().call_call(
+                &mut warm.store,
+                action,
+                params,
+                context,
+            );
+            outcome.stderr.push_str(&warm.store.data().stderr.take());
+            let end = match result {
+                Ok(Ok(_)) => End::Commit,
+                _ => End::Rollback,
+            };
+            let ended = warm.store.data_mut().pg.end_call(end);
+            let again = result.is_ok()
+                && warm.store.data().pg.lost_race()
+                && attempt < MAX_ATTEMPTS
+                && Instant::now() < deadline;
+            if !again {
+                break (result, ended);
+            }
+            tracing::debug!(plugin = %self.name, attempt, "postgres: the call lost a race, running it again");
+            attempt += 1;
         };
-        let ended = warm.store.data_mut().pg.end_call(end);
         match result {
             Ok(Ok(json)) => {
                 self.put_warm(grants, warm);

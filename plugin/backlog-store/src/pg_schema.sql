@@ -1,6 +1,7 @@
--- backlog-bridge Postgres schema, version 1 (docs/storage.md). Idempotent: every statement can run
--- again on a migrated database. `backlog-bridge migrate` runs these statements in order, in
--- one transaction, and records the version.
+-- backlog-bridge Postgres schema, version 2 (docs/storage.md). Idempotent: every statement can run
+-- again on a migrated database, and a database of version 1 is completed to version 2.
+-- `backlog-bridge migrate` runs these statements in order, in one transaction, and records the
+-- version.
 CREATE TABLE IF NOT EXISTS backlog_schema_version (
     version    INTEGER PRIMARY KEY,
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
@@ -62,3 +63,72 @@ ALTER TABLE scheduler_runs ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ;
 ALTER TABLE scheduler_runs ADD COLUMN IF NOT EXISTS owner TEXT;
 ALTER TABLE scheduler_runs ADD COLUMN IF NOT EXISTS attempt INTEGER NOT NULL DEFAULT 1;
 INSERT INTO backlog_schema_version (version) VALUES (1) ON CONFLICT (version) DO NOTHING;
+-- Version 2: the dashboard without a scan. `backlog_counts` holds how many items each (env,
+-- service, status, priority) has; statement triggers on `backlog_items` keep it exact in the
+-- transaction of every write (whoever writes: the store, `migrate`'s import, an operator's
+-- SQL), one row per group touched, so a writer adds no statement and no round trip. The
+-- overdue count and page come from the partial index of live items by due date.
+CREATE TABLE IF NOT EXISTS backlog_counts (
+    env      TEXT NOT NULL,
+    service  TEXT NOT NULL,
+    status   TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    n        BIGINT NOT NULL,
+    PRIMARY KEY (env, service, status, priority)
+);
+CREATE OR REPLACE FUNCTION backlog_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM backlog_counts;
+        RETURN NULL;
+    END IF;
+    -- Rows in key order: concurrent writers lock the counts they share in one order.
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO backlog_counts AS c (env, service, status, priority, n)
+        SELECT env, service, status, priority, count(*) FROM backlog_new_rows
+         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (env, service, status, priority) DO UPDATE SET n = c.n + EXCLUDED.n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO backlog_counts AS c (env, service, status, priority, n)
+        SELECT env, service, status, priority, -count(*) FROM backlog_old_rows
+         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (env, service, status, priority) DO UPDATE SET n = c.n + EXCLUDED.n;
+    ELSE
+        INSERT INTO backlog_counts AS c (env, service, status, priority, n)
+        SELECT env, service, status, priority, sum(d) FROM (
+            SELECT env, service, status, priority, 1 AS d FROM backlog_new_rows
+            UNION ALL
+            SELECT env, service, status, priority, -1 FROM backlog_old_rows) moved
+         GROUP BY 1, 2, 3, 4 HAVING sum(d) <> 0 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (env, service, status, priority) DO UPDATE SET n = c.n + EXCLUDED.n;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+DROP TRIGGER IF EXISTS backlog_counts_insert ON backlog_items;
+CREATE TRIGGER backlog_counts_insert AFTER INSERT ON backlog_items
+    REFERENCING NEW TABLE AS backlog_new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION backlog_counts_apply();
+DROP TRIGGER IF EXISTS backlog_counts_update ON backlog_items;
+CREATE TRIGGER backlog_counts_update AFTER UPDATE ON backlog_items
+    REFERENCING OLD TABLE AS backlog_old_rows NEW TABLE AS backlog_new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION backlog_counts_apply();
+DROP TRIGGER IF EXISTS backlog_counts_delete ON backlog_items;
+CREATE TRIGGER backlog_counts_delete AFTER DELETE ON backlog_items
+    REFERENCING OLD TABLE AS backlog_old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION backlog_counts_apply();
+DROP TRIGGER IF EXISTS backlog_counts_truncate ON backlog_items;
+CREATE TRIGGER backlog_counts_truncate AFTER TRUNCATE ON backlog_items
+    FOR EACH STATEMENT EXECUTE FUNCTION backlog_counts_apply();
+-- The counts of the items already there, once: when this database reaches version 2 (the
+-- triggers above already hold the table's lock, so no write slips in between).
+INSERT INTO backlog_counts (env, service, status, priority, n)
+SELECT env, service, status, priority, count(*) FROM backlog_items
+ WHERE NOT EXISTS (SELECT 1 FROM backlog_schema_version WHERE version = 2)
+ GROUP BY 1, 2, 3, 4
+ON CONFLICT (env, service, status, priority) DO NOTHING;
+-- Live items by due date: the overdue count, the overdue page and the overdue P0 ids of an
+-- env read this index only.
+CREATE INDEX IF NOT EXISTS backlog_items_overdue_idx ON backlog_items (env, due_date, priority, id)
+    WHERE status NOT IN ('done', 'canceled');
+INSERT INTO backlog_schema_version (version) VALUES (2) ON CONFLICT (version) DO NOTHING;

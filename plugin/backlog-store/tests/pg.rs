@@ -1141,3 +1141,30 @@ fn list_pages_stay_within_the_byte_budget() {
         "25 items of ~0.95 MB take at least 3 pages of 8 MiB: {pages}"
     );
 }
+
+/// A write call's store locks what it reads by id or dedupe key (`FOR UPDATE`), so a
+/// concurrent write of the same item waits for it; a read call's store does not (a read-only
+/// transaction refuses row locks).
+#[test]
+fn write_calls_lock_the_rows_they_read() {
+    let conn = cluster().conn("row_locks");
+    let reader = conn.read_only_twin();
+    let mut s = PostgresStore::new(conn).with_row_locks(true);
+    let it = item(7);
+    write(&mut s, Some(&it), &[]);
+    let before = s.sql_mut().log.len();
+    ok(call(&mut s, |s| {
+        s.get(&it.id)?;
+        s.find_by_dedupe_key("manual:other")?;
+        s.prefetch_dedupe_keys(&["k1".into(), "k2".into()])
+    }));
+    let sent: Vec<String> = s.sql_mut().log[before..].to_vec();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(sent.iter().all(|q| q.ends_with(" FOR UPDATE")), "{sent:?}");
+    let mut r = PostgresStore::new(reader);
+    assert_eq!(
+        ok(call(&mut r, |s| s.get(&it.id))),
+        Some(get(&mut s, &it.id).unwrap())
+    );
+    assert!(r.sql_mut().log.iter().all(|q| !q.contains("FOR UPDATE")));
+}

@@ -132,6 +132,10 @@ fn open(config: &Config) -> Result<Store, Error> {
         JsonlStore::open(dir, access, Box::new(|m: &str| crate::log(m))).with_durability(durability)
     };
     let postgres = matches!(config.postgres.as_deref(), Some("read" | "read_write"));
+    // Write calls lock the rows they read (`SELECT … FOR UPDATE`): the host takes no lock.
+    let pg = || {
+        PostgresStore::new(WitSql).with_row_locks(config.postgres.as_deref() == Some("read_write"))
+    };
     let plain = |s: Box<dyn BacklogStore>| Ok(Store::Plain(s));
     match config.backend.as_str() {
         "null" => plain(Box::new(NullStore)),
@@ -140,19 +144,19 @@ fn open(config: &Config) -> Result<Store, Error> {
             name: "memory",
             inner: jsonl(dir()?),
         })),
-        "postgres" if postgres => plain(Box::new(PostgresStore::new(WitSql))),
+        "postgres" if postgres => plain(Box::new(pg())),
         "postgres" => Err(Error::unavailable(
             "no Postgres configured: BACKLOG_BACKEND=postgres needs BACKLOG_POSTGRES_DSN or POSTGRES_DSN",
         )),
         // Auto without Postgres is the JSONL store; without the directory, Postgres alone.
         "auto" => match (postgres, config.backlog_dir.is_some()) {
             (true, true) => Ok(Store::Auto(Box::new(AutoStore::new(
-                PostgresStore::new(WitSql),
+                pg(),
                 jsonl(dir()?),
                 config.pg_retry_seconds.unwrap_or(DEFAULT_RETRY_SECONDS),
                 Box::new(|m: &str| crate::log(m)),
             )))),
-            (true, false) => plain(Box::new(PostgresStore::new(WitSql))),
+            (true, false) => plain(Box::new(pg())),
             (false, _) => plain(Box::new(jsonl(dir()?))),
         },
         other => Err(Error::unavailable(format!(

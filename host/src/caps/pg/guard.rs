@@ -105,7 +105,12 @@ const REFUSED_PREFIXES: &[&str] = &[
 ];
 
 /// The tables a guest statement may name (unqualified, or qualified `public.`).
-pub const TABLES: &[&str] = &["backlog_items", "backlog_events", "backlog_schema_version"];
+pub const TABLES: &[&str] = &[
+    "backlog_items",
+    "backlog_events",
+    "backlog_counts",
+    "backlog_schema_version",
+];
 
 /// The tables a guest statement may INSERT into, UPDATE or DELETE from. The scheduler's
 /// `scheduler_runs` is not here: only the host writes it, through its own connection.
@@ -360,6 +365,13 @@ impl Visitor for Allowlist {
             }
         }
         self.scopes.push(scope);
+        // `FOR UPDATE OF name`: the parser does not visit the name as a relation. Row locks
+        // are for the backlog's own tables (a write call's read-modify-write of one item).
+        for lock in &query.locks {
+            if let Some(of) = &lock.of {
+                self.table(of)?;
+            }
+        }
         ControlFlow::Continue(())
     }
 

@@ -59,6 +59,11 @@ impl<S: Sql> AutoStore<S> {
         pending: Vec<Entry>,
         e: StoreError,
     ) -> StoreError {
+        if crate::pg::lost_race(&e) {
+            // A concurrent writer won a race (another replica replaying the same new key):
+            // the entries stay journaled for the host's re-run of this call.
+            return e;
+        }
         if let StoreError::Unavailable(why) = &e {
             let why = why.clone();
             return match self.mark_down(&why) {

@@ -144,9 +144,42 @@ impl From<SqlError> for StoreError {
     }
 }
 
+/// Whether `e` is a statement failure of a transaction that lost a race with a concurrent one
+/// (serialization failure 40001, deadlock 40P01, unique violation 23505): the host rolls the
+/// call back and runs it again, so nothing about it is final.
+pub fn lost_race(e: &StoreError) -> bool {
+    match e {
+        StoreError::Internal(m) => ["40001", "40P01", UNIQUE_VIOLATION]
+            .iter()
+            .any(|s| m.contains(&format!("SQLSTATE {s}"))),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_lost_races_count_as_lost_races() {
+        for state in ["40001", "40P01", "23505"] {
+            let e = StoreError::from(SqlError::Sql {
+                sqlstate: state.into(),
+                message: "x".into(),
+            });
+            assert!(lost_race(&e), "{state}: {e:?}");
+        }
+        for state in ["23503", "23514", "42P01", "25006"] {
+            let e = StoreError::from(SqlError::Sql {
+                sqlstate: state.into(),
+                message: "x".into(),
+            });
+            assert!(!lost_race(&e), "{state}: {e:?}");
+        }
+        assert!(!lost_race(&StoreError::Unavailable(
+            "SQLSTATE 40001".into()
+        )));
+    }
 
     fn sql(state: &str) -> SqlError {
         SqlError::Sql {

@@ -3,7 +3,7 @@
 //!
 //! The cluster is initdb'd into a temp directory (chowned to `postgres` and run through
 //! `runuser` when the tests run as root), trusts local connections, listens on 127.0.0.1 and a
-//! free port, and runs with `fsync=off`. Each test gets its own database with schema v1. A
+//! free port, and runs with `fsync=off`. Each test gets its own database with the current schema. A
 //! watchdog shell stops the server and removes the directory when the test process exits; an
 //! owned [`Cluster`] is also stopped when dropped. A test that cannot start Postgres fails
 //! loudly: nothing here skips.
@@ -208,7 +208,7 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("connect to test database {db}: {e}"))
     }
 
-    /// A fresh database named after `test` (unique per process), with schema v1 when
+    /// A fresh database named after `test` (unique per process), with the current schema when
     /// `schema`. Returns its name.
     pub fn database(&self, test: &str, schema: bool) -> String {
         static N: AtomicUsize = AtomicUsize::new(0);
@@ -225,7 +225,7 @@ impl Cluster {
             // As `migrate` does: the whole file in one transaction.
             let mut c = self.client(&name);
             c.batch_execute(&format!("BEGIN; {PG_SCHEMA_SQL}; COMMIT;"))
-                .unwrap_or_else(|e| panic!("apply schema v1: {e}"));
+                .unwrap_or_else(|e| panic!("apply the schema: {e}"));
         }
         name
     }

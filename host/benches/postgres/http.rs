@@ -1,0 +1,307 @@
+//! The router figures of the Postgres backend: the real `backlog-bridge serve` process (default
+//! `--workers 4`) over loopback, a Rust load generator (one thread and one keep-alive
+//! connection per client), and pgbench on the same server as the yardstick.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{BIN, measure, p50, p99, pg, pgbench_script, pgbench_tool, repo_config, verdict};
+
+const OPERATOR_KEY: &str = "bench-operator-key";
+const VIEWER_KEY: &str = "bench-viewer-key";
+
+/// The server process; killed on drop.
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `serve` on Postgres, listening on a free loopback port.
+pub fn start(root: &Path, dsn: &str) -> Server {
+    let mut child = Command::new(BIN)
+        .arg("--config-dir")
+        .arg(repo_config())
+        .arg("--ops-dir")
+        .arg(root)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("BACKLOG_BACKEND", "postgres")
+        .env("BACKLOG_POSTGRES_DSN", dsn)
+        .env("OPERATOR_API_KEY", OPERATOR_KEY)
+        .env("VIEWER_API_KEY", VIEWER_KEY)
+        .env("SCHEDULER_API_KEY", "bench-scheduler-key")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    // Drains the log (one access-log line per request, as in production) and reports the
+    // address the server listens on.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(
+                    rest.chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect::<String>(),
+                );
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("serve listens");
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// One request; its status.
+fn request(http: &ureq::Agent, base: &str, path: &str, body: Option<String>) -> u16 {
+    let (method, key) = match body {
+        Some(_) => ("POST", OPERATOR_KEY),
+        None => ("GET", VIEWER_KEY),
+    };
+    let req = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"))
+        .header("Authorization", format!("Bearer {key}"));
+    let resp = match body {
+        Some(b) => http.run(
+            req.header("Content-Type", "application/json")
+                .body(b)
+                .expect("request"),
+        ),
+        None => http.run(req.body(()).expect("request")),
+    };
+    match resp {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            // Read the body: the connection is reused only once it is consumed.
+            let _ = r.into_body().read_to_string();
+            status
+        }
+        Err(_) => 0,
+    }
+}
+
+/// An upsert of a new key, in one of the fill's 97 services (spread as pgbench's rows are).
+fn upsert_body(key: String) -> String {
+    let h = key.bytes().fold(0usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    });
+    let service = format!("svc-{}", h % 97);
+    json!({"tool":"backlog_tool","action":"upsert","dedupe_key": key,
+        "env":"prod","service": service,"category":"refactor","title":"bench upsert"})
+    .to_string()
+}
+
+/// What one load run measured.
+struct Load {
+    requests: usize,
+    errors: usize,
+    wall: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Load {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.wall.as_secs_f64()
+    }
+}
+
+/// `clients` threads send requests from `next(client, i)` for `secs`.
+fn load(
+    base: &str,
+    clients: usize,
+    secs: Duration,
+    next: impl Fn(usize, usize) -> (String, Option<String>) + Sync,
+) -> Load {
+    let started = Instant::now();
+    let per_client: Vec<(Vec<Duration>, usize)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let next = &next;
+                s.spawn(move || {
+                    let http = client();
+                    let mut latencies = Vec::new();
+                    let mut errors = 0;
+                    let mut i = 0;
+                    while started.elapsed() < secs {
+                        let (path, body) = next(c, i);
+                        let t = Instant::now();
+                        let status = request(&http, base, &path, body);
+                        latencies.push(t.elapsed());
+                        if status != 200 {
+                            errors += 1;
+                        }
+                        i += 1;
+                    }
+                    (latencies, errors)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    });
+    let wall = started.elapsed();
+    let mut latencies: Vec<Duration> = per_client.iter().flat_map(|(l, _)| l.clone()).collect();
+    latencies.sort();
+    Load {
+        requests: latencies.len(),
+        errors: per_client.iter().map(|(_, e)| e).sum(),
+        wall,
+        latencies,
+    }
+}
+
+/// pgbench's tps for the single-row upsert at `clients` clients for `secs`.
+fn pgbench_tps(db: &pg::TestDb, root: &Path, clients: usize, secs: Duration) -> f64 {
+    let script = pgbench_script(root);
+    let out = Command::new(pgbench_tool())
+        .args(["-n", "-M", "prepared", "-j", "2"])
+        .args(["-c", &clients.to_string()])
+        .args(["-T", &secs.as_secs().max(1).to_string()])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &db.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .arg("-f")
+        .arg(&script)
+        .arg(&db.name)
+        .current_dir(root)
+        .output()
+        .expect("pgbench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pgbench: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no tps in pgbench's output: {stdout}"))
+}
+
+/// The Postgres rows: upsert at 1 connection (p50 vs pgbench's single-row latency),
+/// upsert at 32 connections (req/s vs pgbench's tps at 32 clients), dashboard at 32
+/// connections (p50 and req/s).
+pub fn bench(
+    db: &pg::TestDb,
+    root: &Path,
+    n: usize,
+    iters: usize,
+    pgbench_p50: Duration,
+) -> (Duration, f64, f64, Duration, f64) {
+    let secs = Duration::from_secs(
+        std::env::var("BENCH_ROUTER_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5),
+    );
+    let clients = 32;
+    let server = start(root, &db.dsn);
+    let base = server.base.as_str();
+    let http = client();
+    // Warm the instances of both grant sets (and connections) before the clock runs.
+    for i in 0..8 {
+        request(&http, base, "/v1/backlog/dashboard?env=prod", None);
+        request(
+            &http,
+            base,
+            "/v1/tools/execute",
+            Some(upsert_body(format!("http:warm:{n}:{i}"))),
+        );
+    }
+    // The dashboard first: the upsert loads below add items to env prod.
+    let dash = load(base, clients, secs, |_, _| {
+        ("/v1/backlog/dashboard?env=prod".to_owned(), None)
+    });
+    let big = n >= 100_000;
+    let dash_p50 = p50(&dash.latencies);
+    let targets = if big {
+        format!(
+            "  (targets p50 <= 5ms: {}; >= 1000 req/s: {})",
+            verdict(dash_p50 <= Duration::from_millis(5)),
+            verdict(dash.rps() >= 1000.0)
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "{:<48} {:>8.0} req/s  p50 {:>9.1?}  errors {}{targets}",
+        "HTTP dashboard env=prod, 32 connections",
+        dash.rps(),
+        dash_p50,
+        dash.errors,
+    );
+    let mut k = 0;
+    let one = measure(iters, || {
+        k += 1;
+        let status = request(
+            &http,
+            base,
+            "/v1/tools/execute",
+            Some(upsert_body(format!("http:one:{n}:{k}"))),
+        );
+        assert_eq!(status, 200);
+    });
+    let ratio1 = p50(&one).as_secs_f64() / pgbench_p50.as_secs_f64();
+    println!(
+        "{:<48} {:>10.1?} / {:>10.1?}  pgbench p50 {:>8.1?}  ratio {ratio1:.2}x  (target <= 2x: {})",
+        "HTTP upsert, 1 connection (p50 / p99)",
+        p50(&one),
+        p99(&one),
+        pgbench_p50,
+        verdict(ratio1 <= 2.0)
+    );
+
+    let many = load(base, clients, secs, |c, i| {
+        (
+            "/v1/tools/execute".to_owned(),
+            Some(upsert_body(format!("http:many:{n}:{c}:{i}"))),
+        )
+    });
+    let tps = pgbench_tps(db, root, clients, secs);
+    let share = many.rps() / tps;
+    println!(
+        "{:<48} {:>8.0} req/s  p50 {:>9.1?}  errors {}  pgbench {tps:.0} tps  ratio {share:.3}  (target >= 0.40: {})",
+        "HTTP upsert, 32 connections",
+        many.rps(),
+        p50(&many.latencies),
+        many.errors,
+        verdict(share >= 0.40)
+    );
+
+    drop(server);
+    (p50(&one), many.rps(), tps, dash_p50, dash.rps())
+}
