@@ -686,7 +686,7 @@ fn session_rows(
 ) -> Vec<Vec<String>> {
     use backlog_bridge::caps::pg::DbValue;
     use backlog_bridge::caps::pg::End;
-    use backlog_bridge::caps::pg::pool::Session;
+    use backlog_bridge::caps::pg::session::Session;
     let mut session = Session::begin(pool, true).unwrap();
     let mut last = Vec::new();
     for sql in statements {

@@ -16,6 +16,7 @@
 pub mod dsn;
 pub mod guard;
 pub mod pool;
+pub mod session;
 pub mod value;
 
 use std::sync::Arc;
@@ -23,9 +24,9 @@ use std::time::Instant;
 
 pub use dsn::{DSN_VARS, Dsn, render};
 pub use pool::{
-    CONNECT_TIMEOUT_VAR, CommitError, ConnectError, DATABASE, End, Limits, PgStatus, Postgres,
-    STATEMENT_TIMEOUT_VAR,
+    CONNECT_TIMEOUT_VAR, ConnectError, DATABASE, Limits, PgStatus, Postgres, STATEMENT_TIMEOUT_VAR,
 };
+pub use session::{CommitError, End};
 
 /// The WIT types of `backlog-bridge:pg/postgres`, as the host sees them.
 pub use crate::runtime::bindings::pg::{DbValue, PgError, QueryResult, SqlError};
@@ -34,7 +35,7 @@ use wasmtime::component::{HasData, Linker};
 
 use crate::grants::Access;
 use crate::runtime::bindings::pg::{Host, add_to_linker as link};
-use pool::Session;
+use session::Session;
 use value::Param;
 
 /// One store's Postgres grant, and the transaction of the call it is running.
@@ -45,7 +46,7 @@ pub struct PgGrant {
     session: Option<Session>,
     /// The running call's deadline: the host stops waiting for the server then.
     deadline: Option<Instant>,
-    /// The last call's transaction lost a race ([`pool::retryable`]): running it again may
+    /// The last call's transaction lost a race ([`session::retryable`]): running it again may
     /// succeed.
     lost_race: bool,
 }
@@ -80,10 +81,10 @@ impl PgGrant {
         let Some(session) = self.session.take() else {
             return Ok(());
         };
-        let failed = session.failed().is_some_and(pool::retryable);
+        let failed = session.failed().is_some_and(session::retryable);
         let ended = session.end(end);
         self.lost_race = failed
-            || matches!(&ended, Err(CommitError::Refused { sqlstate, .. }) if pool::retryable(sqlstate));
+            || matches!(&ended, Err(CommitError::Refused { sqlstate, .. }) if session::retryable(sqlstate));
         ended
     }
 

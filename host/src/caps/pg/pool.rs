@@ -1,5 +1,5 @@
 //! Connections to the configured database: the pool ([`Postgres`]), the per-call
-//! transaction on one pooled connection ([`Session`]), and the schema check.
+//! transaction on one pooled connection ([`Session`](super::session::Session)), and the schema check.
 //!
 //! Threads: the connections are `tokio-postgres` clients driven by a small runtime the pool
 //! owns. Callers (a wasm host call on whatever thread runs the guest — the CLI's main thread,
@@ -30,16 +30,14 @@ use super::dsn::Dsn;
 use crate::runtime::bindings::pg::PgError;
 
 mod limits;
-mod session;
 
 pub use limits::{CONNECT_TIMEOUT_VAR, Limits, STATEMENT_TIMEOUT_VAR};
-pub use session::{CommitError, End, Session, retryable, session_clean};
 
 /// The database name guests use: the only one the host grants.
 pub const DATABASE: &str = "backlog";
 
 /// Extra wait beyond the statement timeout before the host gives up on the server.
-const GRACE: Duration = Duration::from_secs(2);
+pub(super) const GRACE: Duration = Duration::from_secs(2);
 
 /// Extra wait beyond the connect timeout (the client's own timer fires first).
 const CONNECT_MARGIN: Duration = Duration::from_millis(250);
@@ -255,7 +253,7 @@ impl Postgres {
 
     /// An idle connection, or a new one if fewer than `max_connections` are open. The bool
     /// says whether it was reused (and so may have gone stale).
-    fn checkout(&self) -> Result<(Arc<Client>, bool), PgError> {
+    pub(super) fn checkout(&self) -> Result<(Arc<Client>, bool), PgError> {
         if let Some((why, age)) = self.down() {
             return Err(PgError::Unavailable(format!(
                 "cannot connect to Postgres: {why} ({} ms ago; the host tries again {} s after \
@@ -309,7 +307,7 @@ impl Postgres {
     }
 
     /// Returns a clean connection to the pool, or (with `None`) frees its slot.
-    fn checkin(&self, client: Option<Arc<Client>>) {
+    pub(super) fn checkin(&self, client: Option<Arc<Client>>) {
         let mut slots = self.lock();
         match client {
             Some(c) if !c.is_closed() => slots.idle.push(c),
@@ -420,7 +418,7 @@ impl Postgres {
 
     /// Checks (until it once succeeds) that the database holds the current schema; logs the
     /// operator's remedy once.
-    fn ensure_schema(&self, client: &Arc<Client>) -> Result<(), PgError> {
+    pub(super) fn ensure_schema(&self, client: &Arc<Client>) -> Result<(), PgError> {
         if self.schema_current.load(Ordering::Relaxed) {
             return Ok(());
         }

@@ -10,7 +10,7 @@ use futures_util::TryStreamExt as _;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
-use super::{GRACE, Limits, Postgres};
+use super::pool::{GRACE, Limits, Postgres};
 use crate::caps::pg::value::{Cell, Param, supported, unsupported_column};
 use crate::runtime::bindings::pg::{PgError, QueryResult, SqlError};
 
