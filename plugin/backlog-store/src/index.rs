@@ -22,6 +22,7 @@ use std::collections::HashMap;
 
 use backlog_core::list::{self, ItemKeys, ListQuery};
 
+use crate::counts::Counts;
 use crate::filter::{Columns, Filter};
 
 /// "No event" in the event chains.
@@ -67,6 +68,8 @@ pub(crate) struct Index {
     order: Order,
     /// The key fields of every slot as numbers, for the filter pass.
     cols: Columns,
+    /// The dashboard's numbers, kept with every change of an item's keys.
+    counts: Counts,
 }
 
 /// The listing order of all items.
@@ -151,6 +154,7 @@ impl Index {
             Some(old) => !same_place(old, &keys),
         };
         self.cols.set(s as usize, &keys);
+        self.counts.replace(slot.keys.as_ref(), &keys);
         slot.keys = Some(keys);
         slot.line = line;
         if moved {
@@ -323,6 +327,20 @@ impl Index {
             }
         }
         (page, total)
+    }
+
+    /// The dashboard counts of `env` on `today` ([`Counts::dashboard`]), without walking the
+    /// items.
+    pub fn dashboard(
+        &self,
+        env: &str,
+        today: &str,
+        policy: &backlog_core::policy::Policy,
+    ) -> backlog_core::dashboard::DashboardCounts {
+        self.counts.dashboard(env, today, policy, |id| {
+            let s = *self.by_id.get(id)?;
+            self.slots[s as usize].keys.as_ref()
+        })
     }
 
     /// The keys of every item.

@@ -14,6 +14,7 @@
 //! (`items.jsonl`), never by an absolute host path.
 
 mod auto;
+mod counts;
 mod deep;
 mod error;
 mod file;
