@@ -22,6 +22,10 @@ use std::collections::HashMap;
 
 use backlog_core::list::{self, ItemKeys, ListQuery};
 
+mod snapshot;
+
+pub(crate) use snapshot::Reader;
+
 use crate::counts::Counts;
 use crate::filter::{Columns, Filter};
 
@@ -68,8 +72,10 @@ pub(crate) struct Index {
     order: Order,
     /// The key fields of every slot as numbers, for the filter pass.
     cols: Columns,
-    /// The dashboard's numbers, kept with every change of an item's keys.
-    counts: Counts,
+    /// The dashboard's numbers, kept with every change of an item's keys once the first
+    /// dashboard built them (`None` until then: a cold instance that only reads items does
+    /// not pay for them).
+    counts: Option<Counts>,
 }
 
 /// The listing order of all items.
@@ -154,7 +160,9 @@ impl Index {
             Some(old) => !same_place(old, &keys),
         };
         self.cols.set(s as usize, &keys);
-        self.counts.replace(slot.keys.as_ref(), &keys);
+        if let Some(c) = &mut self.counts {
+            c.replace(slot.keys.as_ref(), &keys);
+        }
         slot.keys = Some(keys);
         slot.line = line;
         if moved {
@@ -332,12 +340,20 @@ impl Index {
     /// The dashboard counts of `env` on `today` ([`Counts::dashboard`]), without walking the
     /// items.
     pub fn dashboard(
-        &self,
+        &mut self,
         env: &str,
         today: &str,
         policy: &backlog_core::policy::Policy,
     ) -> backlog_core::dashboard::DashboardCounts {
-        self.counts.dashboard(env, today, policy, |id| {
+        let slots = &self.slots;
+        let counts = self.counts.get_or_insert_with(|| {
+            let mut c = Counts::default();
+            for k in slots.iter().filter_map(|s| s.keys.as_ref()) {
+                c.replace(None, k);
+            }
+            c
+        });
+        counts.dashboard(env, today, policy, |id| {
             let s = *self.by_id.get(id)?;
             self.slots[s as usize].keys.as_ref()
         })

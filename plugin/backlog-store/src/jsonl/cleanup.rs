@@ -31,6 +31,10 @@ impl JsonlStore {
         self.refresh_events()?;
         // The rewrite replaces both files: handles kept for appending would point at the old.
         self.appenders = [None, None];
+        if !dry_run {
+            // The rewrite makes the checkpoint stale: it goes first, a new one is written after.
+            self.drop_checkpoint();
+        }
 
         // Which items survive, by slot; how many go.
         let mut keep = vec![false; self.index.slot_count()];
@@ -91,6 +95,10 @@ impl JsonlStore {
             events_out.commit()?;
             self.events.force_rebuild();
         }
+        // Index the new files and checkpoint them, so no instance has to parse them again.
+        self.refresh_items()?;
+        self.refresh_events()?;
+        self.save_checkpoint();
         Ok(deleted)
     }
 }
