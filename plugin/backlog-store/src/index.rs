@@ -369,18 +369,6 @@ impl Index {
         self.slots.len()
     }
 
-    /// The slot of item `id`, if the item exists.
-    pub fn slot(&self, id: &str) -> Option<u32> {
-        let s = *self.by_id.get(id)?;
-        self.slots[s as usize].keys.as_ref().map(|_| s)
-    }
-
-    /// The slot of item `id` if its latest line starts at byte `off`.
-    pub fn slot_if_latest(&self, id: &str, off: u64) -> Option<u32> {
-        let s = self.slot(id)?;
-        (self.slots[s as usize].line.off == off).then_some(s)
-    }
-
     /// The latest line of item `id`, if the item exists.
     pub fn item(&self, id: &str) -> Option<Loc> {
         let slot = &self.slots[*self.by_id.get(id)? as usize];
@@ -412,6 +400,41 @@ impl Index {
             e = ev.next;
         }
         out
+    }
+
+    /// The latest line of every item, with its slot (for `cleanup`), in slot order.
+    pub fn latest_lines(&self) -> Vec<(Loc, u32)> {
+        (0..self.slots.len() as u32)
+            .filter(|&s| self.slots[s as usize].keys.is_some())
+            .map(|s| (self.slots[s as usize].line, s))
+            .collect()
+    }
+
+    /// The id of the item in slot `s`.
+    pub fn id_of(&self, s: u32) -> Option<&str> {
+        Some(self.slots.get(s as usize)?.keys.as_ref()?.id.as_str())
+    }
+
+    /// Per event line (in append order, which is file order): whether it belongs to a slot
+    /// `keep` marks, and which.
+    pub fn events_of_slots(&self, keep: &[bool]) -> Vec<u32> {
+        let mut owner = vec![NIL; self.events.len()];
+        for (s, slot) in self.slots.iter().enumerate() {
+            if !keep.get(s).copied().unwrap_or(false) {
+                continue;
+            }
+            let mut e = slot.ev_head;
+            while e != NIL {
+                owner[e as usize] = s as u32;
+                e = self.events[e as usize].next;
+            }
+        }
+        owner
+    }
+
+    /// Where event line `e` (in append order) is.
+    pub fn event_line(&self, e: usize) -> Option<Loc> {
+        self.events.get(e).map(|ev| ev.line)
     }
 
     /// Items indexed (placeholders excluded).

@@ -246,18 +246,10 @@ impl JsonlStore {
                 Ok(None) => return Ok(Ok(())),
                 Err(reason) => return Ok(Err(reason)),
             };
-            let keys = ItemKeys {
-                id: h.id.into_owned(),
-                env: h.env.into_owned(),
-                service: h.service.into_owned(),
-                owner: h.owner.into_owned(),
-                category: h.category.into_owned(),
-                priority: h.priority,
-                status: h.status,
-                due_date: h.due_date.into_owned(),
-            };
+            let dedupe_key = h.dedupe_key.clone();
+            let keys = item_keys(h);
             index
-                .put_item(keys, &h.dedupe_key, Loc { off, len })
+                .put_item(keys, &dedupe_key, Loc { off, len })
                 .map_err(|_| JsonlError::TooLarge { file })?;
             Ok(Ok(()))
         })
@@ -392,6 +384,20 @@ impl JsonlStore {
             out.push(ev);
         }
         Ok(out)
+    }
+}
+
+/// The index keys of an item line's head.
+fn item_keys(h: ItemHead<'_>) -> ItemKeys {
+    ItemKeys {
+        id: h.id.into_owned(),
+        env: h.env.into_owned(),
+        service: h.service.into_owned(),
+        owner: h.owner.into_owned(),
+        category: h.category.into_owned(),
+        priority: h.priority,
+        status: h.status,
+        due_date: h.due_date.into_owned(),
     }
 }
 

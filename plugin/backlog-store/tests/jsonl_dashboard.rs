@@ -108,7 +108,15 @@ fn recomputed(store: &mut JsonlStore, env: &str, today: &str, policy: &Policy) -
 }
 
 fn check(store: &mut JsonlStore, dir: &Path, policy: &Policy) -> Result<(), TestCaseError> {
-    let mut fresh = open(dir);
+    // The reference indexes a copy of the JSONL files from scratch (no index checkpoint).
+    let copy = tempfile::tempdir().expect("tempdir");
+    for name in [backlog_store::ITEMS_FILE, backlog_store::EVENTS_FILE] {
+        if dir.join(name).exists() {
+            std::fs::copy(dir.join(name), copy.path().join(name)).expect("copy");
+        }
+    }
+    let mut fresh = open(copy.path());
+    let mut warm_start = open(dir);
     for env in ENVS {
         for day in 1..=8 {
             let today = format!("2026-03-{day:02}");
@@ -117,6 +125,8 @@ fn check(store: &mut JsonlStore, dir: &Path, policy: &Policy) -> Result<(), Test
             prop_assert_eq!(&got, &want, "env {} on {}", env, today);
             let cold = fresh.dashboard(env, &today, policy).expect("dashboard");
             prop_assert_eq!(&cold, &want, "fresh instance, env {} on {}", env, today);
+            let warm = warm_start.dashboard(env, &today, policy).expect("dashboard");
+            prop_assert_eq!(&warm, &want, "new instance (checkpoint), env {} on {}", env, today);
         }
     }
     Ok(())

@@ -16,7 +16,8 @@ use backlog_core::store::{StoreError, is_expired, parse_cutoff};
 
 use super::{Access, CLEANUP_TMP_FILES, EVENTS_FILE, ITEMS_FILE, JsonlStore, write_all_at};
 use crate::error::{JsonlError, write_err};
-use crate::head::{self, EventHead};
+use crate::head;
+use crate::index::{Index, Loc};
 
 /// Write buffer of a rewrite.
 const WRITE_BUF: usize = 1 << 20;
@@ -36,68 +37,106 @@ impl JsonlStore {
             self.drop_checkpoint();
         }
 
-        // Which items survive, by slot; how many go.
+        // Only the latest line of each item can survive: read just those (in file order),
+        // not every superseded version.
+        let mut latest = self.index.latest_lines();
+        latest.sort_unstable_by_key(|(loc, _)| loc.off);
         let mut keep = vec![false; self.index.slot_count()];
         let mut deleted = 0;
-        let mut kept_lines = 0u64;
-        let index = &self.index;
         let mut out = match dry_run {
             true => None,
             false => Some(Rewrite::start(&self.dir, ITEMS_FILE)?),
         };
-        self.items.each_line(|line, off| {
+        // The index of the new files, built while they are written.
+        let mut next = Index::default();
+        let mut last_line = Vec::new();
+        for (loc, slot) in latest {
+            let line = self.items.read_line(loc.off, loc.len)?;
+            let stale = || JsonlError::Stale {
+                file: ITEMS_FILE,
+                offset: loc.off,
+            };
             // Lines with a too-deep `meta` (older versions) are indexed, so they are kept too.
             let mut buf = None;
-            let Ok(Some(h)) = head::parse_fitted::<head::ItemHead>(line, &mut buf) else {
-                return Ok(());
+            let Ok(Some(h)) = head::parse_fitted::<head::ItemHead>(&line, &mut buf) else {
+                return Err(stale().into());
             };
-            let Some(slot) = index.slot_if_latest(&h.id, off) else {
-                return Ok(());
-            };
+            if self.index.id_of(slot) != Some(h.id.as_ref()) {
+                return Err(stale().into());
+            }
             if is_expired(h.status, &h.updated_at, cutoff) {
                 deleted += 1;
-                return Ok(());
+                continue;
             }
             keep[slot as usize] = true;
-            kept_lines += 1;
-            match &mut out {
-                Some(out) => out.line(line),
-                None => Ok(()),
+            if let Some(out) = &mut out {
+                let new_loc = Loc {
+                    off: out.len(),
+                    len: loc.len,
+                };
+                let dedupe_key = h.dedupe_key.clone();
+                next.put_item(super::item_keys(h), &dedupe_key, new_loc)
+                    .map_err(|_| JsonlError::TooLarge { file: ITEMS_FILE })?;
+                out.line(&line)?;
+                last_line = line;
             }
-        })?;
+        }
         let Some(items_out) = out else {
             return Ok(deleted);
         };
-        if kept_lines == self.items.lines && self.items.fully_indexed() {
-            items_out.abandon();
-        } else {
+        let kept_items = next.item_count() as u64;
+        let items_end = items_out.len();
+        let items_rewritten = !(kept_items == self.items.lines && self.items.fully_indexed());
+        if items_rewritten {
             items_out.commit()?;
-            self.items.force_rebuild();
+        } else {
+            items_out.abandon();
         }
 
+        // Events: those of kept items, found by offset in the index (no parsing).
+        let owner = self.index.events_of_slots(&keep);
         let mut events_out = Rewrite::start(&self.dir, EVENTS_FILE)?;
-        let mut kept_lines = 0u64;
-        self.events.each_line(|line, _off| {
-            let Ok(Some(h)) = head::parse::<EventHead>(line) else {
-                return Ok(());
-            };
-            match index.slot(&h.item_id) {
-                Some(slot) if keep.get(slot as usize).copied().unwrap_or(false) => {
-                    kept_lines += 1;
-                    events_out.line(line)
-                }
-                _ => Ok(()),
+        let mut kept_events = 0u64;
+        let mut last_event = Vec::new();
+        let (index, mut e) = (&self.index, 0usize);
+        self.events.each_line(|line, off| {
+            while index.event_line(e).is_some_and(|l| l.off < off) {
+                e += 1;
             }
+            let Some(l) = index.event_line(e).filter(|l| l.off == off) else {
+                return Ok(()); // blank or corrupt
+            };
+            let slot = owner[e];
+            let Some(id) = index.id_of(slot).filter(|_| slot != u32::MAX) else {
+                return Ok(()); // an event of a deleted (or never seen) item
+            };
+            let new_loc = Loc {
+                off: events_out.len(),
+                len: l.len,
+            };
+            next.put_event(id, new_loc)
+                .map_err(|_| JsonlError::TooLarge { file: EVENTS_FILE })?;
+            kept_events += 1;
+            if line.len() <= 64 << 10 {
+                last_event.clear();
+                last_event.extend_from_slice(line);
+            } else {
+                last_event = line[line.len() - (64 << 10)..].to_vec();
+            }
+            events_out.line(line)
         })?;
-        if kept_lines == self.events.lines && self.events.fully_indexed() {
-            events_out.abandon();
-        } else {
+        let events_end = events_out.len();
+        let events_rewritten = !(kept_events == self.events.lines && self.events.fully_indexed());
+        if events_rewritten {
             events_out.commit()?;
-            self.events.force_rebuild();
+        } else {
+            events_out.abandon();
         }
-        // Index the new files and checkpoint them, so no instance has to parse them again.
-        self.refresh_items()?;
-        self.refresh_events()?;
+        // The new files are indexed already: take that index, and checkpoint it so no
+        // instance has to parse them again.
+        self.index = next;
+        self.items.rewritten(items_end, kept_items, &last_line);
+        self.events.rewritten(events_end, kept_events, &last_event);
         self.save_checkpoint();
         Ok(deleted)
     }
@@ -157,6 +196,11 @@ impl Rewrite {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Bytes written so far (the offset of the next line).
+    fn len(&self) -> u64 {
+        self.off + self.buf.len() as u64
     }
 
     fn flush(&mut self) -> Result<(), JsonlError> {
