@@ -125,8 +125,16 @@ fn check(store: &mut JsonlStore, dir: &Path, policy: &Policy) -> Result<(), Test
             prop_assert_eq!(&got, &want, "env {} on {}", env, today);
             let cold = fresh.dashboard(env, &today, policy).expect("dashboard");
             prop_assert_eq!(&cold, &want, "fresh instance, env {} on {}", env, today);
-            let warm = warm_start.dashboard(env, &today, policy).expect("dashboard");
-            prop_assert_eq!(&warm, &want, "new instance (checkpoint), env {} on {}", env, today);
+            let warm = warm_start
+                .dashboard(env, &today, policy)
+                .expect("dashboard");
+            prop_assert_eq!(
+                &warm,
+                &want,
+                "new instance (checkpoint), env {} on {}",
+                env,
+                today
+            );
         }
     }
     Ok(())
