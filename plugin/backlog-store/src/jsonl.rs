@@ -107,6 +107,9 @@ pub struct JsonlStore {
     /// Lines (both files) covered by the last index checkpoint read or written
     /// ([`checkpoint`]); `None`: none known.
     ckpt_lines: Option<u64>,
+    /// A read met a line that is not what the index said: re-index from the files only, not
+    /// from a checkpoint that may describe the same outdated bytes.
+    ckpt_distrusted: bool,
 }
 
 /// An open file this store appends to, and its length.
@@ -147,6 +150,7 @@ impl JsonlStore {
             swept: false,
             warned: Default::default(),
             ckpt_lines: None,
+            ckpt_distrusted: false,
         }
     }
 
@@ -290,6 +294,7 @@ impl JsonlStore {
     ) -> Result<T, StoreError> {
         match op(self) {
             Err(JsonlError::Stale { file, .. }) => {
+                self.ckpt_distrusted = true;
                 if file == ITEMS_FILE {
                     self.items.force_rebuild();
                 } else {

@@ -260,3 +260,57 @@ fn a_checkpoint_whose_covered_tail_changed_is_ignored() {
     fs::write(&items, &text[..cut]).expect("write");
     ignored_and_same(tmp.path(), "items.jsonl shorter than covered");
 }
+
+/// A line edited in place in the middle of the covered prefix, away from what the checkpoint
+/// samples, is not seen by validation; the read that meets it re-indexes from the files, not
+/// from the checkpoint again, and answers what a store without a checkpoint answers.
+#[test]
+fn an_edit_the_validation_cannot_see_is_caught_on_read_and_reindexed_from_the_files() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut s, _) = open(tmp.path(), Access::ReadWrite);
+    write(&mut s, 0, CHECKPOINT_EVERY / 2);
+    assert_eq!(s.checkpoint_lines(), Some(CHECKPOINT_EVERY));
+    let items = tmp.path().join(ITEMS_FILE);
+    let text = fs::read_to_string(&items).expect("read");
+    let end = text.len();
+    // What the checkpoint samples: the first 4 KiB and eight 256-byte blocks.
+    let sampled = |from: usize, to: usize| {
+        from < 4096
+            || (0..8).any(|i| {
+                let at = (end - 256) / 7 * i;
+                from < at + 256 && at < to
+            })
+    };
+    // The latest line of some item, away from the samples (and not the last line).
+    let mut offsets = Vec::new();
+    let mut off = 0;
+    for line in text.split_inclusive('\n') {
+        offsets.push((off, line));
+        off += line.len();
+    }
+    let (at, line) = offsets[..offsets.len() - 1]
+        .iter()
+        .rev()
+        .find(|(at, line)| {
+            let id = &line[7..22];
+            !sampled(*at, at + line.len())
+                && offsets
+                    .iter()
+                    .filter(|(o, l)| o > at && l.contains(id))
+                    .count()
+                    == 0
+        })
+        .map(|(at, line)| (*at, line.to_string()))
+        .expect("a line to edit");
+    let id = line[7..22].to_string();
+    assert!(id.starts_with("bl_"), "{line}");
+    let edited = line.replacen(&id, "bl_zzzzzzzzzzzz", 1);
+    drop(offsets);
+    let mut bytes = text.into_bytes();
+    bytes[at..at + line.len()].copy_from_slice(edited.as_bytes());
+    fs::write(&items, &bytes).expect("write");
+    let want = reference(tmp.path());
+    let (mut fresh, _) = open(tmp.path(), Access::ReadOnly);
+    assert_eq!(answers(&mut fresh), want);
+    assert!(want.contains("bl_zzzzzzzzzzzz"));
+}

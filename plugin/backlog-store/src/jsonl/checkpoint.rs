@@ -55,6 +55,9 @@ impl JsonlStore {
     /// `items.jsonl` is indexed (a new store, or after a rewrite). A missing file is silent;
     /// an invalid one is a warning and changes nothing.
     pub(super) fn load_checkpoint(&mut self) {
+        if self.ckpt_distrusted {
+            return;
+        }
         let path = self.dir.join(CHECKPOINT_FILE);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
