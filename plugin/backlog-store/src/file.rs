@@ -358,24 +358,6 @@ impl FileState {
         self.uncheck();
     }
 
-    /// The file was just replaced by this store with `lines` lines ending at `end`, the last
-    /// of them `last_line` (cleanup's rewrite, indexed while it was written): the state of a
-    /// file indexed in full. The next [`FileState::plan`] opens the new file and checks it.
-    pub fn rewritten(&mut self, end: u64, lines: u64, last_line: &[u8]) {
-        let window = last_line.len().min(CHECK_WINDOW as usize);
-        let check = (end > 0).then(|| {
-            (
-                end - window as u64,
-                hash_of(&last_line[last_line.len() - window..]),
-            )
-        });
-        self.file = None;
-        self.ino = None;
-        self.seen_len = end;
-        self.torn_warned = None;
-        self.restore((end, lines, 0, check));
-    }
-
     /// Whether the indexed end is the whole file as last seen (nothing unindexed after it).
     pub fn fully_indexed(&self) -> bool {
         self.end == self.seen_len

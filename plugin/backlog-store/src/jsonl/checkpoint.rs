@@ -189,8 +189,7 @@ impl JsonlStore {
                 head.extend_from_slice(&v.to_le_bytes());
             }
         }
-        head.extend_from_slice(&body);
-        match self.write_checkpoint(&head) {
+        match self.write_checkpoint(&head, &body) {
             Ok(()) => self.ckpt_lines = Some(covered[0].1 + covered[1].1),
             Err(e) => (self.warn)(&format!(
                 "jsonl: warning: cannot write {CHECKPOINT_FILE}: {e} (the next new instance indexes the files from the start)"
@@ -198,7 +197,7 @@ impl JsonlStore {
         }
     }
 
-    fn write_checkpoint(&self, bytes: &[u8]) -> io::Result<()> {
+    fn write_checkpoint(&self, head: &[u8], body: &[u8]) -> io::Result<()> {
         let tmp = self.dir.join(CHECKPOINT_TMP_FILE);
         let result = (|| {
             // Never written through a link: removed, then created new.
@@ -207,7 +206,8 @@ impl JsonlStore {
                 _ => {}
             }
             let f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            write_all_at(&f, bytes, 0)?;
+            write_all_at(&f, head, 0)?;
+            write_all_at(&f, body, head.len() as u64)?;
             f.sync_all()?;
             fs::rename(&tmp, self.dir.join(CHECKPOINT_FILE))?;
             File::open(&self.dir).and_then(|d| d.sync_all())

@@ -17,7 +17,6 @@ use backlog_core::store::{StoreError, is_expired, parse_cutoff};
 use super::{Access, CLEANUP_TMP_FILES, EVENTS_FILE, ITEMS_FILE, JsonlStore, write_all_at};
 use crate::error::{JsonlError, write_err};
 use crate::head;
-use crate::index::{Index, Loc};
 
 /// Write buffer of a rewrite.
 const WRITE_BUF: usize = 1 << 20;
@@ -47,9 +46,7 @@ impl JsonlStore {
             true => None,
             false => Some(Rewrite::start(&self.dir, ITEMS_FILE)?),
         };
-        // The index of the new files, built while they are written.
-        let mut next = Index::default();
-        let mut last_line = Vec::new();
+        let mut kept_items = 0u64;
         for (loc, slot) in latest {
             let line = self.items.read_line(loc.off, loc.len)?;
             let stale = || JsonlError::Stale {
@@ -69,23 +66,14 @@ impl JsonlStore {
                 continue;
             }
             keep[slot as usize] = true;
+            kept_items += 1;
             if let Some(out) = &mut out {
-                let new_loc = Loc {
-                    off: out.len(),
-                    len: loc.len,
-                };
-                let dedupe_key = h.dedupe_key.clone();
-                next.put_item(super::item_keys(h), &dedupe_key, new_loc)
-                    .map_err(|_| JsonlError::TooLarge { file: ITEMS_FILE })?;
                 out.line(&line)?;
-                last_line = line;
             }
         }
         let Some(items_out) = out else {
             return Ok(deleted);
         };
-        let kept_items = next.item_count() as u64;
-        let items_end = items_out.len();
         let items_rewritten = !(kept_items == self.items.lines && self.items.fully_indexed());
         if items_rewritten {
             items_out.commit()?;
@@ -97,46 +85,36 @@ impl JsonlStore {
         let owner = self.index.events_of_slots(&keep);
         let mut events_out = Rewrite::start(&self.dir, EVENTS_FILE)?;
         let mut kept_events = 0u64;
-        let mut last_event = Vec::new();
         let (index, mut e) = (&self.index, 0usize);
         self.events.each_line(|line, off| {
             while index.event_line(e).is_some_and(|l| l.off < off) {
                 e += 1;
             }
-            let Some(l) = index.event_line(e).filter(|l| l.off == off) else {
+            if index.event_line(e).is_none_or(|l| l.off != off) {
                 return Ok(()); // blank or corrupt
-            };
-            let slot = owner[e];
-            let Some(id) = index.id_of(slot).filter(|_| slot != u32::MAX) else {
-                return Ok(()); // an event of a deleted (or never seen) item
-            };
-            let new_loc = Loc {
-                off: events_out.len(),
-                len: l.len,
-            };
-            next.put_event(id, new_loc)
-                .map_err(|_| JsonlError::TooLarge { file: EVENTS_FILE })?;
-            kept_events += 1;
-            if line.len() <= 64 << 10 {
-                last_event.clear();
-                last_event.extend_from_slice(line);
-            } else {
-                last_event = line[line.len() - (64 << 10)..].to_vec();
             }
+            if owner[e] == u32::MAX {
+                return Ok(()); // an event of a deleted (or never seen) item
+            }
+            kept_events += 1;
             events_out.line(line)
         })?;
-        let events_end = events_out.len();
         let events_rewritten = !(kept_events == self.events.lines && self.events.fully_indexed());
         if events_rewritten {
             events_out.commit()?;
         } else {
             events_out.abandon();
         }
-        // The new files are indexed already: take that index, and checkpoint it so no
-        // instance has to parse them again.
-        self.index = next;
-        self.items.rewritten(items_end, kept_items, &last_line);
-        self.events.rewritten(events_end, kept_events, &last_event);
+        // Index the new files (the old index goes first: both at once would not fit the
+        // guest's memory at a million lines) and checkpoint them, so no instance has to parse
+        // them again.
+        if items_rewritten || events_rewritten {
+            self.index.clear();
+            self.items.force_rebuild();
+            self.events.force_rebuild();
+            self.refresh_items()?;
+            self.refresh_events()?;
+        }
         self.save_checkpoint();
         Ok(deleted)
     }
@@ -196,11 +174,6 @@ impl Rewrite {
             self.flush()?;
         }
         Ok(())
-    }
-
-    /// Bytes written so far (the offset of the next line).
-    fn len(&self) -> u64 {
-        self.off + self.buf.len() as u64
     }
 
     fn flush(&mut self) -> Result<(), JsonlError> {
