@@ -13,8 +13,14 @@
 //!     threads (keep-alive); and the router's own overhead (HTTP + auth + RBAC): one client's
 //!     `get` p50 over HTTP minus the in-process call's p50 on the same store.
 //!
+//! Issue #13's JSONL figures, each with its yardstick and the issue's "before": cold process
+//! `call get`/`list`/`upsert` at 100k (vs process start), dashboard through the host, cleanup
+//! of 1M lines (time and peak RSS vs the files), and in (e) the HTTP dashboard and mixed p99
+//! (vs an fdatasync'd append) at 32 connections and the router's RSS.
+//!
 //! Options (env): BENCH_SIZES="10000,100000", BENCH_ITERS=200; BENCH_ONLY=router runs (e)
-//! alone; BENCH_ROUTER_SECS=3 (per load figure), BENCH_ROUTER_CLIENTS=4.
+//! alone; BENCH_ROUTER_SECS=3 (per load figure), BENCH_ROUTER_CLIENTS=32,
+//! BENCH_ROUTER_ITEMS=100000; BENCH_CLEANUP_LINES=1000000.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -147,12 +153,40 @@ fn main() {
             let append = bare_append(&dir, iters);
             report("bare fdatasync'd append", &append, None);
             ratio("durable upsert (component) / bare append", &wu, &append);
-            let cold = measure(5, || cold_get(&dir, &item_id(n / 2)));
-            report(
-                "(c) cold process `call get` at this size",
-                &cold,
-                Some(Duration::from_secs(1)),
-            );
+            // Issue #13: a new process must not parse the whole store (the index checkpoint).
+            let start = measure(20, || {
+                let out = Command::new(BIN).arg("--help").output().expect("spawn");
+                assert!(out.status.success());
+            });
+            report("process start (`backlog-bridge --help`)", &start, None);
+            let get = json!({"id": item_id(n / 2)}).to_string();
+            let list = json!({"env":"prod","status":["open"],"limit":50}).to_string();
+            let mut k = 0;
+            for (action, target, before) in [
+                ("get", 60, "455 ms"),
+                ("list", 60, "514 ms"),
+                ("upsert", 80, "668 ms"),
+            ] {
+                let cold = measure(5, || {
+                    k += 1;
+                    let params = match action {
+                        "get" => get.clone(),
+                        "list" => list.clone(),
+                        _ => upsert(&format!("bench:cold:{k}")).to_string(),
+                    };
+                    cold_call(&dir, action, &params)
+                });
+                report(
+                    &format!("(c) cold process `call {action}` at this size"),
+                    &cold,
+                    Some(Duration::from_millis(target)),
+                );
+                println!(
+                    "{:<48} {:.0}x process start  (issue #13 before: {before} at 100k)",
+                    "",
+                    pct(&cold, 0.5).as_secs_f64() / pct(&start, 0.5).as_secs_f64().max(1e-9)
+                );
+            }
         }
     }
 
@@ -163,7 +197,8 @@ fn main() {
     router::bench(tmp.path(), iters);
 
     // (d) cold start with the component cache warm.
-    let cold = measure(20, || cold_get(&tiny, &item_id(3)));
+    let get = json!({"id": item_id(3)}).to_string();
+    let cold = measure(20, || cold_call(&tiny, "get", &get));
     report(
         "\n(d) cold start `backlog-bridge call … get`, tiny store",
         &cold,
@@ -281,9 +316,9 @@ fn governance(tmp: &Path, iters: usize) {
         call(&bridge, "dashboard", r#"{"env":"prod"}"#)
     });
     report(
-        "dashboard at 100k items, warm",
+        "dashboard at 100k items, warm (through the host)",
         &dash,
-        Some(Duration::from_millis(20)),
+        Some(Duration::from_millis(5)),
     );
 
     let lines: usize = std::env::var("BENCH_CLEANUP_LINES")
@@ -325,7 +360,7 @@ fn governance(tmp: &Path, iters: usize) {
     let took = t.elapsed();
     let out = child.wait_with_output().expect("output");
     println!(
-        "{:<48} {took:>10.1?}  (target <= 10s: {}); {}",
+        "{:<48} {took:>10.1?}  (target <= 10s: {}; issue #13 before: 12.9 s); {}",
         format!("cleanup, {lines}-line store ({} MiB)", size >> 20),
         if took <= Duration::from_secs(10) {
             "met"
@@ -335,10 +370,15 @@ fn governance(tmp: &Path, iters: usize) {
         String::from_utf8_lossy(&out.stdout).trim()
     );
     println!(
-        "{:<48} {:>7} MiB  ({:.2}x the files; target <= 2x)",
+        "{:<48} {:>7} MiB  ({:.2}x the files; target <= 0.5x: {})",
         "cleanup peak RSS of the process",
         peak_kib >> 10,
-        (peak_kib << 10) as f64 / size.max(1) as f64
+        (peak_kib << 10) as f64 / size.max(1) as f64,
+        if (peak_kib << 10) * 2 <= size {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
 }
 
@@ -364,8 +404,13 @@ impl backlog_core::digest::Reports for DirReports {
 const BANDS: [&str; 4] = ["low", "medium", "high", "critical"];
 
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    vm_kib(pid, "VmHWM:")
+}
+
+/// A `/proc/<pid>/status` memory figure (`VmRSS:`, `VmHWM:`) in KiB.
+fn vm_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -458,14 +503,14 @@ fn bare_append(dir: &Path, iters: usize) -> Vec<Duration> {
     })
 }
 
-fn cold_get(root: &Path, id: &str) {
+/// `backlog-bridge call backlog_tool <action>` in a new process (component cache warm).
+fn cold_call(root: &Path, action: &str, params: &str) {
     let out = Command::new(BIN)
         .args(["--config-dir"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config"))
         .arg("--ops-dir")
         .arg(root)
-        .args(["call", "backlog_tool", "get", "--params-json"])
-        .arg(json!({"id": id}).to_string())
+        .args(["call", "backlog_tool", action, "--params-json", params])
         .env("RUST_LOG", "warn")
         .output()
         .expect("spawn");

@@ -1,5 +1,7 @@
 //! (e) The router over loopback: the real `backlog-bridge serve` process, a Rust load
-//! generator (a few threads, one keep-alive connection each), a 10k-item JSONL store.
+//! generator (threads, one keep-alive connection each), a JSONL store of
+//! `BENCH_ROUTER_ITEMS` items (default 100k) and `BENCH_ROUTER_CLIENTS` connections (default
+//! 32), as in issue #13's table; the router's RSS after the load.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -9,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{BIN, call, generate, item_id, load_bridge, measure, pct, repo_config, report};
-
-const ITEMS: usize = 10_000;
+use super::{
+    BIN, bare_append, call, generate, item_id, load_bridge, measure, pct, repo_config, report,
+    vm_kib,
+};
 const OPERATOR_KEY: &str = "bench-operator-key";
 const VIEWER_KEY: &str = "bench-viewer-key";
 
@@ -190,11 +193,15 @@ pub fn bench(tmp: &Path, iters: usize) {
     let clients: usize = std::env::var("BENCH_ROUTER_CLIENTS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
+        .unwrap_or(32);
+    let items: usize = std::env::var("BENCH_ROUTER_ITEMS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
     let root = tmp.join("router");
-    generate(&root.join("backlog"), ITEMS);
+    generate(&root.join("backlog"), items);
     println!(
-        "\n-- (e) router over loopback, {ITEMS} items, {clients} client threads, {secs:?} per figure"
+        "\n-- (e) router over loopback, {items} items, {clients} client threads, {secs:?} per figure"
     );
     let server = start(&root);
     let base = server.base.as_str();
@@ -222,7 +229,7 @@ pub fn bench(tmp: &Path, iters: usize) {
     }
 
     // Router overhead: one client, sequential `get`, HTTP vs in-process on the same store.
-    let ids: Vec<String> = (0..iters).map(|i| item_id((i * 7919) % ITEMS)).collect();
+    let ids: Vec<String> = (0..iters).map(|i| item_id((i * 7919) % items)).collect();
     let mut k = 0;
     let over_http = measure(iters * 5, || {
         k += 1;
@@ -252,14 +259,18 @@ pub fn bench(tmp: &Path, iters: usize) {
     );
 
     let get = load(base, clients, secs, |c, i| {
-        let id = item_id((c * 7919 + i * 104_729) % ITEMS);
+        let id = item_id((c * 7919 + i * 104_729) % items);
         ("GET", format!("/v1/backlog/items/{id}"), None)
     });
     print_load("get", &get, 3000.0, Some(Duration::from_millis(20)));
     let dash = load(base, clients, secs, |_, _| {
         ("GET", "/v1/backlog/dashboard?env=prod".to_owned(), None)
     });
-    print_load("dashboard env=prod", &dash, 300.0, None);
+    print_load("HTTP dashboard env=prod (JSONL)", &dash, 1000.0, None);
+    println!(
+        "{:<48} (issue #13 before: 46 req/s, p50 684 ms at 100k / 32 conns)",
+        ""
+    );
     let mixed = load(base, clients, secs, |c, i| {
         if i % 10 == 9 {
             let body = json!({"tool":"backlog_tool","action":"upsert","dedupe_key":format!("bench:mixed:{c}:{i}"),
@@ -270,9 +281,34 @@ pub fn bench(tmp: &Path, iters: usize) {
                 Some(body.to_string()),
             )
         } else {
-            let id = item_id((c * 7919 + i * 104_729) % ITEMS);
+            let id = item_id((c * 7919 + i * 104_729) % items);
             ("GET", format!("/v1/backlog/items/{id}"), None)
         }
     });
-    print_load("mixed 90% get / 10% durable upsert", &mixed, 1500.0, None);
+    print_load(
+        "mixed 90% get / 10% durable upsert (JSONL)",
+        &mixed,
+        1500.0,
+        Some(Duration::from_millis(25)),
+    );
+    let append = bare_append(&root, iters);
+    let p99 = pct(&mixed.latencies, 0.99);
+    println!(
+        "{:<48} p99 {p99:>9.1?} vs fdatasync'd append p50 {:>9.1?}: {:.0}x  (issue #13 before: p99 504 ms at 100k)",
+        "mixed p99 / yardstick",
+        pct(&append, 0.5),
+        p99.as_secs_f64() / pct(&append, 0.5).as_secs_f64().max(1e-9)
+    );
+    let pid = server.child.id();
+    println!(
+        "{:<48} RSS {:>5} MiB, peak {:>5} MiB  (target <= 600 MiB: {})",
+        format!("router RSS at {items} items (JSONL)"),
+        vm_kib(pid, "VmRSS:").unwrap_or(0) >> 10,
+        vm_kib(pid, "VmHWM:").unwrap_or(0) >> 10,
+        if vm_kib(pid, "VmHWM:").unwrap_or(0) >> 10 <= 600 {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
 }

@@ -338,6 +338,26 @@ impl FileState {
         }
     }
 
+    /// What an index checkpoint records of this file: `(end, lines, corrupt, check)`.
+    pub fn covered(&self) -> (u64, u64, u64, Option<(u64, u64)>) {
+        (self.end, self.lines, self.corrupt, self.check)
+    }
+
+    /// Takes over what a validated checkpoint says was indexed (see
+    /// [`FileState::covered`]); the next [`FileState::plan`] looks at the file again and the
+    /// next scan reads from `end`.
+    pub fn restore(&mut self, (end, lines, corrupt, check): (u64, u64, u64, Option<(u64, u64)>)) {
+        self.end = end;
+        self.lines = lines;
+        self.corrupt = corrupt;
+        self.check = check;
+        self.force = false;
+        self.seen_len = self.seen_len.max(end);
+        self.ino = None;
+        self.mtime = None;
+        self.uncheck();
+    }
+
     /// Whether the indexed end is the whole file as last seen (nothing unindexed after it).
     pub fn fully_indexed(&self) -> bool {
         self.end == self.seen_len
@@ -443,6 +463,20 @@ pub(crate) fn ino_of(meta: &Metadata) -> Option<u64> {
     {
         let _ = meta;
         None
+    }
+}
+
+/// Whether the bytes `[start, end)` of `file` hash to `hash` and end in `\n` (the check
+/// [`FileState::covered`] records).
+pub(crate) fn tail_matches(file: &File, end: u64, (start, hash): (u64, u64)) -> io::Result<bool> {
+    if start > end || end - start > CHECK_WINDOW {
+        return Ok(false);
+    }
+    let len = usize::try_from(end - start).unwrap_or(usize::MAX);
+    match read_at(file, start, len) {
+        Ok(bytes) => Ok(bytes.last() == Some(&b'\n') && hash_of(&bytes) == hash),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -22,6 +22,11 @@ use std::collections::HashMap;
 
 use backlog_core::list::{self, ItemKeys, ListQuery};
 
+mod snapshot;
+
+pub(crate) use snapshot::Reader;
+
+use crate::counts::Counts;
 use crate::filter::{Columns, Filter};
 
 /// "No event" in the event chains.
@@ -67,6 +72,10 @@ pub(crate) struct Index {
     order: Order,
     /// The key fields of every slot as numbers, for the filter pass.
     cols: Columns,
+    /// The dashboard's numbers, kept with every change of an item's keys once the first
+    /// dashboard built them (`None` until then: a cold instance that only reads items does
+    /// not pay for them).
+    counts: Option<Counts>,
 }
 
 /// The listing order of all items.
@@ -151,6 +160,9 @@ impl Index {
             Some(old) => !same_place(old, &keys),
         };
         self.cols.set(s as usize, &keys);
+        if let Some(c) = &mut self.counts {
+            c.replace(slot.keys.as_ref(), &keys);
+        }
         slot.keys = Some(keys);
         slot.line = line;
         if moved {
@@ -325,6 +337,28 @@ impl Index {
         (page, total)
     }
 
+    /// The dashboard counts of `env` on `today` ([`Counts::dashboard`]), without walking the
+    /// items.
+    pub fn dashboard(
+        &mut self,
+        env: &str,
+        today: &str,
+        policy: &backlog_core::policy::Policy,
+    ) -> backlog_core::dashboard::DashboardCounts {
+        let slots = &self.slots;
+        let counts = self.counts.get_or_insert_with(|| {
+            let mut c = Counts::default();
+            for k in slots.iter().filter_map(|s| s.keys.as_ref()) {
+                c.replace(None, k);
+            }
+            c
+        });
+        counts.dashboard(env, today, policy, |id| {
+            let s = *self.by_id.get(id)?;
+            self.slots[s as usize].keys.as_ref()
+        })
+    }
+
     /// The keys of every item.
     pub fn keys(&self) -> impl Iterator<Item = &ItemKeys> {
         self.slots.iter().filter_map(|s| s.keys.as_ref())
@@ -333,18 +367,6 @@ impl Index {
     /// Number of slots (items and placeholders): slot numbers are below it.
     pub fn slot_count(&self) -> usize {
         self.slots.len()
-    }
-
-    /// The slot of item `id`, if the item exists.
-    pub fn slot(&self, id: &str) -> Option<u32> {
-        let s = *self.by_id.get(id)?;
-        self.slots[s as usize].keys.as_ref().map(|_| s)
-    }
-
-    /// The slot of item `id` if its latest line starts at byte `off`.
-    pub fn slot_if_latest(&self, id: &str, off: u64) -> Option<u32> {
-        let s = self.slot(id)?;
-        (self.slots[s as usize].line.off == off).then_some(s)
     }
 
     /// The latest line of item `id`, if the item exists.
@@ -378,6 +400,41 @@ impl Index {
             e = ev.next;
         }
         out
+    }
+
+    /// The latest line of every item, with its slot (for `cleanup`), in slot order.
+    pub fn latest_lines(&self) -> Vec<(Loc, u32)> {
+        (0..self.slots.len() as u32)
+            .filter(|&s| self.slots[s as usize].keys.is_some())
+            .map(|s| (self.slots[s as usize].line, s))
+            .collect()
+    }
+
+    /// The id of the item in slot `s`.
+    pub fn id_of(&self, s: u32) -> Option<&str> {
+        Some(self.slots.get(s as usize)?.keys.as_ref()?.id.as_str())
+    }
+
+    /// Per event line (in append order, which is file order): whether it belongs to a slot
+    /// `keep` marks, and which.
+    pub fn events_of_slots(&self, keep: &[bool]) -> Vec<u32> {
+        let mut owner = vec![NIL; self.events.len()];
+        for (s, slot) in self.slots.iter().enumerate() {
+            if !keep.get(s).copied().unwrap_or(false) {
+                continue;
+            }
+            let mut e = slot.ev_head;
+            while e != NIL {
+                owner[e as usize] = s as u32;
+                e = self.events[e as usize].next;
+            }
+        }
+        owner
+    }
+
+    /// Where event line `e` (in append order) is.
+    pub fn event_line(&self, e: usize) -> Option<Loc> {
+        self.events.get(e).map(|ev| ev.line)
     }
 
     /// Items indexed (placeholders excluded).

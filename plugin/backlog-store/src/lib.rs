@@ -14,6 +14,7 @@
 //! (`items.jsonl`), never by an absolute host path.
 
 mod auto;
+mod counts;
 mod deep;
 mod error;
 mod file;
@@ -31,8 +32,8 @@ pub use auto::{
 pub use error::JsonlError;
 pub use file::MAX_LINE;
 pub use jsonl::{
-    Access, CLEANUP_TMP_FILES, Durability, EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore,
-    PAGE_MAX_BYTES,
+    Access, CHECKPOINT_EVERY, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, CLEANUP_TMP_FILES, Durability,
+    EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore, PAGE_MAX_BYTES,
 };
 pub use null::{NULL_WRITE_MESSAGE, NullStore};
 pub use pg::{

@@ -16,7 +16,7 @@ use backlog_core::store::{StoreError, is_expired, parse_cutoff};
 
 use super::{Access, CLEANUP_TMP_FILES, EVENTS_FILE, ITEMS_FILE, JsonlStore, write_all_at};
 use crate::error::{JsonlError, write_err};
-use crate::head::{self, EventHead};
+use crate::head;
 
 /// Write buffer of a rewrite.
 const WRITE_BUF: usize = 1 << 20;
@@ -31,66 +31,91 @@ impl JsonlStore {
         self.refresh_events()?;
         // The rewrite replaces both files: handles kept for appending would point at the old.
         self.appenders = [None, None];
+        if !dry_run {
+            // The rewrite makes the checkpoint stale: it goes first, a new one is written after.
+            self.drop_checkpoint();
+        }
 
-        // Which items survive, by slot; how many go.
+        // Only the latest line of each item can survive: read just those (in file order),
+        // not every superseded version.
+        let mut latest = self.index.latest_lines();
+        latest.sort_unstable_by_key(|(loc, _)| loc.off);
         let mut keep = vec![false; self.index.slot_count()];
         let mut deleted = 0;
-        let mut kept_lines = 0u64;
-        let index = &self.index;
         let mut out = match dry_run {
             true => None,
             false => Some(Rewrite::start(&self.dir, ITEMS_FILE)?),
         };
-        self.items.each_line(|line, off| {
+        let mut kept_items = 0u64;
+        for (loc, slot) in latest {
+            let line = self.items.read_line(loc.off, loc.len)?;
+            let stale = || JsonlError::Stale {
+                file: ITEMS_FILE,
+                offset: loc.off,
+            };
             // Lines with a too-deep `meta` (older versions) are indexed, so they are kept too.
             let mut buf = None;
-            let Ok(Some(h)) = head::parse_fitted::<head::ItemHead>(line, &mut buf) else {
-                return Ok(());
+            let Ok(Some(h)) = head::parse_fitted::<head::ItemHead>(&line, &mut buf) else {
+                return Err(stale().into());
             };
-            let Some(slot) = index.slot_if_latest(&h.id, off) else {
-                return Ok(());
-            };
+            if self.index.id_of(slot) != Some(h.id.as_ref()) {
+                return Err(stale().into());
+            }
             if is_expired(h.status, &h.updated_at, cutoff) {
                 deleted += 1;
-                return Ok(());
+                continue;
             }
             keep[slot as usize] = true;
-            kept_lines += 1;
-            match &mut out {
-                Some(out) => out.line(line),
-                None => Ok(()),
+            kept_items += 1;
+            if let Some(out) = &mut out {
+                out.line(&line)?;
             }
-        })?;
+        }
         let Some(items_out) = out else {
             return Ok(deleted);
         };
-        if kept_lines == self.items.lines && self.items.fully_indexed() {
-            items_out.abandon();
-        } else {
+        let items_rewritten = !(kept_items == self.items.lines && self.items.fully_indexed());
+        if items_rewritten {
             items_out.commit()?;
-            self.items.force_rebuild();
+        } else {
+            items_out.abandon();
         }
 
+        // Events: those of kept items, found by offset in the index (no parsing).
+        let owner = self.index.events_of_slots(&keep);
         let mut events_out = Rewrite::start(&self.dir, EVENTS_FILE)?;
-        let mut kept_lines = 0u64;
-        self.events.each_line(|line, _off| {
-            let Ok(Some(h)) = head::parse::<EventHead>(line) else {
-                return Ok(());
-            };
-            match index.slot(&h.item_id) {
-                Some(slot) if keep.get(slot as usize).copied().unwrap_or(false) => {
-                    kept_lines += 1;
-                    events_out.line(line)
-                }
-                _ => Ok(()),
+        let mut kept_events = 0u64;
+        let (index, mut e) = (&self.index, 0usize);
+        self.events.each_line(|line, off| {
+            while index.event_line(e).is_some_and(|l| l.off < off) {
+                e += 1;
             }
+            if index.event_line(e).is_none_or(|l| l.off != off) {
+                return Ok(()); // blank or corrupt
+            }
+            if owner[e] == u32::MAX {
+                return Ok(()); // an event of a deleted (or never seen) item
+            }
+            kept_events += 1;
+            events_out.line(line)
         })?;
-        if kept_lines == self.events.lines && self.events.fully_indexed() {
-            events_out.abandon();
-        } else {
+        let events_rewritten = !(kept_events == self.events.lines && self.events.fully_indexed());
+        if events_rewritten {
             events_out.commit()?;
-            self.events.force_rebuild();
+        } else {
+            events_out.abandon();
         }
+        // Index the new files (the old index goes first: both at once would not fit the
+        // guest's memory at a million lines) and checkpoint them, so no instance has to parse
+        // them again.
+        if items_rewritten || events_rewritten {
+            self.index.clear();
+            self.items.force_rebuild();
+            self.events.force_rebuild();
+            self.refresh_items()?;
+            self.refresh_events()?;
+        }
+        self.save_checkpoint();
         Ok(deleted)
     }
 }

@@ -1,0 +1,259 @@
+//! The index checkpoint (`index.checkpoint`, `docs/storage.md`): the warm index written to a
+//! file beside the JSONL files, so a new instance or a new process reads it and then only the
+//! lines appended after it, instead of parsing the whole store.
+//!
+//! Written by `cleanup` (after its rewrite) and by a writer once [`CHECKPOINT_EVERY`] lines
+//! were indexed past the last checkpoint this store knows of; atomically (temporary file,
+//! fsync, rename, directory fsync), only by a store with write access, and never failing the
+//! call (a failure is a warning). Read-only stores only read it.
+//!
+//! Never trusted: a checkpoint is used only if its body hashes as its header says and, for
+//! each file, the file is at least as long as the covered prefix, the covered prefix's last
+//! line hashes as recorded and ends in `\n`, and a fingerprint of the prefix (its first 4 KiB
+//! and eight 256-byte samples spread over it) matches — so a checkpoint from before a
+//! cleanup, of another store, truncated or garbage is ignored with a warning and the files
+//! are indexed from the start. What it cannot see is what the store's own change detection
+//! cannot see either (bytes edited in place between the samples); reads then meet a line
+//! that is not what the index says and re-index (`JsonlError::Stale`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+
+use super::{Access, EVENTS_FILE, ITEMS_FILE, JsonlStore, write_all_at};
+use crate::error::refuse_symlink;
+use crate::file::{read_at, tail_matches};
+use crate::index::{Index, Reader};
+
+/// The checkpoint's file name inside the JSONL directory.
+pub const CHECKPOINT_FILE: &str = "index.checkpoint";
+/// The temporary file a checkpoint is written to before the rename.
+pub const CHECKPOINT_TMP_FILE: &str = ".index.checkpoint.tmp";
+/// A writer writes a new checkpoint once this many lines (both files) were indexed past the
+/// last one: what a new process has to parse stays below it, and a checkpoint write (tens of
+/// ms at 100k items) comes at most once per this many lines.
+pub const CHECKPOINT_EVERY: u64 = 2048;
+
+const MAGIC: &[u8; 8] = b"BLIXCP01";
+/// Bytes of the prefix's start in the fingerprint.
+const HEAD: u64 = 4096;
+/// Samples of the prefix in the fingerprint, and their size.
+const SAMPLES: u64 = 8;
+const SAMPLE: u64 = 256;
+
+/// What a checkpoint records of one file: `(end, lines, corrupt, check)` as in
+/// [`crate::file::FileState::covered`].
+type Covered = (u64, u64, u64, Option<(u64, u64)>);
+
+impl JsonlStore {
+    /// Lines (both files) the last checkpoint this store read or wrote covers.
+    pub fn checkpoint_lines(&self) -> Option<u64> {
+        self.ckpt_lines
+    }
+
+    /// Loads the checkpoint if there is a valid one: the index and both files' states are
+    /// replaced by it, so the next scans read only what follows. Called when nothing of
+    /// `items.jsonl` is indexed (a new store, or after a rewrite). A missing file is silent;
+    /// an invalid one is a warning and changes nothing.
+    pub(super) fn load_checkpoint(&mut self) {
+        if self.ckpt_distrusted {
+            return;
+        }
+        let path = self.dir.join(CHECKPOINT_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) => return self.ignore_checkpoint(&format!("cannot read it: {e}")),
+        };
+        if refuse_symlink(&path, CHECKPOINT_FILE).is_err() {
+            return self.ignore_checkpoint("it is a symbolic link");
+        }
+        match self.parse_checkpoint(&bytes) {
+            Ok((index, items, events)) => {
+                self.index = index;
+                self.items.restore(items);
+                self.events.restore(events);
+                self.ckpt_lines = Some(items.1 + events.1);
+            }
+            Err(why) => self.ignore_checkpoint(why),
+        }
+    }
+
+    fn ignore_checkpoint(&mut self, why: &str) {
+        (self.warn)(&format!(
+            "jsonl: warning: ignoring {CHECKPOINT_FILE} ({why}); indexing the files from the start"
+        ));
+    }
+
+    fn parse_checkpoint(&self, bytes: &[u8]) -> Result<(Index, Covered, Covered), &'static str> {
+        let mut r = Reader { bytes };
+        const BAD: &str = "not a checkpoint or damaged";
+        if r.take(MAGIC.len()) != Some(MAGIC) {
+            return Err(BAD);
+        }
+        let body_len = r.u64().ok_or(BAD)?;
+        let body_hash = r.u64().ok_or(BAD)?;
+        let mut covered = [(0, 0, 0, None); 2];
+        let mut prints = [0u64; 2];
+        for (c, p) in covered.iter_mut().zip(&mut prints) {
+            let (end, lines, corrupt) = (r.u64().ok_or(BAD)?, r.u64().ok_or(BAD)?, r.u64());
+            let has_check = r.u8().ok_or(BAD)?;
+            let (start, hash) = (r.u64().ok_or(BAD)?, r.u64().ok_or(BAD)?);
+            *p = r.u64().ok_or(BAD)?;
+            let check = match has_check {
+                0 => None,
+                1 => Some((start, hash)),
+                _ => return Err(BAD),
+            };
+            *c = (end, lines, corrupt.ok_or(BAD)?, check);
+        }
+        if r.bytes.len() as u64 != body_len || hash64(r.bytes) != body_hash {
+            return Err(BAD);
+        }
+        for (name, c, print) in [
+            (ITEMS_FILE, covered[0], prints[0]),
+            (EVENTS_FILE, covered[1], prints[1]),
+        ] {
+            self.matches(name, c, print)?;
+        }
+        let index = Index::decode(&mut r).ok_or(BAD)?;
+        if !r.bytes.is_empty() {
+            return Err(BAD);
+        }
+        Ok((index, covered[0], covered[1]))
+    }
+
+    /// Whether `name` still starts with the prefix a checkpoint covered.
+    fn matches(&self, name: &'static str, c: Covered, print: u64) -> Result<(), &'static str> {
+        const CHANGED: &str = "the files changed since it was written";
+        let (end, _, _, check) = c;
+        let file = match File::open(self.dir.join(name)) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(_) => return Err(CHANGED),
+        };
+        let Some(file) = file else {
+            return if end == 0 { Ok(()) } else { Err(CHANGED) };
+        };
+        let len = file.metadata().map_err(|_| CHANGED)?.len();
+        let tail_ok = match check {
+            None => end == 0,
+            Some(check) => tail_matches(&file, end, check).unwrap_or(false),
+        };
+        if len < end || !tail_ok || fingerprint(&file, end).ok() != Some(print) {
+            return Err(CHANGED);
+        }
+        Ok(())
+    }
+
+    /// After a write: a new checkpoint if enough was indexed past the last one.
+    pub(super) fn maybe_checkpoint(&mut self) {
+        let lines = self.items.lines + self.events.lines;
+        if lines >= self.ckpt_lines.unwrap_or(0) + CHECKPOINT_EVERY {
+            self.save_checkpoint();
+        }
+    }
+
+    /// Writes the checkpoint of the index as it is (both files fully indexed, write access;
+    /// else nothing). Failures are warnings: the checkpoint is only an optimization.
+    pub(super) fn save_checkpoint(&mut self) {
+        if self.access != Access::ReadWrite
+            || !self.items.fully_indexed()
+            || !self.events.fully_indexed()
+        {
+            return;
+        }
+        let covered = [self.items.covered(), self.events.covered()];
+        let mut head = Vec::with_capacity(128);
+        let mut body = Vec::with_capacity(64 + 120 * self.index.slot_count());
+        self.index.encode(&mut body);
+        head.extend_from_slice(MAGIC);
+        head.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        head.extend_from_slice(&hash64(&body).to_le_bytes());
+        for (name, (end, lines, corrupt, check)) in
+            [ITEMS_FILE, EVENTS_FILE].into_iter().zip(covered)
+        {
+            let print = match File::open(self.dir.join(name)) {
+                Ok(f) => fingerprint(&f, end),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && end == 0 => Ok(hash64(&[])),
+                Err(e) => Err(e),
+            };
+            let Ok(print) = print else {
+                return;
+            };
+            let (start, hash) = check.unwrap_or((0, 0));
+            for v in [end, lines, corrupt] {
+                head.extend_from_slice(&v.to_le_bytes());
+            }
+            head.push(u8::from(check.is_some()));
+            for v in [start, hash, print] {
+                head.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        match self.write_checkpoint(&head, &body) {
+            Ok(()) => self.ckpt_lines = Some(covered[0].1 + covered[1].1),
+            Err(e) => (self.warn)(&format!(
+                "jsonl: warning: cannot write {CHECKPOINT_FILE}: {e} (the next new instance indexes the files from the start)"
+            )),
+        }
+    }
+
+    fn write_checkpoint(&self, head: &[u8], body: &[u8]) -> io::Result<()> {
+        let tmp = self.dir.join(CHECKPOINT_TMP_FILE);
+        let result = (|| {
+            // Never written through a link: removed, then created new.
+            match fs::remove_file(&tmp) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            write_all_at(&f, head, 0)?;
+            write_all_at(&f, body, head.len() as u64)?;
+            f.sync_all()?;
+            fs::rename(&tmp, self.dir.join(CHECKPOINT_FILE))?;
+            File::open(&self.dir).and_then(|d| d.sync_all())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Removes the checkpoint (before a rewrite makes it stale). Best effort: a stale one is
+    /// recognized and ignored anyway.
+    pub(super) fn drop_checkpoint(&mut self) {
+        let _ = fs::remove_file(self.dir.join(CHECKPOINT_FILE));
+        self.ckpt_lines = None;
+    }
+}
+
+/// A hash of the first `end` bytes' start and of samples spread over them.
+fn fingerprint(file: &File, end: u64) -> io::Result<u64> {
+    let mut h = hash64(&end.to_le_bytes());
+    let head = read_at(file, 0, end.min(HEAD) as usize)?;
+    h = mix(h, hash64(&head));
+    if end > HEAD {
+        for i in 0..SAMPLES {
+            let at = (end - SAMPLE) / (SAMPLES - 1) * i;
+            h = mix(h, hash64(&read_at(file, at, SAMPLE as usize)?));
+        }
+    }
+    Ok(h)
+}
+
+fn mix(h: u64, v: u64) -> u64 {
+    (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
+}
+
+/// A fast 64-bit hash (8 bytes per step) to catch damage, not adversaries.
+fn hash64(bytes: &[u8]) -> u64 {
+    let mut h = 0xCBF2_9CE4_8422_2325u64 ^ bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = mix(h, u64::from_le_bytes(w));
+    }
+    let mut last = [0u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    mix(mix(h, u64::from_le_bytes(last)), 0xFF51_AFD7_ED55_8CCD)
+}

@@ -1,0 +1,316 @@
+//! The index checkpoint (`index.checkpoint`): a new store instance starts from it and reads
+//! only the lines after it; a checkpoint that does not match the files — truncated or garbage
+//! (a writer killed mid-write), from before a cleanup, with its covered tail changed — is
+//! ignored with a warning, and every case answers exactly what a store without any
+//! checkpoint answers.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::rc::Rc;
+
+use backlog_core::model::{Event, EventType, Item, Priority, Source, Status};
+use backlog_core::policy::Policy;
+use backlog_core::store::BacklogStore;
+use backlog_store::{
+    Access, CHECKPOINT_EVERY, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, EVENTS_FILE, ITEMS_FILE,
+    JsonlStore,
+};
+
+type Warnings = Rc<RefCell<Vec<String>>>;
+
+fn open(dir: &Path, access: Access) -> (JsonlStore, Warnings) {
+    let warnings: Warnings = Rc::default();
+    let w = warnings.clone();
+    let s = JsonlStore::open(
+        dir.to_path_buf(),
+        access,
+        Box::new(move |m| w.borrow_mut().push(m.to_owned())),
+    );
+    (s, warnings)
+}
+
+fn item(n: u64, version: u64) -> Item {
+    let id = format!("bl_{n:012x}");
+    let ts = format!("2026-03-{:02}T06:20:01.123456Z", 1 + version % 9);
+    Item {
+        id: id.clone(),
+        created_at: ts.clone(),
+        updated_at: ts,
+        env: ["prod", "staging"][(n % 2) as usize].into(),
+        service: format!("svc-{}", n % 7),
+        category: "refactor".into(),
+        title: format!("item {n} v{version}"),
+        description: String::new(),
+        priority: [Priority::P0, Priority::P1, Priority::P2, Priority::P3][(n % 4) as usize],
+        status: [Status::Open, Status::Blocked, Status::Done][((n + version) % 3) as usize],
+        owner: "oncall".into(),
+        due_date: format!("2026-03-{:02}", 1 + (n + version) % 9),
+        source: Source::Manual,
+        dedupe_key: format!("manual:{id}"),
+        evidence_refs: BTreeMap::new(),
+        tags: Vec::new(),
+        meta: serde_json::Map::new(),
+    }
+}
+
+fn event(n: u64, item_id: &str) -> Event {
+    Event {
+        id: format!("ev_{n:012x}"),
+        item_id: item_id.into(),
+        ts: "2026-03-02T06:20:01.123456Z".into(),
+        kind: EventType::Commented,
+        actor: "tester".into(),
+        message: format!("event {n}"),
+        meta: serde_json::Map::new(),
+    }
+}
+
+/// `writes` writes (item + one event each) over 300 items, from write number `from`.
+fn write(store: &mut JsonlStore, from: u64, writes: u64) {
+    for w in from..from + writes {
+        store.begin_call();
+        let it = item(w % 300, w / 300);
+        store.write(Some(&it), &[event(w, &it.id)]).expect("write");
+    }
+}
+
+/// Everything a store answers about its items: the full listing, each item's events, the
+/// dedupe lookups and both envs' dashboards.
+fn answers(store: &mut JsonlStore) -> String {
+    store.begin_call();
+    let query = backlog_core::list::ListQuery {
+        limit: 100_000,
+        ..Default::default()
+    };
+    let page = store.list(&query, "2026-03-05").expect("list");
+    let mut out = format!("{} items\n", page.total);
+    for it in &page.items {
+        let events = store.events(&it.id, 1000).expect("events");
+        let found = store.find_by_dedupe_key(&it.dedupe_key).expect("find");
+        out += &format!(
+            "{}\n{}\n{}\n",
+            serde_json::to_string(it).expect("json"),
+            serde_json::to_string(&events).expect("json"),
+            found.map(|f| f.id).unwrap_or_default()
+        );
+    }
+    for env in ["prod", "staging"] {
+        let d = store
+            .dashboard(env, "2026-03-05", &Policy::default())
+            .expect("dashboard");
+        out += &format!("{d:?}\n");
+    }
+    out
+}
+
+/// What a store without any checkpoint answers over a copy of `dir`'s JSONL files.
+fn reference(dir: &Path) -> String {
+    let copy = tempfile::tempdir().expect("tempdir");
+    for name in [ITEMS_FILE, EVENTS_FILE] {
+        fs::copy(dir.join(name), copy.path().join(name)).expect("copy");
+    }
+    let (mut s, _) = open(copy.path(), Access::ReadOnly);
+    let a = answers(&mut s);
+    assert_eq!(s.checkpoint_lines(), None);
+    a
+}
+
+/// A store of 3000 lines: a checkpoint was written at 2048, the rest is a tail after it.
+fn populated() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut s, _) = open(tmp.path(), Access::ReadWrite);
+    write(&mut s, 0, 1500);
+    assert!(tmp.path().join(CHECKPOINT_FILE).exists());
+    assert_eq!(s.checkpoint_lines(), Some(CHECKPOINT_EVERY));
+    tmp
+}
+
+#[test]
+fn a_new_instance_starts_from_the_checkpoint_and_reads_the_tail() {
+    let tmp = populated();
+    let want = reference(tmp.path());
+    let (mut s, warnings) = open(tmp.path(), Access::ReadOnly);
+    assert_eq!(answers(&mut s), want);
+    assert_eq!(s.checkpoint_lines(), Some(CHECKPOINT_EVERY));
+    assert_eq!(s.stats().lines, 3000);
+    assert!(warnings.borrow().is_empty(), "{:?}", warnings.borrow());
+    // Appends after the new instance indexed are read as a tail too.
+    let (mut w, _) = open(tmp.path(), Access::ReadWrite);
+    write(&mut w, 1500, 10);
+    assert_eq!(answers(&mut s), reference(tmp.path()));
+}
+
+#[test]
+fn a_read_only_store_never_writes_a_checkpoint() {
+    let tmp = populated();
+    fs::remove_file(tmp.path().join(CHECKPOINT_FILE)).expect("rm");
+    let (mut s, _) = open(tmp.path(), Access::ReadOnly);
+    answers(&mut s);
+    assert!(!tmp.path().join(CHECKPOINT_FILE).exists());
+    assert!(!tmp.path().join(CHECKPOINT_TMP_FILE).exists());
+}
+
+/// Checks that a store over `dir` with its (damaged) checkpoint answers like one without, and
+/// warns that it ignored the checkpoint.
+fn ignored_and_same(dir: &Path, case: &str) {
+    let want = reference(dir);
+    let (mut s, warnings) = open(dir, Access::ReadOnly);
+    assert_eq!(answers(&mut s), want, "{case}");
+    assert_eq!(s.checkpoint_lines(), None, "{case}");
+    assert!(
+        warnings
+            .borrow()
+            .iter()
+            .any(|w| w.contains("ignoring index.checkpoint")),
+        "{case}: {:?}",
+        warnings.borrow()
+    );
+}
+
+#[test]
+fn a_truncated_or_garbage_checkpoint_is_ignored() {
+    let tmp = populated();
+    let path = tmp.path().join(CHECKPOINT_FILE);
+    let good = fs::read(&path).expect("read");
+    // A writer killed mid-write leaves a prefix (only ever in the temporary file, but a
+    // damaged disk or a copy can leave one under the real name too).
+    for cut in [0, 7, 8, 40, 100, good.len() / 2, good.len() - 1] {
+        fs::write(&path, &good[..cut]).expect("write");
+        ignored_and_same(tmp.path(), &format!("truncated at {cut}"));
+    }
+    for at in [3, 20, 60, 120, good.len() / 3, good.len() - 2] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x5a;
+        fs::write(&path, &bad).expect("write");
+        ignored_and_same(tmp.path(), &format!("byte {at} flipped"));
+    }
+    let mut longer = good.clone();
+    longer.extend_from_slice(b"garbage");
+    fs::write(&path, &longer).expect("write");
+    ignored_and_same(tmp.path(), "bytes after the end");
+    // A half-written temporary file next to a good checkpoint changes nothing.
+    fs::write(&path, &good).expect("write");
+    fs::write(
+        tmp.path().join(CHECKPOINT_TMP_FILE),
+        &good[..good.len() / 2],
+    )
+    .expect("write");
+    let (mut s, warnings) = open(tmp.path(), Access::ReadOnly);
+    assert_eq!(answers(&mut s), reference(tmp.path()));
+    assert_eq!(s.checkpoint_lines(), Some(CHECKPOINT_EVERY));
+    assert!(warnings.borrow().is_empty());
+    // The next writer sweeps it away.
+    let (mut w, _) = open(tmp.path(), Access::ReadWrite);
+    write(&mut w, 1500, 1);
+    assert!(!tmp.path().join(CHECKPOINT_TMP_FILE).exists());
+}
+
+#[test]
+fn a_checkpoint_from_before_a_cleanup_is_ignored() {
+    let tmp = populated();
+    let path = tmp.path().join(CHECKPOINT_FILE);
+    let old = fs::read(&path).expect("read");
+    let (mut s, _) = open(tmp.path(), Access::ReadWrite);
+    s.begin_call();
+    let deleted = s
+        .cleanup("2026-03-09T00:00:00.000000Z", false)
+        .expect("cleanup");
+    assert!(deleted > 0);
+    // Cleanup wrote a checkpoint of the rewritten files, which a new instance uses.
+    let (mut fresh, warnings) = open(tmp.path(), Access::ReadOnly);
+    assert_eq!(answers(&mut fresh), reference(tmp.path()));
+    assert!(fresh.checkpoint_lines().is_some());
+    assert!(warnings.borrow().is_empty());
+    // The old one put back (a cleanup killed after its rewrite, before its checkpoint):
+    // ignored, also after appends that grow the files past what it covered.
+    fs::write(&path, &old).expect("write");
+    ignored_and_same(tmp.path(), "checkpoint from before the cleanup");
+    write(&mut s, 3000, 1200);
+    fs::write(&path, &old).expect("write");
+    ignored_and_same(tmp.path(), "old checkpoint, files grown again");
+}
+
+#[test]
+fn a_checkpoint_whose_covered_tail_changed_is_ignored() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut s, _) = open(tmp.path(), Access::ReadWrite);
+    // Exactly at the checkpoint: the last covered line is the file's last line.
+    write(&mut s, 0, CHECKPOINT_EVERY / 2);
+    assert_eq!(s.checkpoint_lines(), Some(CHECKPOINT_EVERY));
+    let items = tmp.path().join(ITEMS_FILE);
+    let text = fs::read_to_string(&items).expect("read");
+    // The last line changed in place, same length (its title).
+    let last = text
+        .trim_end()
+        .rsplit('\n')
+        .next()
+        .expect("line")
+        .to_owned();
+    let changed = last.replace("\"title\":\"item ", "\"title\":\"itex ");
+    assert_ne!(changed, last);
+    fs::write(&items, text.replacen(&last, &changed, 1)).expect("write");
+    ignored_and_same(tmp.path(), "last covered line changed");
+    // And a file cut short of what the checkpoint covers.
+    let (mut s, _) = open(tmp.path(), Access::ReadWrite);
+    write(&mut s, 5000, 1100);
+    let text = fs::read_to_string(&items).expect("read");
+    let cut = text[..text.len() / 3].rfind('\n').expect("newline") + 1;
+    fs::write(&items, &text[..cut]).expect("write");
+    ignored_and_same(tmp.path(), "items.jsonl shorter than covered");
+}
+
+/// A line edited in place in the middle of the covered prefix, away from what the checkpoint
+/// samples, is not seen by validation; the read that meets it re-indexes from the files, not
+/// from the checkpoint again, and answers what a store without a checkpoint answers.
+#[test]
+fn an_edit_the_validation_cannot_see_is_caught_on_read_and_reindexed_from_the_files() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut s, _) = open(tmp.path(), Access::ReadWrite);
+    write(&mut s, 0, CHECKPOINT_EVERY / 2);
+    assert_eq!(s.checkpoint_lines(), Some(CHECKPOINT_EVERY));
+    let items = tmp.path().join(ITEMS_FILE);
+    let text = fs::read_to_string(&items).expect("read");
+    let end = text.len();
+    // What the checkpoint samples: the first 4 KiB and eight 256-byte blocks.
+    let sampled = |from: usize, to: usize| {
+        from < 4096
+            || (0..8).any(|i| {
+                let at = (end - 256) / 7 * i;
+                from < at + 256 && at < to
+            })
+    };
+    // The latest line of some item, away from the samples (and not the last line).
+    let mut offsets = Vec::new();
+    let mut off = 0;
+    for line in text.split_inclusive('\n') {
+        offsets.push((off, line));
+        off += line.len();
+    }
+    let (at, line) = offsets[..offsets.len() - 1]
+        .iter()
+        .rev()
+        .find(|(at, line)| {
+            let id = &line[7..22];
+            !sampled(*at, at + line.len())
+                && offsets
+                    .iter()
+                    .filter(|(o, l)| o > at && l.contains(id))
+                    .count()
+                    == 0
+        })
+        .map(|(at, line)| (*at, line.to_string()))
+        .expect("a line to edit");
+    let id = line[7..22].to_string();
+    assert!(id.starts_with("bl_"), "{line}");
+    let edited = line.replacen(&id, "bl_zzzzzzzzzzzz", 1);
+    drop(offsets);
+    let mut bytes = text.into_bytes();
+    bytes[at..at + line.len()].copy_from_slice(edited.as_bytes());
+    fs::write(&items, &bytes).expect("write");
+    let want = reference(tmp.path());
+    let (mut fresh, _) = open(tmp.path(), Access::ReadOnly);
+    assert_eq!(answers(&mut fresh), want);
+    assert!(want.contains("bl_zzzzzzzzzzzz"));
+}
