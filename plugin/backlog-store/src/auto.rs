@@ -57,20 +57,15 @@ use crate::pg::{PostgresStore, Sql};
 mod files;
 mod replay;
 
-pub use files::{AutoStatus, auto_recovery_due, auto_status};
-use files::{
-    Entry, append_entry, atomic_write, io_err, read_down_until, read_entries, remove, write_entries,
+pub use files::{
+    AutoStatus, DOWN_UNTIL_FILE, FAILED_FILE, JOURNAL_FILE, REPLAYED_FILE, auto_recovery_due,
+    auto_status,
 };
-use replay::split_batch;
+use files::{
+    Entry, append_entry, atomic_write, io_err, read_down_until, read_entries, remove, split_batch,
+    write_entries,
+};
 
-/// The outage journal, in the JSONL directory.
-pub const JOURNAL_FILE: &str = "auto-journal.jsonl";
-/// The entries of the last replay, until confirmed.
-pub const REPLAYED_FILE: &str = "auto-journal.replayed.jsonl";
-/// Until when Postgres counts as down (first line), and why (second line).
-pub const DOWN_UNTIL_FILE: &str = "down_until";
-/// Journal entries of items that could not be replayed (for the operator).
-pub const FAILED_FILE: &str = "auto-journal.failed.jsonl";
 /// `BACKLOG_PG_RETRY_SECONDS` default.
 pub const DEFAULT_RETRY_SECONDS: u64 = 300;
 /// Items replayed per call at most, so that a long outage's journal cannot make one call

@@ -18,93 +18,19 @@
 //! `MemStore`), without a sort or a string comparison per item and call.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use backlog_core::list::{self, ItemKeys, ListQuery};
 
+mod model;
 mod snapshot;
+
+use model::{EvLoc, NIL, Order, Slot};
+pub(crate) use model::{Full, Index, Loc};
 
 pub(crate) use snapshot::Reader;
 
 use crate::counts::Counts;
-use crate::filter::{Columns, Filter};
-
-/// "No event" in the event chains.
-const NIL: u32 = u32::MAX;
-
-/// Where a line is: byte offset and length (including its `\n`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Loc {
-    pub off: u64,
-    pub len: u32,
-}
-
-/// One item (or a placeholder holding events of an item not seen yet).
-struct Slot {
-    /// `None` for a placeholder.
-    keys: Option<ItemKeys>,
-    line: Loc,
-    /// First and last event of this item in `Index::events` (a singly linked chain).
-    ev_head: u32,
-    ev_tail: u32,
-}
-
-/// One event line, linked to the next event of the same item.
-struct EvLoc {
-    line: Loc,
-    next: u32,
-}
-
-/// The index is full (more than 2^32 - 2 items or events).
-#[derive(Debug)]
-pub(crate) struct Full;
-
-/// See the module docs.
-#[derive(Default)]
-pub(crate) struct Index {
-    slots: Vec<Slot>,
-    by_id: HashMap<String, u32>,
-    /// `dedupe_key` → slot. Not cleaned when an item changes its key: a hit is confirmed
-    /// against the item actually read (see `JsonlStore::find_by_dedupe_key`).
-    by_dedupe: HashMap<String, u32>,
-    events: Vec<EvLoc>,
-    items: usize,
-    order: Order,
-    /// The key fields of every slot as numbers, for the filter pass.
-    cols: Columns,
-    /// The dashboard's numbers, kept with every change of an item's keys once the first
-    /// dashboard built them (`None` until then: a cold instance that only reads items does
-    /// not pay for them).
-    counts: Option<Counts>,
-}
-
-/// The listing order of all items.
-#[derive(Default)]
-struct Order {
-    /// Slots with keys, sorted by [`list::compare`]. Meaningful only when `valid`.
-    sorted: Vec<u32>,
-    /// Slot → its position in `sorted` (`NIL` for placeholders).
-    rank: Vec<u32>,
-    /// `rank` lags `sorted` (new slots were inserted): rebuilt, O(n), before it is read.
-    /// Inserting only marks it, so a run of creates (generation) costs one memmove each,
-    /// not a rank pass each.
-    rank_dirty: bool,
-    valid: bool,
-    /// Incremental moves since the last (re)build; past [`MAX_MOVES`] a re-sort is cheaper.
-    moves: usize,
-}
-
-impl Order {
-    /// Makes `rank` agree with `sorted` again.
-    fn refresh_rank(&mut self) {
-        for (p, &s) in self.sorted.iter().enumerate() {
-            if let Some(r) = self.rank.get_mut(s as usize) {
-                *r = p as u32;
-            }
-        }
-        self.rank_dirty = false;
-    }
-}
+use crate::filter::Filter;
 
 /// Each incremental move shifts O(n) entries; a re-sort is O(n log n) compares.
 const MAX_MOVES: usize = 2048;
@@ -452,6 +378,7 @@ impl Index {
 mod tests {
     use super::*;
     use backlog_core::model::{Priority, Status};
+    use std::collections::HashMap;
 
     fn keys(id: &str) -> ItemKeys {
         ItemKeys {

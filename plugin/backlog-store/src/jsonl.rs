@@ -12,7 +12,7 @@
 //! and holds the directory lock; WASI has none), create anything when read-only, keep parsed
 //! items in memory, fail a read because of a corrupt line (it is skipped with a warning).
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use backlog_core::dashboard::Dashboard;
@@ -29,103 +29,14 @@ use crate::index::{Index, Loc};
 mod append;
 mod checkpoint;
 mod cleanup;
-
-use append::write_all_at;
+mod store;
 
 pub use checkpoint::{CHECKPOINT_EVERY, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE};
-
-/// File name of the items file inside the JSONL directory.
-pub const ITEMS_FILE: &str = "items.jsonl";
-/// File name of the events file inside the JSONL directory.
-pub const EVENTS_FILE: &str = "events.jsonl";
-/// The temporary files `cleanup` rewrites `items.jsonl` and `events.jsonl` into.
-pub const CLEANUP_TMP_FILES: [&str; 2] = [".items.jsonl.cleanup.tmp", ".events.jsonl.cleanup.tmp"];
-/// Byte budget of one `list` page, counted in stored line bytes: a page stops before the item
-/// that would take it over (it always holds at least one) and answers `next_offset`. With
-/// items of at most a few hundred KiB this keeps a page, parsed and serialized, far below the
-/// guest's memory limit whatever `limit` asks for.
-pub const PAGE_MAX_BYTES: u64 = 8 << 20;
-/// How many repaired items' warnings are remembered (so a repaired item warns once, not on
-/// every read).
-const WARNED_MAX: usize = 1024;
-
-/// What the call was granted on the JSONL directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Reads only; `write` answers `Forbidden` and nothing is ever created.
-    ReadOnly,
-    /// Reads and appends; the files are created on the first write.
-    ReadWrite,
-}
-
-/// What the index currently holds (for tests and benchmarks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct IndexStats {
-    /// Distinct items (latest line per id).
-    pub items: usize,
-    /// Event lines, including those of items that no longer exist.
-    pub events: usize,
-    /// Complete lines indexed in both files (items, superseded versions, events, blank and
-    /// corrupt lines).
-    pub lines: u64,
-    /// Corrupt lines skipped in both files since each was last indexed from scratch.
-    pub corrupt: u64,
-}
-
-/// Who makes an append durable before the call is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// `write` fdatasyncs both files before it returns (the default).
-    #[default]
-    SyncEachWrite,
-    /// `write` only appends; the caller syncs `items.jsonl` and `events.jsonl` before it
-    /// acknowledges the call. The host uses this to sync both files in parallel after the
-    /// guest returns, holding the directory lock throughout. Also right for a store whose
-    /// directory does not outlive the process (the `memory` backend).
-    Deferred,
-}
-
-/// The JSONL store. See the module docs.
-pub struct JsonlStore {
-    dir: PathBuf,
-    access: Access,
-    durability: Durability,
-    warn: Box<dyn FnMut(&str)>,
-    items: FileState,
-    events: FileState,
-    index: Index,
-    /// Handles for appending, with the files' lengths, kept for the rest of a call (see
-    /// [`JsonlStore::begin_call`]): `[items, events]`.
-    appenders: [Option<Appender>; 2],
-    /// Whether calls are scoped with `begin_call` (else nothing is kept between writes).
-    scoped: bool,
-    /// Stale cleanup temp files were looked for (once per store, on the first write-capable
-    /// call).
-    swept: bool,
-    /// Item lines (by offset) already reported as repaired on read.
-    warned: std::collections::BTreeSet<u64>,
-    /// Lines (both files) covered by the last index checkpoint read or written
-    /// ([`checkpoint`]); `None`: none known.
-    ckpt_lines: Option<u64>,
-    /// A read met a line that is not what the index said: re-index from the files only, not
-    /// from a checkpoint that may describe the same outdated bytes.
-    ckpt_distrusted: bool,
-}
-
-/// An open file this store appends to, and its length.
-struct Appender {
-    file: File,
-    len: u64,
-}
-
-impl std::fmt::Debug for JsonlStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonlStore")
-            .field("access", &self.access)
-            .field("stats", &self.stats())
-            .finish_non_exhaustive()
-    }
-}
+use store::WARNED_MAX;
+pub use store::{
+    Access, CLEANUP_TMP_FILES, Durability, EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore,
+    PAGE_MAX_BYTES,
+};
 
 impl JsonlStore {
     /// The name the host logs on a backend switch (`backlog_store: using JsonlBacklogStore`).

@@ -22,6 +22,7 @@ mod filter;
 mod head;
 mod index;
 mod jsonl;
+mod names;
 mod null;
 mod pg;
 
@@ -35,19 +36,10 @@ pub use jsonl::{
     Access, CHECKPOINT_EVERY, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, CLEANUP_TMP_FILES, Durability,
     EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore, PAGE_MAX_BYTES,
 };
+pub use names::{JSONL_BACKEND, NULL_BACKEND, PG_SCHEMA_SQL, PG_SCHEMA_VERSION};
 pub use null::{NULL_WRITE_MESSAGE, NullStore};
 pub use pg::{
     EVENT_COLUMNS, INSUFFICIENT_PRIVILEGE, ITEM_COLUMNS, KEY_COLUMNS, MIGRATE_HINT,
     POSTGRES_BACKEND, PostgresStore, QueryResult, READ_ONLY_TRANSACTION, Sql, SqlError,
     UNIQUE_VIOLATION, Value,
 };
-
-/// The `BACKLOG_BACKEND` value (and `BacklogStore::backend`) of [`JsonlStore`].
-pub const JSONL_BACKEND: &str = "jsonl";
-/// The `BACKLOG_BACKEND` value (and `BacklogStore::backend`) of [`NullStore`].
-pub const NULL_BACKEND: &str = "null";
-
-/// The Postgres schema (`docs/storage.md`) as idempotent DDL statements separated by `;` at line ends.
-pub const PG_SCHEMA_SQL: &str = include_str!("pg_schema.sql");
-/// The schema version `PG_SCHEMA_SQL` creates; a database without it is "unavailable".
-pub const PG_SCHEMA_VERSION: i32 = 2;

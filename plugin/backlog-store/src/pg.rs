@@ -55,6 +55,7 @@ macro_rules! item_columns {
 // After the macro: they use it.
 mod dashboard;
 mod filter;
+use filter::ITEM_TEXT_BYTES;
 mod params;
 
 use filter::Filter;
@@ -71,13 +72,6 @@ pub const KEY_COLUMNS: &str = "id, env, service, owner, category, priority, stat
 
 /// The listing order (priority, due_date, id) in byte order.
 const LIST_ORDER: &str = r#"priority COLLATE "C", due_date, id COLLATE "C""#;
-
-/// What one item of `backlog_items i` costs a page, in bytes of text: its large fields plus a
-/// fixed allowance for the small ones (the measure of the `list` page budget).
-const ITEM_TEXT_BYTES: &str = "octet_length(i.meta::text) + octet_length(i.evidence_refs::text) \
-     + octet_length(i.description) + octet_length(i.title) + 512";
-/// "Not terminal", as SQL.
-const LIVE: &str = "status NOT IN ('done', 'canceled')";
 
 const GET_SQL: &str = concat!(
     "SELECT ",

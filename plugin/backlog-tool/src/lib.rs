@@ -5,130 +5,14 @@
 //! Architecture invariant: no backlog rule lives here. This crate only decodes the call
 //! context, keeps the store open across calls of a warm instance, and converts types.
 
+mod bindings;
+mod component;
+mod log;
 mod pg;
 mod reports;
 mod store;
 mod typed;
 
-use backlog_core::actions::{self, Ctx};
-use backlog_core::ids::Entropy;
-use backlog_core::policy::Policy;
-use backlog_core::{Error, ErrorCode, schema};
-use serde_json::Value;
+pub use component::Component;
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "backlog-bridge:backlog/backlog-tool@0.1.0",
-    generate_all,
-});
-
-use backlog_bridge::tool::types::{CallContext, ErrorCode as WitCode, ToolError};
-use exports::backlog_bridge::tool::tool::{ActionInfo, Guest as ToolGuest, ToolInfo};
-
-/// The component.
-pub struct Component;
-
-export!(Component);
-
-impl ToolGuest for Component {
-    fn describe() -> ToolInfo {
-        ToolInfo {
-            name: schema::TOOL_NAME.into(),
-            description: schema::TOOL_DESCRIPTION.into(),
-            actions: schema::actions()
-                .into_iter()
-                .map(|a| ActionInfo {
-                    name: a.name.into(),
-                    description: a.description.into(),
-                    params_schema: a.schema.to_string(),
-                })
-                .collect(),
-        }
-    }
-
-    fn call(action: String, params: String, context: CallContext) -> Result<String, ToolError> {
-        let params: Value = serde_json::from_str(&params)
-            .map_err(|e| Error::invalid_input(format!("params are not valid JSON: {e}")))
-            .map_err(to_wit)?;
-        run(&action, &params, &context).map(|v| v.to_string())
-    }
-}
-
-/// Runs one action against the store the context names.
-pub(crate) fn run(action: &str, params: &Value, context: &CallContext) -> Result<Value, ToolError> {
-    let config = store::Config::parse(&context.config).map_err(to_wit)?;
-    let now = backlog_core::time::parse_ts(&context.now)
-        .ok_or_else(|| Error::internal(format!("host sent an invalid `now`: {}", context.now)))
-        .map_err(to_wit)?;
-    let policy = policy(config.policy.as_deref()).map_err(to_wit)?;
-    let mut reports = config.reports_dir.as_deref().map(reports::FsReports::new);
-    store::with_store(&config, &context.now, |store| {
-        let mut entropy = WasiEntropy;
-        let reserved_keys = config
-            .entitlements
-            .iter()
-            .any(|e| e == actions::RESERVED_KEYS_ENTITLEMENT);
-        let mut ctx =
-            Ctx::new(&context.actor, now, &policy, &mut entropy).with_reserved_keys(reserved_keys);
-        if let Some(r) = reports.as_mut() {
-            ctx = ctx.with_reports(r);
-        }
-        actions::execute(store, action, params, &mut ctx)
-    })
-    .map_err(to_wit)
-}
-
-thread_local! {
-    /// The policy parsed from the text the host sent last; a warm instance reuses it.
-    static POLICY: std::cell::RefCell<Option<(String, std::rc::Rc<Policy>)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// The policy of this call (the host's document merged over the defaults), parsed once per
-/// distinct text.
-fn policy(text: Option<&str>) -> Result<std::rc::Rc<Policy>, Error> {
-    // No document: the built-in policy (`{}` merges nothing over it).
-    let text = text.unwrap_or("{}");
-    POLICY.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if let Some((cached, policy)) = slot.as_ref()
-            && cached == text
-        {
-            return Ok(policy.clone());
-        }
-        let policy = std::rc::Rc::new(
-            Policy::from_json_str(text)
-                .map_err(|e| Error::internal(format!("host sent an invalid policy: {e}")))?,
-        );
-        *slot = Some((text.to_owned(), policy.clone()));
-        Ok(policy)
-    })
-}
-
-/// Randomness from the host's `wasi:random`.
-struct WasiEntropy;
-
-impl Entropy for WasiEntropy {
-    fn fill(&mut self, buf: &mut [u8]) {
-        if getrandom::fill(buf).is_err() {
-            // wasi:random cannot fail; keep ids distinct even if it somehow did.
-            for (i, b) in buf.iter_mut().enumerate() {
-                *b = b.wrapping_add(i as u8).wrapping_mul(31);
-            }
-        }
-    }
-}
-
-/// Writes one line to stderr, which the host captures into its log. Never fails the call.
-pub(crate) fn log(line: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-pub(crate) fn to_wit(e: Error) -> ToolError {
-    let code = backlog_core::map_error_code!(e.code, ErrorCode => WitCode);
-    ToolError {
-        code,
-        message: e.message,
-    }
-}
+bindings::export!(Component with_types_in bindings);

@@ -4,7 +4,7 @@
 
 use backlog_store::{QueryResult, Sql, SqlError, Value};
 
-use crate::backlog_bridge::pg::postgres::{self, DbValue, PgError};
+use crate::bindings::backlog_bridge::pg::postgres::{self, DbValue, PgError};
 
 /// The database name the host maps to its DSN.
 pub const DATABASE: &str = "backlog";

@@ -49,6 +49,6 @@ impl Reports for FsReports {
     }
 
     fn log(&mut self, line: &str) {
-        crate::log(line);
+        crate::log::log(line);
     }
 }

@@ -129,7 +129,8 @@ fn open(config: &Config) -> Result<Store, Error> {
         _ => Durability::SyncEachWrite,
     };
     let jsonl = |dir| {
-        JsonlStore::open(dir, access, Box::new(|m: &str| crate::log(m))).with_durability(durability)
+        JsonlStore::open(dir, access, Box::new(|m: &str| crate::log::log(m)))
+            .with_durability(durability)
     };
     let postgres = matches!(config.postgres.as_deref(), Some("read" | "read_write"));
     // Write calls lock the rows they read (`SELECT … FOR UPDATE`): the host takes no lock.
@@ -154,7 +155,7 @@ fn open(config: &Config) -> Result<Store, Error> {
                 pg(),
                 jsonl(dir()?),
                 config.pg_retry_seconds.unwrap_or(DEFAULT_RETRY_SECONDS),
-                Box::new(|m: &str| crate::log(m)),
+                Box::new(|m: &str| crate::log::log(m)),
             )))),
             (true, false) => plain(Box::new(pg())),
             (false, _) => plain(Box::new(jsonl(dir()?))),

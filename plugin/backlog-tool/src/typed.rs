@@ -4,13 +4,15 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::backlog_bridge::backlog::model::{Event, Evidence, Item, Priority, Source, Status};
-use crate::backlog_bridge::tool::types::{CallContext, ErrorCode, ToolError};
-use crate::exports::backlog_bridge::backlog::{
+use crate::bindings::backlog_bridge::backlog::model::{
+    Event, Evidence, Item, Priority, Source, Status,
+};
+use crate::bindings::backlog_bridge::tool::types::{CallContext, ErrorCode, ToolError};
+use crate::bindings::exports::backlog_bridge::backlog::{
     add_comment, cleanup, create_item, dashboard, generate, get_item, item_events, list_items,
     set_status, upsert_item,
 };
-use crate::{Component, run};
+use crate::component::{Component, run};
 
 impl create_item::Guest for Component {
     fn create(r: create_item::CreateRequest, context: CallContext) -> Result<Item, ToolError> {

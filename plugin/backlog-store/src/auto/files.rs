@@ -9,7 +9,14 @@ use backlog_core::store::StoreError;
 use backlog_core::time;
 use serde::{Deserialize, Serialize};
 
-use super::{DOWN_UNTIL_FILE, JOURNAL_FILE, REPLAYED_FILE};
+/// The outage journal, in the JSONL directory.
+pub const JOURNAL_FILE: &str = "auto-journal.jsonl";
+/// The entries of the last replay, until confirmed.
+pub const REPLAYED_FILE: &str = "auto-journal.replayed.jsonl";
+/// Until when Postgres counts as down (first line), and why (second line).
+pub const DOWN_UNTIL_FILE: &str = "down_until";
+/// Journal entries of items that could not be replayed (for the operator).
+pub const FAILED_FILE: &str = "auto-journal.failed.jsonl";
 
 /// One journaled write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,4 +148,19 @@ pub(super) fn append_entry(dir: &Path, file: &str, entry: &Entry) -> io::Result<
         .open(dir.join(file))?;
     f.write_all(&encode(std::slice::from_ref(entry)))?;
     f.sync_data()
+}
+
+/// `pending` split after its first `max` distinct items: the entries of those items (in
+/// journal order), and the rest.
+pub(super) fn split_batch(pending: Vec<Entry>, max: usize) -> (Vec<Entry>, Vec<Entry>) {
+    let mut ids: Vec<String> = Vec::new();
+    for e in &pending {
+        if ids.len() == max {
+            break;
+        }
+        if !ids.contains(&e.item_id) {
+            ids.push(e.item_id.clone());
+        }
+    }
+    pending.into_iter().partition(|e| ids.contains(&e.item_id))
 }

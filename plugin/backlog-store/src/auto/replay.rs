@@ -6,8 +6,9 @@ use backlog_core::model::Item;
 use backlog_core::store::{BacklogStore, StoreError};
 use backlog_core::time;
 
+use super::AutoStore;
 use super::files::{Entry, append_entry, write_entries};
-use super::{AutoStore, FAILED_FILE, JOURNAL_FILE, REPLAYED_FILE};
+use super::files::{FAILED_FILE, JOURNAL_FILE, REPLAYED_FILE};
 use crate::pg::Sql;
 
 impl<S: Sql> AutoStore<S> {
@@ -127,21 +128,6 @@ impl<S: Sql> AutoStore<S> {
             None => Ok((x.id.clone(), Some(x))),
         }
     }
-}
-
-/// `pending` split after its first `max` distinct items: the entries of those items (in
-/// journal order), and the rest.
-pub(super) fn split_batch(pending: Vec<Entry>, max: usize) -> (Vec<Entry>, Vec<Entry>) {
-    let mut ids: Vec<String> = Vec::new();
-    for e in &pending {
-        if ids.len() == max {
-            break;
-        }
-        if !ids.contains(&e.item_id) {
-            ids.push(e.item_id.clone());
-        }
-    }
-    pending.into_iter().partition(|e| ids.contains(&e.item_id))
 }
 
 /// Whether `x` was updated after `y` (as instants; an unparsable time loses).

@@ -12,8 +12,7 @@
 use backlog_core::list::ItemKeys;
 use backlog_core::model::{Priority, Status};
 
-use super::{EvLoc, Index, NIL, Order, Slot};
-use crate::index::Loc;
+use super::model::{EvLoc, Index, Loc, NIL, Order, Slot};
 
 const PRIORITIES: [Priority; 4] = [Priority::P0, Priority::P1, Priority::P2, Priority::P3];
 const STATUSES: [Status; 5] = [

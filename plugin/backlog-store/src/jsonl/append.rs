@@ -8,7 +8,7 @@ use std::io;
 use backlog_core::list::ItemKeys;
 use backlog_core::model::{Event, Item};
 
-use super::{Access, Appender, Durability, EVENTS_FILE, ITEMS_FILE, JsonlStore};
+use super::store::{Access, Appender, Durability, EVENTS_FILE, ITEMS_FILE, JsonlStore};
 use crate::error::{JsonlError, read_err, refuse_symlink, write_err};
 use crate::file::read_at;
 use crate::index::Loc;

@@ -19,7 +19,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 
-use super::{Access, EVENTS_FILE, ITEMS_FILE, JsonlStore, write_all_at};
+use super::append::write_all_at;
+use super::store::{Access, EVENTS_FILE, ITEMS_FILE, JsonlStore};
 use crate::error::refuse_symlink;
 use crate::file::{read_at, tail_matches};
 use crate::index::{Index, Reader};

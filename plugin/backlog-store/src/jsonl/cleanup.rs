@@ -14,7 +14,8 @@ use std::path::Path;
 
 use backlog_core::store::{StoreError, is_expired, parse_cutoff};
 
-use super::{Access, CLEANUP_TMP_FILES, EVENTS_FILE, ITEMS_FILE, JsonlStore, write_all_at};
+use super::append::write_all_at;
+use super::store::{Access, CLEANUP_TMP_FILES, EVENTS_FILE, ITEMS_FILE, JsonlStore};
 use crate::error::{JsonlError, write_err};
 use crate::head;
 

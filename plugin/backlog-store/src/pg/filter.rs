@@ -3,8 +3,15 @@
 use backlog_core::list::ListQuery;
 use backlog_core::store::StoreError;
 
+use super::Value;
 use super::params::{pg_date, text};
-use super::{LIVE, Value};
+
+/// What one item of `backlog_items i` costs a page, in bytes of text: its large fields plus a
+/// fixed allowance for the small ones (the measure of the `list` page budget).
+pub(super) const ITEM_TEXT_BYTES: &str = "octet_length(i.meta::text) + octet_length(i.evidence_refs::text) \
+     + octet_length(i.description) + octet_length(i.title) + 512";
+/// "Not terminal", as SQL.
+pub(super) const LIVE: &str = "status NOT IN ('done', 'canceled')";
 
 /// The WHERE clause and parameters of a listing. Only placeholders are generated; values go
 /// into `params`.
