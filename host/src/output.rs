@@ -263,7 +263,18 @@ fn plugins_table(doc: &Value) -> String {
             ]);
         }
     }
-    table(&["TOOL", "ACTION", "ENTITLEMENTS", "DESCRIPTION"], &rows)
+    let mut out = table(&["TOOL", "ACTION", "ENTITLEMENTS", "DESCRIPTION"], &rows);
+    for tool in doc
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(digest) = tool.get("digest").and_then(Value::as_str) {
+            out.push_str(&format!("{}: {digest}\n", text(&tool["name"])));
+        }
+    }
+    out
 }
 
 fn scheduler_table(doc: &Value) -> String {

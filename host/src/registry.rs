@@ -32,6 +32,8 @@ const BUILTINS: &[(&str, &[u8])] = &[("backlog_tool", include_bytes!(env!("BACKL
 pub(crate) struct Loaded {
     pub(crate) entry: PluginEntry,
     pub(crate) plugin: Plugin,
+    /// The SHA-256 hex of the component's bytes (checked against the entry's pin).
+    pub(crate) digest: String,
 }
 
 /// One action that an installed plugin provides and the RBAC matrix lists (so someone may
@@ -69,8 +71,15 @@ impl Bridge {
         let runtime = Runtime::new()?;
         let mut plugins = BTreeMap::new();
         for (name, entry) in entries {
-            let plugin = load_plugin(&runtime, &settings, &name, &entry)?;
-            plugins.insert(name, Loaded { entry, plugin });
+            let (plugin, digest) = load_plugin(&runtime, &settings, &name, &entry)?;
+            plugins.insert(
+                name,
+                Loaded {
+                    entry,
+                    plugin,
+                    digest,
+                },
+            );
         }
         let (resources, memory_dir) = crate::backlog::store::open(&settings)?;
         Ok(Bridge {
@@ -183,6 +192,13 @@ impl Bridge {
         from_file.or(self.settings.now).unwrap_or_else(Utc::now)
     }
 
+    /// Each loaded plugin's component digest (`sha256:<hex>`), by tool name.
+    pub fn digests(&self) -> impl Iterator<Item = (&str, String)> {
+        self.plugins
+            .iter()
+            .map(|(name, l)| (name.as_str(), format!("sha256:{}", l.digest)))
+    }
+
     /// Whether some loaded plugin provides `tool`.
     pub fn provides(&self, tool: &str) -> bool {
         self.plugins.contains_key(tool)
@@ -211,7 +227,7 @@ fn load_plugin(
     settings: &Settings,
     name: &str,
     entry: &PluginEntry,
-) -> anyhow::Result<Plugin> {
+) -> anyhow::Result<(Plugin, String)> {
     let bytes: std::borrow::Cow<[u8]> = match entry.source(&settings.config_dir) {
         ComponentSource::Builtin => BUILTINS
             .iter()
@@ -223,10 +239,16 @@ fn load_plugin(
                     plugins::FILE
                 )
             })?,
-        ComponentSource::File(path) => std::fs::read(&path)
-            .with_context(|| format!("plugin `{name}`: cannot read {}", path.display()))?
-            .into(),
+        ComponentSource::File(path) => {
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("plugin `{name}`: cannot read {}", path.display()))?;
+            plugins::check_pin(name, entry, &path, &bytes)?;
+            bytes.into()
+        }
     };
+    // The cache is keyed by the bytes' own SHA-256 (`cache::entry_path`), so a swapped file
+    // never runs under an older compilation.
+    let digest = plugins::sha256_hex(&bytes);
     let started = Instant::now();
     let (component, origin) =
         cache::load(&runtime.engine, &bytes, settings.cache_dir.as_deref())
@@ -240,8 +262,10 @@ fn load_plugin(
         ms = started.elapsed().as_millis() as u64,
         "{how}"
     );
-    Plugin::load(runtime, name, &component, entry.memory_limit_mib)
-        .with_context(|| format!("plugin `{name}`: cannot describe itself"))
+    let plugin = Plugin::load(runtime, name, &component, entry.memory_limit_mib)
+        .with_context(|| format!("plugin `{name}`: cannot describe itself"))?;
+    tracing::info!(plugin = name, sha256 = %digest, "plugin loaded");
+    Ok((plugin, digest))
 }
 
 /// Loads a component file outside the registry (for `plugins inspect`).

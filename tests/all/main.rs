@@ -54,3 +54,5 @@ mod configs;
 mod model_seq;
 // JSONL crash property: any cut of the files gives the acknowledged writes before it.
 mod torn;
+// Change control: pinned components, key files, config check.
+mod change;

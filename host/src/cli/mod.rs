@@ -145,9 +145,18 @@ fn run(args: Args, format: Format) -> Result<(), Failure> {
         }
         Command::Plugins { command } => {
             let doc = match command {
-                PluginsCommand::List => Bridge::load(settings)
-                    .map_err(Failure::Config)?
-                    .tools_for(None),
+                PluginsCommand::List => {
+                    let bridge = Bridge::load(settings).map_err(Failure::Config)?;
+                    let mut doc = bridge.tools_for(None);
+                    let digests: std::collections::BTreeMap<&str, String> =
+                        bridge.digests().collect();
+                    for tool in doc["tools"].as_array_mut().into_iter().flatten() {
+                        if let Some(d) = tool["name"].as_str().and_then(|n| digests.get(n)) {
+                            tool["digest"] = json!(d);
+                        }
+                    }
+                    doc
+                }
                 PluginsCommand::Inspect { file } => {
                     let info = backlog_bridge::registry::inspect(&settings, &file)
                         .map_err(Failure::Config)?;

@@ -1,0 +1,149 @@
+//! Change control (`docs/change-control.md`): pinned components, key files, `config check`.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::util::{BACKLOG_TOOL_WASM, Env, HOSTILE_WASM, Run};
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn run(env: &Env, args: &[&str]) -> Run {
+    env.cmd().args(args).output().expect("run binary").into()
+}
+
+/// Registers `file` (under the config dir) as tool `extra`, with `pin` when given.
+fn register_extra(env: &Env, header: &str, pin: Option<&str>) {
+    let path = env.config.join("plugins.yml");
+    let shipped = std::fs::read_to_string(crate::util::repo_config().join("plugins.yml")).unwrap();
+    let pin = pin.map(|p| format!(", sha256: {p}")).unwrap_or_default();
+    std::fs::write(
+        path,
+        format!("{header}{shipped}  extra: {{ component: extra.wasm{pin} }}\n"),
+    )
+    .unwrap();
+}
+
+fn digest_of(list: &Value, tool: &str) -> String {
+    list["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == tool)
+        .unwrap_or_else(|| panic!("no tool {tool} in {list}"))["digest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no digest for {tool} in {list}"))
+        .to_owned()
+}
+
+#[test]
+fn a_pinned_component_loads_and_plugins_list_shows_every_digest() {
+    let env = Env::new();
+    let bytes = std::fs::read(BACKLOG_TOOL_WASM).unwrap();
+    std::fs::write(env.config.join("extra.wasm"), &bytes).unwrap();
+    register_extra(&env, "", Some(&sha256_hex(&bytes)));
+    let list = run(&env, &["plugins", "list", "-o", "json"]);
+    assert_eq!(list.code, 0, "{list:?}");
+    let list = list.json();
+    assert_eq!(
+        digest_of(&list, "extra"),
+        format!("sha256:{}", sha256_hex(&bytes))
+    );
+    // The builtin one has its digest too (the same bytes, built in).
+    assert_eq!(
+        digest_of(&list, "backlog_tool"),
+        digest_of(&list, "extra"),
+        "{list}"
+    );
+    let table = run(&env, &["plugins", "list", "-o", "table"]);
+    assert!(table.stdout.contains("extra: sha256:"), "{table:?}");
+}
+
+#[test]
+fn a_digest_mismatch_at_start_exits_2_naming_file_and_both_digests() {
+    let env = Env::new();
+    let bytes = std::fs::read(HOSTILE_WASM).unwrap();
+    std::fs::write(env.config.join("extra.wasm"), &bytes).unwrap();
+    let expected = "ab".repeat(32);
+    register_extra(&env, "", Some(&expected));
+    for args in [
+        &["plugins", "list"][..],
+        &["call", "backlog_tool", "list"],
+        &["serve", "--listen", "127.0.0.1:0"],
+    ] {
+        let r = run(&env, args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(r.stderr.contains("extra.wasm"), "{r:?}");
+        assert!(r.stderr.contains(&expected), "{r:?}");
+        assert!(r.stderr.contains(&sha256_hex(&bytes)), "{r:?}");
+    }
+}
+
+#[test]
+fn require_pinned_refuses_an_unpinned_file_component() {
+    let env = Env::new();
+    std::fs::copy(HOSTILE_WASM, env.config.join("extra.wasm")).unwrap();
+    register_extra(&env, "require_pinned: true\n", None);
+    let r = run(&env, &["plugins", "list"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("plugins.extra.sha256") && r.stderr.contains("require_pinned"),
+        "{r:?}"
+    );
+    // Builtin components need no pin.
+    let env = Env::new();
+    let shipped = std::fs::read_to_string(env.config.join("plugins.yml")).unwrap();
+    std::fs::write(
+        env.config.join("plugins.yml"),
+        format!("require_pinned: true\n{shipped}"),
+    )
+    .unwrap();
+    assert_eq!(run(&env, &["plugins", "list"]).code, 0);
+}
+
+/// The compiled-component cache is keyed by the bytes' SHA-256: a file swapped at the same
+/// path (same name, any mtime) is compiled anew, never served from the old entry.
+#[test]
+fn a_swapped_component_file_never_runs_under_the_old_compilation() {
+    let mut env = Env::new();
+    env.cache = env.tmp.path().join("cache");
+    let extra = env.config.join("extra.wasm");
+    register_extra(&env, "", None);
+    std::fs::copy(BACKLOG_TOOL_WASM, &extra).unwrap();
+    let first = run(&env, &["plugins", "list", "-o", "json"]).json();
+    let actions = |list: &Value| -> Vec<String> {
+        list["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "extra")
+            .unwrap()["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(actions(&first).contains(&"upsert".to_owned()), "{first}");
+    let mtime = std::fs::metadata(&extra).unwrap().modified().unwrap();
+    std::fs::copy(HOSTILE_WASM, &extra).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&extra)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let second = run(&env, &["plugins", "list", "-o", "json"]).json();
+    assert!(
+        actions(&second).contains(&"write_backlog".to_owned()),
+        "{second}"
+    );
+    assert_ne!(digest_of(&first, "extra"), digest_of(&second, "extra"));
+    assert!(Path::new(&env.cache).read_dir().unwrap().count() >= 2);
+}
