@@ -147,3 +147,95 @@ fn a_swapped_component_file_never_runs_under_the_old_compilation() {
     assert_ne!(digest_of(&first, "extra"), digest_of(&second, "extra"));
     assert!(Path::new(&env.cache).read_dir().unwrap().count() >= 2);
 }
+
+// ---- key files ----
+
+const OLD_KEY: &str = "viewer-old-key-0123456789";
+const NEW_KEY: &str = "viewer-new-key-0123456789";
+
+/// The viewer's keys come from `keys/viewer.keys` (mode `mode`) holding `lines`.
+fn with_key_file(env: &Env, lines: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = env.config.join("keys");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("viewer.keys");
+    std::fs::write(&file, lines).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+    let matrix = env.config.join("rbac_tools_matrix.yml");
+    let text = std::fs::read_to_string(&matrix).unwrap();
+    if text.contains("api_key_file") {
+        return;
+    }
+    let text = text.replace(
+        "    api_key_env: VIEWER_API_KEY\n",
+        "    api_key_env: VIEWER_API_KEY\n    api_key_file: keys/viewer.keys\n",
+    );
+    std::fs::write(matrix, text).unwrap();
+}
+
+#[test]
+fn key_file_keys_and_digests_and_the_variable_are_all_valid() {
+    let env = crate::http::env();
+    // The old key in clear, the new one only as its digest; the variable's key still works.
+    with_key_file(
+        &env,
+        &format!(
+            "# rotating\n{OLD_KEY}\nsha256:{}\n",
+            sha256_hex(NEW_KEY.as_bytes())
+        ),
+        0o600,
+    );
+    let server = crate::http::Server::start(&env, &[]);
+    for key in [OLD_KEY, NEW_KEY, crate::http::VIEWER_KEY] {
+        let r = server.execute(key, "list", &serde_json::json!({}));
+        assert_eq!(r.status, 200, "{key}: {r:?}");
+    }
+    let r = server.execute(
+        "viewer-other-key-0123456789",
+        "list",
+        &serde_json::json!({}),
+    );
+    r.error(401, "unauthenticated");
+    let log = server.log();
+    assert!(!log.contains(OLD_KEY) && !log.contains(NEW_KEY), "{log}");
+    drop(server);
+
+    // Rotation done: the old line is removed, and only the new key (and the variable) work.
+    with_key_file(
+        &env,
+        &format!("sha256:{}\n", sha256_hex(NEW_KEY.as_bytes())),
+        0o400,
+    );
+    let server = crate::http::Server::start(&env, &[]);
+    server
+        .execute(OLD_KEY, "list", &serde_json::json!({}))
+        .error(401, "unauthenticated");
+    assert_eq!(
+        server
+            .execute(NEW_KEY, "list", &serde_json::json!({}))
+            .status,
+        200
+    );
+}
+
+#[test]
+fn a_key_file_open_to_group_or_others_is_refused_like_ssh() {
+    let env = crate::http::env();
+    with_key_file(&env, &format!("{OLD_KEY}\n"), 0o644);
+    let r = run(&env, &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("viewer.keys") && r.stderr.contains("chmod 600"),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains(OLD_KEY), "{r:?}");
+    // The same key under two agents is refused, naming both sources.
+    let env = crate::http::env();
+    with_key_file(&env, &format!("{}\n", crate::http::OPERATOR_KEY), 0o600);
+    let r = run(&env, &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("viewer.keys:1") && r.stderr.contains("$OPERATOR_API_KEY"),
+        "{r:?}"
+    );
+}

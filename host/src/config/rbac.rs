@@ -46,6 +46,10 @@ pub struct AgentRule {
     /// Environment variable that holds the agent's API key (HTTP only).
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// A key file (relative to the config dir): keys or `sha256:` digests, one per line
+    /// ([`super::keys`]). Beside `api_key_env`, both sources are valid.
+    #[serde(default)]
+    pub api_key_file: Option<String>,
 }
 
 /// The validated matrix.

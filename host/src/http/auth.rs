@@ -10,6 +10,7 @@
 
 use sha2::{Digest as _, Sha256};
 
+use crate::config::keys::{self, KeyLine};
 use crate::config::rbac::Matrix;
 use crate::error::{Code, ToolError};
 
@@ -27,25 +28,41 @@ pub const MIN_KEY_CHARS: usize = 16;
 pub enum KeyError {
     /// Two agents whose key variables hold the same key: a request could not say who it is.
     #[error(
-        "agents `{first}` and `{second}` have the same API key (${first_var} and ${second_var}); \
-         give each agent its own key"
+        "agents `{first}` and `{second}` have the same API key ({first_source} and \
+         {second_source}); give each agent its own key"
     )]
     Shared {
         first: String,
-        first_var: String,
+        first_source: String,
         second: String,
-        second_var: String,
+        second_source: String,
     },
     /// A key too short to be a secret.
     #[error(
-        "${var} (the API key of agent `{agent}`) has {chars} characters; keys must have at \
+        "{var} (an API key of agent `{agent}`) has {chars} characters; keys must have at \
          least {MIN_KEY_CHARS} (e.g. `openssl rand -hex 24`)"
     )]
     TooShort {
         agent: String,
+        /// Where the key came from: `$VAR` or `FILE:LINE`.
         var: String,
         chars: usize,
     },
+    /// A key file that cannot be used (unreadable, open to group/others, malformed).
+    #[error("{0}")]
+    File(String),
+}
+
+fn check_length(agent: &str, key: &str, source: &str) -> Result<(), KeyError> {
+    let chars = key.chars().count();
+    if chars < MIN_KEY_CHARS {
+        return Err(KeyError::TooShort {
+            agent: agent.to_owned(),
+            var: source.to_owned(),
+            chars,
+        });
+    }
+    Ok(())
 }
 
 /// HTTP optional whitespace: the only bytes trimmed around a key (never Unicode spaces, so
@@ -55,13 +72,48 @@ fn trim_ows(s: &str) -> &str {
 }
 
 impl Keys {
-    /// Reads each agent's key from its variable through `var` (the process environment in
-    /// production). ASCII whitespace around a key (a trailing newline from `$(cat file)`) is
+    /// Reads each agent's keys: from its variable through `var` (the process environment in
+    /// production) and from its key file (`api_key_file`, relative to the matrix's directory;
+    /// [`crate::config::keys`]). Every key of both sources is valid, so a rotation can overlap.
+    /// ASCII whitespace around a variable's key (a trailing newline from `$(cat file)`) is
     /// trimmed with a warning; nothing else is. Logs which agents can log in and which
     /// variables are unset.
     pub fn load(matrix: &Matrix, var: impl Fn(&str) -> Option<String>) -> Result<Keys, KeyError> {
+        let config_dir = matrix.path.parent().unwrap_or(std::path::Path::new("."));
+        // (agent, digest, where the key came from: `$VAR` or `FILE:LINE`)
         let mut agents: Vec<(String, [u8; 32], String)> = Vec::new();
+        let mut add = |agent: &str, digest: [u8; 32], source: String| {
+            if let Some((other, _, other_source)) = agents
+                .iter()
+                .find(|(a, d, _)| a != agent && constant_time_eq(d, &digest))
+            {
+                return Err(KeyError::Shared {
+                    first: other.clone(),
+                    first_source: other_source.clone(),
+                    second: agent.to_owned(),
+                    second_source: source,
+                });
+            }
+            agents.push((agent.to_owned(), digest, source));
+            Ok(())
+        };
         for (agent, rule) in matrix.agents() {
+            if let Some(file) = &rule.api_key_file {
+                let path = keys::path(config_dir, file);
+                for (line, entry) in
+                    keys::read(agent, &path).map_err(|e| KeyError::File(e.to_string()))?
+                {
+                    let source = format!("{}:{line}", path.display());
+                    let digest = match entry {
+                        KeyLine::Digest(d) => d,
+                        KeyLine::Key(key) => {
+                            check_length(agent, &key, &source)?;
+                            digest(&key)
+                        }
+                    };
+                    add(agent, digest, source)?;
+                }
+            }
             let Some(name) = &rule.api_key_env else {
                 continue;
             };
@@ -79,34 +131,18 @@ impl Keys {
             }
             match key.filter(|k| !k.is_empty()) {
                 Some(key) => {
-                    let chars = key.chars().count();
-                    if chars < MIN_KEY_CHARS {
-                        return Err(KeyError::TooShort {
-                            agent: agent.to_owned(),
-                            var: name.clone(),
-                            chars,
-                        });
-                    }
-                    let digest = digest(key);
-                    if let Some((other, _, other_var)) =
-                        agents.iter().find(|(_, d, _)| constant_time_eq(d, &digest))
-                    {
-                        return Err(KeyError::Shared {
-                            first: other.clone(),
-                            first_var: other_var.clone(),
-                            second: agent.to_owned(),
-                            second_var: name.clone(),
-                        });
-                    }
-                    agents.push((agent.to_owned(), digest, name.clone()));
+                    let source = format!("${name}");
+                    check_length(agent, key, &source)?;
+                    add(agent, digest(key), source)?;
                 }
                 None => tracing::warn!(
                     agent,
-                    "router: ${name} is not set: agent `{agent}` cannot log in over HTTP"
+                    "router: ${name} is not set: agent `{agent}` cannot log in over HTTP with it"
                 ),
             }
         }
-        let names: Vec<&str> = agents.iter().map(|(a, ..)| a.as_str()).collect();
+        let mut names: Vec<&str> = agents.iter().map(|(a, ..)| a.as_str()).collect();
+        names.dedup();
         tracing::info!("router: agents with an API key: {}", names.join(", "));
         Ok(Keys {
             agents: agents.into_iter().map(|(a, d, _)| (a, d)).collect(),
@@ -310,7 +346,7 @@ mod tests {
             err,
             KeyError::TooShort {
                 agent: "b".into(),
-                var: "B_KEY".into(),
+                var: "$B_KEY".into(),
                 chars: 9
             }
         );
@@ -340,5 +376,42 @@ mod tests {
         };
         assert_eq!((first.as_str(), second.as_str()), ("a", "b"));
         assert!(!err.to_string().contains("k3y-value"), "{err}");
+    }
+
+    #[test]
+    fn key_file_and_variable_keys_are_valid_together() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(crate::config::rbac::FILE),
+            "tools: {}\nagents:\n  a: { entitlements: [r], api_key_env: A_KEY, \
+             api_key_file: a.keys }\n",
+        )
+        .unwrap();
+        let file = dir.path().join("a.keys");
+        let digest_line: String = digest("file-digest-key-0123")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(
+            &file,
+            format!("file-clear-key-0123\nsha256:{digest_line}\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let matrix = Matrix::load(dir.path()).unwrap();
+        let keys = Keys::load(&matrix, |_| Some("variable-key-0123456".into())).unwrap();
+        for key in [
+            "file-clear-key-0123",
+            "file-digest-key-0123",
+            "variable-key-0123456",
+        ] {
+            check(&keys, Some(&format!("Bearer {key}")), Ok("a"));
+        }
+        check(
+            &keys,
+            Some("Bearer other-key-0123456789"),
+            Err("unknown API key"),
+        );
     }
 }
