@@ -12,6 +12,7 @@
 pub mod backlog;
 pub mod call;
 pub mod caps;
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod explain;

@@ -50,6 +50,78 @@ pub struct ManifestAction<'a> {
     pub grants: Grants,
 }
 
+/// What the config dir gives a start (and `config check`): the matrix, the policy, and every
+/// plugin loaded (digest checked, component compiled) — before any store is opened.
+pub struct ConfigParts {
+    pub matrix: Matrix,
+    pub policy: LoadedPolicy,
+    pub(crate) runtime: Runtime,
+    pub(crate) plugins: BTreeMap<String, Loaded>,
+}
+
+impl ConfigParts {
+    /// Reads and validates every file, going on after an error so that all of them are
+    /// reported (each names its file and key).
+    pub fn load(settings: &Settings) -> Result<ConfigParts, Vec<anyhow::Error>> {
+        let mut errors = Vec::new();
+        let dir = &settings.config_dir;
+        let matrix = Matrix::load(dir).map_err(|e| errors.push(e.into())).ok();
+        let policy = policy::load(dir).map_err(|e| errors.push(e.into())).ok();
+        let entries = plugins::load(dir).map_err(|e| errors.push(e.into())).ok();
+        let runtime = Runtime::new().map_err(|e| errors.push(e)).ok();
+        let mut plugins = BTreeMap::new();
+        if let (Some(runtime), Some(entries)) = (&runtime, entries) {
+            for (name, entry) in entries {
+                match load_plugin(runtime, settings, &name, &entry) {
+                    Ok((plugin, digest)) => {
+                        plugins.insert(
+                            name,
+                            Loaded {
+                                entry,
+                                plugin,
+                                digest,
+                            },
+                        );
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        match (matrix, policy, runtime) {
+            (Some(matrix), Some(policy), Some(runtime)) if errors.is_empty() => Ok(ConfigParts {
+                matrix,
+                policy,
+                runtime,
+                plugins,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// Whether some loaded plugin provides `tool`.
+    pub fn provides(&self, tool: &str) -> bool {
+        self.plugins.contains_key(tool)
+    }
+
+    /// Each loaded plugin's component digest (`sha256:<hex>`), by tool name.
+    pub fn digests(&self) -> impl Iterator<Item = (&str, String)> {
+        self.plugins
+            .iter()
+            .map(|(name, l)| (name.as_str(), format!("sha256:{}", l.digest)))
+    }
+}
+
+/// Several errors as one: each on its own line.
+pub fn join_errors(mut errors: Vec<anyhow::Error>) -> anyhow::Error {
+    if errors.len() == 1
+        && let Some(e) = errors.pop()
+    {
+        return e;
+    }
+    let lines: Vec<String> = errors.iter().map(|e| format!("{e:#}")).collect();
+    anyhow::anyhow!("{}", lines.join("\n"))
+}
+
 /// The host: configuration, the engine, and the loaded plugins.
 pub struct Bridge {
     pub settings: Settings,
@@ -63,24 +135,15 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// Loads config and plugins (compiling or taking each component from the cache).
+    /// Loads config and plugins (compiling or taking each component from the cache), then
+    /// opens the store. Every configuration error is reported, one per line.
     pub fn load(settings: Settings) -> anyhow::Result<Bridge> {
-        let matrix = Matrix::load(&settings.config_dir)?;
-        let policy = policy::load(&settings.config_dir)?;
-        let entries = plugins::load(&settings.config_dir)?;
-        let runtime = Runtime::new()?;
-        let mut plugins = BTreeMap::new();
-        for (name, entry) in entries {
-            let (plugin, digest) = load_plugin(&runtime, &settings, &name, &entry)?;
-            plugins.insert(
-                name,
-                Loaded {
-                    entry,
-                    plugin,
-                    digest,
-                },
-            );
-        }
+        let ConfigParts {
+            matrix,
+            policy,
+            runtime,
+            plugins,
+        } = ConfigParts::load(&settings).map_err(join_errors)?;
         let (resources, memory_dir) = crate::backlog::store::open(&settings)?;
         Ok(Bridge {
             settings,

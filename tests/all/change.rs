@@ -239,3 +239,95 @@ fn a_key_file_open_to_group_or_others_is_refused_like_ssh() {
         "{r:?}"
     );
 }
+
+// ---- config check ----
+
+fn with_registry(env: &Env) {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/task_registry.yml");
+    std::fs::copy(shipped, env.ops.join("task_registry.yml")).unwrap();
+}
+
+#[test]
+fn config_check_passes_a_good_config_and_starts_nothing() {
+    let env = Env::new();
+    with_registry(&env);
+    let r = run(&env, &["config", "check", "-o", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let summary = r.json();
+    assert_eq!(summary["jobs"], 6, "{summary}");
+    assert!(
+        summary["plugins"]["backlog_tool"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{summary}"
+    );
+    assert!(!env.backlog_dir().exists(), "no store was opened");
+    let r = run(&env, &["config", "check", "-o", "table"]);
+    assert!(r.stdout.starts_with("config ok: "), "{r:?}");
+}
+
+#[test]
+fn config_check_reports_every_error_with_the_start_s_own_words() {
+    let env = Env::new();
+    with_registry(&env);
+    // A bad policy value, a bad pin, and a registry job for an agent the matrix lacks.
+    std::fs::write(
+        env.config.join("backlog_policy.yml"),
+        "defaults: { retention_days: -1 }\n",
+    )
+    .unwrap();
+    std::fs::copy(HOSTILE_WASM, env.config.join("extra.wasm")).unwrap();
+    register_extra(&env, "", Some(&"cd".repeat(32)));
+    let check = run(&env, &["config", "check"]);
+    assert_eq!(check.code, 2, "{check:?}");
+    assert!(
+        check.stderr.contains("defaults.retention_days"),
+        "{check:?}"
+    );
+    assert!(check.stderr.contains(&"cd".repeat(32)), "{check:?}");
+    // A start fails with the same lines.
+    let start = run(&env, &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(start.code, 2, "{start:?}");
+    let errors = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.contains(" WARN ") && !l.contains(" INFO "))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(errors(&check.stderr), errors(&start.stderr));
+
+    // Config good again, but the registry names an unknown agent: only check (and the
+    // scheduler) read the registry.
+    let env = Env::new();
+    with_registry(&env);
+    let reg = env.ops.join("task_registry.yml");
+    let text = std::fs::read_to_string(&reg).unwrap();
+    std::fs::write(
+        &reg,
+        text.replacen(
+            "params: { env: prod }",
+            "params: { env: prod }\n    agent: ghost",
+            1,
+        ),
+    )
+    .unwrap();
+    let check = run(&env, &["config", "check"]);
+    assert_eq!(check.code, 2, "{check:?}");
+    assert!(
+        check.stderr.contains("task_registry.yml") && check.stderr.contains("ghost"),
+        "{check:?}"
+    );
+    let sched = run(
+        &env,
+        &[
+            "scheduler",
+            "--from",
+            "2026-11-27T10:00:00Z",
+            "--until",
+            "2026-11-27T10:00:00Z",
+        ],
+    );
+    assert_eq!(sched.code, 2, "{sched:?}");
+    assert!(sched.stderr.contains("ghost"), "{sched:?}");
+}

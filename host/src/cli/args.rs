@@ -145,6 +145,11 @@ pub(super) enum Command {
     Openapi,
     /// Prints the man page (roff), e.g. `backlog-bridge man > /usr/local/share/man/man1/backlog-bridge.1`.
     Man,
+    /// Checks the configuration: `config check`.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Registered tools and actions.
     Plugins {
         #[command(subcommand)]
@@ -186,6 +191,14 @@ pub(super) enum CronCommand {
 pub(super) enum SchedulerCommand {
     /// Each job's last run, outcome and next due time, as JSON.
     Status,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum ConfigCommand {
+    /// Validates the config dir (matrix, policy, plugins with their pins and components, key
+    /// variables and files) and the ops dir's task registry with the errors a start gives,
+    /// every one of them; starts nothing. Exit 0 good, 2 otherwise.
+    Check,
 }
 
 #[derive(Subcommand, Debug)]

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use clap::{CommandFactory as _, Parser as _};
 use serde_json::json;
 
-use self::args::{Args, Command, LogFormat, PluginsCommand, SchedulerCommand};
+use self::args::{Args, Command, ConfigCommand, LogFormat, PluginsCommand, SchedulerCommand};
 use crate::output::{self, Format, Kind, emit, emit_line};
 use crate::run_job::{self, Job};
 
@@ -142,6 +142,27 @@ fn run(args: Args, format: Format) -> Result<(), Failure> {
             };
             let bridge = load(settings, &agent)?;
             backlog_bridge::mcp::run_stdio(bridge, &agent).map_err(|e| Failure::Exit(1, e.into()))
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let summary = backlog_bridge::check::check(&settings, |k| std::env::var(k).ok())
+                .map_err(|errors| Failure::Config(backlog_bridge::registry::join_errors(errors)))?;
+            match format {
+                Format::Table => {
+                    let jobs = summary
+                        .jobs
+                        .map(|n| format!(", {n} registry jobs"))
+                        .unwrap_or_default();
+                    emit_line(&format!(
+                        "config ok: {} ({} plugins, {} agents{jobs})",
+                        summary.config_dir,
+                        summary.plugins.len(),
+                        summary.agents
+                    ))
+                }
+                _ => emit(&output::render(&json!(summary), Kind::Plain, format, true)),
+            }
         }
         Command::Plugins { command } => {
             let doc = match command {
