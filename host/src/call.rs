@@ -27,6 +27,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
+use crate::audit::{CallRecord, Face};
 use crate::backlog::store::StoreCall;
 use crate::error::{Code, ToolError};
 use crate::grants::{Access, Grants, grants_for};
@@ -100,8 +101,11 @@ pub struct Meta {
     /// The clock the guest sees (the scheduler's drills pin each job to its minute); `None`:
     /// the bridge's clock.
     pub now: Option<DateTime<Utc>>,
-    /// The host's own bookkeeping (the overdue gauges): its `tool call` line is debug.
+    /// The host's own bookkeeping (the overdue gauges): its `tool call` line is debug, and
+    /// it leaves no audit line.
     pub quiet: bool,
+    /// The face the call came through (the audit line's `face`).
+    pub face: Face,
 }
 
 impl Meta {
@@ -116,7 +120,13 @@ impl Meta {
             request_id,
             now: None,
             quiet: false,
+            face: Face::Cli,
         }
+    }
+
+    /// The same, as coming through `face`.
+    pub fn on(self, face: Face) -> Meta {
+        Meta { face, ..self }
     }
 
     /// For the host's own calls: logged at debug.
@@ -174,6 +184,37 @@ pub fn authorize<B: Deref<Target = Bridge>>(
     })
 }
 
+/// [`authorize`] for a call that came through a face: a refusal leaves its audit line
+/// (`decision: deny`, the reason) under `meta`'s request id and face. Whoever only asks
+/// (`explain`, the catalogs) calls [`authorize`].
+pub fn authorize_as<B: Deref<Target = Bridge>>(
+    bridge: B,
+    agent: &str,
+    tool: &str,
+    action: &str,
+    meta: &Meta,
+) -> Result<Authorized<B>, ToolError> {
+    if let Err(e) = bridge.resolve(agent, tool, action) {
+        let record = CallRecord {
+            request_id: &meta.request_id,
+            face: meta.face,
+            actor: agent,
+            tool,
+            action,
+            grants: None,
+            reason: Some(&e.message),
+            outcome: e.code.as_str(),
+            duration_ms: 0,
+            item_ids: Vec::new(),
+        };
+        if !meta.quiet {
+            bridge.audit(record);
+        }
+        return Err(e);
+    }
+    authorize(bridge, agent, tool, action)
+}
+
 impl Bridge {
     /// [`authorize`] for a call run in place.
     pub fn authorize(
@@ -210,7 +251,7 @@ pub fn call<B: Deref<Target = Bridge>>(
     meta: Meta,
 ) -> Result<Value, ToolError> {
     let started = Instant::now();
-    let call = match authorize(bridge, agent, tool, action) {
+    let call = match authorize_as(bridge, agent, tool, action, &meta) {
         Ok(call) => call,
         Err(e) => {
             log_call(agent, tool, action, &meta, started, &Err(&e));
@@ -278,7 +319,36 @@ impl<B: Deref<Target = Bridge>> Authorized<B> {
             started,
             &result.as_ref().map(|_| ()),
         );
+        self.audit(&meta, started, result.as_ref());
         result
+    }
+
+    /// The audit line of an authorized call (`decision: allow`), written before its answer
+    /// leaves.
+    fn audit(&self, meta: &Meta, started: Instant, result: Result<&Value, &ToolError>) {
+        if meta.quiet {
+            return;
+        }
+        let writes = self.grants.backlog_dir == Access::ReadWrite
+            || self.grants.postgres == Access::ReadWrite;
+        self.bridge.audit(CallRecord {
+            request_id: &meta.request_id,
+            face: meta.face,
+            actor: &self.agent,
+            tool: &self.tool,
+            action: &self.action,
+            grants: Some(self.grants),
+            reason: None,
+            outcome: match result {
+                Ok(_) => "ok",
+                Err(e) => e.code.as_str(),
+            },
+            duration_ms: started.elapsed().as_millis() as u64,
+            item_ids: match result {
+                Ok(v) if writes => crate::audit::item_ids(v),
+                _ => Vec::new(),
+            },
+        });
     }
 
     /// A call refused after authorization (before its guest): logged like any other.
@@ -291,6 +361,7 @@ impl<B: Deref<Target = Bridge>> Authorized<B> {
             started,
             &Err(&e),
         );
+        self.audit(meta, started, Err(&e));
         e
     }
 }

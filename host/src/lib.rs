@@ -9,6 +9,7 @@
 //! settings, files, status, guest config, gauges and `migrate`). It knows tools only through
 //! the generic `describe`/`call` WIT interface; everything about items lives in the guests.
 
+pub mod audit;
 pub mod backlog;
 pub mod call;
 pub mod caps;

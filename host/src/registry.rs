@@ -130,6 +130,8 @@ pub struct Bridge {
     pub(crate) runtime: Runtime,
     pub(crate) plugins: BTreeMap<String, Loaded>,
     pub(crate) resources: Resources,
+    /// The audit trail, opened at the first line.
+    audit: std::sync::OnceLock<Option<Arc<crate::audit::AuditLog>>>,
     /// Keeps the `memory` backend's directory alive as long as the process.
     _memory_dir: Option<tempfile::TempDir>,
 }
@@ -152,8 +154,42 @@ impl Bridge {
             runtime,
             plugins,
             resources,
+            audit: std::sync::OnceLock::new(),
             _memory_dir: memory_dir,
         })
+    }
+
+    /// Appends one audit line (see [`crate::audit`]); a trail that cannot be written is logged
+    /// as an error on every line it loses.
+    pub fn audit(&self, record: crate::audit::CallRecord<'_>) {
+        self.audit_event(record.to_map());
+    }
+
+    /// Appends one audit line of any event (`start`, `stop`, `plugin_load`, a call).
+    pub fn audit_event(&self, record: serde_json::Map<String, Value>) {
+        let log = self.audit.get_or_init(|| {
+            match crate::audit::AuditLog::open(&self.settings.audit_dir) {
+                Ok(log) => Some(log),
+                Err(e) => {
+                    tracing::error!("audit trail disabled: {e:#}");
+                    None
+                }
+            }
+        });
+        match log {
+            Some(log) => {
+                if let Err(e) = log.append(record) {
+                    tracing::error!(
+                        dir = %self.settings.audit_dir.display(),
+                        "audit line lost: {e}"
+                    );
+                }
+            }
+            None => tracing::error!(
+                dir = %self.settings.audit_dir.display(),
+                "audit line lost: the audit dir cannot be written"
+            ),
+        }
     }
 
     /// The `/v1/tools` document for `agent`: only the actions it may call.

@@ -331,3 +331,258 @@ fn config_check_reports_every_error_with_the_start_s_own_words() {
     assert_eq!(sched.code, 2, "{sched:?}");
     assert!(sched.stderr.contains("ghost"), "{sched:?}");
 }
+
+// ---- audit trail ----
+
+/// Every line of the audit trail under `dir`, parsed.
+fn audit_lines(dir: &Path) -> Vec<Value> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn audit_text(dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+fn mcp_stdio_call(env: &Env, agent: &str, name: &str, arguments: Value) {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let mut child = env
+        .cmd()
+        .args(["mcp", "--agent", agent])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn mcp");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut send = |v: Value| writeln!(stdin, "{v}").expect("write");
+    send(
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}}),
+    );
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    send(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    send(
+        serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": name, "arguments": arguments}}),
+    );
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("\"id\":2"), "{line}");
+    drop(send);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn every_face_leaves_one_audit_line_with_the_fields_and_no_secret() {
+    let env = crate::http::env();
+    let audit = env.ops.join("audit");
+    let secret_title = "title-that-must-not-be-audited";
+    // CLI call (a write) and a CLI denial.
+    let created = env.ok(
+        "create",
+        serde_json::json!({"service": "gateway", "env": "prod", "category": "refactor",
+            "title": secret_title}),
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    let denied = env.call("viewer", "backlog_tool", "cleanup", &serde_json::json!({}));
+    assert_eq!(denied.code, 1, "{denied:?}");
+    // CLI batch.
+    env.batch(&[
+        serde_json::json!({"tool": "backlog_tool", "action": "get", "params": {"id": id}}),
+    ]);
+    // MCP stdio.
+    mcp_stdio_call(
+        &env,
+        "viewer",
+        "backlog_tool_list",
+        serde_json::json!({"limit": 1}),
+    );
+    // The scheduler's in-process invoker (as `run-job --local` and the scheduler loop use it).
+    let job = run(
+        &env,
+        &[
+            "run-job",
+            "--local",
+            "--tool",
+            "backlog_tool",
+            "--action",
+            "cleanup",
+            "--params-json",
+            r#"{"dry_run": true}"#,
+        ],
+    );
+    assert_eq!(job.code, 0, "{job:?}");
+    // HTTP: allowed, denied, and a flood of wrong keys.
+    let server = crate::http::Server::start(&env, &[]);
+    assert_eq!(
+        server
+            .execute(crate::http::VIEWER_KEY, "list", &serde_json::json!({}))
+            .status,
+        200
+    );
+    server
+        .execute(crate::http::VIEWER_KEY, "cleanup", &serde_json::json!({}))
+        .error(403, "forbidden");
+    let before_flood = audit_lines(&audit).len();
+    for _ in 0..20 {
+        assert_eq!(
+            server
+                .execute("wrong-key-0123456789abc", "list", &serde_json::json!({}))
+                .status
+                / 100,
+            4
+        );
+    }
+    let after_flood = audit_lines(&audit).len();
+    assert_eq!(
+        before_flood, after_flood,
+        "unauthenticated requests are not audited"
+    );
+    let mut server = server;
+    // SAFETY: plain kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(server.pid(), libc::SIGTERM) }, 0);
+    assert!(server.wait_exit().success(), "{}", server.log());
+    let served_log = server.log();
+
+    let lines = audit_lines(&audit);
+    let calls: Vec<&Value> = lines.iter().filter(|l| l["event"] == "call").collect();
+    let faces: std::collections::BTreeSet<&str> =
+        calls.iter().map(|l| l["face"].as_str().unwrap()).collect();
+    assert_eq!(
+        faces,
+        ["cli", "http", "mcp", "scheduler"].into_iter().collect(),
+        "{lines:#?}"
+    );
+    for l in &calls {
+        for key in [
+            "ts",
+            "seq",
+            "host",
+            "request_id",
+            "face",
+            "actor",
+            "tool",
+            "action",
+            "decision",
+            "reason",
+            "grants",
+            "outcome",
+            "duration_ms",
+            "item_ids",
+            "prev",
+        ] {
+            assert!(l.get(key).is_some(), "{key} missing in {l}");
+        }
+    }
+    let write = calls
+        .iter()
+        .find(|l| l["action"] == "create" && l["face"] == "cli")
+        .unwrap();
+    assert_eq!(write["decision"], "allow");
+    assert_eq!(write["item_ids"], serde_json::json!([id]));
+    assert_eq!(write["grants"]["backlog_dir"], "read_write");
+    let deny = calls
+        .iter()
+        .find(|l| l["action"] == "cleanup" && l["face"] == "http")
+        .unwrap();
+    assert_eq!(deny["decision"], "deny");
+    assert_eq!(deny["outcome"], "forbidden");
+    assert!(
+        deny["reason"]
+            .as_str()
+            .unwrap()
+            .contains("tools.backlog.admin"),
+        "{deny}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|l| l["action"] == "cleanup" && l["face"] == "cli" && l["decision"] == "deny")
+    );
+    for event in ["start", "plugin_load", "stop"] {
+        assert!(
+            lines.iter().any(|l| l["event"] == event),
+            "no {event} line: {served_log}"
+        );
+    }
+    let text = audit_text(&audit);
+    for secret in [
+        crate::http::VIEWER_KEY,
+        crate::http::OPERATOR_KEY,
+        secret_title,
+    ] {
+        assert!(!text.contains(secret), "{secret} in the audit trail");
+    }
+    // One chain over all the processes.
+    let verify = run(&env, &["audit", "verify"]);
+    assert_eq!(verify.code, 0, "{verify:?}");
+    let shown = run(&env, &["audit", "show", "--decision", "deny", "-o", "json"]);
+    assert_eq!(shown.code, 0, "{shown:?}");
+    let shown: Vec<Value> = shown
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert!(shown.iter().all(|l| l["decision"] == "deny"));
+}
+
+#[test]
+fn audit_verify_names_the_file_and_line_of_an_edit_a_removal_and_a_reorder() {
+    let env = Env::new();
+    let dir = env.tmp.path().join("elsewhere");
+    let env = env.var("BACKLOG_BRIDGE_AUDIT_DIR", dir.to_str().unwrap());
+    for _ in 0..4 {
+        env.ok("list", serde_json::json!({}));
+    }
+    assert_eq!(run(&env, &["audit", "verify"]).code, 0);
+    assert!(
+        !env.ops.join("audit").exists(),
+        "the variable moves the trail"
+    );
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .unwrap();
+    let good = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<String> = good.lines().map(str::to_owned).collect();
+    let mut edited = lines.clone();
+    edited[1] = edited[1].replace("\"operator\"", "\"viewer\"");
+    let mut removed = lines.clone();
+    removed.remove(2);
+    let mut reordered = lines.clone();
+    reordered.swap(0, 1);
+    for (bad, line) in [(edited, 3), (removed, 3), (reordered, 1)] {
+        std::fs::write(&file, bad.join("\n") + "\n").unwrap();
+        let r = run(&env, &["audit", "verify"]);
+        assert_eq!(r.code, 1, "{r:?}");
+        let name = file.file_name().unwrap().to_str().unwrap();
+        assert!(r.stderr.contains(&format!("{name}:{line}:")), "{r:?}");
+    }
+    std::fs::write(&file, good).unwrap();
+    assert_eq!(run(&env, &["audit", "verify"]).code, 0);
+}

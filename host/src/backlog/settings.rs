@@ -68,6 +68,9 @@ pub struct Settings {
     /// `BACKLOG_PG_RETRY_SECONDS` (default 300): how long `auto` stays on JSONL after
     /// Postgres failed before it tries again.
     pub pg_retry_seconds: u64,
+    /// The audit trail's directory (`--audit-dir`, `BACKLOG_BRIDGE_AUDIT_DIR`, else
+    /// `<ops-dir>/audit`).
+    pub audit_dir: PathBuf,
 }
 
 impl Settings {
@@ -94,6 +97,9 @@ impl Settings {
                     format!("BACKLOG_PG_RETRY_SECONDS={s:?} is not a positive number of seconds")
                 })?,
             },
+            audit_dir: var("BACKLOG_BRIDGE_AUDIT_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| ops_dir.join("audit")),
             reports_dir: ops_dir.join("reports"),
             config_dir,
             ops_dir,

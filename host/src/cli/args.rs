@@ -27,6 +27,9 @@ pub(super) struct Args {
         default_value = "ops"
     )]
     pub(super) ops_dir: PathBuf,
+    /// The audit trail's directory (default: <ops-dir>/audit).
+    #[arg(long, global = true, env = "BACKLOG_BRIDGE_AUDIT_DIR")]
+    pub(super) audit_dir: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub(super) log_format: LogFormat,
@@ -145,6 +148,11 @@ pub(super) enum Command {
     Openapi,
     /// Prints the man page (roff), e.g. `backlog-bridge man > /usr/local/share/man/man1/backlog-bridge.1`.
     Man,
+    /// The audit trail: `audit verify` checks its hash chain, `audit show` prints lines.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Checks the configuration: `config check`.
     Config {
         #[command(subcommand)]
@@ -191,6 +199,28 @@ pub(super) enum CronCommand {
 pub(super) enum SchedulerCommand {
     /// Each job's last run, outcome and next due time, as JSON.
     Status,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum AuditCommand {
+    /// Walks the chain over every file; exit 0 intact, 1 naming the file and line of the first
+    /// break (an edited, removed or reordered line).
+    Verify,
+    /// The lines that match every filter, oldest first.
+    Show {
+        /// From this time (RFC 3339) or day (YYYY-MM-DD, UTC) on.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        tool: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        /// allow or deny.
+        #[arg(long)]
+        decision: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

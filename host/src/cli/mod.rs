@@ -3,6 +3,7 @@
 //! family: `call` (`call`, `batch`), `serve`, `cron`, `migrate`; the rest is dispatched here.
 
 mod args;
+mod audit;
 mod call;
 mod cron;
 mod load;
@@ -89,7 +90,11 @@ fn run(args: Args, format: Format) -> Result<(), Failure> {
         _ => {}
     }
     check_config_dir(&args.config_dir)?;
-    let settings = Settings::from_env(args.config_dir, args.ops_dir).map_err(Failure::Config)?;
+    let mut settings =
+        Settings::from_env(args.config_dir, args.ops_dir).map_err(Failure::Config)?;
+    if let Some(dir) = args.audit_dir {
+        settings.audit_dir = dir;
+    }
     match args.command {
         Command::Call {
             tool,
@@ -143,6 +148,7 @@ fn run(args: Args, format: Format) -> Result<(), Failure> {
             let bridge = load(settings, &agent)?;
             backlog_bridge::mcp::run_stdio(bridge, &agent).map_err(|e| Failure::Exit(1, e.into()))
         }
+        Command::Audit { command } => audit::run(&settings.audit_dir, command, format),
         Command::Config {
             command: ConfigCommand::Check,
         } => {

@@ -5,12 +5,15 @@ use std::time::Duration;
 use backlog_bridge::{Settings, http, mcp};
 
 use super::args::ServeArgs;
+use super::audit;
 use super::load::load;
 use crate::exit::Failure;
 
 /// Loads the bridge (the metrics agent must exist) and serves until SIGTERM/SIGINT.
 pub(super) fn run(settings: Settings, a: ServeArgs) -> Result<(), Failure> {
     let bridge = load(settings, &a.metrics_agent)?;
+    let audit_dir = bridge.settings.audit_dir.clone();
+    audit::lifecycle(&bridge, "start");
     let mcp_sessions = mcp::SessionLimits {
         per_agent: a.mcp_max_sessions_per_agent,
         total: a.mcp_max_sessions,
@@ -33,5 +36,7 @@ pub(super) fn run(settings: Settings, a: ServeArgs) -> Result<(), Failure> {
         allowed_hosts: a.allowed_host,
         mcp_sessions,
     };
-    http::serve(bridge, options).map_err(|e| Failure::Config(e.into()))
+    let served = http::serve(bridge, options).map_err(|e| Failure::Config(e.into()));
+    audit::stopped(&audit_dir, served.is_ok());
+    served
 }

@@ -178,8 +178,10 @@ impl App {
         agent: &str,
         tool: &str,
         action: &str,
+        request_id: &str,
     ) -> Result<Authorized<Arc<Bridge>>, ToolError> {
-        crate::call::authorize(self.bridge.clone(), agent, tool, action)
+        let meta = Meta::with_id(request_id.to_owned()).on(crate::audit::Face::Http);
+        crate::call::authorize_as(self.bridge.clone(), agent, tool, action, &meta)
     }
 
     /// Runs one authorized call through the pipeline's gate under the router's request id.
@@ -193,7 +195,7 @@ impl App {
             .run(
                 call,
                 Params::from_map(params),
-                Meta::with_id(request_id.to_owned()),
+                Meta::with_id(request_id.to_owned()).on(crate::audit::Face::Http),
             )
             .await
     }

@@ -145,7 +145,7 @@ async fn call_route(app: &App, table: &RestTable, route: &RestRoute, req: Reques
         action: Some(route.action.to_owned()),
         outcome: "",
     };
-    let call = match app.authorize(&agent, table.tool, route.action) {
+    let call = match app.authorize(&agent, table.tool, route.action, &request_id) {
         Ok(call) => call,
         Err(e) => {
             discard(body);

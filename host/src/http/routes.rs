@@ -84,7 +84,7 @@ async fn execute(
     };
     log.tool = Some(parsed.tool.clone());
     log.action = Some(parsed.action.clone());
-    let call = match app.authorize(&agent, &parsed.tool, &parsed.action) {
+    let call = match app.authorize(&agent, &parsed.tool, &parsed.action, &rid) {
         Ok(call) => call,
         Err(e) => return call_response(Err(e), log),
     };

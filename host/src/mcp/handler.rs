@@ -25,7 +25,7 @@ use rmcp::service::{MaybeSendFuture, RequestContext, RoleServer};
 use serde_json::{Map, Value};
 
 use super::catalog::{Catalog, Entry};
-use crate::call::{Authorized, Meta, Params, authorize, new_request_id};
+use crate::call::{Authorized, Meta, Params, authorize_as, new_request_id};
 use crate::error::{Code, ToolError};
 use crate::logging::truncate;
 use crate::registry::Bridge;
@@ -241,12 +241,19 @@ impl Shared {
     ) -> Result<Value, ToolError> {
         let started = Instant::now();
         let arguments = Value::Object(arguments);
-        let checked =
-            authorize(self.bridge.clone(), agent, &entry.tool, &entry.action).and_then(|call| {
-                let params = Params::from_value(&arguments)?;
-                entry.check(&arguments)?;
-                Ok((call, params))
-            });
+        let meta = Meta::with_id(request_id.clone()).on(crate::audit::Face::Mcp);
+        let checked = authorize_as(
+            self.bridge.clone(),
+            agent,
+            &entry.tool,
+            &entry.action,
+            &meta,
+        )
+        .and_then(|call| {
+            let params = Params::from_value(&arguments)?;
+            entry.check(&arguments)?;
+            Ok((call, params))
+        });
         let (call, params) = match checked {
             Ok(checked) => checked,
             Err(e) => {
@@ -263,12 +270,7 @@ impl Shared {
                 return Err(e);
             }
         };
-        (self.runner)(CallSpec {
-            call,
-            params,
-            meta: Meta::with_id(request_id),
-        })
-        .await
+        (self.runner)(CallSpec { call, params, meta }).await
     }
 }
 

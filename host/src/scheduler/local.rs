@@ -24,6 +24,7 @@ impl Invoke for Local {
         let (tool, action, params) = split(request)?;
         let meta = Meta {
             now: self.now,
+            face: crate::audit::Face::Scheduler,
             ..Meta::new()
         };
         call::call(

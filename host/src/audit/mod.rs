@@ -1,0 +1,330 @@
+//! The audit trail (`docs/change-control.md`): one JSON line per call on every face, and per
+//! start and stop, appended to `<audit-dir>/audit-YYYY-MM-DD.jsonl` (UTC day).
+//!
+//! Each line carries `prev`, the SHA-256 hex of the previous line's bytes (64 zeros for the
+//! first line of the first file; a new day's file chains to the previous file's last line), so
+//! an edited, removed or reordered line breaks the chain ([`verify`]). Processes sharing the
+//! directory take an exclusive `flock` on `.lock` for each append and read the chain's tail
+//! from the file, so they keep one chain.
+//!
+//! A line is written (one `write` on an `O_APPEND` descriptor) before the call's answer goes
+//! out, so `kill -9` loses none; `fsync` is grouped: a flusher thread syncs every
+//! [`SYNC_EVERY`], so at most that much is at risk on power loss.
+//!
+//! Must not: write a key, a DSN or a params value (only ids, names, codes and grants).
+
+pub mod show;
+pub mod verify;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+/// How often appended lines are synced to disk.
+pub const SYNC_EVERY: Duration = Duration::from_millis(100);
+
+/// The `prev` of the chain's first line.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+const LOCK_FILE: &str = ".lock";
+
+/// The face a call came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Face {
+    #[default]
+    Cli,
+    Http,
+    Mcp,
+    Scheduler,
+}
+
+impl Face {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Face::Cli => "cli",
+            Face::Http => "http",
+            Face::Mcp => "mcp",
+            Face::Scheduler => "scheduler",
+        }
+    }
+}
+
+/// The file of one UTC day.
+pub fn file_name(day: chrono::NaiveDate) -> String {
+    format!("audit-{}.jsonl", day.format("%Y-%m-%d"))
+}
+
+/// The audit files under `dir`, oldest first.
+pub fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("audit-") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// SHA-256 hex of one line (without its newline).
+pub fn line_hash(line: &[u8]) -> String {
+    Sha256::digest(line)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The chain's tail as this process last wrote it, to skip re-reading an unchanged file.
+struct Tail {
+    path: PathBuf,
+    len: u64,
+    hash: String,
+    seq: u64,
+}
+
+struct State {
+    tail: Option<Tail>,
+    /// The file written to since the last sync.
+    dirty: Option<File>,
+}
+
+/// An open audit directory.
+pub struct AuditLog {
+    dir: PathBuf,
+    host: String,
+    state: Mutex<State>,
+}
+
+impl AuditLog {
+    /// Opens (creating) `dir` and starts the flusher.
+    pub fn open(dir: &Path) -> anyhow::Result<Arc<AuditLog>> {
+        use anyhow::Context as _;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the audit dir {}", dir.display()))?;
+        let probe = dir.join(LOCK_FILE);
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&probe)
+            .with_context(|| format!("cannot write to the audit dir {}", dir.display()))?;
+        let log = Arc::new(AuditLog {
+            dir: dir.to_owned(),
+            host: hostname(),
+            state: Mutex::new(State {
+                tail: None,
+                dirty: None,
+            }),
+        });
+        let weak = Arc::downgrade(&log);
+        std::thread::Builder::new()
+            .name("audit-sync".into())
+            .spawn(move || flusher(weak))
+            .context("cannot start the audit flusher")?;
+        Ok(log)
+    }
+
+    /// Appends one record (`ts`, `seq`, `host` and `prev` are added here).
+    pub fn append(&self, mut record: serde_json::Map<String, Value>) -> std::io::Result<()> {
+        let now = Utc::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(LOCK_FILE))?;
+        lock.lock()?;
+        let path = self.dir.join(file_name(now.date_naive()));
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)?;
+        let len = file.metadata()?.len();
+        let (prev, seq) = match &state.tail {
+            Some(t) if t.path == path && t.len == len => (t.hash.clone(), t.seq),
+            _ if len > 0 => last_line_of(&mut file, len)?,
+            _ => self.previous_file_tail(&path)?,
+        };
+        let mut line = serde_json::Map::new();
+        line.insert(
+            "ts".into(),
+            json!(now.to_rfc3339_opts(SecondsFormat::Micros, true)),
+        );
+        line.insert("seq".into(), json!(seq + 1));
+        line.insert("host".into(), json!(self.host));
+        line.append(&mut record);
+        line.insert("prev".into(), json!(prev));
+        let mut bytes = serde_json::to_vec(&Value::Object(line))?;
+        let hash = line_hash(&bytes);
+        bytes.push(b'\n');
+        file.write_all(&bytes)?;
+        state.tail = Some(Tail {
+            path,
+            len: len + bytes.len() as u64,
+            hash,
+            seq: seq + 1,
+        });
+        state.dirty = Some(file);
+        drop(lock);
+        Ok(())
+    }
+
+    /// The last line of the newest file before `path`, else the genesis.
+    fn previous_file_tail(&self, path: &Path) -> std::io::Result<(String, u64)> {
+        let before = files(&self.dir)?
+            .into_iter()
+            .filter(|p| p.as_path() < path)
+            .next_back();
+        match before {
+            Some(p) => {
+                let mut f = File::open(&p)?;
+                let len = f.metadata()?.len();
+                if len == 0 {
+                    return Ok((GENESIS.to_owned(), 0));
+                }
+                last_line_of(&mut f, len)
+            }
+            None => Ok((GENESIS.to_owned(), 0)),
+        }
+    }
+
+    /// Syncs what was appended since the last sync.
+    pub fn sync(&self) {
+        let dirty = self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .dirty
+            .take();
+        if let Some(f) = dirty
+            && let Err(e) = f.sync_data()
+        {
+            tracing::warn!("audit: cannot sync: {e}");
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.sync();
+    }
+}
+
+fn flusher(log: Weak<AuditLog>) {
+    loop {
+        std::thread::sleep(SYNC_EVERY); // the grouping interval itself, not a synchronization
+        match log.upgrade() {
+            Some(log) => log.sync(),
+            None => return,
+        }
+    }
+}
+
+/// The hash and `seq` of the last line of `file` (of length `len`).
+fn last_line_of(file: &mut File, len: u64) -> std::io::Result<(String, u64)> {
+    let mut back = 4096u64;
+    loop {
+        let start = len.saturating_sub(back);
+        file.seek(SeekFrom::Start(start))?;
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf)?;
+        let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        if let Some(i) = body.iter().rposition(|b| *b == b'\n') {
+            return Ok(tail_of(&body[i + 1..]));
+        }
+        if start == 0 {
+            return Ok(tail_of(body));
+        }
+        back *= 4;
+    }
+}
+
+fn tail_of(line: &[u8]) -> (String, u64) {
+    let seq = serde_json::from_slice::<Value>(line)
+        .ok()
+        .and_then(|v| v["seq"].as_u64())
+        .unwrap_or(0);
+    (line_hash(line), seq)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The audit line of a finished call (or a refused one: `grants` is `None`).
+pub struct CallRecord<'a> {
+    pub request_id: &'a str,
+    pub face: Face,
+    pub actor: &'a str,
+    pub tool: &'a str,
+    pub action: &'a str,
+    /// `Some` when the call was authorized.
+    pub grants: Option<crate::grants::Grants>,
+    /// The refusal's reason (the missing entitlements' message) when denied.
+    pub reason: Option<&'a str>,
+    pub outcome: &'a str,
+    pub duration_ms: u64,
+    pub item_ids: Vec<String>,
+}
+
+impl CallRecord<'_> {
+    pub fn to_map(&self) -> serde_json::Map<String, Value> {
+        let decision = if self.grants.is_some() {
+            "allow"
+        } else {
+            "deny"
+        };
+        let mut m = serde_json::Map::new();
+        m.insert("request_id".into(), json!(self.request_id));
+        m.insert("event".into(), json!("call"));
+        m.insert("face".into(), json!(self.face.as_str()));
+        m.insert("actor".into(), json!(self.actor));
+        m.insert("tool".into(), json!(self.tool));
+        m.insert("action".into(), json!(self.action));
+        m.insert("decision".into(), json!(decision));
+        m.insert("reason".into(), json!(self.reason));
+        m.insert("grants".into(), json!(self.grants));
+        m.insert("outcome".into(), json!(self.outcome));
+        m.insert("duration_ms".into(), json!(self.duration_ms));
+        m.insert("item_ids".into(), json!(self.item_ids));
+        m
+    }
+}
+
+/// The ids a write answered with (`id`, `ids`, `items[].id`, `deleted`): never params.
+pub fn item_ids(result: &Value) -> Vec<String> {
+    let mut ids = Vec::new();
+    if let Some(id) = result.get("id").and_then(Value::as_str) {
+        ids.push(id.to_owned());
+    }
+    for key in ["ids", "deleted"] {
+        for v in result
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(id) = v.as_str().or_else(|| v.get("id").and_then(Value::as_str)) {
+                ids.push(id.to_owned());
+            }
+        }
+    }
+    ids
+}
+
+#[cfg(test)]
+mod tests;
