@@ -27,13 +27,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
-use crate::audit::{CallRecord, Face};
+use crate::audit::Face;
 use crate::backlog::store::StoreCall;
 use crate::error::{Code, ToolError};
 use crate::grants::{Access, Grants, grants_for};
 use crate::http::metrics::Metrics;
 use crate::registry::{Bridge, Loaded};
-use crate::runtime::plugin::{CallOutcome, Invocation};
+use crate::runtime::plugin::Invocation;
 
 /// Largest params document accepted (`docs/http-api.md`).
 pub const MAX_PARAMS_BYTES: usize = 1 << 20;
@@ -101,10 +101,9 @@ pub struct Meta {
     /// The clock the guest sees (the scheduler's drills pin each job to its minute); `None`:
     /// the bridge's clock.
     pub now: Option<DateTime<Utc>>,
-    /// The host's own bookkeeping (the overdue gauges): its `tool call` line is debug, and
-    /// it leaves no audit line.
+    /// The host's own bookkeeping (the overdue gauges): its `tool call` line is debug.
     pub quiet: bool,
-    /// The face the call came through (the audit line's `face`).
+    /// The face the call came through (the audit line's `face`; no line when `quiet`).
     pub face: Face,
 }
 
@@ -122,11 +121,6 @@ impl Meta {
             quiet: false,
             face: Face::Cli,
         }
-    }
-
-    /// The same, as coming through `face`.
-    pub fn on(self, face: Face) -> Meta {
-        Meta { face, ..self }
     }
 
     /// For the host's own calls: logged at debug.
@@ -184,9 +178,7 @@ pub fn authorize<B: Deref<Target = Bridge>>(
     })
 }
 
-/// [`authorize`] for a call that came through a face: a refusal leaves its audit line
-/// (`decision: deny`, the reason) under `meta`'s request id and face. Whoever only asks
-/// (`explain`, the catalogs) calls [`authorize`].
+/// [`authorize`] for a face's call: a refusal leaves its audit line ([`record`]).
 pub fn authorize_as<B: Deref<Target = Bridge>>(
     bridge: B,
     agent: &str,
@@ -194,24 +186,11 @@ pub fn authorize_as<B: Deref<Target = Bridge>>(
     action: &str,
     meta: &Meta,
 ) -> Result<Authorized<B>, ToolError> {
-    if let Err(e) = bridge.resolve(agent, tool, action) {
-        let record = CallRecord {
-            request_id: &meta.request_id,
-            face: meta.face,
-            actor: agent,
-            tool,
-            action,
-            grants: None,
-            reason: Some(&e.message),
-            outcome: e.code.as_str(),
-            duration_ms: 0,
-            item_ids: Vec::new(),
-        };
-        if !meta.quiet {
-            bridge.audit(record);
-        }
-        return Err(e);
-    }
+    record::check(
+        &bridge,
+        (meta.quiet, meta.face, &meta.request_id),
+        [agent, tool, action],
+    )?;
     authorize(bridge, agent, tool, action)
 }
 
@@ -319,36 +298,20 @@ impl<B: Deref<Target = Bridge>> Authorized<B> {
             started,
             &result.as_ref().map(|_| ()),
         );
-        self.audit(&meta, started, result.as_ref());
+        self.record(&meta, started, result.as_ref());
         result
     }
 
-    /// The audit line of an authorized call (`decision: allow`), written before its answer
-    /// leaves.
-    fn audit(&self, meta: &Meta, started: Instant, result: Result<&Value, &ToolError>) {
-        if meta.quiet {
-            return;
-        }
-        let writes = self.grants.backlog_dir == Access::ReadWrite
-            || self.grants.postgres == Access::ReadWrite;
-        self.bridge.audit(CallRecord {
-            request_id: &meta.request_id,
-            face: meta.face,
-            actor: &self.agent,
-            tool: &self.tool,
-            action: &self.action,
-            grants: Some(self.grants),
-            reason: None,
-            outcome: match result {
-                Ok(_) => "ok",
-                Err(e) => e.code.as_str(),
-            },
-            duration_ms: started.elapsed().as_millis() as u64,
-            item_ids: match result {
-                Ok(v) if writes => crate::audit::item_ids(v),
-                _ => Vec::new(),
-            },
-        });
+    fn record(&self, meta: &Meta, started: Instant, result: Result<&Value, &ToolError>) {
+        let (how, who) = (
+            (meta.quiet, meta.face, meta.request_id.as_str()),
+            self.who(),
+        );
+        record::allowed(&self.bridge, how, who, self.grants, started, result);
+    }
+
+    fn who(&self) -> [&str; 3] {
+        [&self.agent, &self.tool, &self.action]
     }
 
     /// A call refused after authorization (before its guest): logged like any other.
@@ -361,7 +324,7 @@ impl<B: Deref<Target = Bridge>> Authorized<B> {
             started,
             &Err(&e),
         );
-        self.audit(meta, started, Err(&e));
+        self.record(meta, started, Err(&e));
         e
     }
 }
@@ -477,45 +440,6 @@ fn log_call(
             duration_us,
             "tool call"
         );
-    }
-}
-
-/// The line of a call a face refused before it reached [`authorize`]'s token or its guest
-/// (the MCP face's schema check). The message may echo the caller's arguments (property
-/// names, values): it stays out of the line.
-pub fn log_refused(
-    agent: &str,
-    tool: &str,
-    action: &str,
-    request_id: &str,
-    started: Instant,
-    e: &ToolError,
-    via: &str,
-) {
-    tracing::info!(
-        request_id,
-        agent,
-        tool,
-        action,
-        outcome = e.code.as_str(),
-        duration_us = started.elapsed().as_micros() as u64,
-        via,
-        "tool call refused"
-    );
-}
-
-fn log_stderr(plugin: &str, request_id: &str, outcome: &CallOutcome) {
-    for line in outcome.stderr.lines().filter(|l| !l.trim().is_empty()) {
-        // Guests write plain lines; the store's repairs and fallbacks say "warning",
-        // "skipping" or "cut", everything else (backend switches) is information.
-        if ["warning", "skipping", "cut torn", "error"]
-            .iter()
-            .any(|w| line.contains(w))
-        {
-            tracing::warn!(target: "guest", plugin, request_id, "{line}");
-        } else {
-            tracing::info!(target: "guest", plugin, request_id, "{line}");
-        }
     }
 }
 
@@ -650,5 +574,8 @@ impl Gate {
     }
 }
 
+mod record;
+pub use record::log_refused;
+use record::log_stderr;
 #[cfg(test)]
 mod tests;

@@ -390,7 +390,6 @@ fn mcp_stdio_call(env: &Env, agent: &str, name: &str, arguments: Value) {
     line.clear();
     stdout.read_line(&mut line).unwrap();
     assert!(line.contains("\"id\":2"), "{line}");
-    drop(send);
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }

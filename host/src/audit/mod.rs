@@ -181,10 +181,7 @@ impl AuditLog {
 
     /// The last line of the newest file before `path`, else the genesis.
     fn previous_file_tail(&self, path: &Path) -> std::io::Result<(String, u64)> {
-        let before = files(&self.dir)?
-            .into_iter()
-            .filter(|p| p.as_path() < path)
-            .next_back();
+        let before = files(&self.dir)?.into_iter().rfind(|p| p.as_path() < path);
         match before {
             Some(p) => {
                 let mut f = File::open(&p)?;
@@ -281,7 +278,71 @@ pub struct CallRecord<'a> {
     pub item_ids: Vec<String>,
 }
 
-impl CallRecord<'_> {
+impl<'a> CallRecord<'a> {
+    /// The line of a call refused before its guest (404, 403): `decision: deny`, the reason.
+    pub fn denied(
+        face: Face,
+        actor: &'a str,
+        tool: &'a str,
+        action: &'a str,
+        e: &'a crate::error::ToolError,
+    ) -> CallRecord<'a> {
+        CallRecord {
+            request_id: "",
+            face,
+            actor,
+            tool,
+            action,
+            grants: None,
+            reason: Some(&e.message),
+            outcome: e.code.as_str(),
+            duration_ms: 0,
+            item_ids: Vec::new(),
+        }
+    }
+
+    /// The line of an authorized call: `decision: allow`, its grants, its outcome and, for a
+    /// write-capable call, the ids it answered with.
+    pub fn allowed(
+        face: Face,
+        actor: &'a str,
+        tool: &'a str,
+        action: &'a str,
+        grants: crate::grants::Grants,
+        result: Result<&Value, &crate::error::ToolError>,
+    ) -> CallRecord<'a> {
+        use crate::grants::Access;
+        let writes =
+            grants.backlog_dir == Access::ReadWrite || grants.postgres == Access::ReadWrite;
+        CallRecord {
+            request_id: "",
+            face,
+            actor,
+            tool,
+            action,
+            grants: Some(grants),
+            reason: None,
+            outcome: match result {
+                Ok(_) => "ok",
+                Err(e) => e.code.as_str(),
+            },
+            duration_ms: 0,
+            item_ids: match result {
+                Ok(v) if writes => item_ids(v),
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    /// Under `request_id`, timed from `started`.
+    pub fn timed(self, request_id: &'a str, started: std::time::Instant) -> CallRecord<'a> {
+        CallRecord {
+            request_id,
+            duration_ms: started.elapsed().as_millis() as u64,
+            ..self
+        }
+    }
+
     pub fn to_map(&self) -> serde_json::Map<String, Value> {
         let decision = if self.grants.is_some() {
             "allow"

@@ -241,7 +241,12 @@ fn run(args: Args, format: Format) -> Result<(), Failure> {
                 },
                 _ => scheduler::Clock::Wall,
             };
+            let daemon = matches!(clock, scheduler::Clock::Wall);
             let bridge = Arc::new(Bridge::load(settings).map_err(Failure::Config)?);
+            let audit_dir = bridge.settings.audit_dir.clone();
+            if daemon {
+                audit::lifecycle(&bridge, "start");
+            }
             // SIGTERM/SIGINT: finish the job in hand, record it, stop (within a second when
             // idle) — a killed scheduler would leave its claimed run `running`.
             let stop = Arc::new(AtomicBool::new(false));
@@ -250,7 +255,11 @@ fn run(args: Args, format: Format) -> Result<(), Failure> {
                     Failure::Config(anyhow::anyhow!("cannot handle signal {signal}: {e}"))
                 })?;
             }
-            let summary = scheduler::run(bridge, clock, &stop).map_err(Failure::Config)?;
+            let summary = scheduler::run(bridge, clock, &stop);
+            if daemon {
+                audit::stopped(&audit_dir, summary.is_ok());
+            }
+            let summary = summary.map_err(Failure::Config)?;
             emit_line(&serde_json::to_string(&summary).unwrap_or_default())
         }
         Command::Cron { command } => cron::run(&settings, command),

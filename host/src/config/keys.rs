@@ -142,7 +142,7 @@ mod tests {
         assert_eq!(keys.len(), 2);
         assert_eq!(keys[0], (3, KeyLine::Key("old-key-0123456789".into())));
         assert_eq!(keys[1], (4, KeyLine::Digest([0x0f; 32])));
-        assert_eq!(format!("{keys:?}").contains("old-key"), false);
+        assert!(!format!("{keys:?}").contains("old-key"));
     }
 
     #[test]

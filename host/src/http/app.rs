@@ -180,7 +180,10 @@ impl App {
         action: &str,
         request_id: &str,
     ) -> Result<Authorized<Arc<Bridge>>, ToolError> {
-        let meta = Meta::with_id(request_id.to_owned()).on(crate::audit::Face::Http);
+        let meta = Meta {
+            face: crate::audit::Face::Http,
+            ..Meta::with_id(request_id.to_owned())
+        };
         crate::call::authorize_as(self.bridge.clone(), agent, tool, action, &meta)
     }
 
@@ -195,7 +198,10 @@ impl App {
             .run(
                 call,
                 Params::from_map(params),
-                Meta::with_id(request_id.to_owned()).on(crate::audit::Face::Http),
+                Meta {
+                    face: crate::audit::Face::Http,
+                    ..Meta::with_id(request_id.to_owned())
+                },
             )
             .await
     }

@@ -241,7 +241,10 @@ impl Shared {
     ) -> Result<Value, ToolError> {
         let started = Instant::now();
         let arguments = Value::Object(arguments);
-        let meta = Meta::with_id(request_id.clone()).on(crate::audit::Face::Mcp);
+        let meta = Meta {
+            face: crate::audit::Face::Mcp,
+            ..Meta::with_id(request_id.clone())
+        };
         let checked = authorize_as(
             self.bridge.clone(),
             agent,
