@@ -5,8 +5,8 @@ use std::path::Path;
 use backlog_bridge::audit::{show, verify};
 use serde_json::{Value, json};
 
-use crate::exit::Failure;
 use super::args::AuditCommand;
+use crate::exit::Failure;
 use crate::output::{Format, emit, emit_line};
 
 pub(super) fn run(dir: &Path, command: AuditCommand, format: Format) -> Result<(), Failure> {
