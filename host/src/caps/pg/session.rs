@@ -55,7 +55,8 @@ pub enum End {
     Rollback,
 }
 
-/// Why a transaction could not be committed (the call's writes are not in the database).
+/// Why a transaction could not be committed: its writes are not in the database, except
+/// after [`CommitError::Unavailable`], whose outcome nobody on the host side can know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommitError {
     /// A statement failed, so the server had aborted the transaction; the guest still
@@ -68,9 +69,13 @@ pub enum CommitError {
     /// The server refused the commit (serialization failure, deferred constraint, …).
     #[error("Postgres refused to commit: SQLSTATE {sqlstate}: {message}")]
     Refused { sqlstate: String, message: String },
-    /// The connection broke; the outcome is unknown to the host, the writes are not
-    /// acknowledged.
-    #[error("Postgres became unavailable while committing: {0}")]
+    /// The connection broke after `COMMIT` was sent: the server may have committed or not,
+    /// and the host cannot tell. The answer says so (the writes are not acknowledged, and a
+    /// caller should look before it retries a create).
+    #[error(
+        "Postgres became unavailable while committing, so whether its writes were saved is \
+         unknown (look before retrying): {0}"
+    )]
     Unavailable(String),
 }
 
