@@ -35,6 +35,8 @@ use backlog_core::policy::Policy;
 use backlog_store::{Access, JsonlStore};
 use serde_json::{Value, json};
 
+#[path = "common/router.rs"]
+mod kit;
 #[path = "bridge/router.rs"]
 mod router;
 

@@ -20,6 +20,8 @@
 
 #[path = "postgres/http.rs"]
 mod http;
+#[path = "common/router.rs"]
+mod kit;
 #[path = "../../tests/all/pg.rs"]
 mod pg;
 

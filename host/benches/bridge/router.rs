@@ -3,165 +3,13 @@
 //! `BENCH_ROUTER_ITEMS` items (default 100k) and `BENCH_ROUTER_CLIENTS` connections (default
 //! 32), as in issue #13's table; the router's RSS after the load.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
-use super::{
-    BIN, bare_append, call, generate, item_id, load_bridge, measure, pct, repo_config, report,
-    vm_kib,
-};
-const OPERATOR_KEY: &str = "bench-operator-key";
-const VIEWER_KEY: &str = "bench-viewer-key";
-
-/// The server process; killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(root: &Path) -> Server {
-    let mut child = Command::new(BIN)
-        .arg("--config-dir")
-        .arg(repo_config())
-        .arg("--ops-dir")
-        .arg(root)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("BACKLOG_BACKEND", "jsonl")
-        .env("OPERATOR_API_KEY", OPERATOR_KEY)
-        .env("VIEWER_API_KEY", VIEWER_KEY)
-        .env("SCHEDULER_API_KEY", "bench-scheduler-key")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().expect("stderr");
-    // Drains the log (one access-log line per request, as in production) and reports the
-    // address the server listens on.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(
-                    rest.chars()
-                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                        .collect::<String>(),
-                );
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("serve listens");
-    Server {
-        child,
-        base: format!("http://{addr}"),
-    }
-}
-
-fn client() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-/// One request; its status.
-fn request(http: &ureq::Agent, base: &str, method: &str, path: &str, body: Option<String>) -> u16 {
-    let key = if method == "POST" {
-        OPERATOR_KEY
-    } else {
-        VIEWER_KEY
-    };
-    let req = ureq::http::Request::builder()
-        .method(method)
-        .uri(format!("{base}{path}"))
-        .header("Authorization", format!("Bearer {key}"));
-    let resp = match body {
-        Some(b) => http.run(
-            req.header("Content-Type", "application/json")
-                .body(b)
-                .expect("request"),
-        ),
-        None => http.run(req.body(()).expect("request")),
-    };
-    match resp {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            // Read the body: the connection is reused only once it is consumed.
-            let _ = r.into_body().read_to_string();
-            status
-        }
-        Err(_) => 0,
-    }
-}
-
-/// What one load run measured.
-struct Load {
-    requests: usize,
-    errors: usize,
-    wall: Duration,
-    latencies: Vec<Duration>,
-}
-
-/// `clients` threads send requests from `next(client, i)` for `secs`.
-fn load(
-    base: &str,
-    clients: usize,
-    secs: Duration,
-    next: impl Fn(usize, usize) -> (&'static str, String, Option<String>) + Sync,
-) -> Load {
-    let started = Instant::now();
-    let per_client: Vec<(Vec<Duration>, usize)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..clients)
-            .map(|c| {
-                let next = &next;
-                s.spawn(move || {
-                    let http = client();
-                    let mut latencies = Vec::new();
-                    let mut errors = 0;
-                    let mut i = 0;
-                    while started.elapsed() < secs {
-                        let (method, path, body) = next(c, i);
-                        let t = Instant::now();
-                        let status = request(&http, base, method, &path, body);
-                        latencies.push(t.elapsed());
-                        if status != 200 {
-                            errors += 1;
-                        }
-                        i += 1;
-                    }
-                    (latencies, errors)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("client"))
-            .collect()
-    });
-    let wall = started.elapsed();
-    let mut latencies: Vec<Duration> = per_client.iter().flat_map(|(l, _)| l.clone()).collect();
-    latencies.sort();
-    Load {
-        requests: latencies.len(),
-        errors: per_client.iter().map(|(_, e)| e).sum(),
-        wall,
-        latencies,
-    }
-}
+use super::{bare_append, call, generate, item_id, load_bridge, measure, pct, report, vm_kib};
+use crate::kit::{Load, client, load, request, start};
 
 fn print_load(name: &str, l: &Load, target_rps: f64, p99_target: Option<Duration>) {
     let rps = l.requests as f64 / l.wall.as_secs_f64();
@@ -203,7 +51,7 @@ pub fn bench(tmp: &Path, iters: usize) {
     println!(
         "\n-- (e) router over loopback, {items} items, {clients} client threads, {secs:?} per figure"
     );
-    let server = start(&root);
+    let server = start(&root, &[("BACKLOG_BACKEND", "jsonl")]);
     let base = server.base.as_str();
     let http = client();
     // Warm the warm instances (and their indexes) of the read and write grant sets.

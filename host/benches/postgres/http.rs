@@ -2,108 +2,19 @@
 //! `--workers 4`) over loopback, a Rust load generator (one thread and one keep-alive
 //! connection per client), and pgbench on the same server as the yardstick.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::json;
 
-use super::{BIN, measure, p50, p99, pg, pgbench_script, pgbench_tool, repo_config, verdict};
+use super::{measure, p50, p99, pg, pgbench_script, pgbench_tool, verdict};
+use crate::kit::{self, Load, client};
 
-const OPERATOR_KEY: &str = "bench-operator-key";
-const VIEWER_KEY: &str = "bench-viewer-key";
-
-/// The server process; killed on drop.
-pub struct Server {
-    child: Child,
-    pub base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `serve` on Postgres, listening on a free loopback port.
-pub fn start(root: &Path, dsn: &str) -> Server {
-    let mut child = Command::new(BIN)
-        .arg("--config-dir")
-        .arg(repo_config())
-        .arg("--ops-dir")
-        .arg(root)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("BACKLOG_BACKEND", "postgres")
-        .env("BACKLOG_POSTGRES_DSN", dsn)
-        .env("OPERATOR_API_KEY", OPERATOR_KEY)
-        .env("VIEWER_API_KEY", VIEWER_KEY)
-        .env("SCHEDULER_API_KEY", "bench-scheduler-key")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().expect("stderr");
-    // Drains the log (one access-log line per request, as in production) and reports the
-    // address the server listens on.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(
-                    rest.chars()
-                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                        .collect::<String>(),
-                );
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("serve listens");
-    Server {
-        child,
-        base: format!("http://{addr}"),
-    }
-}
-
-fn client() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-/// One request; its status.
+/// One request: a POST with a body (the operator), a GET without (the viewer); its status.
 fn request(http: &ureq::Agent, base: &str, path: &str, body: Option<String>) -> u16 {
-    let (method, key) = match body {
-        Some(_) => ("POST", OPERATOR_KEY),
-        None => ("GET", VIEWER_KEY),
-    };
-    let req = ureq::http::Request::builder()
-        .method(method)
-        .uri(format!("{base}{path}"))
-        .header("Authorization", format!("Bearer {key}"));
-    let resp = match body {
-        Some(b) => http.run(
-            req.header("Content-Type", "application/json")
-                .body(b)
-                .expect("request"),
-        ),
-        None => http.run(req.body(()).expect("request")),
-    };
-    match resp {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            // Read the body: the connection is reused only once it is consumed.
-            let _ = r.into_body().read_to_string();
-            status
-        }
-        Err(_) => 0,
-    }
+    let method = if body.is_some() { "POST" } else { "GET" };
+    kit::request(http, base, method, path, body)
 }
 
 /// An upsert of a new key, in one of the fill's 97 services (spread as pgbench's rows are).
@@ -117,65 +28,17 @@ fn upsert_body(key: String) -> String {
     .to_string()
 }
 
-/// What one load run measured.
-struct Load {
-    requests: usize,
-    errors: usize,
-    wall: Duration,
-    latencies: Vec<Duration>,
-}
-
-impl Load {
-    fn rps(&self) -> f64 {
-        self.requests as f64 / self.wall.as_secs_f64()
-    }
-}
-
-/// `clients` threads send requests from `next(client, i)` for `secs`.
+/// `clients` threads send requests from `next(client, i)` (path, body) for `secs`.
 fn load(
     base: &str,
     clients: usize,
     secs: Duration,
     next: impl Fn(usize, usize) -> (String, Option<String>) + Sync,
 ) -> Load {
-    let started = Instant::now();
-    let per_client: Vec<(Vec<Duration>, usize)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..clients)
-            .map(|c| {
-                let next = &next;
-                s.spawn(move || {
-                    let http = client();
-                    let mut latencies = Vec::new();
-                    let mut errors = 0;
-                    let mut i = 0;
-                    while started.elapsed() < secs {
-                        let (path, body) = next(c, i);
-                        let t = Instant::now();
-                        let status = request(&http, base, &path, body);
-                        latencies.push(t.elapsed());
-                        if status != 200 {
-                            errors += 1;
-                        }
-                        i += 1;
-                    }
-                    (latencies, errors)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("client"))
-            .collect()
-    });
-    let wall = started.elapsed();
-    let mut latencies: Vec<Duration> = per_client.iter().flat_map(|(l, _)| l.clone()).collect();
-    latencies.sort();
-    Load {
-        requests: latencies.len(),
-        errors: per_client.iter().map(|(_, e)| e).sum(),
-        wall,
-        latencies,
-    }
+    kit::load(base, clients, secs, |c, i| {
+        let (path, body) = next(c, i);
+        (if body.is_some() { "POST" } else { "GET" }, path, body)
+    })
 }
 
 /// pgbench's tps for the single-row upsert at `clients` clients for `secs`.
@@ -229,7 +92,13 @@ pub fn bench(
             .unwrap_or(5),
     );
     let clients = 32;
-    let server = start(root, &db.dsn);
+    let server = kit::start(
+        root,
+        &[
+            ("BACKLOG_BACKEND", "postgres"),
+            ("BACKLOG_POSTGRES_DSN", &db.dsn),
+        ],
+    );
     let base = server.base.as_str();
     let http = client();
     // Warm the instances of both grant sets (and connections) before the clock runs.

@@ -1,0 +1,177 @@
+//! The router bench kit both benches share: a `serve` process, a keep-alive HTTP client,
+//! and a load generator (one thread and one connection per client).
+#![allow(dead_code)] // each bench uses its part
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_backlog-bridge");
+
+pub const OPERATOR_KEY: &str = "bench-operator-key";
+pub const VIEWER_KEY: &str = "bench-viewer-key";
+
+fn repo_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+/// The server process; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `serve` with the repository's config over `root`, the bench keys and `env`, listening
+/// on a free loopback port.
+pub fn start(root: &Path, env: &[(&str, &str)]) -> Server {
+    let mut child = Command::new(BIN)
+        .arg("--config-dir")
+        .arg(repo_config())
+        .arg("--ops-dir")
+        .arg(root)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .envs(env.iter().copied())
+        .env("OPERATOR_API_KEY", OPERATOR_KEY)
+        .env("VIEWER_API_KEY", VIEWER_KEY)
+        .env("SCHEDULER_API_KEY", "bench-scheduler-key")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    // Drains the log (one access-log line per request, as in production) and reports the
+    // address the server listens on.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(
+                    rest.chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect::<String>(),
+                );
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("serve listens");
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+pub fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// One request; its status (0 when no answer came).
+pub fn request(
+    http: &ureq::Agent,
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> u16 {
+    let key = if method == "POST" {
+        OPERATOR_KEY
+    } else {
+        VIEWER_KEY
+    };
+    let req = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"))
+        .header("Authorization", format!("Bearer {key}"));
+    let resp = match body {
+        Some(b) => http.run(
+            req.header("Content-Type", "application/json")
+                .body(b)
+                .expect("request"),
+        ),
+        None => http.run(req.body(()).expect("request")),
+    };
+    match resp {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            // Read the body: the connection is reused only once it is consumed.
+            let _ = r.into_body().read_to_string();
+            status
+        }
+        Err(_) => 0,
+    }
+}
+
+/// What one load run measured.
+pub struct Load {
+    pub requests: usize,
+    pub errors: usize,
+    pub wall: Duration,
+    pub latencies: Vec<Duration>,
+}
+
+impl Load {
+    pub fn rps(&self) -> f64 {
+        self.requests as f64 / self.wall.as_secs_f64()
+    }
+}
+
+/// `clients` threads send requests from `next(client, i)` (method, path, body) for `secs`.
+pub fn load(
+    base: &str,
+    clients: usize,
+    secs: Duration,
+    next: impl Fn(usize, usize) -> (&'static str, String, Option<String>) + Sync,
+) -> Load {
+    let started = Instant::now();
+    let per_client: Vec<(Vec<Duration>, usize)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let next = &next;
+                s.spawn(move || {
+                    let http = client();
+                    let mut latencies = Vec::new();
+                    let mut errors = 0;
+                    let mut i = 0;
+                    while started.elapsed() < secs {
+                        let (method, path, body) = next(c, i);
+                        let t = Instant::now();
+                        let status = request(&http, base, method, &path, body);
+                        latencies.push(t.elapsed());
+                        if status != 200 {
+                            errors += 1;
+                        }
+                        i += 1;
+                    }
+                    (latencies, errors)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    });
+    let wall = started.elapsed();
+    let mut latencies: Vec<Duration> = per_client.iter().flat_map(|(l, _)| l.clone()).collect();
+    latencies.sort();
+    Load {
+        requests: latencies.len(),
+        errors: per_client.iter().map(|(_, e)| e).sum(),
+        wall,
+        latencies,
+    }
+}
