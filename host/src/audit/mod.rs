@@ -91,10 +91,36 @@ struct Tail {
     seq: u64,
 }
 
+/// The day's file this process appends to, kept open between appends. It is reopened when
+/// the day changes or when the path no longer names it (rotated, removed).
+struct Current {
+    path: PathBuf,
+    file: Arc<File>,
+    id: (u64, u64),
+}
+
 struct State {
     tail: Option<Tail>,
-    /// The file written to since the last sync.
-    dirty: Option<File>,
+    /// `.lock`, kept open: each append takes its `flock` (one chain across processes).
+    lock: Option<File>,
+    current: Option<Current>,
+    /// Appended to since the last sync.
+    dirty: bool,
+}
+
+/// Releases the `flock` of `.lock` when the append ends, however it ends.
+struct Locked<'a>(&'a File);
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// Device and inode of a file, to tell whether a path still names an open file.
+fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt as _;
+    (m.dev(), m.ino())
 }
 
 /// An open audit directory.
@@ -122,7 +148,9 @@ impl AuditLog {
             host: hostname(),
             state: Mutex::new(State {
                 tail: None,
-                dirty: None,
+                lock: None,
+                current: None,
+                dirty: false,
             }),
         });
         let weak = Arc::downgrade(&log);
@@ -136,23 +164,49 @@ impl AuditLog {
     /// Appends one record (`ts`, `seq`, `host` and `prev` are added here).
     pub fn append(&self, mut record: serde_json::Map<String, Value>) -> std::io::Result<()> {
         let now = Utc::now();
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.dir.join(LOCK_FILE))?;
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *guard;
+        if state.lock.is_none() {
+            state.lock = Some(
+                OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(self.dir.join(LOCK_FILE))?,
+            );
+        }
+        let Some(lock) = state.lock.as_ref() else {
+            return Err(std::io::Error::other("the audit lock file is not open"));
+        };
         lock.lock()?;
+        let _locked = Locked(lock);
         let path = self.dir.join(file_name(now.date_naive()));
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&path)?;
+        let named = std::fs::metadata(&path).ok().map(|m| file_id(&m));
+        let reuse = state
+            .current
+            .as_ref()
+            .is_some_and(|c| c.path == path && Some(c.id) == named);
+        if !reuse {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .read(true)
+                .open(&path)?;
+            let id = file_id(&file.metadata()?);
+            state.current = Some(Current {
+                path: path.clone(),
+                file: Arc::new(file),
+                id,
+            });
+        }
+        let Some(current) = state.current.as_ref() else {
+            return Err(std::io::Error::other("the audit file is not open"));
+        };
+        let mut file: &File = &current.file;
         let len = file.metadata()?.len();
         let (prev, seq) = match &state.tail {
             Some(t) if t.path == path && t.len == len => (t.hash.clone(), t.seq),
-            _ if len > 0 => last_line_of(&mut file, len)?,
+            _ if len > 0 => last_line_of(file, len)?,
             _ => self.previous_file_tail(&path)?,
         };
         let mut line = serde_json::Map::new();
@@ -174,8 +228,7 @@ impl AuditLog {
             hash,
             seq: seq + 1,
         });
-        state.dirty = Some(file);
-        drop(lock);
+        state.dirty = true;
         Ok(())
     }
 
@@ -184,12 +237,12 @@ impl AuditLog {
         let before = files(&self.dir)?.into_iter().rfind(|p| p.as_path() < path);
         match before {
             Some(p) => {
-                let mut f = File::open(&p)?;
+                let f = File::open(&p)?;
                 let len = f.metadata()?.len();
                 if len == 0 {
                     return Ok((GENESIS.to_owned(), 0));
                 }
-                last_line_of(&mut f, len)
+                last_line_of(&f, len)
             }
             None => Ok((GENESIS.to_owned(), 0)),
         }
@@ -197,12 +250,16 @@ impl AuditLog {
 
     /// Syncs what was appended since the last sync.
     pub fn sync(&self) {
-        let dirty = self
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .dirty
-            .take();
+        let dirty = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let dirty = std::mem::take(&mut state.dirty);
+            state
+                .current
+                .as_ref()
+                .filter(|_| dirty)
+                .map(|c| c.file.clone())
+        };
+        // Outside the lock: appends go on while the disk syncs.
         if let Some(f) = dirty
             && let Err(e) = f.sync_data()
         {
@@ -228,7 +285,7 @@ fn flusher(log: Weak<AuditLog>) {
 }
 
 /// The hash and `seq` of the last line of `file` (of length `len`).
-fn last_line_of(file: &mut File, len: u64) -> std::io::Result<(String, u64)> {
+fn last_line_of(mut file: &File, len: u64) -> std::io::Result<(String, u64)> {
     let mut back = 4096u64;
     loop {
         let start = len.saturating_sub(back);
