@@ -24,6 +24,7 @@ pub mod logging;
 pub mod mcp;
 pub mod params;
 pub mod registry;
+pub mod reload;
 pub mod runtime;
 pub mod scheduler;
 

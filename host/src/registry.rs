@@ -55,33 +55,43 @@ pub struct ManifestAction<'a> {
 pub struct ConfigParts {
     pub matrix: Matrix,
     pub policy: LoadedPolicy,
-    pub(crate) runtime: Runtime,
-    pub(crate) plugins: BTreeMap<String, Loaded>,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) plugins: BTreeMap<String, Arc<Loaded>>,
 }
 
 impl ConfigParts {
     /// Reads and validates every file, going on after an error so that all of them are
     /// reported (each names its file and key).
     pub fn load(settings: &Settings) -> Result<ConfigParts, Vec<anyhow::Error>> {
+        ConfigParts::load_over(settings, None)
+    }
+
+    /// [`ConfigParts::load`] for a reload (`crate::reload`): the engine of `previous` is kept,
+    /// and a plugin whose entry and component bytes are unchanged is taken over as it is (no
+    /// compilation, no `describe()`), so its compiled code and warm instances survive.
+    pub(crate) fn load_over(
+        settings: &Settings,
+        previous: Option<&Bridge>,
+    ) -> Result<ConfigParts, Vec<anyhow::Error>> {
         let mut errors = Vec::new();
         let dir = &settings.config_dir;
         let matrix = Matrix::load(dir).map_err(|e| errors.push(e.into())).ok();
         let policy = policy::load(dir).map_err(|e| errors.push(e.into())).ok();
         let entries = plugins::load(dir).map_err(|e| errors.push(e.into())).ok();
-        let runtime = Runtime::new().map_err(|e| errors.push(e)).ok();
+        let runtime = match previous {
+            Some(bridge) => Some(bridge.runtime.clone()),
+            None => Runtime::new()
+                .map(Arc::new)
+                .map_err(|e| errors.push(e))
+                .ok(),
+        };
         let mut plugins = BTreeMap::new();
         if let (Some(runtime), Some(entries)) = (&runtime, entries) {
             for (name, entry) in entries {
-                match load_plugin(runtime, settings, &name, &entry) {
-                    Ok((plugin, digest)) => {
-                        plugins.insert(
-                            name,
-                            Loaded {
-                                entry,
-                                plugin,
-                                digest,
-                            },
-                        );
+                let before = previous.and_then(|b| b.plugins.get(&name));
+                match load_plugin(runtime, settings, &name, entry, before) {
+                    Ok(loaded) => {
+                        plugins.insert(name, loaded);
                     }
                     Err(e) => errors.push(e),
                 }
@@ -127,13 +137,13 @@ pub struct Bridge {
     pub settings: Settings,
     pub matrix: Matrix,
     pub policy: LoadedPolicy,
-    pub(crate) runtime: Runtime,
-    pub(crate) plugins: BTreeMap<String, Loaded>,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) plugins: BTreeMap<String, Arc<Loaded>>,
     pub(crate) resources: Resources,
-    /// The audit trail, opened at the first line.
-    audit: std::sync::OnceLock<Option<Arc<crate::audit::AuditLog>>>,
+    /// The audit trail, opened at the first line (shared with the bridges a reload makes).
+    audit: Arc<std::sync::OnceLock<Option<Arc<crate::audit::AuditLog>>>>,
     /// Keeps the `memory` backend's directory alive as long as the process.
-    _memory_dir: Option<tempfile::TempDir>,
+    _memory_dir: Option<Arc<tempfile::TempDir>>,
 }
 
 impl Bridge {
@@ -154,9 +164,25 @@ impl Bridge {
             runtime,
             plugins,
             resources,
-            audit: std::sync::OnceLock::new(),
-            _memory_dir: memory_dir,
+            audit: Arc::default(),
+            _memory_dir: memory_dir.map(Arc::new),
         })
+    }
+
+    /// The bridge a reload swaps in (`crate::reload`): the new config parts over what this
+    /// one keeps for the life of the process — settings, the store and its Postgres pool, the
+    /// engine, the audit trail, the `memory` backend's directory.
+    pub(crate) fn successor(&self, parts: ConfigParts) -> Bridge {
+        Bridge {
+            settings: self.settings.clone(),
+            matrix: parts.matrix,
+            policy: parts.policy,
+            runtime: parts.runtime,
+            plugins: parts.plugins,
+            resources: self.resources.clone(),
+            audit: self.audit.clone(),
+            _memory_dir: self._memory_dir.clone(),
+        }
     }
 
     /// Appends one audit line (see [`crate::audit`]); a trail that cannot be written is logged
@@ -249,7 +275,7 @@ impl Bridge {
         tool: &str,
         action: &str,
     ) -> Result<(&Loaded, &ActionRule), ToolError> {
-        let loaded = self.plugins.get(tool).ok_or_else(|| {
+        let loaded: &Loaded = self.plugins.get(tool).ok_or_else(|| {
             let message = if self.matrix.knows_tool(tool) {
                 not_installed_message(tool)
             } else {
@@ -321,33 +347,92 @@ impl Bridge {
     }
 }
 
+/// Runs after a reload swapped the bridge, with the old and the new one (the MCP face tells
+/// its sessions whose tool list changed).
+pub type SwapHook = Box<dyn Fn(&Arc<Bridge>, &Arc<Bridge>) + Send + Sync>;
+
+/// The bridge a long-running process serves with, swapped whole by a reload
+/// (`crate::reload`). Each call takes [`Live::current`] once and holds that `Arc` to its end,
+/// so a call in flight finishes under the config it started with and never sees a mix.
+pub struct Live {
+    current: std::sync::RwLock<Arc<Bridge>>,
+    hooks: std::sync::Mutex<Vec<SwapHook>>,
+}
+
+impl Live {
+    pub fn new(bridge: Arc<Bridge>) -> Live {
+        Live {
+            current: std::sync::RwLock::new(bridge),
+            hooks: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The bridge now in force (a clone of the `Arc`: the lock is held for that clone only).
+    pub fn current(&self) -> Arc<Bridge> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Swaps `bridge` in (`then` runs under the same write lock, for state that must change
+    /// with it), then runs the swap hooks; returns the bridge it replaced.
+    pub(crate) fn swap(&self, bridge: Arc<Bridge>, then: impl FnOnce()) -> Arc<Bridge> {
+        let old = {
+            let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+            then();
+            std::mem::replace(&mut *current, bridge.clone())
+        };
+        for hook in self.hooks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            hook(&old, &bridge);
+        }
+        old
+    }
+
+    /// Registers a hook run after every swap.
+    pub fn on_swap(&self, hook: SwapHook) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
+    }
+}
+
 fn load_plugin(
     runtime: &Runtime,
     settings: &Settings,
     name: &str,
-    entry: &PluginEntry,
-) -> anyhow::Result<(Plugin, String)> {
-    let bytes: std::borrow::Cow<[u8]> = match entry.source(&settings.config_dir) {
-        ComponentSource::Builtin => BUILTINS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, b)| std::borrow::Cow::Borrowed(*b))
-            .with_context(|| {
+    entry: PluginEntry,
+    before: Option<&Arc<Loaded>>,
+) -> anyhow::Result<Arc<Loaded>> {
+    let (bytes, digest): (std::borrow::Cow<[u8]>, String) = match entry.source(&settings.config_dir)
+    {
+        ComponentSource::Builtin => {
+            let (_, bytes, digest) = builtin(name).with_context(|| {
                 format!(
                     "{}: plugin `{name}`: no builtin component of that name",
                     plugins::FILE
                 )
-            })?,
+            })?;
+            (std::borrow::Cow::Borrowed(bytes), digest.to_owned())
+        }
         ComponentSource::File(path) => {
             let bytes = std::fs::read(&path)
                 .with_context(|| format!("plugin `{name}`: cannot read {}", path.display()))?;
-            plugins::check_pin(name, entry, &path, &bytes)?;
-            bytes.into()
+            plugins::check_pin(name, &entry, &path, &bytes)?;
+            let digest = plugins::sha256_hex(&bytes);
+            (bytes.into(), digest)
         }
     };
+    // A reload takes over a plugin whose entry and bytes are the ones already loaded.
+    if let Some(before) = before
+        && before.entry == entry
+        && before.digest == digest
+    {
+        return Ok(before.clone());
+    }
     // The cache is keyed by the bytes' own SHA-256 (`cache::entry_path`), so a swapped file
     // never runs under an older compilation.
-    let digest = plugins::sha256_hex(&bytes);
     let started = Instant::now();
     let (component, origin) =
         cache::load(&runtime.engine, &bytes, settings.cache_dir.as_deref())
@@ -364,7 +449,27 @@ fn load_plugin(
     let plugin = Plugin::load(runtime, name, &component, entry.memory_limit_mib)
         .with_context(|| format!("plugin `{name}`: cannot describe itself"))?;
     tracing::info!(plugin = name, sha256 = %digest, "plugin loaded");
-    Ok((plugin, digest))
+    Ok(Arc::new(Loaded {
+        entry,
+        plugin,
+        digest,
+    }))
+}
+
+/// A builtin component: its name, bytes and SHA-256 hex (computed once per process).
+fn builtin(name: &str) -> Option<(&'static str, &'static [u8], &'static str)> {
+    static DIGESTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let digests = DIGESTS.get_or_init(|| {
+        BUILTINS
+            .iter()
+            .map(|(_, b)| plugins::sha256_hex(b))
+            .collect()
+    });
+    BUILTINS
+        .iter()
+        .zip(digests)
+        .find(|((n, _), _)| *n == name)
+        .map(|((n, b), d)| (*n, *b, d.as_str()))
 }
 
 /// Loads a component file outside the registry (for `plugins inspect`).

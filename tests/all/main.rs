@@ -56,3 +56,5 @@ mod model_seq;
 mod torn;
 // Change control: pinned components, key files, config check.
 mod change;
+// Change control: reloading the config without a restart.
+mod reload;

@@ -15,9 +15,10 @@ use crate::registry::Bridge;
 /// retry interval until `stop` (checked every second), so that a quiet router replays its
 /// outage journal and returns to Postgres by itself. `None` on other backends.
 pub fn spawn_store_recovery(
-    bridge: Arc<Bridge>,
+    live: Arc<crate::registry::Live>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+    let bridge = live.current();
     if bridge.settings.backend != Backend::Auto || bridge.resources.postgres.is_none() {
         return Ok(None);
     }
@@ -29,7 +30,8 @@ pub fn spawn_store_recovery(
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let now = Instant::now();
                 if now >= next {
-                    bridge.recover_store();
+                    // The config in force (a reload may have swapped it).
+                    live.current().recover_store();
                     next = now + interval;
                 }
                 std::thread::sleep((next - now.min(next)).min(Duration::from_secs(1)));

@@ -243,6 +243,15 @@ fn run(args: Args, format: Format) -> Result<(), Failure> {
             };
             let daemon = matches!(clock, scheduler::Clock::Wall);
             let bridge = Arc::new(Bridge::load(settings).map_err(Failure::Config)?);
+            // SIGHUP (the daemon only): reload between ticks, as `serve` does (handled before
+            // the start line, so a HUP never ends the process).
+            let hangup = Arc::new(AtomicBool::new(false));
+            if daemon {
+                signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))
+                    .map_err(|e| {
+                        Failure::Config(anyhow::anyhow!("cannot handle signal SIGHUP: {e}"))
+                    })?;
+            }
             let audit_dir = bridge.settings.audit_dir.clone();
             if daemon {
                 audit::lifecycle(&bridge, "start");
@@ -255,7 +264,18 @@ fn run(args: Args, format: Format) -> Result<(), Failure> {
                     Failure::Config(anyhow::anyhow!("cannot handle signal {signal}: {e}"))
                 })?;
             }
-            let summary = scheduler::run(bridge, clock, &stop);
+            let reloader = backlog_bridge::reload::Reloader::new(Arc::new(
+                backlog_bridge::registry::Live::new(bridge),
+            ));
+            let between = || {
+                if hangup.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::info!("scheduler: SIGHUP received: reloading the config");
+                    let trigger = backlog_bridge::reload::Trigger::Signal;
+                    // The outcome is logged and audited by the reload itself.
+                    let _ = reloader.reload(&trigger, |_| Ok(()), |()| {});
+                }
+            };
+            let summary = scheduler::run(reloader.live(), clock, &stop, &between);
             if daemon {
                 audit::stopped(&audit_dir, summary.is_ok());
             }

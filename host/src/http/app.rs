@@ -2,7 +2,7 @@
 //! pipeline's [`Gate`] and the metrics registry, and the calls handlers make through them.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -14,7 +14,8 @@ use crate::backlog::StoreStatus;
 use crate::backlog::gauges::OverdueGauges;
 use crate::call::{Authorized, Gate, Meta, Params};
 use crate::error::ToolError;
-use crate::registry::Bridge;
+use crate::registry::{Bridge, Live};
+use crate::reload::{ReloadError, Reloaded, Reloader, Trigger};
 
 /// Largest request body accepted (`docs/http-api.md`); larger → 413 `payload_too_large`.
 pub const MAX_BODY_BYTES: usize = crate::call::MAX_PARAMS_BYTES;
@@ -78,8 +79,11 @@ pub enum ServeError {
 
 /// Everything a request handler needs.
 pub struct App {
-    pub bridge: Arc<Bridge>,
-    pub keys: Keys,
+    /// The config in force and its reloads (`crate::reload`): a request takes the bridge
+    /// once ([`App::bridge`]) and holds it to its end.
+    pub reloader: Reloader,
+    /// The agents' keys, swapped with the bridge by a reload.
+    keys: RwLock<Arc<Keys>>,
     pub metrics: Arc<Metrics>,
     pub options: ServeOptions,
     /// The browser guard every route passes.
@@ -133,6 +137,7 @@ impl App {
             );
         }
         let keys = Keys::load(&bridge.matrix, |k| std::env::var(k).ok())?;
+        let live = Arc::new(Live::new(Arc::new(bridge)));
         let browser = BrowserPolicy::new(
             options.listen,
             options.anonymous_agent.is_some(),
@@ -141,8 +146,8 @@ impl App {
         );
         let metrics = Arc::new(Metrics::default());
         Ok(App {
-            bridge: Arc::new(bridge),
-            keys,
+            reloader: Reloader::new(live),
+            keys: RwLock::new(Arc::new(keys)),
             gate: Gate::new(options.max_in_flight, options.workers, metrics.clone()),
             metrics,
             browser,
@@ -155,6 +160,47 @@ impl App {
         })
     }
 
+    /// The bridge in force: a request or call takes it once and keeps it to its end.
+    pub fn bridge(&self) -> Arc<Bridge> {
+        self.reloader.live().current()
+    }
+
+    /// Reloads the config dir and the agents' keys (`crate::reload`): on success the new
+    /// bridge and keys are swapped in together; on any error both stay as they were.
+    pub fn reload(&self, trigger: &Trigger) -> Result<Reloaded, ReloadError> {
+        self.reloader.reload(
+            trigger,
+            |bridge| {
+                let mut errors = Vec::new();
+                for (flag, agent) in [
+                    ("--anonymous-agent", self.options.anonymous_agent.as_deref()),
+                    ("--metrics-agent", Some(self.options.metrics_agent.as_str())),
+                ] {
+                    if let Some(agent) = agent
+                        && bridge.matrix.agent(agent).is_none()
+                    {
+                        errors.push(anyhow::anyhow!(
+                            "{}: agent `{agent}` (named by {flag}) is missing",
+                            bridge.matrix.path.display()
+                        ));
+                    }
+                }
+                let keys = Keys::load(&bridge.matrix, |k| std::env::var(k).ok())
+                    .map_err(|e| errors.push(e.into()))
+                    .ok();
+                match keys {
+                    Some(keys) if errors.is_empty() => Ok(keys),
+                    _ => Err(errors),
+                }
+            },
+            |keys| *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys),
+        )
+    }
+
+    fn keys(&self) -> Arc<Keys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The agent a request acts as: its bearer key's, or (no `Authorization` header at all)
     /// the `--anonymous-agent`; else the 401 error.
     pub fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<String, ToolError> {
@@ -163,7 +209,7 @@ impl App {
             .map(axum::http::HeaderValue::as_bytes);
         match (value, &self.options.anonymous_agent) {
             (None, Some(anonymous)) => Ok(anonymous.clone()),
-            (value, _) => self.keys.authenticate(value).map(str::to_owned),
+            (value, _) => self.keys().authenticate(value).map(str::to_owned),
         }
     }
 
@@ -184,7 +230,7 @@ impl App {
             face: crate::audit::Face::Http,
             ..Meta::with_id(request_id.to_owned())
         };
-        crate::call::authorize_as(self.bridge.clone(), agent, tool, action, &meta)
+        crate::call::authorize_as(self.bridge(), agent, tool, action, &meta)
     }
 
     /// Runs one authorized call through the pipeline's gate under the router's request id.
@@ -212,7 +258,7 @@ impl App {
         &self,
         f: impl FnOnce(&Bridge) -> T + Send + 'static,
     ) -> Result<T, ToolError> {
-        self.gate.aside(&self.bridge, f).await
+        self.gate.aside(&self.bridge(), f).await
     }
 
     /// The store's status (may probe Postgres: runs on a worker).

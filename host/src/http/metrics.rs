@@ -298,6 +298,47 @@ impl Metrics {
     }
 }
 
+/// The config reload metrics (`crate::reload`), as Prometheus names its own.
+pub fn render_reload(out: &mut String, status: &crate::reload::ReloadStatus) {
+    header(
+        out,
+        "config_last_reload_successful",
+        "gauge",
+        "Whether the last config reload succeeded (1) or kept the old config (0).",
+    );
+    let _ = writeln!(
+        out,
+        "backlog_bridge_config_last_reload_successful {}",
+        u8::from(status.last_ok())
+    );
+    header(
+        out,
+        "config_last_reload_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful config load (start or reload).",
+    );
+    let _ = writeln!(
+        out,
+        "backlog_bridge_config_last_reload_success_timestamp_seconds {}",
+        status.success_timestamp()
+    );
+    header(
+        out,
+        "config_reloads_total",
+        "counter",
+        "Config reloads since the start, by result.",
+    );
+    let (ok, failed) = status.counts();
+    let _ = writeln!(
+        out,
+        "backlog_bridge_config_reloads_total{{result=\"success\"}} {ok}"
+    );
+    let _ = writeln!(
+        out,
+        "backlog_bridge_config_reloads_total{{result=\"failure\"}} {failed}"
+    );
+}
+
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP backlog_bridge_{name} {help}");
     let _ = writeln!(out, "# TYPE backlog_bridge_{name} {kind}");

@@ -13,6 +13,7 @@
 //! time limit); decide anything about params (the component validates them); give
 //! the guest anything the bridge would not give a CLI call of the same agent.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod browser;

@@ -44,7 +44,8 @@ pub fn router(app: Arc<App>, mcp: Router<Arc<App>>) -> Router {
         .merge(crate::backlog::ui::routes())
         .route("/v1/tools/execute", post(execute))
         .route("/v1/tools", get(list_tools))
-        .route("/v1/explain", get(explain));
+        .route("/v1/explain", get(explain))
+        .route("/v1/admin/reload", post(super::admin::reload));
     for table in REST {
         router = router.merge(rest::router(table));
     }
@@ -102,7 +103,7 @@ async fn list_tools(State(app): AppState, headers: HeaderMap) -> Response {
         Ok(a) => a,
         Err(e) => return unauthenticated(e),
     };
-    let mut resp = json_response(StatusCode::OK, &app.bridge.tools_for(Some(&agent)));
+    let mut resp = json_response(StatusCode::OK, &app.bridge().tools_for(Some(&agent)));
     resp.extensions_mut().insert(CallLog {
         agent: Some(agent),
         outcome: "ok",
@@ -143,7 +144,7 @@ async fn explain(State(app): AppState, headers: HeaderMap, RawQuery(q): RawQuery
             return call_response(Err(e), CallLog::default());
         }
     };
-    let result = crate::explain::explain(&app.bridge, &agent, call).map(|x| x.to_json());
+    let result = crate::explain::explain(&app.bridge(), &agent, call).map(|x| x.to_json());
     call_response(
         result,
         CallLog {
@@ -196,19 +197,23 @@ async fn readyz(State(app): AppState) -> Response {
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(State(app): AppState) -> Response {
     match app.store_gauges().await {
-        Ok(gauges) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            app.metrics.render(app.calls_in_flight(), &gauges),
-        )
-            .into_response(),
+        Ok(gauges) => {
+            let mut text = app.metrics.render(app.calls_in_flight(), &gauges);
+            super::metrics::render_reload(&mut text, app.reloader.status());
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                text,
+            )
+                .into_response()
+        }
         Err(e) => error_response(&e),
     }
 }
 
 /// `GET /openapi.json`: the API description (`super::openapi`), no key.
 async fn openapi(State(app): AppState) -> Response {
-    json_response(StatusCode::OK, &super::openapi::document(&app.bridge))
+    json_response(StatusCode::OK, &super::openapi::document(&app.bridge()))
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri, headers: HeaderMap) -> Response {

@@ -40,11 +40,13 @@ pub fn serve(bridge: Bridge, mut options: ServeOptions) -> Result<(), ServeError
         .map_err(ServeError::Runtime)?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let scheduler = app.options.scheduler.then(|| {
-        let (bridge, stop) = (app.bridge.clone(), stop.clone());
+        let (live, stop) = (app.reloader.live().clone(), stop.clone());
         std::thread::Builder::new()
             .name("scheduler".into())
             .spawn(move || {
-                if let Err(e) = crate::scheduler::run(bridge, crate::scheduler::Clock::Wall, &stop)
+                // The router reloads; the loop takes each reload's bridge at its next tick.
+                if let Err(e) =
+                    crate::scheduler::run(&live, crate::scheduler::Clock::Wall, &stop, &|| {})
                 {
                     tracing::error!("scheduler: stopped: {e:#}");
                 }
@@ -52,7 +54,7 @@ pub fn serve(bridge: Bridge, mut options: ServeOptions) -> Result<(), ServeError
     });
     let scheduler = scheduler.transpose().map_err(ServeError::Runtime)?;
     // `auto`: replays a due outage journal every retry interval, even when no call comes.
-    let recovery = crate::backlog::spawn_store_recovery(app.bridge.clone(), stop.clone())
+    let recovery = crate::backlog::spawn_store_recovery(app.reloader.live().clone(), stop.clone())
         .map_err(ServeError::Runtime)?;
     let result = runtime.block_on(run(app.clone()));
     runtime.shutdown_timeout(Duration::from_secs(5));
@@ -69,6 +71,10 @@ pub fn serve(bridge: Bridge, mut options: ServeOptions) -> Result<(), ServeError
 
 async fn run(app: Arc<App>) -> Result<(), ServeError> {
     let addr = app.options.listen;
+    // SIGHUP reloads (installed before the listening line, so a HUP never ends the process).
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(ServeError::Runtime)?;
+    tokio::spawn(reload_on_hangup(app.clone(), hangups));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
@@ -111,7 +117,7 @@ async fn run(app: Arc<App>) -> Result<(), ServeError> {
             let app = runner_app.clone();
             Box::pin(async move { app.gate.run(spec.call, Ok(spec.params), spec.meta).await })
         });
-        crate::mcp::http_router(app.bridge.clone(), auth, runner, options)
+        crate::mcp::http_router(app.reloader.live().clone(), auth, runner, options)
     };
     let limits = conn::ConnLimits {
         max_connections: app.options.max_connections,
@@ -130,6 +136,17 @@ async fn run(app: Arc<App>) -> Result<(), ServeError> {
     // Connections are closed; calls whose client went away may still run: wait for them.
     app.gate.drain(SHUTDOWN_GRACE).await;
     Ok(())
+}
+
+/// Each SIGHUP reloads the config (`crate::reload`) on the blocking pool; calls go on meanwhile.
+async fn reload_on_hangup(app: Arc<App>, mut hangups: tokio::signal::unix::Signal) {
+    while hangups.recv().await.is_some() {
+        tracing::info!("router: SIGHUP received: reloading the config");
+        let app = app.clone();
+        // The outcome is logged, audited and counted by the reload itself.
+        let _ =
+            tokio::task::spawn_blocking(move || app.reload(&crate::reload::Trigger::Signal)).await;
+    }
 }
 
 async fn shutdown_signal() -> &'static str {

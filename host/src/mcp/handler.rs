@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use rmcp::model::{
@@ -21,7 +21,7 @@ use rmcp::model::{
     InitializeRequestParams, InitializeResult, ListToolsResult, PaginatedRequestParams,
     ServerCapabilities, ServerConfig, Tool,
 };
-use rmcp::service::{MaybeSendFuture, RequestContext, RoleServer};
+use rmcp::service::{MaybeSendFuture, Peer, RequestContext, RoleServer};
 use serde_json::{Map, Value};
 
 use super::catalog::{Catalog, Entry};
@@ -74,12 +74,32 @@ struct Shared {
     runner: CallRunner,
 }
 
-/// The MCP server over one [`Bridge`]. Cheap to clone (the HTTP transport makes one per
-/// session).
+/// The MCP server over one [`Bridge`], or over the bridge in force of a `serve` that reloads
+/// (the HTTP face: [`McpHandler::reloaded`]). Cheap to clone (the HTTP transport makes one
+/// per session).
 #[derive(Clone)]
 pub struct McpHandler {
-    shared: Arc<Shared>,
+    state: Arc<State>,
     caller: Caller,
+}
+
+/// What every clone of a handler shares.
+struct State {
+    /// The catalog of the bridge in force, swapped whole by a reload.
+    shared: RwLock<Arc<Shared>>,
+    runner: CallRunner,
+    /// The HTTP sessions' peers and their agents, told when their tool list changes.
+    peers: Mutex<Vec<(Arc<str>, Peer<RoleServer>)>>,
+}
+
+impl State {
+    fn new(shared: Shared) -> Arc<State> {
+        Arc::new(State {
+            runner: shared.runner.clone(),
+            shared: RwLock::new(Arc::new(shared)),
+            peers: Mutex::default(),
+        })
+    }
 }
 
 impl McpHandler {
@@ -88,7 +108,7 @@ impl McpHandler {
     pub fn for_agent(bridge: Arc<Bridge>, agent: &str) -> McpHandler {
         let runner = Self::plain_runner();
         McpHandler {
-            shared: Arc::new(Shared::new(bridge, runner)),
+            state: State::new(Shared::new(bridge, runner)),
             caller: Caller::Fixed(agent.into()),
         }
     }
@@ -97,8 +117,51 @@ impl McpHandler {
     /// calls with `runner`.
     pub fn per_request(bridge: Arc<Bridge>, runner: CallRunner) -> McpHandler {
         McpHandler {
-            shared: Arc::new(Shared::new(bridge, runner)),
+            state: State::new(Shared::new(bridge, runner)),
             caller: Caller::PerRequest,
+        }
+    }
+
+    fn shared(&self) -> Arc<Shared> {
+        self.state
+            .shared
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// After a reload swapped `bridge` in: serves its catalog from now on and sends
+    /// `notifications/tools/list_changed` to each open session whose agent's tool list
+    /// changed (on the session's standalone stream, `GET /mcp`). Closed sessions are dropped.
+    pub fn reloaded(&self, bridge: Arc<Bridge>) {
+        let new = Arc::new(Shared::new(bridge, self.state.runner.clone()));
+        let old = std::mem::replace(
+            &mut *self.state.shared.write().unwrap_or_else(|p| p.into_inner()),
+            new.clone(),
+        );
+        let mut peers = self.state.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.retain(|(_, peer)| !peer.is_transport_closed());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut lists: std::collections::HashMap<Arc<str>, bool> = Default::default();
+        for (agent, peer) in peers.iter() {
+            let changed = *lists.entry(agent.clone()).or_insert_with(|| {
+                let names = |s: &Shared| -> Vec<Value> {
+                    s.permitted(agent)
+                        .map(|e| serde_json::to_value(&e.def).unwrap_or_default())
+                        .collect()
+                };
+                names(&old) != names(&new)
+            });
+            if changed {
+                let peer = peer.clone();
+                runtime.spawn(async move {
+                    if let Err(e) = peer.notify_tool_list_changed().await {
+                        tracing::debug!("mcp: cannot send tools/list_changed: {e}");
+                    }
+                });
+            }
         }
     }
 
@@ -120,16 +183,16 @@ impl McpHandler {
     }
 
     /// The catalog entry (tool, action) of an MCP tool name, for logs.
-    pub fn tool_action(&self, name: &str) -> Option<(&str, &str)> {
-        self.shared
+    pub fn tool_action(&self, name: &str) -> Option<(String, String)> {
+        self.shared()
             .catalog
             .get(name)
-            .map(|e| (e.tool.as_str(), e.action.as_str()))
+            .map(|e| (e.tool.clone(), e.action.clone()))
     }
 
     /// The tools `agent` may call, as `tools/list` shows them.
     pub fn tools_for(&self, agent: &str) -> Vec<Tool> {
-        self.shared
+        self.shared()
             .permitted(agent)
             .map(|e| e.def.clone())
             .collect()
@@ -154,7 +217,8 @@ impl McpHandler {
         arguments: Option<rmcp::model::JsonObject>,
         request_id: String,
     ) -> Result<CallToolResult, ErrorData> {
-        let shared = &self.shared;
+        // One catalog, and the one bridge under it, for the whole call.
+        let shared = self.shared();
         let Some(entry) = shared.catalog.get(name) else {
             return Err(ErrorData::invalid_params(
                 format!("unknown tool `{name}`; tools/list names the tools you may call"),
@@ -279,12 +343,17 @@ impl Shared {
 
 impl rmcp::ServerHandler for McpHandler {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(
-                Implementation::new("backlog-bridge", env!("CARGO_PKG_VERSION"))
-                    .with_title("Engineering Backlog Bridge"),
-            )
-            .with_instructions(self.shared.instructions.clone())
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(
+            Implementation::new("backlog-bridge", env!("CARGO_PKG_VERSION"))
+                .with_title("Engineering Backlog Bridge"),
+        )
+        .with_instructions(self.shared().instructions.clone())
     }
 
     fn list_tools(
@@ -331,10 +400,18 @@ impl rmcp::ServerHandler for McpHandler {
             "mcp: client initialized"
         );
         context.peer.set_peer_info(request.clone());
+        // An HTTP session learns of reloads that change its tool list.
+        if let (Caller::PerRequest, Ok(agent)) = (&self.caller, self.agent(&context)) {
+            self.state
+                .peers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((agent, context.peer.clone()));
+        }
         self.negotiate_initialize(&request)
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.shared.catalog.get(name).map(|e| e.def.clone())
+        self.shared().catalog.get(name).map(|e| e.def.clone())
     }
 }

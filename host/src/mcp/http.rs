@@ -53,7 +53,7 @@ use super::wire::{self, INVALID_REQUEST, Refusal};
 use crate::call::MAX_PARAMS_BYTES;
 use crate::error::{Code, ToolError};
 use crate::http::browser::BrowserPolicy;
-use crate::registry::Bridge;
+use crate::registry::Live;
 
 /// The largest `initialize` request accepted: client name, version and capabilities fit in a
 /// few hundred bytes; a session must not cost its creator's choice of memory.
@@ -189,8 +189,9 @@ pub struct McpCallLog {
 
 /// The MCP endpoint at [`PATH`] and the OAuth 404s, for `serve` to merge into its router.
 /// `runner` runs each checked tool call (the router's admission, workers and metrics).
+/// A reload of `live` swaps the handler's catalog and tells sessions whose tool list changed.
 pub fn router<S>(
-    bridge: Arc<Bridge>,
+    live: Arc<Live>,
     auth: Authenticate,
     runner: CallRunner,
     options: HttpOptions,
@@ -198,7 +199,15 @@ pub fn router<S>(
 where
     S: Clone + Send + Sync + 'static,
 {
-    let handler = McpHandler::per_request(bridge, runner);
+    let handler = McpHandler::per_request(live.current(), runner);
+    live.on_swap({
+        let handler = handler.clone();
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        Box::new(move |_, new| {
+            let _entered = runtime.as_ref().map(|r| r.enter());
+            handler.reloaded(new.clone());
+        })
+    });
     let posts = Arc::new(Posts::default());
     let mut rmcp_token = CancellationToken::new();
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -339,8 +348,8 @@ async fn guard_layer(State(guard): State<Guard>, mut request: Request, next: Nex
         && let Some(name) = value.pointer("/params/name").and_then(|n| n.as_str())
         && let Some((tool, action)) = guard.handler.tool_action(name)
     {
-        log.tool = Some(tool.to_owned());
-        log.action = Some(action.to_owned());
+        log.tool = Some(tool);
+        log.action = Some(action);
     }
     let initialize = method == "initialize";
     if initialize && bytes.len() > MAX_INITIALIZE_BYTES {

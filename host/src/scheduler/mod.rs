@@ -6,12 +6,12 @@
 //! `runs/`), or reach a tool other than through the invoker (`caps/invoker.rs`), whose
 //! in-process transport ([`Local`]) is the call pipeline as the job's agent.
 
+mod config;
 pub mod counters;
 pub mod local;
 pub mod runner;
 pub mod runs;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -26,7 +26,9 @@ use serde_json::{Value, json};
 use crate::backlog::Backend;
 use crate::call::DEFAULT_TIMEOUT;
 use crate::config::rbac::Matrix;
-use crate::registry::Bridge;
+use crate::registry::{Bridge, Live};
+use config::Config;
+pub use config::{catalog, load_registry, registry_path};
 pub use local::Local;
 use runner::{Outcome, Runner, Source};
 use runs::{JsonlRuns, PgRuns, RunRecord, Runs};
@@ -52,38 +54,6 @@ pub fn owner() -> String {
 pub fn lease(matrix: &Matrix, job: &scheduler_core::Job) -> Minutes {
     let d = call_timeout(matrix, &job.tool, &job.action) + RUNNER_MARGIN + LEASE_MARGIN;
     Minutes::from_std(d).unwrap_or(Minutes::hours(1))
-}
-
-/// The registry file under the ops dir.
-pub fn registry_path(ops_dir: &Path) -> PathBuf {
-    ops_dir.join(scheduler_core::registry::FILE)
-}
-
-/// What the matrix knows, for registry validation; `installed` from `provides`.
-pub fn catalog(matrix: &Matrix, provides: impl Fn(&str) -> bool) -> Catalog {
-    let actions: std::collections::BTreeSet<(String, String)> = matrix
-        .listed_actions()
-        .map(|(t, a)| (t.to_owned(), a.to_owned()))
-        .collect();
-    let installed = actions
-        .iter()
-        .map(|(t, _)| t.clone())
-        .filter(|t| provides(t))
-        .collect();
-    Catalog {
-        actions,
-        agents: matrix.agents().map(|(id, _)| id.to_owned()).collect(),
-        installed,
-    }
-}
-
-/// Reads and validates the registry; returns it with its text (for the component).
-pub fn load_registry(ops_dir: &Path, catalog: &Catalog) -> anyhow::Result<(Registry, String)> {
-    let path = registry_path(ops_dir);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read the task registry {}", path.display()))?;
-    let registry = Registry::parse(&path.display().to_string(), &text, Some(catalog))?;
-    Ok((registry, text))
 }
 
 /// The time limit of one call of `tool.action` (the matrix's `timeout_s`, else 10 s).
@@ -153,39 +123,57 @@ pub struct Summary {
 }
 
 /// The scheduler loop: at each minute, claims and runs (or records `missed`) every due job,
-/// in `after` order, until the span ends or `stop` is set.
-pub fn run(bridge: Arc<Bridge>, clock: Clock, stop: &AtomicBool) -> anyhow::Result<Summary> {
-    let cat = catalog(&bridge.matrix, |t| bridge.provides(t));
-    let (registry, text) = load_registry(&bridge.settings.ops_dir, &cat)?;
-    let order = registry
-        .order()
-        .map_err(|c| anyhow::anyhow!("`after` cycle: {}", c.join(" -> ")))?;
-    let runs = open_runs(&bridge)?;
-    let runner = Runner::new(bridge.runtime(), bridge.settings.cache_dir.as_deref())?;
+/// in `after` order, until the span ends or `stop` is set. `between` runs between ticks (at
+/// least once a second: the `scheduler` command's SIGHUP reload); a new bridge in `live` is
+/// taken, with its task registry, at the next tick.
+pub fn run(
+    live: &Live,
+    clock: Clock,
+    stop: &AtomicBool,
+    between: &dyn Fn(),
+) -> anyhow::Result<Summary> {
+    let mut config = Config::load(live.current())?;
+    let runs = open_runs(&config.bridge)?;
+    let runtime = config.bridge.runtime();
+    let runner = Runner::new(runtime, config.bridge.settings.cache_dir.as_deref())?;
     tracing::info!(
-        jobs = registry.jobs.len(),
+        jobs = config.registry.jobs.len(),
         runs = runs.backend(),
         "scheduler: started"
     );
     let owner = owner();
-    let ctx = Loop {
-        bridge: &bridge,
-        registry: &registry,
-        text: &text,
-        catalog: &cat,
-        runs: &runs,
-        runner: &runner,
-        stop,
-        drill: matches!(clock, Clock::Span { .. }),
-        owner: &owner,
-    };
     let mut summary = Summary::default();
     let mut previous: Option<DateTime<Utc>> = None;
     let mut pruned_day = None;
+    let mut seen = config.bridge.clone();
     loop {
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        between();
+        let current = live.current();
+        if !Arc::ptr_eq(&current, &seen) {
+            seen = current.clone();
+            match Config::load(current) {
+                Ok(new) => {
+                    tracing::info!(jobs = new.registry.jobs.len(), "scheduler: config reloaded");
+                    config = new;
+                }
+                Err(e) => tracing::error!("scheduler: the reloaded config is not taken: {e:#}"),
+            }
+        }
+        let (bridge, registry) = (&config.bridge, &config.registry);
+        let ctx = Loop {
+            bridge,
+            registry,
+            text: &config.text,
+            catalog: &config.catalog,
+            runs: &runs,
+            runner: &runner,
+            stop,
+            drill: matches!(clock, Clock::Span { .. }),
+            owner: &owner,
+        };
         let tick = match clock {
             Clock::Span { from, until } => {
                 let t = previous.map_or(minute_floor(from), |p| p + Minutes::minutes(1));
@@ -197,7 +185,7 @@ pub fn run(bridge: Arc<Bridge>, clock: Clock, stop: &AtomicBool) -> anyhow::Resu
             Clock::Wall => {
                 let t = minute_floor(bridge.clock());
                 if previous.is_some_and(|p| t <= p) {
-                    sleep_to_next_minute(&bridge);
+                    sleep_to_next_minute(bridge);
                     continue;
                 }
                 t
@@ -226,11 +214,11 @@ pub fn run(bridge: Arc<Bridge>, clock: Clock, stop: &AtomicBool) -> anyhow::Resu
         // A job without a record of its own looks back as far as the scheduler's latest
         // record of any job: it was up then, so every firing since is due (or missed).
         let any_last = latest.values().map(|r| r.scheduled).max();
-        for &i in &order {
+        for &i in &config.order {
             let job = &registry.jobs[i];
             let last = latest.get(&job.id).map(|r| r.scheduled).or(any_last);
             let start = plan::window_start(previous, last, tick);
-            for due in plan::due_for_job(&registry, i, start, tick) {
+            for due in plan::due_for_job(registry, i, start, tick) {
                 ctx.handle(&due, tick, &mut summary);
             }
         }

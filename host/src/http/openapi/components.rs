@@ -77,7 +77,7 @@ pub(super) fn schemas() -> Value {
                 "code": {"type": "string", "enum": crate::error::Code::ALL
                     .iter()
                     .map(|c| c.as_str())
-                    .chain(["rate_limited", "unsupported_media_type", "method_not_allowed"])
+                    .chain(["rate_limited", "unsupported_media_type", "method_not_allowed", "invalid_config"])
                     .collect::<Vec<_>>()},
             },
         }),

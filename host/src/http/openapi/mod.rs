@@ -67,6 +67,31 @@ pub fn document(bridge: &Bridge) -> Value {
             &[AUTHENTICATED],
         ),
     );
+    add(
+        "/v1/admin/reload",
+        "post",
+        operation(
+            "reload",
+            "Reloads the config dir (RBAC matrix, plugins, policy, task registry, key files) \
+             without a restart; needs the entitlement `bridge.reload`. Any error keeps the old \
+             config whole and answers 400 with code `invalid_config` and `errors` (one per \
+             problem, each naming its file and key). The body is ignored.",
+            true,
+            &[],
+            Vec::new(),
+            None,
+            ok_json(json!({
+                "type": "object", "required": ["reloaded", "changed", "ms"],
+                "properties": {
+                    "reloaded": {"const": true},
+                    "changed": {"type": "array", "items": {"type": "string"},
+                                "description": "Files whose bytes changed since the last load."},
+                    "ms": {"type": "number", "description": "How long the reload took."},
+                },
+            })),
+            &[AUTHENTICATED, &[500]],
+        ),
+    );
 
     for table in REST {
         for (path, method, op) in rest::table_operations(bridge, table) {
