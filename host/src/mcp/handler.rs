@@ -133,7 +133,8 @@ impl McpHandler {
     /// After a reload swapped `bridge` in: serves its catalog from now on and sends
     /// `notifications/tools/list_changed` to each open session whose agent's tool list
     /// changed (on the session's standalone stream, `GET /mcp`). Closed sessions are dropped.
-    pub fn reloaded(&self, bridge: Arc<Bridge>) {
+    /// The notifications are sent on `runtime` (none: not sent).
+    pub fn reloaded(&self, bridge: Arc<Bridge>, runtime: Option<&tokio::runtime::Handle>) {
         let new = Arc::new(Shared::new(bridge, self.state.runner.clone()));
         let old = std::mem::replace(
             &mut *self.state.shared.write().unwrap_or_else(|p| p.into_inner()),
@@ -141,7 +142,7 @@ impl McpHandler {
         );
         let mut peers = self.state.peers.lock().unwrap_or_else(|p| p.into_inner());
         peers.retain(|(_, peer)| !peer.is_transport_closed());
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let Some(runtime) = runtime else {
             return;
         };
         let mut lists: std::collections::HashMap<Arc<str>, bool> = Default::default();

@@ -203,10 +203,7 @@ where
     live.on_swap({
         let handler = handler.clone();
         let runtime = tokio::runtime::Handle::try_current().ok();
-        Box::new(move |_, new| {
-            let _entered = runtime.as_ref().map(|r| r.enter());
-            handler.reloaded(new.clone());
-        })
+        Box::new(move |_, new| handler.reloaded(new.clone(), runtime.as_ref()))
     });
     let posts = Arc::new(Posts::default());
     let mut rmcp_token = CancellationToken::new();
