@@ -19,7 +19,7 @@
 //! (vs an fdatasync'd append) at 32 connections and the router's RSS.
 //!
 //! Options (env): BENCH_SIZES="10000,100000", BENCH_ITERS=200; BENCH_ONLY=router runs (e)
-//! alone; BENCH_ROUTER_SECS=3 (per load figure), BENCH_ROUTER_CLIENTS=32,
+//! alone, BENCH_ONLY=reload the reload figure (`bridge/reload.rs`); BENCH_ROUTER_SECS=3 (per load figure), BENCH_ROUTER_CLIENTS=32,
 //! BENCH_ROUTER_ITEMS=100000; BENCH_CLEANUP_LINES=1000000.
 
 use std::io::Write as _;
@@ -37,6 +37,8 @@ use serde_json::{Value, json};
 
 #[path = "common/router.rs"]
 mod kit;
+#[path = "bridge/reload.rs"]
+mod reload;
 #[path = "bridge/router.rs"]
 mod router;
 
@@ -64,6 +66,10 @@ fn main() {
     println!("backlog-bridge benchmark ({iters} iterations per figure; p50 / p99)");
     if std::env::var("BENCH_ONLY").as_deref() == Ok("router") {
         router::bench(tmp.path(), iters);
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("reload") {
+        reload::bench(tmp.path(), iters);
         return;
     }
 
