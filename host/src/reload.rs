@@ -135,8 +135,10 @@ impl Reloader {
             Err(_) => fingerprint_of(&old, &old.settings.config_dir),
         };
         let changed = diff(&files, &new_files);
+        let mut loaded = Vec::new();
         let outcome = match result {
             Ok((bridge, extra)) => {
+                loaded = loaded_anew(&old, &bridge);
                 self.live.swap(Arc::new(bridge), || commit(extra));
                 *files = new_files;
                 let took = started.elapsed().as_secs_f64() * 1000.0;
@@ -168,9 +170,15 @@ impl Reloader {
                 Err(ReloadError { errors })
             }
         };
-        self.live
-            .current()
-            .audit_event(audit_line(trigger, &outcome, &changed));
+        let bridge = self.live.current();
+        bridge.audit_event(audit_line(trigger, &outcome, &changed));
+        for (plugin, digest) in loaded {
+            let mut line = serde_json::Map::new();
+            line.insert("event".into(), json!("plugin_load"));
+            line.insert("plugin".into(), json!(plugin));
+            line.insert("digest".into(), json!(digest));
+            bridge.audit_event(line);
+        }
         outcome
     }
 }
@@ -201,6 +209,15 @@ fn load<C>(
         Some(extra) if errors.is_empty() => Ok((bridge, extra)),
         _ => Err(errors),
     }
+}
+
+/// The plugins `new` loaded itself rather than took over from `old`: name and digest.
+fn loaded_anew(old: &Bridge, new: &Bridge) -> Vec<(String, String)> {
+    new.plugins
+        .iter()
+        .filter(|(name, l)| !old.plugins.get(*name).is_some_and(|o| Arc::ptr_eq(o, l)))
+        .map(|(name, l)| (name.clone(), format!("sha256:{}", l.digest)))
+        .collect()
 }
 
 fn audit_line(
@@ -290,4 +307,26 @@ fn diff(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Vec<S
         })
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diff;
+
+    #[test]
+    fn diff_names_changed_added_and_removed_files_once_in_order() {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let old = map(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        let new = map(&[("a", "1"), ("b", "9"), ("d", "4")]);
+        assert_eq!(diff(&old, &new), ["b", "c", "d"]);
+        assert!(diff(&old, &old).is_empty());
+        // A file that is absent both times is no change.
+        let absent = map(&[("k", "absent")]);
+        assert!(diff(&absent, &map(&[])).is_empty());
+    }
 }

@@ -737,9 +737,10 @@ fn deploy_units_verify_and_logrotate_covers_the_cron_logs() {
         ] {
             assert!(text.contains(option), "{unit} lacks {option}");
         }
+        // SIGHUP reloads the config (`reload::`): `systemctl reload` sends it.
         assert!(
-            !text.contains("ExecReload"),
-            "{unit}: no reload signal is handled yet"
+            text.contains("\nExecReload=/bin/kill -HUP $MAINPID\n"),
+            "{unit} lacks ExecReload"
         );
         std::fs::write(
             dir.path().join(unit),

@@ -279,6 +279,28 @@ fn a_digest_mismatch_at_reload_keeps_the_old_config() {
     server
         .execute(VIEWER_KEY, "list", &json!({}))
         .error(403, "forbidden");
+
+    // A new component with its new pin: loaded (compiled) by the reload, audited with its
+    // digest; the builtin one is taken over (no second line for it).
+    std::fs::write(&extra, &hostile).unwrap();
+    edit(&env, "plugins.yml", &pin, &sha256_hex(&hostile));
+    let done = reload(&server, OPERATOR_KEY).ok();
+    assert_eq!(done["changed"], json!(["extra.wasm", "plugins.yml"]), "{done}");
+    let loads: Vec<Value> = audit_lines(&env)
+        .into_iter()
+        .filter(|l| l["event"] == "plugin_load")
+        .collect();
+    let last = loads.last().expect("plugin_load lines");
+    assert_eq!(last["plugin"], "extra", "{loads:?}");
+    assert_eq!(
+        last["digest"],
+        format!("sha256:{}", sha256_hex(&hostile)),
+        "{loads:?}"
+    );
+    assert!(
+        !loads.iter().skip(2).any(|l| l["plugin"] == "backlog_tool"),
+        "{loads:?}"
+    );
 }
 
 /// Writes `keys` to the viewer's key file (mode 0600).
