@@ -285,7 +285,11 @@ fn a_digest_mismatch_at_reload_keeps_the_old_config() {
     std::fs::write(&extra, &hostile).unwrap();
     edit(&env, "plugins.yml", &pin, &sha256_hex(&hostile));
     let done = reload(&server, OPERATOR_KEY).ok();
-    assert_eq!(done["changed"], json!(["extra.wasm", "plugins.yml"]), "{done}");
+    assert_eq!(
+        done["changed"],
+        json!(["extra.wasm", "plugins.yml"]),
+        "{done}"
+    );
     let loads: Vec<Value> = audit_lines(&env)
         .into_iter()
         .filter(|l| l["event"] == "plugin_load")

@@ -242,9 +242,9 @@ fn run(args: Args, format: Format) -> Result<(), Failure> {
                 _ => scheduler::Clock::Wall,
             };
             let daemon = matches!(clock, scheduler::Clock::Wall);
-            let bridge = Arc::new(Bridge::load(settings).map_err(Failure::Config)?);
             // SIGHUP (the daemon only): reload between ticks, as `serve` does (handled before
-            // the start line, so a HUP never ends the process).
+            // the config is read, so a HUP never ends the process; one that comes meanwhile
+            // reloads at the first tick).
             let hangup = Arc::new(AtomicBool::new(false));
             if daemon {
                 signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))
@@ -252,6 +252,7 @@ fn run(args: Args, format: Format) -> Result<(), Failure> {
                         Failure::Config(anyhow::anyhow!("cannot handle signal SIGHUP: {e}"))
                     })?;
             }
+            let bridge = Arc::new(Bridge::load(settings).map_err(Failure::Config)?);
             let audit_dir = bridge.settings.audit_dir.clone();
             if daemon {
                 audit::lifecycle(&bridge, "start");

@@ -1,5 +1,7 @@
 //! `serve`: the router (`http::serve`) with the options of [`ServeArgs`].
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use backlog_bridge::{Settings, http, mcp};
@@ -11,6 +13,10 @@ use crate::exit::Failure;
 
 /// Loads the bridge (the metrics agent must exist) and serves until SIGTERM/SIGINT.
 pub(super) fn run(settings: Settings, a: ServeArgs) -> Result<(), Failure> {
+    // SIGHUP reloads: handled from now on, so a HUP while the config loads never ends us.
+    let early_hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, early_hangup.clone())
+        .map_err(|e| Failure::Config(anyhow::anyhow!("cannot handle signal SIGHUP: {e}")))?;
     let bridge = load(settings, &a.metrics_agent)?;
     let audit_dir = bridge.settings.audit_dir.clone();
     audit::lifecycle(&bridge, "start");
@@ -35,6 +41,7 @@ pub(super) fn run(settings: Settings, a: ServeArgs) -> Result<(), Failure> {
         allowed_origins: a.allowed_origin,
         allowed_hosts: a.allowed_host,
         mcp_sessions,
+        early_hangup: Some(early_hangup),
     };
     let served = http::serve(bridge, options).map_err(|e| Failure::Config(e.into()));
     audit::stopped(&audit_dir, served.is_ok());

@@ -57,6 +57,9 @@ pub struct ServeOptions {
     pub allowed_hosts: Vec<String>,
     /// `/mcp` session caps, idle timeout and lifetime (`--mcp-*`).
     pub mcp_sessions: crate::mcp::SessionLimits,
+    /// Set by a SIGHUP that came while the process started (its handler is installed before
+    /// the config is read, so a HUP never ends it): the router reloads once it serves.
+    pub early_hangup: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Why the router could not start or stopped abnormally.

@@ -75,6 +75,13 @@ async fn run(app: Arc<App>) -> Result<(), ServeError> {
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(ServeError::Runtime)?;
     tokio::spawn(reload_on_hangup(app.clone(), hangups));
+    if let Some(early) = &app.options.early_hangup
+        && early.swap(false, std::sync::atomic::Ordering::Relaxed)
+    {
+        let app = app.clone();
+        tracing::info!("router: SIGHUP received while starting: reloading the config");
+        tokio::task::spawn_blocking(move || app.reload(&crate::reload::Trigger::Signal));
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;

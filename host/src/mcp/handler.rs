@@ -403,11 +403,10 @@ impl rmcp::ServerHandler for McpHandler {
         context.peer.set_peer_info(request.clone());
         // An HTTP session learns of reloads that change its tool list.
         if let (Caller::PerRequest, Ok(agent)) = (&self.caller, self.agent(&context)) {
-            self.state
-                .peers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((agent, context.peer.clone()));
+            let mut peers = self.state.peers.lock().unwrap_or_else(|p| p.into_inner());
+            // Closed sessions leave here, so the list is bounded by the open ones.
+            peers.retain(|(_, peer)| !peer.is_transport_closed());
+            peers.push((agent, context.peer.clone()));
         }
         self.negotiate_initialize(&request)
     }
