@@ -85,6 +85,10 @@ impl ConfigParts {
                 .map_err(|e| errors.push(e))
                 .ok(),
         };
+        // A guest may keep what its instance was given (the policy) beyond one call: a changed
+        // policy gives every plugin fresh instances (from the cache, not compiled).
+        let same_policy = policy.as_ref().map(|p| &p.json) == previous.map(|b| &b.policy.json);
+        let previous = previous.filter(|_| same_policy);
         let mut plugins = BTreeMap::new();
         if let (Some(runtime), Some(entries)) = (&runtime, entries) {
             for (name, entry) in entries {

@@ -307,6 +307,32 @@ fn a_digest_mismatch_at_reload_keeps_the_old_config() {
     );
 }
 
+/// A policy change reaches the guest at the next call: a category's default priority.
+#[test]
+fn a_reloaded_policy_applies_to_the_next_call() {
+    let env = crate::http::env();
+    let server = Server::start(&env, &[]);
+    let create = |title: &str| {
+        server
+            .execute(
+                OPERATOR_KEY,
+                "create",
+                &json!({"env": "prod", "service": "svc", "category": "refactor", "title": title}),
+            )
+            .ok()
+    };
+    assert_eq!(create("before")["priority"], "P2");
+    edit(
+        &env,
+        "backlog_policy.yml",
+        "  refactor:\n    priority: P2",
+        "  refactor:\n    priority: P0",
+    );
+    let done = reload(&server, OPERATOR_KEY).ok();
+    assert_eq!(done["changed"], json!(["backlog_policy.yml"]), "{done}");
+    assert_eq!(create("after")["priority"], "P0");
+}
+
 /// Writes `keys` to the viewer's key file (mode 0600).
 fn write_keys(path: &Path, keys: &[&str]) {
     let mut text = String::from("# viewer keys\n");
