@@ -18,8 +18,11 @@
 //! of 1M lines (time and peak RSS vs the files), and in (e) the HTTP dashboard and mixed p99
 //! (vs an fdatasync'd append) at 32 connections and the router's RSS.
 //!
+//! (f) the audit trail's cost: HTTP `get` req/s and a cold `call upsert`, trail on vs off.
+//!
 //! Options (env): BENCH_SIZES="10000,100000", BENCH_ITERS=200; BENCH_ONLY=router runs (e)
-//! alone, BENCH_ONLY=reload the reload figure (`bridge/reload.rs`); BENCH_ROUTER_SECS=3 (per load figure), BENCH_ROUTER_CLIENTS=32,
+//! alone, BENCH_ONLY=audit (f) alone (BENCH_AUDIT_ITEMS=10000), BENCH_ONLY=reload the reload
+//! figure (`bridge/reload.rs`); BENCH_ROUTER_SECS=3 (per load figure), BENCH_ROUTER_CLIENTS=32,
 //! BENCH_ROUTER_ITEMS=100000; BENCH_CLEANUP_LINES=1000000.
 
 use std::io::Write as _;
@@ -35,6 +38,8 @@ use backlog_core::policy::Policy;
 use backlog_store::{Access, JsonlStore};
 use serde_json::{Value, json};
 
+#[path = "bridge/audit.rs"]
+mod audit;
 #[path = "common/router.rs"]
 mod kit;
 #[path = "bridge/reload.rs"]
@@ -66,6 +71,10 @@ fn main() {
     println!("backlog-bridge benchmark ({iters} iterations per figure; p50 / p99)");
     if std::env::var("BENCH_ONLY").as_deref() == Ok("router") {
         router::bench(tmp.path(), iters);
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("audit") {
+        audit::bench(tmp.path(), iters);
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("reload") {
@@ -203,6 +212,9 @@ fn main() {
 
     // (e) the router over loopback.
     router::bench(tmp.path(), iters);
+
+    // (f) the audit trail's cost.
+    audit::bench(tmp.path(), iters);
 
     // (d) cold start with the component cache warm.
     let get = json!({"id": item_id(3)}).to_string();

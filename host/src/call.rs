@@ -314,8 +314,9 @@ impl<B: Deref<Target = Bridge>> Authorized<B> {
         [&self.agent, &self.tool, &self.action]
     }
 
-    /// A call refused after authorization (before its guest): logged like any other.
-    fn refused(&self, e: ToolError, meta: &Meta, started: Instant) -> ToolError {
+    /// A call refused after authorization (before its guest, e.g. by its params schema):
+    /// logged and audited like any other.
+    pub fn refused(&self, e: ToolError, meta: &Meta, started: Instant) -> ToolError {
         log_call(
             &self.agent,
             &self.tool,

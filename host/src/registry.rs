@@ -192,23 +192,31 @@ impl Bridge {
     /// Appends one audit line (see [`crate::audit`]); a trail that cannot be written is logged
     /// as an error on every line it loses.
     pub fn audit(&self, record: crate::audit::CallRecord<'_>) {
-        self.audit_event(record.to_map());
+        self.with_audit(|log| log.append_call(&record));
     }
 
     /// Appends one audit line of any event (`start`, `stop`, `plugin_load`, a call).
     pub fn audit_event(&self, record: serde_json::Map<String, Value>) {
-        let log = self.audit.get_or_init(|| {
-            match crate::audit::AuditLog::open(&self.settings.audit_dir) {
+        self.with_audit(|log| log.append(record));
+    }
+
+    fn with_audit(&self, append: impl FnOnce(&crate::audit::AuditLog) -> std::io::Result<()>) {
+        let dir = &self.settings.audit_dir;
+        if crate::audit::is_off(dir) {
+            return;
+        }
+        let log = self
+            .audit
+            .get_or_init(|| match crate::audit::AuditLog::open(dir) {
                 Ok(log) => Some(log),
                 Err(e) => {
                     tracing::error!("audit trail disabled: {e:#}");
                     None
                 }
-            }
-        });
+            });
         match log {
             Some(log) => {
-                if let Err(e) = log.append(record) {
+                if let Err(e) = append(log) {
                     tracing::error!(
                         dir = %self.settings.audit_dir.display(),
                         "audit line lost: {e}"

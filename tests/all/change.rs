@@ -335,7 +335,7 @@ fn config_check_reports_every_error_with_the_start_s_own_words() {
 // ---- audit trail ----
 
 /// Every line of the audit trail under `dir`, parsed.
-fn audit_lines(dir: &Path) -> Vec<Value> {
+pub(crate) fn audit_lines(dir: &Path) -> Vec<Value> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -363,7 +363,7 @@ fn audit_text(dir: &Path) -> String {
         .collect()
 }
 
-fn mcp_stdio_call(env: &Env, agent: &str, name: &str, arguments: Value) {
+pub(crate) fn mcp_stdio_call(env: &Env, agent: &str, name: &str, arguments: Value) {
     use std::io::{BufRead as _, BufReader, Write as _};
     let mut child = env
         .cmd()

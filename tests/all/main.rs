@@ -55,6 +55,8 @@ mod model_seq;
 // JSONL crash property: any cut of the files gives the acknowledged writes before it.
 mod torn;
 // Change control: pinned components, key files, config check.
+/// The audit trail's edges: schema refusals on the MCP face, the trail turned off.
+mod audit;
 mod change;
 // Change control: reloading the config without a restart.
 mod reload;

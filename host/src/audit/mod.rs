@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 /// How often appended lines are synced to disk.
@@ -33,6 +33,14 @@ pub const SYNC_EVERY: Duration = Duration::from_millis(100);
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 const LOCK_FILE: &str = ".lock";
+
+/// The `--audit-dir` value that turns the trail off (benchmarks, throwaway runs).
+pub const OFF: &str = "off";
+
+/// Whether `dir` is [`OFF`]: no line is written.
+pub fn is_off(dir: &Path) -> bool {
+    dir == Path::new(OFF)
+}
 
 /// The face a call came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,10 +85,13 @@ pub fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// SHA-256 hex of one line (without its newline).
 pub fn line_hash(line: &[u8]) -> String {
-    Sha256::digest(line)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for b in Sha256::digest(line) {
+        hex.push(HEX[usize::from(b >> 4)] as char);
+        hex.push(HEX[usize::from(b & 0xf)] as char);
+    }
+    hex
 }
 
 /// The chain's tail as this process last wrote it, to skip re-reading an unchanged file.
@@ -126,7 +137,8 @@ fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
 /// An open audit directory.
 pub struct AuditLog {
     dir: PathBuf,
-    host: String,
+    /// The `host` field's value, as JSON text.
+    host_json: String,
     state: Mutex<State>,
 }
 
@@ -145,7 +157,7 @@ impl AuditLog {
             .with_context(|| format!("cannot write to the audit dir {}", dir.display()))?;
         let log = Arc::new(AuditLog {
             dir: dir.to_owned(),
-            host: hostname(),
+            host_json: Value::String(hostname()).to_string(),
             state: Mutex::new(State {
                 tail: None,
                 lock: None,
@@ -162,7 +174,22 @@ impl AuditLog {
     }
 
     /// Appends one record (`ts`, `seq`, `host` and `prev` are added here).
-    pub fn append(&self, mut record: serde_json::Map<String, Value>) -> std::io::Result<()> {
+    pub fn append(&self, record: serde_json::Map<String, Value>) -> std::io::Result<()> {
+        self.append_body(&serde_json::to_vec(&Value::Object(record))?)
+    }
+
+    /// Appends the line of one call.
+    pub fn append_call(&self, record: &CallRecord<'_>) -> std::io::Result<()> {
+        self.append_body(&serde_json::to_vec(&record.line())?)
+    }
+
+    /// Appends `body` (a JSON object's text, serialized before the lock is taken) between
+    /// the chain's fields: `{"ts","seq","host", …body's fields…, "prev"}`.
+    fn append_body(&self, body: &[u8]) -> std::io::Result<()> {
+        let fields = body
+            .strip_prefix(b"{")
+            .and_then(|b| b.strip_suffix(b"}"))
+            .ok_or_else(|| std::io::Error::other("an audit record must be a JSON object"))?;
         let now = Utc::now();
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let state = &mut *guard;
@@ -209,16 +236,18 @@ impl AuditLog {
             _ if len > 0 => last_line_of(file, len)?,
             _ => self.previous_file_tail(&path)?,
         };
-        let mut line = serde_json::Map::new();
-        line.insert(
-            "ts".into(),
-            json!(now.to_rfc3339_opts(SecondsFormat::Micros, true)),
-        );
-        line.insert("seq".into(), json!(seq + 1));
-        line.insert("host".into(), json!(self.host));
-        line.append(&mut record);
-        line.insert("prev".into(), json!(prev));
-        let mut bytes = serde_json::to_vec(&Value::Object(line))?;
+        let mut bytes = Vec::with_capacity(body.len() + 192);
+        bytes.extend_from_slice(b"{\"ts\":\"");
+        bytes.extend_from_slice(now.to_rfc3339_opts(SecondsFormat::Micros, true).as_bytes());
+        bytes.extend_from_slice(format!("\",\"seq\":{},\"host\":", seq + 1).as_bytes());
+        bytes.extend_from_slice(self.host_json.as_bytes());
+        if !fields.is_empty() {
+            bytes.push(b',');
+            bytes.extend_from_slice(fields);
+        }
+        bytes.extend_from_slice(b",\"prev\":\"");
+        bytes.extend_from_slice(prev.as_bytes());
+        bytes.extend_from_slice(b"\"}");
         let hash = line_hash(&bytes);
         bytes.push(b'\n');
         file.write_all(&bytes)?;
@@ -400,27 +429,44 @@ impl<'a> CallRecord<'a> {
         }
     }
 
-    pub fn to_map(&self) -> serde_json::Map<String, Value> {
-        let decision = if self.grants.is_some() {
-            "allow"
-        } else {
-            "deny"
-        };
-        let mut m = serde_json::Map::new();
-        m.insert("request_id".into(), json!(self.request_id));
-        m.insert("event".into(), json!("call"));
-        m.insert("face".into(), json!(self.face.as_str()));
-        m.insert("actor".into(), json!(self.actor));
-        m.insert("tool".into(), json!(self.tool));
-        m.insert("action".into(), json!(self.action));
-        m.insert("decision".into(), json!(decision));
-        m.insert("reason".into(), json!(self.reason));
-        m.insert("grants".into(), json!(self.grants));
-        m.insert("outcome".into(), json!(self.outcome));
-        m.insert("duration_ms".into(), json!(self.duration_ms));
-        m.insert("item_ids".into(), json!(self.item_ids));
-        m
+    /// The line's fields, in their order.
+    pub fn line(&self) -> CallLine<'_> {
+        CallLine {
+            request_id: self.request_id,
+            event: "call",
+            face: self.face.as_str(),
+            actor: self.actor,
+            tool: self.tool,
+            action: self.action,
+            decision: if self.grants.is_some() {
+                "allow"
+            } else {
+                "deny"
+            },
+            reason: self.reason,
+            grants: self.grants,
+            outcome: self.outcome,
+            duration_ms: self.duration_ms,
+            item_ids: &self.item_ids,
+        }
     }
+}
+
+/// A call's audit fields as serialized (the chain adds `ts`, `seq`, `host` and `prev`).
+#[derive(serde::Serialize)]
+pub struct CallLine<'a> {
+    request_id: &'a str,
+    event: &'static str,
+    face: &'static str,
+    actor: &'a str,
+    tool: &'a str,
+    action: &'a str,
+    decision: &'static str,
+    reason: Option<&'a str>,
+    grants: Option<crate::grants::Grants>,
+    outcome: &'a str,
+    duration_ms: u64,
+    item_ids: &'a [String],
 }
 
 /// The ids a write answered with (`id`, `ids`, `items[].id`, `deleted`): never params.

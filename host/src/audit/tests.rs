@@ -1,7 +1,8 @@
 use super::*;
+use serde_json::json;
 
 fn record(actor: &str) -> serde_json::Map<String, Value> {
-    CallRecord {
+    let record = CallRecord {
         request_id: "req_1",
         face: Face::Cli,
         actor,
@@ -12,8 +13,12 @@ fn record(actor: &str) -> serde_json::Map<String, Value> {
         outcome: "ok",
         duration_ms: 1,
         item_ids: vec![],
+    };
+    let line = record.line();
+    match serde_json::to_value(line).unwrap() {
+        Value::Object(m) => m,
+        _ => unreachable!(),
     }
-    .to_map()
 }
 
 #[test]
@@ -69,4 +74,66 @@ fn item_ids_come_from_the_answer_only() {
     assert_eq!(item_ids(&json!({"id": "BL-1", "title": "x"})), ["BL-1"]);
     assert_eq!(item_ids(&json!({"deleted": [{"id": "BL-2"}]})), ["BL-2"]);
     assert!(item_ids(&json!({"items": []})).is_empty());
+}
+
+#[test]
+fn a_call_line_keeps_the_chain_fields_around_the_record_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path()).unwrap();
+    let record = CallRecord {
+        request_id: "req_2",
+        face: Face::Http,
+        actor: "a \"quoted\" agent",
+        tool: "t",
+        action: "a",
+        grants: None,
+        reason: Some("no"),
+        outcome: "forbidden",
+        duration_ms: 0,
+        item_ids: vec![],
+    };
+    log.append_call(&record).unwrap();
+    log.append(serde_json::Map::new()).unwrap();
+    let text = std::fs::read_to_string(files(dir.path()).unwrap().remove(0)).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let keys: Vec<&str> = lines[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "ts",
+            "seq",
+            "host",
+            "request_id",
+            "event",
+            "face",
+            "actor",
+            "tool",
+            "action",
+            "decision",
+            "reason",
+            "grants",
+            "outcome",
+            "duration_ms",
+            "item_ids",
+            "prev"
+        ]
+    );
+    assert_eq!(lines[0]["actor"], "a \"quoted\" agent");
+    assert_eq!(lines[0]["decision"], "deny");
+    let empty: Vec<&str> = lines[1]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(empty, ["ts", "seq", "host", "prev"]);
+    assert!(verify::verify(dir.path()).unwrap().is_ok());
 }

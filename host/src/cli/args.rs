@@ -27,7 +27,7 @@ pub(super) struct Args {
         default_value = "ops"
     )]
     pub(super) ops_dir: PathBuf,
-    /// The audit trail's directory (default: <ops-dir>/audit).
+    /// The audit trail's directory (default: <ops-dir>/audit); `off` writes no trail.
     #[arg(long, global = true, env = "BACKLOG_BRIDGE_AUDIT_DIR")]
     pub(super) audit_dir: Option<PathBuf>,
     /// Log format on stderr.

@@ -68,6 +68,10 @@ pub(super) fn run(dir: &Path, command: AuditCommand, format: Format) -> Result<(
 /// The lines of a long-running process's start: `start` and one `plugin_load` (with its
 /// digest) per plugin.
 pub(super) fn lifecycle(bridge: &backlog_bridge::Bridge, event: &str) {
+    if backlog_bridge::audit::is_off(&bridge.settings.audit_dir) {
+        tracing::warn!("audit trail off (--audit-dir off): calls leave no audit line");
+        return;
+    }
     bridge.audit_event(event_line(event, json!({"pid": std::process::id()})));
     for (plugin, digest) in bridge.digests() {
         bridge.audit_event(event_line(
@@ -79,6 +83,9 @@ pub(super) fn lifecycle(bridge: &backlog_bridge::Bridge, event: &str) {
 
 /// The `stop` line (the bridge is gone by then: a fresh handle on the same chain).
 pub(super) fn stopped(dir: &Path, clean: bool) {
+    if backlog_bridge::audit::is_off(dir) {
+        return;
+    }
     match backlog_bridge::audit::AuditLog::open(dir) {
         Ok(log) => {
             let line = event_line(

@@ -310,20 +310,14 @@ impl Shared {
             face: crate::audit::Face::Mcp,
             ..Meta::with_id(request_id.clone())
         };
-        let checked = authorize_as(
+        let call = match authorize_as(
             self.bridge.clone(),
             agent,
             &entry.tool,
             &entry.action,
             &meta,
-        )
-        .and_then(|call| {
-            let params = Params::from_value(&arguments)?;
-            entry.check(&arguments)?;
-            Ok((call, params))
-        });
-        let (call, params) = match checked {
-            Ok(checked) => checked,
+        ) {
+            Ok(call) => call,
             Err(e) => {
                 // Refused before the guest: logged so every refused call leaves a trace.
                 crate::call::log_refused(
@@ -337,6 +331,15 @@ impl Shared {
                 );
                 return Err(e);
             }
+        };
+        // Authorized, then refused by its params schema: an audit line like any call.
+        let checked = Params::from_value(&arguments).and_then(|params| {
+            entry.check(&arguments)?;
+            Ok(params)
+        });
+        let params = match checked {
+            Ok(params) => params,
+            Err(e) => return Err(call.refused(e, &meta, started)),
         };
         (self.runner)(CallSpec { call, params, meta }).await
     }
