@@ -654,3 +654,91 @@ fn the_scheduler_reloads_on_sighup() {
     assert!(stderr.contains("config reload failed"), "{stderr}");
     assert!(stderr.contains("task_registry.yml"), "{stderr}");
 }
+
+/// Whether `pid` catches SIGHUP (`SigCgt` of `/proc/PID/status`, bit 0 is signal 1).
+fn catches_sighup(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & 1 == 1)
+}
+
+/// A SIGHUP while `serve` is still starting (its handler is in place before the config is
+/// read) does not end it: it serves, and the HUP has reloaded the config.
+#[test]
+fn a_sighup_while_serve_starts_does_not_end_it() {
+    use std::io::BufRead as _;
+    let env = crate::http::env();
+    let mut child = env
+        .cmd()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !catches_sighup(pid) {
+        assert!(Instant::now() < deadline, "serve never caught SIGHUP");
+        assert!(child.try_wait().unwrap().is_none(), "serve exited");
+        std::thread::sleep(Duration::from_millis(1)); // retry interval of a bounded poll
+    }
+    hup(pid as i32);
+    // The log is read to its end (the process goes on writing to it).
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+                let _ = tx.send(addr);
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    let Ok(addr) = rx.recv_timeout(Duration::from_secs(60)) else {
+        let _ = child.kill();
+        let status = child.wait();
+        panic!(
+            "serve did not start: {status:?}\n{}",
+            reader.join().unwrap()
+        );
+    };
+    let client: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let want = "backlog_bridge_config_reloads_total{result=\"success\"} 1";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = client
+            .get(format!("http://{addr}/metrics"))
+            .call()
+            .expect("metrics")
+            .body_mut()
+            .read_to_string()
+            .unwrap_or_default();
+        if text.lines().any(|l| l == want) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{want} never came:\n{text}");
+        std::thread::sleep(Duration::from_millis(10)); // retry interval of a bounded poll
+    }
+    assert!(child.try_wait().unwrap().is_none(), "serve exited");
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    let log = reader.join().unwrap();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("config reloaded"), "{log}");
+}
