@@ -556,10 +556,11 @@ fn mcp_sessions_hear_of_a_changed_tool_list_and_calls_follow_the_reload() {
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let mut seen = String::new();
-    let read_until = |stream: &mut TcpStream, seen: &mut String, want: &str| {
+    // Reads until `seen` holds `want` `times` times.
+    let read_until = |stream: &mut TcpStream, seen: &mut String, want: &str, times: usize| {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut buf = [0u8; 4096];
-        while !seen.contains(want) {
+        while seen.matches(want).count() < times {
             assert!(Instant::now() < deadline, "{want} never came: {seen}");
             match stream.read(&mut buf) {
                 Ok(0) => panic!("stream closed: {seen}"),
@@ -573,12 +574,17 @@ fn mcp_sessions_hear_of_a_changed_tool_list_and_calls_follow_the_reload() {
             }
         }
     };
-    read_until(&mut stream, &mut seen, "\r\n\r\n");
+    read_until(&mut stream, &mut seen, "\r\n\r\n", 1);
     assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
 
     edit(&env, MATRIX, VIEWER_READS, VIEWER_NOTHING);
     reload(&server, OPERATOR_KEY).ok();
-    read_until(&mut stream, &mut seen, "notifications/tools/list_changed");
+    read_until(
+        &mut stream,
+        &mut seen,
+        "notifications/tools/list_changed",
+        1,
+    );
 
     let (_, _, tools) = mcp_post(&server, Some(&session), &list);
     assert_eq!(tools["result"]["tools"], json!([]), "{tools}");
@@ -590,6 +596,25 @@ fn mcp_sessions_hear_of_a_changed_tool_list_and_calls_follow_the_reload() {
         answer["result"]["structuredContent"]["code"], "forbidden",
         "{answer}"
     );
+
+    // Granted back: told again, and the session lists and calls the reads.
+    edit(&env, MATRIX, VIEWER_NOTHING, VIEWER_READS);
+    reload(&server, OPERATOR_KEY).ok();
+    read_until(
+        &mut stream,
+        &mut seen,
+        "notifications/tools/list_changed",
+        2,
+    );
+    let (_, _, tools) = mcp_post(&server, Some(&session), &list);
+    assert!(
+        tools["result"]["tools"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()),
+        "{tools}"
+    );
+    let (_, _, answer) = mcp_post(&server, Some(&session), &call);
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
 }
 
 /// The CLI is not long-running: a new `call` or `batch` process reads the config as it is
