@@ -132,7 +132,8 @@ impl Reloader {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let new_files = match &result {
             Ok((bridge, _)) => fingerprint(bridge),
-            Err(_) => fingerprint_of(&old, &old.settings.config_dir),
+            // What is on disk now, read anew (the old bridge's digests may be stale).
+            Err(_) => fingerprint_of(&old, &old.settings.config_dir, false),
         };
         let changed = diff(&files, &new_files);
         let mut loaded = Vec::new();
@@ -251,12 +252,13 @@ fn audit_line(
 
 /// The digests of every file a bridge's config was read from.
 fn fingerprint(bridge: &Bridge) -> BTreeMap<String, String> {
-    fingerprint_of(bridge, &bridge.settings.config_dir)
+    fingerprint_of(bridge, &bridge.settings.config_dir, true)
 }
 
 /// The files of `bridge`'s config, plus the ones the config dir now names (so a failed reload
-/// still says which files it found changed).
-fn fingerprint_of(bridge: &Bridge, dir: &Path) -> BTreeMap<String, String> {
+/// still says which files it found changed). `loaded`: the digests of `bridge`'s component
+/// files are those of the bytes it loaded (a bridge just built); else every file is read.
+fn fingerprint_of(bridge: &Bridge, dir: &Path, loaded: bool) -> BTreeMap<String, String> {
     let mut paths: Vec<PathBuf> = vec![
         dir.join(rbac::FILE),
         dir.join(plugins::FILE),
@@ -274,26 +276,34 @@ fn fingerprint_of(bridge: &Bridge, dir: &Path) -> BTreeMap<String, String> {
             }
         }
     }
-    let entries = plugins::load(dir).ok().unwrap_or_default();
-    let loaded = bridge.plugins.values().map(|l| &l.entry);
-    for entry in loaded.chain(entries.values()) {
+    // The bridge's own components: the digest of the bytes it loaded (not read again).
+    let mut known: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let on_disk = plugins::load(dir).ok().unwrap_or_default();
+    let entries = bridge.plugins.values().map(|l| (&l.entry, Some(&l.digest)));
+    for (entry, digest) in entries.chain(on_disk.values().map(|e| (e, None))) {
         if let ComponentSource::File(path) = entry.source(dir) {
-            paths.push(path);
+            match digest {
+                Some(d) if loaded => {
+                    known.insert(path, d.clone());
+                }
+                _ if known.contains_key(&path) => {}
+                _ => paths.push(path),
+            }
         }
     }
-    paths
-        .into_iter()
-        .map(|path| {
-            let digest = std::fs::read(&path)
-                .map(|b| plugins::sha256_hex(&b))
-                .unwrap_or_else(|_| "absent".into());
-            let name = path
-                .strip_prefix(dir)
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| path.display().to_string());
-            (name, digest)
-        })
-        .collect()
+    let name = |path: &Path| {
+        path.strip_prefix(dir)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| path.display().to_string())
+    };
+    let read = paths.into_iter().map(|path| {
+        let digest = std::fs::read(&path)
+            .map(|b| plugins::sha256_hex(&b))
+            .unwrap_or_else(|_| "absent".into());
+        (name(&path), digest)
+    });
+    let kept: Vec<(String, String)> = known.iter().map(|(p, d)| (name(p), d.clone())).collect();
+    read.chain(kept).collect()
 }
 
 fn diff(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Vec<String> {
