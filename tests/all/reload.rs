@@ -275,7 +275,11 @@ fn a_digest_mismatch_at_reload_keeps_the_old_config() {
     // The refusal's audit line names what changed on disk, the swapped file among them.
     let refused = &reload_lines(&env, 1)[0];
     assert_eq!(refused["result"], "failure", "{refused}");
-    assert_eq!(refused["changed"], json!(["extra.wasm", MATRIX]), "{refused}");
+    assert_eq!(
+        refused["changed"],
+        json!(["extra.wasm", MATRIX]),
+        "{refused}"
+    );
 
     std::fs::write(&extra, &bytes).unwrap();
     let done = reload(&server, OPERATOR_KEY).ok();
