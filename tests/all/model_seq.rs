@@ -29,7 +29,7 @@
 //!   sequence the full state is compared.
 
 #[path = "../model/mod.rs"]
-mod model;
+pub(crate) mod model;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -45,7 +45,8 @@ use crate::util::Env;
 use model::read::ListQuery;
 use model::{Answer, Fields, Model, access};
 
-const START: &str = "2026-11-27T10:00:00Z";
+/// The sequences' first instant (also the pinned clock of `Env::new`).
+pub(crate) const START: &str = "2026-11-27T10:00:00Z";
 
 /// Which item an action names.
 #[derive(Debug, Clone)]
