@@ -64,6 +64,9 @@ enum Op {
     Advance(i64),
     /// A platform digest of the current week minus `weeks_back`, variant `v`.
     PlatformDigest(u8, usize),
+    /// A week passes and its platform digest (variant `v`) arrives: a weekly run after one
+    /// of the week before links its items to last week's (`previous_item_id`).
+    NewWeek(usize),
     /// A risk digest of today minus `days_back`, variant `v`.
     RiskDigest(u8, usize),
     Create(Fields),
@@ -234,7 +237,7 @@ fn list_query() -> BoxedStrategy<ListQuery> {
     });
     (
         (
-            opt(env_name()),
+            prop_oneof![2 => Just(None), 1 => env_name().prop_map(Some)],
             statuses,
             prop_oneof![3 => Just(None), 1 => prop::sample::select(model::PRIORITIES).prop_map(|p| Some(p.to_owned()))],
             prop_oneof![3 => Just(None), 1 => service().prop_map(Some)],
@@ -348,7 +351,13 @@ fn invalid() -> BoxedStrategy<Op> {
 }
 
 fn op(outages: bool) -> BoxedStrategy<Op> {
-    let advance = prop_oneof![1i64..60, 60i64..2880, 2880i64..50_400].prop_map(Op::Advance);
+    let advance = prop_oneof![
+        1i64..60,
+        60i64..2880,
+        2880i64..50_400,
+        Just(7 * 24 * 60) // a week: next week's digest, the previous week's items
+    ]
+    .prop_map(Op::Advance);
     let gen_env = prop_oneof![
         4 => Just(None),
         1 => Just(Some("prod".to_owned())),
@@ -357,7 +366,9 @@ fn op(outages: bool) -> BoxedStrategy<Op> {
     ];
     let base = prop_oneof![
         5 => advance,
-        2 => (0u8..2, 0usize..3).prop_map(|(w, v)| Op::PlatformDigest(w, v)),
+        2 => (0u8..2, prop_oneof![4 => Just(0usize), 1 => Just(1), 1 => Just(2)])
+            .prop_map(|(w, v)| Op::PlatformDigest(w, v)),
+        1 => prop_oneof![3 => Just(0usize), 1 => Just(1)].prop_map(Op::NewWeek),
         1 => (0u8..3, 0usize..2).prop_map(|(d, v)| Op::RiskDigest(d, v)),
         6 => fields(true).prop_map(Op::Create),
         3 => fields(false).prop_map(Op::Upsert),
@@ -766,6 +777,15 @@ fn run_sequence(kind: Kind, steps: &[Step]) -> Result<(), TestCaseError> {
                 let week = model::generate::iso_week(
                     model.now.date_naive() - Duration::weeks(i64::from(*back)),
                 );
+                let d = model::generate::platform_variant(&week, *v);
+                rig.digest(&format!("platform/{week}.json"), &d.to_json());
+                model.platform.insert(week, d);
+                continue;
+            }
+            Op::NewWeek(v) => {
+                model.now += Duration::weeks(1);
+                set_clock(&rig.clock, &at(&model));
+                let week = model::generate::iso_week(model.now.date_naive());
                 let d = model::generate::platform_variant(&week, *v);
                 rig.digest(&format!("platform/{week}.json"), &d.to_json());
                 model.platform.insert(week, d);
