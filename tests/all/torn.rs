@@ -91,7 +91,7 @@ fn property(
     let ((i0, e0), want) = acked[k].clone();
     let ((i1, e1), _) = acked[k + 1];
     let cut_items = i0 + at_items % (i1 - i0).max(1);
-    let cut_events = if shape % 2 == 0 {
+    let cut_events = if shape.is_multiple_of(2) {
         e0
     } else {
         e0 + at_events % (e1 - e0).max(1)
