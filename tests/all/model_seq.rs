@@ -615,8 +615,12 @@ fn list_json(q: &ListQuery) -> Value {
             p[k] = json!(v);
         }
     }
-    if !q.status.is_empty() {
-        p["status"] = json!(q.status);
+    // `status` takes one name, a comma-separated string or a list: all three forms are sent.
+    match q.status.as_slice() {
+        [] => {}
+        [one] => p["status"] = json!(one),
+        [a, b] if a < b => p["status"] = json!(format!("{a}, {b}")),
+        many => p["status"] = json!(many),
     }
     if let Some(o) = q.overdue {
         p["overdue"] = json!(o);
