@@ -82,6 +82,8 @@ enum Op {
     Daily(Option<String>),
     /// Params that must be refused `invalid_input` (by a caller allowed the action).
     Invalid(&'static str, Value),
+    /// An action `backlog_tool` does not have: `not_found`, whoever asks.
+    Unknown(&'static str),
     /// Auto only: stop or start the Postgres server.
     PgStop,
     PgStart,
@@ -384,6 +386,7 @@ fn op(outages: bool) -> BoxedStrategy<Op> {
         3 => gen_env.clone().prop_map(Op::Weekly),
         2 => gen_env.prop_map(Op::Daily),
         2 => invalid(),
+        1 => prop::sample::select(vec!["frobnicate", "Create", "delete", "list "]).prop_map(Op::Unknown),
     ];
     if outages {
         prop_oneof![20 => base, 1 => Just(Op::PgStop), 1 => Just(Op::PgStart)].boxed()
@@ -857,6 +860,7 @@ fn run_sequence(kind: Kind, steps: &[Step]) -> Result<(), TestCaseError> {
             Op::Weekly(e) => ("auto_generate_weekly", env_json(e)),
             Op::Daily(e) => ("auto_generate_daily", env_json(e)),
             Op::Invalid(action, params) => (*action, params.clone()),
+            Op::Unknown(action) => (*action, json!({})),
         };
         let real = driver.call_as(agent, action, &params);
         if std::env::var_os("MODEL_TRACE").is_some() {
@@ -864,7 +868,9 @@ fn run_sequence(kind: Kind, steps: &[Step]) -> Result<(), TestCaseError> {
         }
         let before = model.clone();
         let tie = |m: &str| ids.real(m);
-        let want: Answer = if !access::may_call(agent, action) {
+        let want: Answer = if !access::ACTIONS.contains(&action) {
+            Err("not_found")
+        } else if !access::may_call(agent, action) {
             Err("forbidden")
         } else {
             match op {

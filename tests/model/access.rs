@@ -18,6 +18,21 @@ pub const AGENTS: &[(&str, &[&str])] = &[
     ("viewer", &["tools.backlog.read"]),
 ];
 
+/// The actions of `backlog_tool`; any other is `not_found`, whoever asks.
+pub const ACTIONS: &[&str] = &[
+    "create",
+    "upsert",
+    "get",
+    "list",
+    "events",
+    "set_status",
+    "add_comment",
+    "dashboard",
+    "auto_generate_weekly",
+    "auto_generate_daily",
+    "cleanup",
+];
+
 /// The entitlement each action needs.
 pub fn needs(action: &str) -> &'static str {
     match action {
