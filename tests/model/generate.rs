@@ -365,7 +365,7 @@ impl Model {
     ) -> Answer {
         let (mut created, mut updated, mut unchanged, mut capped) = (0, 0, 0, 0);
         let mut ids = Vec::new();
-        for Plan { existing, mut item } in plans {
+        for Plan { existing, item } in plans {
             let would_change = existing.is_none_or(|n| {
                 let old = &self.items[&n];
                 let mut cmp = item.clone();
@@ -383,16 +383,8 @@ impl Model {
             }
             match existing {
                 None => {
-                    // The blank was made with the then-next id; take the id now.
-                    item.id = format!("m{}", self.next_id);
-                    item.events = self
-                        .blank(String::new(), String::new(), String::new(), String::new())
-                        .events;
-                    let now = ts(self.now);
-                    item.created_at = now.clone();
-                    item.updated_at = now;
-                    ids.push(item.id.clone());
-                    self.insert(item);
+                    let n = self.insert(item);
+                    ids.push(self.items[&n].id.clone());
                     created += 1;
                 }
                 Some(n) => {

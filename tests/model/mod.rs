@@ -270,13 +270,13 @@ impl Model {
         self.insert(item)
     }
 
-    /// An item with the create defaults (`manual:{id}` key, no tags, no meta).
+    /// A new item with the create defaults (no tags, no meta; [`Model::insert`] gives it its
+    /// id and, when it has none, the key `manual:{id}`) and its `created` event.
     pub fn blank(&self, env: String, service: String, category: String, title: String) -> Item {
-        let id = format!("m{}", self.next_id);
         let now = ts(self.now);
         Item {
-            dedupe_key: format!("manual:{id}"),
-            id,
+            dedupe_key: String::new(),
+            id: String::new(),
             env,
             service,
             category,
@@ -299,10 +299,14 @@ impl Model {
         }
     }
 
-    /// Stores a new item under the next model id.
-    pub fn insert(&mut self, item: Item) -> usize {
+    /// Stores a new item under the next model id (`m0`, `m1`, …).
+    pub fn insert(&mut self, mut item: Item) -> usize {
         let n = self.next_id;
         self.next_id += 1;
+        item.id = format!("m{n}");
+        if item.dedupe_key.is_empty() {
+            item.dedupe_key = format!("manual:{}", item.id);
+        }
         self.items.insert(n, item);
         n
     }
