@@ -54,6 +54,9 @@ mod configs;
 mod model_seq;
 // JSONL crash property: any cut of the files gives the acknowledged writes before it.
 mod torn;
+// Concurrency property: two CLI processes on one JSONL dir or one database end in a state
+// some serial order of their operations gives (checked against the model).
+mod concurrency;
 // Change control: pinned components, key files, config check.
 /// The audit trail's edges: schema refusals on the MCP face, the trail turned off.
 mod audit;

@@ -1,6 +1,6 @@
 //! JSONL crash property (`docs/testing.md`): for any sequence of acknowledged writes and any
-//! cut of `items.jsonl` and `events.jsonl` inside the next write (a torn last line, at any
-//! byte offset), the store opens, warns about the torn line, and shows exactly the state the
+//! cut inside the next write's item line (at any byte offset; its event lines not written, or
+//! torn as well), the store opens, warns about the torn line, and shows exactly the state the
 //! acknowledged writes left. Over the real binary; the state is what `list` and `events` say.
 //!
 //! Cases: `PROPTEST_CASES` (default 6).
@@ -57,6 +57,7 @@ fn property(
     pick: usize,
     at_items: u64,
     at_events: u64,
+    shape: u8,
 ) -> Result<(), TestCaseError> {
     let env = Env::new();
     let dir = env.backlog_dir();
@@ -80,22 +81,49 @@ fn property(
     if acked.len() == 1 {
         return Ok(());
     }
-    // Cut inside write k+1: each file at an offset in [after k, after k+1).
+    // Cut inside write k+1. A write appends its item line, then its event lines (each synced
+    // before the next): a crash leaves a prefix of that byte sequence. Covered here: a cut
+    // inside the item line (no event written), and cuts of both files at once (torn item line
+    // and torn event line, as a copy of the directory at a bad moment shows). Not covered: a
+    // complete item line with its event lines torn or missing, which shows the item's new
+    // state without its events today (docs/testing.md, "Known gaps").
     let k = pick % (acked.len() - 1);
     let ((i0, e0), want) = acked[k].clone();
     let ((i1, e1), _) = acked[k + 1];
     let cut_items = i0 + at_items % (i1 - i0).max(1);
-    let cut_events = e0 + at_events % (e1 - e0).max(1);
+    let cut_events = if shape.is_multiple_of(2) {
+        e0
+    } else {
+        e0 + at_events % (e1 - e0).max(1)
+    };
     let torn = Env::new();
     std::fs::create_dir_all(torn.backlog_dir()).unwrap();
     for (f, n) in [("items.jsonl", cut_items), ("events.jsonl", cut_events)] {
         let bytes = std::fs::read(dir.join(f)).unwrap_or_default();
         std::fs::write(torn.backlog_dir().join(f), &bytes[..n as usize]).unwrap();
     }
+    // The warning comes from the first call that reads the torn file: `list` reads the items,
+    // `events` of an existing item the events.
     let first = torn.call("operator", "backlog_tool", "list", &json!({}));
     prop_assert_eq!(first.code, 0, "{:?}", first);
-    if cut_items > i0 || cut_events > e0 {
+    if cut_items > i0 {
         prop_assert!(first.stderr.contains("torn"), "no warning: {:?}", first);
+    }
+    if cut_events > e0
+        && let Some(item) = want.first()
+    {
+        let evs = torn.call(
+            "operator",
+            "backlog_tool",
+            "events",
+            &json!({"id": item["id"]}),
+        );
+        prop_assert_eq!(evs.code, 0, "{:?}", evs);
+        prop_assert!(
+            evs.stderr.contains("torn") || first.stderr.contains("torn"),
+            "no warning: {:?}",
+            evs
+        );
     }
     let mut d = Driver::start(&torn);
     let got = state(&mut d);
@@ -128,8 +156,11 @@ fn any_cut_gives_the_acknowledged_writes() {
         any::<usize>(),
         any::<u64>(),
         any::<u64>(),
+        any::<u8>(),
     );
     runner
-        .run(&strategy, |(ops, pick, i, e)| property(&ops, pick, i, e))
+        .run(&strategy, |(ops, pick, i, e, shape)| {
+            property(&ops, pick, i, e, shape)
+        })
         .unwrap_or_else(|e| panic!("{e}"));
 }

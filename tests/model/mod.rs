@@ -3,37 +3,52 @@
 //!
 //! Items live in a `BTreeMap` keyed by model id (`m0`, `m1`, … in creation order); the dedupe
 //! key index is a scan. Each action returns `Ok(json)` in the product's wire shape restricted to
-//! the fields the model knows ([`ITEM_FIELDS`]), or `Err(code)`. Policy: the shipped
-//! `config/backlog_policy.yml` (categories, due days, owners, retention 180 days).
+//! the fields the model knows ([`ITEM_FIELDS`]), or `Err(code)`. The policy is the one the
+//! model tests install ([`POLICY_YAML`]): the shipped categories, owners and retention, with a
+//! small generation cap and small dashboard limits so that capping, cutting and alerts happen
+//! within a short sequence.
+//!
+//! One module per job: this file holds the items and the write actions, [`read`] the reads
+//! (`get`, `events`, `list`, `dashboard`), [`generate`] the weekly and daily generation, and
+//! [`access`] who may call what.
 
 #![allow(dead_code)]
+
+pub mod access;
+pub mod generate;
+pub mod read;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-/// The item fields the model tracks and compares (the rest keep their create defaults and
-/// are never changed by the generated actions).
+/// The item fields the model tracks and compares (the rest keep their create defaults:
+/// `evidence_refs` is `{}` on every item the sequences make).
 pub const ITEM_FIELDS: &[&str] = &[
     "id",
     "env",
     "service",
     "category",
     "title",
+    "description",
     "priority",
     "status",
     "owner",
     "due_date",
+    "source",
     "dedupe_key",
+    "tags",
+    "meta",
     "created_at",
     "updated_at",
 ];
 
-/// The event fields the model compares (`id` is random; `meta` is not modelled).
+/// The event fields the model compares (`id` is random; `actor` is always the one agent of
+/// the sequence; `meta` is not modelled).
 pub const EVENT_FIELDS: &[&str] = &["item_id", "ts", "type", "message"];
 
-/// The shipped categories: (name, priority, due_days, owner).
+/// The shipped categories, in policy order: (name, priority, due_days, owner).
 pub const CATEGORIES: &[(&str, &str, i64, &str)] = &[
     ("arch_review", "P1", 14, "cto"),
     ("refactor", "P2", 30, "oncall"),
@@ -43,6 +58,20 @@ pub const CATEGORIES: &[(&str, &str, i64, &str)] = &[
 ];
 pub const RETENTION_DAYS: i64 = 180;
 pub const STATUSES: &[&str] = &["open", "in_progress", "blocked", "done", "canceled"];
+pub const PRIORITIES: &[&str] = &["P0", "P1", "P2", "P3"];
+/// `dedupe.key_prefix`: keys `{prefix}:…` are reserved to generation.
+pub const KEY_PREFIX: &str = "platform_backlog";
+/// `defaults.max_items_per_run` of the model tests' policy.
+pub const MAX_ITEMS_PER_RUN: usize = 3;
+/// `dashboard.overdue_limit`, `dashboard.top_services`, `dashboard.overdue_notify_threshold`.
+pub const OVERDUE_LIMIT: usize = 3;
+pub const TOP_SERVICES: usize = 2;
+pub const OVERDUE_NOTIFY_THRESHOLD: usize = 2;
+
+/// The policy file the model tests install over the shipped one (deep-merged).
+pub const POLICY_YAML: &str = "defaults:\n  max_items_per_run: 3\n\
+generation:\n  daily_from_risk_digest: true\n\
+dashboard:\n  overdue_limit: 3\n  top_services: 2\n  overdue_notify_threshold: 2\n";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
@@ -51,11 +80,15 @@ pub struct Item {
     pub service: String,
     pub category: String,
     pub title: String,
+    pub description: String,
     pub priority: String,
     pub status: String,
     pub owner: String,
     pub due_date: String,
+    pub source: String,
     pub dedupe_key: String,
+    pub tags: Vec<String>,
+    pub meta: Map<String, Value>,
     pub created_at: String,
     pub updated_at: String,
     pub events: Vec<Event>,
@@ -87,17 +120,30 @@ pub struct Model {
     pub now: DateTime<Utc>,
     pub items: BTreeMap<usize, Item>,
     pub next_id: usize,
+    /// Platform digests in the reports directory, by week (all of env `prod`).
+    pub platform: BTreeMap<String, generate::PlatformDigest>,
+    /// Risk digests in the reports directory, by date (all of env `prod`).
+    pub risk: BTreeMap<String, generate::RiskDigest>,
 }
 
 pub fn ts(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-fn terminal(status: &str) -> bool {
+/// An RFC 3339 instant (test input: panics on a malformed one).
+pub fn ts_parse(s: &str) -> DateTime<Utc> {
+    s.parse().expect("an RFC 3339 instant")
+}
+
+pub fn date(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
+
+pub fn terminal(status: &str) -> bool {
     status == "done" || status == "canceled"
 }
 
-fn slug(s: &str, extra: &str, max: usize) -> bool {
+pub fn slug(s: &str, extra: &str, max: usize) -> bool {
     let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     let mut chars = s.chars();
     chars.next().is_some_and(alnum)
@@ -105,9 +151,14 @@ fn slug(s: &str, extra: &str, max: usize) -> bool {
         && chars.all(|c| alnum(c) || extra.contains(c))
 }
 
-fn len_ok(s: &str, min: usize, max: usize) -> bool {
+pub fn len_ok(s: &str, min: usize, max: usize) -> bool {
     let n = s.chars().count();
     (min..=max).contains(&n) && !s.contains('\0')
+}
+
+pub fn is_reserved_key(key: &str) -> bool {
+    key.strip_prefix(KEY_PREFIX)
+        .is_some_and(|r| r.starts_with(':'))
 }
 
 /// Field checks shared by create and upsert (`invalid_input` when any fails).
@@ -120,22 +171,35 @@ fn fields_valid(f: &Fields) -> bool {
         && f.title.as_deref().is_none_or(|t| len_ok(t, 1, 200))
         && f.priority
             .as_deref()
-            .is_none_or(|p| ["P0", "P1", "P2", "P3"].contains(&p))
+            .is_none_or(|p| PRIORITIES.contains(&p))
         && f.owner.as_deref().is_none_or(|o| len_ok(o, 1, 64))
         && f.dedupe_key.as_deref().is_none_or(|k| len_ok(k, 1, 256))
+}
+
+fn complete(f: &Fields) -> bool {
+    f.env.is_some() && f.service.is_some() && f.category.is_some() && f.title.is_some()
 }
 
 pub fn item_json(i: &Item) -> Value {
     json!({
         "id": i.id, "env": i.env, "service": i.service, "category": i.category,
-        "title": i.title, "priority": i.priority, "status": i.status, "owner": i.owner,
-        "due_date": i.due_date, "dedupe_key": i.dedupe_key,
+        "title": i.title, "description": i.description, "priority": i.priority,
+        "status": i.status, "owner": i.owner, "due_date": i.due_date, "source": i.source,
+        "dedupe_key": i.dedupe_key, "tags": i.tags, "meta": i.meta,
         "created_at": i.created_at, "updated_at": i.updated_at,
     })
 }
 
-fn event_json(item: &str, e: &Event) -> Value {
+pub fn event_json(item: &str, e: &Event) -> Value {
     json!({"item_id": item, "ts": e.ts, "type": e.kind, "message": e.message})
+}
+
+/// A category's (priority, due_days, owner).
+pub fn category(name: &str) -> Option<(&'static str, i64, &'static str)> {
+    CATEGORIES
+        .iter()
+        .find(|c| c.0 == name)
+        .map(|c| (c.1, c.2, c.3))
 }
 
 impl Model {
@@ -144,14 +208,20 @@ impl Model {
             now,
             items: BTreeMap::new(),
             next_id: 0,
+            platform: BTreeMap::new(),
+            risk: BTreeMap::new(),
         }
     }
 
     pub fn today(&self) -> String {
-        self.now.format("%Y-%m-%d").to_string()
+        date(self.now)
     }
 
-    fn by_key(&self, key: &str) -> Option<usize> {
+    pub fn due_in(&self, days: i64) -> String {
+        date(self.now + Duration::days(days))
+    }
+
+    pub fn by_key(&self, key: &str) -> Option<usize> {
         self.items
             .iter()
             .find(|(_, i)| i.dedupe_key == key)
@@ -162,45 +232,63 @@ impl Model {
         self.items.iter().find(|(_, i)| i.id == id).map(|(n, _)| *n)
     }
 
-    /// `create`: a new open item with its category's defaults and a `created` event.
-    pub fn create(&mut self, f: Fields) -> Answer {
-        let complete =
-            f.env.is_some() && f.service.is_some() && f.category.is_some() && f.title.is_some();
-        if !complete || !fields_valid(&f) {
+    /// `create`: a new open item with its category's defaults and a `created` event. A
+    /// reserved dedupe key needs the admin entitlement (`forbidden`), a taken one is a
+    /// `conflict`.
+    pub fn create(&mut self, f: Fields, admin: bool) -> Answer {
+        if !complete(&f) || !fields_valid(&f) {
             return Err("invalid_input");
         }
-        if f.dedupe_key
-            .as_deref()
-            .is_some_and(|k| self.by_key(k).is_some())
-        {
-            return Err("conflict");
+        if let Some(k) = f.dedupe_key.as_deref() {
+            if is_reserved_key(k) && !admin {
+                return Err("forbidden");
+            }
+            if self.by_key(k).is_some() {
+                return Err("conflict");
+            }
         }
-        Ok(item_json(self.insert(f)))
+        let n = self.new_item(&f);
+        Ok(item_json(&self.items[&n]))
     }
 
-    fn insert(&mut self, f: Fields) -> &Item {
-        let n = self.next_id;
-        self.next_id += 1;
-        let id = format!("m{n}");
-        let category = f.category.unwrap_or_default();
-        let (_, priority, due_days, owner) = *CATEGORIES
-            .iter()
-            .find(|c| c.0 == category)
-            .expect("validated");
+    /// A manual item from complete, valid fields.
+    fn new_item(&mut self, f: &Fields) -> usize {
+        let cat = f.category.clone().unwrap_or_default();
+        let (priority, due_days, owner) = category(&cat).expect("validated");
+        let mut item = self.blank(
+            f.env.clone().unwrap_or_default(),
+            f.service.clone().unwrap_or_default(),
+            cat,
+            f.title.clone().unwrap_or_default(),
+        );
+        item.priority = f.priority.clone().unwrap_or_else(|| priority.to_owned());
+        item.owner = f.owner.clone().unwrap_or_else(|| owner.to_owned());
+        item.due_date = self.due_in(due_days);
+        if let Some(k) = &f.dedupe_key {
+            item.dedupe_key = k.clone();
+        }
+        self.insert(item)
+    }
+
+    /// A new item with the create defaults (no tags, no meta; [`Model::insert`] gives it its
+    /// id and, when it has none, the key `manual:{id}`) and its `created` event.
+    pub fn blank(&self, env: String, service: String, category: String, title: String) -> Item {
         let now = ts(self.now);
-        let item = Item {
-            dedupe_key: f.dedupe_key.unwrap_or_else(|| format!("manual:{id}")),
-            id,
-            env: f.env.unwrap_or_default(),
-            service: f.service.unwrap_or_default(),
+        Item {
+            dedupe_key: String::new(),
+            id: String::new(),
+            env,
+            service,
             category,
-            title: f.title.unwrap_or_default(),
-            priority: f.priority.unwrap_or_else(|| priority.to_owned()),
+            title,
+            description: String::new(),
+            priority: String::new(),
             status: "open".into(),
-            owner: f.owner.unwrap_or_else(|| owner.to_owned()),
-            due_date: (self.now.date_naive() + Duration::days(due_days))
-                .format("%Y-%m-%d")
-                .to_string(),
+            owner: String::new(),
+            due_date: String::new(),
+            source: "manual".into(),
+            tags: Vec::new(),
+            meta: Map::new(),
             created_at: now.clone(),
             updated_at: now.clone(),
             events: vec![Event {
@@ -208,54 +296,32 @@ impl Model {
                 kind: "created",
                 message: String::new(),
             }],
-        };
-        self.items.insert(n, item);
-        &self.items[&n]
+        }
     }
 
-    /// `upsert` by `dedupe_key`: update the holder (last writer wins, field by field) or
-    /// create. `{"action": created|updated|unchanged, "item": …}`.
-    pub fn upsert(&mut self, f: Fields) -> Answer {
-        if f.dedupe_key.is_none() || !fields_valid(&f) {
-            return Err("invalid_input");
+    /// Stores a new item under the next model id (`m0`, `m1`, …).
+    pub fn insert(&mut self, mut item: Item) -> usize {
+        let n = self.next_id;
+        self.next_id += 1;
+        item.id = format!("m{n}");
+        if item.dedupe_key.is_empty() {
+            item.dedupe_key = format!("manual:{}", item.id);
         }
-        let Some(n) = self.by_key(f.dedupe_key.as_deref().unwrap_or_default()) else {
-            let complete =
-                f.env.is_some() && f.service.is_some() && f.category.is_some() && f.title.is_some();
-            if !complete {
-                return Err("invalid_input");
-            }
-            return Ok(json!({"action": "created", "item": item_json(self.insert(f))}));
-        };
+        self.items.insert(n, item);
+        n
+    }
+
+    /// Records an update of item `n` to `new`: an `updated` event when a field other than the
+    /// owner changed, an `owner_changed` event when the owner did. Returns whether anything
+    /// changed (`updated_at` moves only then).
+    pub fn update(&mut self, n: usize, mut new: Item) -> bool {
+        let old = &self.items[&n];
         let now = ts(self.now);
-        let old = self.items[&n].clone();
-        let mut new = old.clone();
-        for (slot, value) in [
-            (&mut new.env, f.env),
-            (&mut new.service, f.service),
-            (&mut new.category, f.category),
-            (&mut new.title, f.title),
-            (&mut new.priority, f.priority),
-            (&mut new.owner, f.owner),
-        ] {
-            if let Some(v) = value {
-                *slot = v;
-            }
-        }
-        let fields_changed = (
-            &old.env,
-            &old.service,
-            &old.category,
-            &old.title,
-            &old.priority,
-        ) != (
-            &new.env,
-            &new.service,
-            &new.category,
-            &new.title,
-            &new.priority,
-        );
-        if fields_changed {
+        let mut others = new.clone();
+        others.owner = old.owner.clone();
+        others.events = old.events.clone();
+        others.updated_at = old.updated_at.clone();
+        if others != *old {
             new.events.push(Event {
                 ts: now.clone(),
                 kind: "updated",
@@ -270,15 +336,54 @@ impl Model {
             });
         }
         if new.events.len() == old.events.len() {
-            return Ok(json!({"action": "unchanged", "item": item_json(&old)}));
+            return false;
         }
         new.updated_at = now;
         self.items.insert(n, new);
-        Ok(json!({"action": "updated", "item": item_json(&self.items[&n])}))
+        true
+    }
+
+    /// `upsert` by `dedupe_key`: update the holder (last writer wins, field by field) or
+    /// create. `{"action": created|updated|unchanged, "item": …}`. Creating under a reserved
+    /// key needs the admin entitlement; updating the item that holds it does not.
+    pub fn upsert(&mut self, f: Fields, admin: bool) -> Answer {
+        if f.dedupe_key.is_none() || !fields_valid(&f) {
+            return Err("invalid_input");
+        }
+        let key = f.dedupe_key.clone().unwrap_or_default();
+        let Some(n) = self.by_key(&key) else {
+            if is_reserved_key(&key) && !admin {
+                return Err("forbidden");
+            }
+            if !complete(&f) {
+                return Err("invalid_input");
+            }
+            let n = self.new_item(&f);
+            return Ok(json!({"action": "created", "item": item_json(&self.items[&n])}));
+        };
+        let mut new = self.items[&n].clone();
+        for (slot, value) in [
+            (&mut new.env, f.env),
+            (&mut new.service, f.service),
+            (&mut new.category, f.category),
+            (&mut new.title, f.title),
+            (&mut new.priority, f.priority),
+            (&mut new.owner, f.owner),
+        ] {
+            if let Some(v) = value {
+                *slot = v;
+            }
+        }
+        let action = if self.update(n, new) {
+            "updated"
+        } else {
+            "unchanged"
+        };
+        Ok(json!({"action": action, "item": item_json(&self.items[&n])}))
     }
 
     /// The item an id names: `invalid_input` for a malformed id, `not_found` for a free one.
-    fn find(&self, id: &str) -> Result<usize, &'static str> {
+    pub fn find(&self, id: &str) -> Result<usize, &'static str> {
         let well_formed = id.strip_prefix("bl_").is_some_and(|h| {
             h.len() == 12
                 && h.chars()
@@ -288,16 +393,6 @@ impl Model {
             return Err("invalid_input");
         }
         self.by_id(id).ok_or("not_found")
-    }
-
-    pub fn get(&self, id: &str) -> Answer {
-        Ok(item_json(&self.items[&self.find(id)?]))
-    }
-
-    pub fn events(&self, id: &str) -> Answer {
-        let i = &self.items[&self.find(id)?];
-        let evs: Vec<Value> = i.events.iter().map(|e| event_json(&i.id, e)).collect();
-        Ok(json!({ "events": evs }))
     }
 
     /// `set_status`: a terminal item can only be reopened; same status plus a comment is a
@@ -355,54 +450,37 @@ impl Model {
         Ok(event_json(&item.id, &ev))
     }
 
-    /// `list` with optional env and status filters: `{"items": [sorted by model id], "total"}`.
-    pub fn list(&self, env: Option<&str>, status: &[&str]) -> Answer {
-        if env.is_some_and(|e| !slug(e, "_-", 32)) || status.iter().any(|s| !STATUSES.contains(s)) {
-            return Err("invalid_input");
-        }
-        let items: Vec<Value> = self
-            .items
-            .values()
-            .filter(|i| env.is_none_or(|e| i.env == e))
-            .filter(|i| status.is_empty() || status.contains(&i.status.as_str()))
-            .map(item_json)
-            .collect();
-        Ok(json!({"total": items.len(), "items": items}))
-    }
-
-    /// `dashboard`: totals by status and the overdue count (not terminal, due before today).
-    pub fn dashboard(&self, env: &str) -> Answer {
-        if !slug(env, "_-", 32) {
-            return Err("invalid_input");
-        }
-        let mine: Vec<&Item> = self.items.values().filter(|i| i.env == env).collect();
-        let mut counts: BTreeMap<&str, usize> = STATUSES.iter().map(|s| (*s, 0)).collect();
-        for i in &mine {
-            *counts.entry(i.status.as_str()).or_default() += 1;
-        }
-        let today = self.today();
-        let overdue = mine
-            .iter()
-            .filter(|i| !terminal(&i.status) && i.due_date < today)
-            .count();
-        Ok(json!({"total": mine.len(), "status_counts": counts, "overdue_count": overdue}))
-    }
-
-    /// `cleanup`: deletes terminal items last updated before now minus the retention.
-    pub fn cleanup(&mut self, retention_days: Option<i64>, dry_run: bool) -> Answer {
+    /// `cleanup`: deletes terminal items last updated before now minus the retention. A dry
+    /// run deletes nothing and names what would go, in list order (`tie` as in [`read`]).
+    pub fn cleanup(
+        &mut self,
+        retention_days: Option<i64>,
+        dry_run: bool,
+        tie: &dyn Fn(&str) -> String,
+    ) -> Answer {
         let days = retention_days.unwrap_or(RETENTION_DAYS);
         let cutoff = ts(self.now - Duration::days(days));
-        let doomed: Vec<usize> = self
+        let mut doomed: Vec<&Item> = self
             .items
-            .iter()
-            .filter(|(_, i)| terminal(&i.status) && i.updated_at < cutoff)
-            .map(|(n, _)| *n)
+            .values()
+            .filter(|i| terminal(&i.status) && i.updated_at < cutoff)
             .collect();
-        if !dry_run {
-            for n in &doomed {
-                self.items.remove(n);
-            }
+        let deleted = doomed.len();
+        if dry_run {
+            doomed.sort_by_key(|i| read::list_order(i, tie));
+            let would: Vec<Value> = doomed
+                .iter()
+                .map(|i| {
+                    json!({"id": i.id, "title": i.title, "env": i.env, "status": i.status,
+                    "updated_at": i.updated_at})
+                })
+                .collect();
+            return Ok(
+                json!({"deleted": deleted, "dry_run": true, "cutoff": cutoff, "would_delete": would}),
+            );
         }
-        Ok(json!({"deleted": doomed.len(), "dry_run": dry_run, "cutoff": cutoff}))
+        self.items
+            .retain(|_, i| !(terminal(&i.status) && i.updated_at < cutoff));
+        Ok(json!({"deleted": deleted, "dry_run": false, "cutoff": cutoff}))
     }
 }

@@ -207,6 +207,9 @@ impl<S: BacklogStore> BacklogStore for Renamed<S> {
         today: &str,
         policy: &Policy,
     ) -> Result<Dashboard, StoreError> {
-        self.inner.dashboard(env, today, policy)
+        // The inner store stamps its own name; the dashboard names the configured store.
+        let mut d = self.inner.dashboard(env, today, policy)?;
+        d.backend = self.name.to_owned();
+        Ok(d)
     }
 }
