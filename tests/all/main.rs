@@ -56,3 +56,5 @@ mod model_seq;
 mod torn;
 // Change control: pinned components, key files, config check.
 mod change;
+// Isolation between callers: the remembering component over every face, the pool's bounds.
+mod isolation;
