@@ -135,8 +135,24 @@ fn main() {
             params: &upsert.to_string(),
         })
         .expect("upsert");
-    assert!(backlog.join(backlog_store::CHECKPOINT_FILE).exists());
+    if 2 * n as u64 >= backlog_store::CHECKPOINT_EVERY {
+        assert!(backlog.join(backlog_store::CHECKPOINT_FILE).exists());
+    }
     let instantiate = measure(iters, || drop(new_instance()));
+    // A fresh instance's first call without any index: the null store (`get` answers
+    // not_found), the same policy: what a new instance costs besides loading the index.
+    let mut null_context = context.clone();
+    let mut null_config: Value = serde_json::from_str(&context.config).expect("config");
+    null_config["backend"] = json!("null");
+    null_context.config = null_config.to_string();
+    let bare_fresh_null = measure(fresh_iters, || {
+        let (mut store, plugin) = new_instance();
+        let out = plugin
+            .backlog_bridge_tool_tool()
+            .call_call(&mut store, "get", &params(0), &null_context)
+            .expect("no trap");
+        assert!(out.is_err(), "the null store holds nothing");
+    });
     let (mut store, plugin) = new_instance();
     bare_get(&mut store, &plugin, &params(0));
     let mut k = 0;
@@ -199,6 +215,7 @@ fn main() {
         &bare_fresh_full,
     );
     report("bare: fresh `get` (new instance, checkpoint)", &bare_fresh);
+    report("bare: fresh `get`, null store (no index)", &bare_fresh_null);
     report("host: warm `get` (per-caller)", &host_warm);
     report("host: fresh `get` (per-call)", &host_fresh);
     report("native: `get`", &native_warm);
