@@ -5,12 +5,14 @@
 //! - `BACKLOG_TOOL_WASM`: `plugin/backlog-tool`, embedded in the binary as a builtin.
 //! - `SCHEDULER_WASM`: `plugin/scheduler`, the job runner, embedded in the binary.
 //! - `HOSTILE_GUEST_WASM`: `tests/components/hostile`, used only by the sandbox tests.
+//! - `REMEMBER_GUEST_WASM`: `tests/components/remember`, used only by the isolation tests.
 
 fn main() {
     build(&[
         ("backlog-tool", "backlog_tool", "BACKLOG_TOOL_WASM"),
         ("scheduler", "scheduler", "SCHEDULER_WASM"),
         ("hostile-guest", "hostile_guest", "HOSTILE_GUEST_WASM"),
+        ("remember-guest", "remember_guest", "REMEMBER_GUEST_WASM"),
     ]);
 }
 use std::path::{Path, PathBuf};

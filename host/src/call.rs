@@ -385,6 +385,7 @@ fn enter(bridge: &Bridge, guest: Guest, params: &Params, meta: &Meta) -> Result<
         &bridge.guest_config(grants, agent),
     );
     let invocation = Invocation {
+        caller: agent,
         grants,
         resources: &bridge.resources,
         timeout,

@@ -31,7 +31,8 @@ impl Access {
     }
 }
 
-/// The capabilities of one call. Equal grants may share a warm instance.
+/// The capabilities of one call. Only calls with equal grants may share a warm instance (and,
+/// unless the plugin is `shared`, only of the same caller: `runtime/pool.rs`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Grants {

@@ -346,6 +346,15 @@ impl Bridge {
         &self.runtime
     }
 
+    /// Warm instances pooled now, per plugin (`backlog_bridge_instances_pooled`).
+    pub fn instances_pooled(&self) -> Vec<(String, usize)> {
+        let count = |l: &Loaded| l.plugin.pooled(&self.runtime);
+        self.plugins
+            .iter()
+            .map(|(n, l)| (n.clone(), count(l)))
+            .collect()
+    }
+
     /// The shared Postgres pool, when a Postgres backend is configured (the scheduler keeps
     /// its run table through it).
     pub fn postgres_pool(&self) -> Option<Arc<Postgres>> {
@@ -458,8 +467,14 @@ fn load_plugin(
         ms = started.elapsed().as_millis() as u64,
         "{how}"
     );
-    let plugin = Plugin::load(runtime, name, &component, entry.memory_limit_mib)
-        .with_context(|| format!("plugin `{name}`: cannot describe itself"))?;
+    let plugin = Plugin::load(
+        runtime,
+        name,
+        &component,
+        entry.memory_limit_mib,
+        entry.reuse(),
+    )
+    .with_context(|| format!("plugin `{name}`: cannot describe itself"))?;
     tracing::info!(plugin = name, sha256 = %digest, "plugin loaded");
     Ok(Arc::new(Loaded {
         entry,
@@ -490,5 +505,5 @@ pub fn inspect(settings: &Settings, path: &Path) -> anyhow::Result<crate::runtim
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let (component, _) = cache::load(&runtime.engine, &bytes, settings.cache_dir.as_deref())
         .with_context(|| format!("{}: not a loadable component", path.display()))?;
-    Ok(Plugin::load(&runtime, "inspect", &component, 128)?.info)
+    Ok(Plugin::load(&runtime, "inspect", &component, 128, Default::default())?.info)
 }

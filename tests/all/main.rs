@@ -57,9 +57,11 @@ mod torn;
 // Concurrency property: two CLI processes on one JSONL dir or one database end in a state
 // some serial order of their operations gives (checked against the model).
 mod concurrency;
-// Change control: pinned components, key files, config check.
-/// The audit trail's edges: schema refusals on the MCP face, the trail turned off.
+// The audit trail's edges: schema refusals on the MCP face, the trail turned off.
 mod audit;
+// Change control: pinned components, key files, config check.
 mod change;
 // Change control: reloading the config without a restart.
 mod reload;
+// Isolation between callers: the remembering component over every face, the pool's bounds.
+mod isolation;

@@ -182,7 +182,8 @@ impl Env {
         items
     }
 
-    /// Also registers the hostile test component as tool `hostile`: `write_backlog` needs
+    /// Also registers the hostile test component as tool `hostile` (`per-caller`, so its warm
+    /// instances are reused as a builtin's are): `write_backlog` needs
     /// only `tools.backlog.read` (a read-only grant); `pg_read`/`pg_slow` get Postgres
     /// read-only, `pg_write` read-write, `pg_none` no Postgres (its entitlement,
     /// `tools.backlog.admin`, gives this plugin nothing).
@@ -192,6 +193,7 @@ impl Env {
   hostile:
     component: {HOSTILE_WASM}
     memory_limit_mib: 32
+    instances: per-caller
     may_use:   {{ backlog_dir: read_write, postgres: read_write }}
     grants:
       tools.backlog.read:  {{ backlog_dir: read, postgres: read }}

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::{ConfigError, load_yaml};
 use crate::grants::Grants;
+use crate::runtime::pool::{Instances, PLUGIN_MAX, Reuse, TOTAL_MAX};
 
 /// The file name under the config dir.
 pub const FILE: &str = "plugins.yml";
@@ -40,6 +41,13 @@ pub struct PluginEntry {
     /// match is not loaded.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// Who may reuse an instance (`docs/isolation.md`): `per-call`, `per-caller` or `shared`;
+    /// absent: `per-caller` for builtin tools, `per-call` for component files.
+    #[serde(default)]
+    pub instances: Option<Instances>,
+    /// Warm instances kept for this plugin at most (default 16, at most 32).
+    #[serde(default)]
+    pub max_pooled: Option<usize>,
 }
 
 fn default_memory() -> u64 {
@@ -59,6 +67,18 @@ impl PluginEntry {
         match self.component.as_str() {
             "builtin" => ComponentSource::Builtin,
             path => ComponentSource::File(config_dir.join(path)),
+        }
+    }
+
+    /// How this plugin's instances are reused, defaults applied.
+    pub fn reuse(&self) -> Reuse {
+        let default = match self.component.as_str() {
+            "builtin" => Instances::PerCaller,
+            _ => Instances::PerCall,
+        };
+        Reuse {
+            instances: self.instances.unwrap_or(default),
+            max_pooled: self.max_pooled.unwrap_or(PLUGIN_MAX),
         }
     }
 }
@@ -85,6 +105,16 @@ pub fn load(config_dir: &Path) -> Result<BTreeMap<String, PluginEntry>, ConfigEr
                 message: "missing: `require_pinned: true` refuses a component file without \
                           its digest (add `sha256: <output of sha256sum FILE>`)"
                     .to_owned(),
+            });
+        }
+        if p.max_pooled.is_some_and(|n| n > TOTAL_MAX) {
+            return Err(ConfigError::Invalid {
+                path,
+                key: format!("plugins.{name}.max_pooled"),
+                message: format!(
+                    "must be 0..={TOTAL_MAX} (the pool's total), got {}",
+                    p.max_pooled.unwrap_or_default()
+                ),
             });
         }
         if p.memory_limit_mib == 0 || p.memory_limit_mib > 4096 {
@@ -172,6 +202,41 @@ mod tests {
     }
 
     #[test]
+    fn instances_default_by_source_and_unknown_values_are_refused() {
+        let all = load_text(
+            "plugins:
+  b: { component: builtin }
+  f: { component: f.wasm }
+  s: { component: f.wasm, instances: shared, max_pooled: 2 }
+  c: { component: builtin, instances: per-call }
+",
+        )
+        .unwrap();
+        let got = |n: &str| all[n].reuse();
+        assert_eq!(got("b").instances, Instances::PerCaller);
+        assert_eq!(got("f").instances, Instances::PerCall);
+        assert_eq!(got("s").instances, Instances::Shared);
+        assert_eq!(got("s").max_pooled, 2);
+        assert_eq!(got("c").instances, Instances::PerCall);
+        assert_eq!(got("b").max_pooled, PLUGIN_MAX);
+        let err = load_text("plugins:\n  t: { component: t.wasm, instances: per-agent }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("instances")
+                && err.contains("per-agent")
+                && err.contains("per-call")
+                && err.contains("per-caller")
+                && err.contains("shared"),
+            "{err}"
+        );
+        let err = load_text("plugins:\n  t: { component: t.wasm, max_pooled: 33 }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("plugins.t.max_pooled"), "{err}");
+    }
+
+    #[test]
     fn a_mismatch_names_both_digests() {
         let entry = PluginEntry {
             component: "t.wasm".into(),
@@ -179,6 +244,8 @@ mod tests {
             may_use: Grants::default(),
             grants: BTreeMap::new(),
             sha256: Some("0".repeat(64)),
+            instances: None,
+            max_pooled: None,
         };
         let err = check_pin("t", &entry, Path::new("t.wasm"), b"x").unwrap_err();
         assert_eq!(err.actual, sha256_hex(b"x"));

@@ -279,6 +279,7 @@ impl App {
                 degraded: status.degraded,
                 pending_replay: status.pending_replay,
                 overdue: app.overdue.counts(bridge),
+                instances_pooled: bridge.instances_pooled(),
             }
         })
         .await

@@ -61,6 +61,8 @@ pub struct StoreGauges {
     pub pending_replay: usize,
     /// env → (overdue items, overdue P0 items); envs whose query failed are absent.
     pub overdue: OverdueCounts,
+    /// Warm instances pooled per plugin (`docs/isolation.md`).
+    pub instances_pooled: Vec<(String, usize)>,
 }
 
 impl Metrics {
@@ -282,6 +284,19 @@ impl Metrics {
         }
         header(
             &mut out,
+            "instances_pooled",
+            "gauge",
+            "Warm plugin instances kept for reuse, per plugin (bounded; docs/isolation.md).",
+        );
+        for (plugin, n) in &store.instances_pooled {
+            let _ = writeln!(
+                out,
+                "backlog_bridge_instances_pooled{{{}}} {n}",
+                labels(&[("plugin", plugin)])
+            );
+        }
+        header(
+            &mut out,
             "scheduler_runs_total",
             "counter",
             "Governance job runs of this process's scheduler (serve --scheduler), by job id and outcome.",
@@ -377,6 +392,7 @@ mod tests {
             degraded: false,
             pending_replay: 2,
             overdue: BTreeMap::from([("pr\"od".to_owned(), (7, 1))]),
+            instances_pooled: vec![("t".to_owned(), 3)],
         };
         let text = m.render(3, &store);
         for line in [
@@ -396,6 +412,7 @@ mod tests {
             "backlog_bridge_pending_replay 2",
             "backlog_bridge_overdue_items{env=\"pr\\\"od\"} 7",
             "backlog_bridge_overdue_p0_items{env=\"pr\\\"od\"} 1",
+            "backlog_bridge_instances_pooled{plugin=\"t\"} 3",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }

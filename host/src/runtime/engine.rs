@@ -9,6 +9,7 @@ use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::pool::{Pool, TOTAL_MAX, Warm};
 use super::sandbox::{HostState, link_all};
 
 /// One epoch tick. Deadlines are whole ticks, so limits are accurate to this.
@@ -28,6 +29,8 @@ pub struct Runtime {
     pub linker: Linker<HostState>,
     /// `pooling` or `on-demand`: which allocator the engine got.
     pub allocator: &'static str,
+    /// Warm instances of every plugin loaded on this engine (`pool.rs`).
+    pub(crate) pool: Pool<Warm>,
     stop: Arc<AtomicBool>,
 }
 
@@ -51,6 +54,7 @@ impl Runtime {
             engine,
             linker,
             allocator,
+            pool: Pool::new(TOTAL_MAX),
             stop,
         })
     }
@@ -62,7 +66,9 @@ impl Drop for Runtime {
     }
 }
 
-fn config(pooling: bool) -> Config {
+/// The engine's configuration (`pooling`: with the pooling allocator). Public so that the floor
+/// bench (`benches/floor.rs`) embeds wasmtime with exactly this configuration.
+pub fn config(pooling: bool) -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.wasm_component_model(true);

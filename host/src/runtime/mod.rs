@@ -9,6 +9,7 @@ pub(crate) mod bindings;
 pub mod cache;
 pub mod engine;
 pub mod plugin;
+pub mod pool;
 pub mod sandbox;
 pub mod stderr;
 

@@ -1,20 +1,22 @@
-//! A loaded tool plugin: its pre-instantiated component, its self-description, and a pool of
-//! warm instances keyed by grant set.
+//! A loaded tool plugin: its pre-instantiated component, its self-description, and its guest
+//! entry.
 //!
-//! Instances (`docs/configuration.md`): a call runs in a store holding exactly its grants, either fresh or a
-//! warm one that served the same plugin with the same grants before (so a guest may keep
-//! caches such as a JSONL index). A store is discarded after any trap, timeout or limit breach.
+//! Instances (`docs/isolation.md`): a call runs in a store holding exactly its grants, either
+//! fresh or a warm one from the runtime's pool (`pool.rs`) that served the same plugin with the
+//! same grants — and, unless the plugin's `instances` is `shared`, the same caller — before
+//! (so a guest may keep caches such as a JSONL index). `per-call` plugins never reuse an
+//! instance. A store is discarded after any trap, timeout or limit breach.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
-use super::bindings::{CallContext, ErrorCode, ToolHost, ToolHostPre, WitToolError};
+use super::bindings::{CallContext, ErrorCode, ToolHostPre, WitToolError};
 use super::engine::{Runtime, ticks};
+use super::pool::{Key, Reuse, Warm};
 use super::sandbox::{HostState, Resources, new_store};
 use crate::caps::pg::{CommitError, DeadlineExceeded, End};
 
@@ -24,8 +26,9 @@ const MAX_ATTEMPTS: u32 = 10;
 use crate::error::{Code, ToolError};
 use crate::grants::Grants;
 
-/// Warm instances kept per grant set; more concurrent calls than this use fresh ones.
-const WARM_PER_GRANTS: usize = 4;
+/// The id of the next plugin loaded in this process: pool keys name plugins by it, so a
+/// reloaded plugin of the same name never gets an instance of the old one.
+static NEXT_PLUGIN_ID: AtomicU64 = AtomicU64::new(1);
 
 /// One action as a plugin describes it.
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +65,9 @@ pub struct CallOutcome {
 /// One call as the runtime sees it: what to run and with which capabilities.
 #[derive(Clone, Copy)]
 pub struct Invocation<'a> {
+    /// Who the call is for (the authenticated agent; a scheduled job's agent): warm instances
+    /// are reused only by the same caller unless the plugin is `shared`.
+    pub caller: &'a str,
     pub grants: Grants,
     pub resources: &'a Resources,
     pub timeout: Duration,
@@ -71,18 +77,15 @@ pub struct Invocation<'a> {
     pub context: &'a CallContext,
 }
 
-struct Warm {
-    store: Store<HostState>,
-    instance: ToolHost,
-}
-
 /// A loaded plugin.
 pub struct Plugin {
     pub name: String,
     pub info: ToolInfo,
+    /// Process-unique: the pool's name for this plugin.
+    id: u64,
     pre: ToolHostPre<HostState>,
     memory_bytes: usize,
-    warm: Mutex<HashMap<Grants, Vec<Warm>>>,
+    reuse: Reuse,
 }
 
 impl Plugin {
@@ -92,6 +95,7 @@ impl Plugin {
         name: &str,
         component: &Component,
         memory_mib: u64,
+        reuse: Reuse,
     ) -> anyhow::Result<Self> {
         let pre = ToolHostPre::new(runtime.linker.instantiate_pre(component)?)?;
         let memory_bytes = (memory_mib as usize) << 20;
@@ -127,9 +131,10 @@ impl Plugin {
                 description: raw.description,
                 actions,
             },
+            id: NEXT_PLUGIN_ID.fetch_add(1, Ordering::Relaxed),
             pre,
             memory_bytes,
-            warm: Mutex::new(HashMap::new()),
+            reuse,
         })
     }
 
@@ -144,6 +149,7 @@ impl Plugin {
         call: &Invocation,
     ) -> (Result<String, ToolError>, CallOutcome) {
         let Invocation {
+            caller,
             grants,
             resources,
             timeout,
@@ -152,7 +158,8 @@ impl Plugin {
             context,
         } = *call;
         let mut outcome = CallOutcome::default();
-        let (mut warm, reused) = match self.take_warm(grants) {
+        let key = Key::for_call(self.reuse, self.id, caller, grants);
+        let (mut warm, reused) = match key.as_ref().and_then(|k| runtime.pool.take(k)) {
             Some(w) => (w, true),
             None => match self.fresh(runtime, grants, resources) {
                 Ok(w) => (w, false),
@@ -198,14 +205,14 @@ impl Plugin {
         };
         match result {
             Ok(Ok(json)) => {
-                self.put_warm(grants, warm);
+                self.put_back(runtime, key, warm);
                 match ended {
                     Ok(()) => (Ok(json), outcome),
                     Err(e) => (Err(self.commit_error(&e)), outcome),
                 }
             }
             Ok(Err(e)) => {
-                self.put_warm(grants, warm);
+                self.put_back(runtime, key, warm);
                 (Err(from_wit(e)), outcome)
             }
             Err(trap) => {
@@ -271,29 +278,43 @@ impl Plugin {
         ToolError::new(Code::Internal, message)
     }
 
+    /// A fresh instance. When the engine has no slot left for it, warm instances are dropped
+    /// (the least recently used first) until one is free.
     fn fresh(
         &self,
         runtime: &Runtime,
         grants: Grants,
         resources: &Resources,
     ) -> anyhow::Result<Warm> {
-        let mut store = new_store(&runtime.engine, grants, resources, self.memory_bytes)?;
-        store.set_epoch_deadline(ticks(Duration::from_secs(10)));
-        let instance = self.pre.instantiate(&mut store)?;
-        Ok(Warm { store, instance })
-    }
-
-    fn take_warm(&self, grants: Grants) -> Option<Warm> {
-        self.warm.lock().ok()?.get_mut(&grants)?.pop()
-    }
-
-    fn put_warm(&self, grants: Grants, warm: Warm) {
-        if let Ok(mut pool) = self.warm.lock() {
-            let slot = pool.entry(grants).or_default();
-            if slot.len() < WARM_PER_GRANTS {
-                slot.push(warm);
+        loop {
+            let mut store = new_store(&runtime.engine, grants, resources, self.memory_bytes)?;
+            store.set_epoch_deadline(ticks(Duration::from_secs(10)));
+            match self.pre.instantiate(&mut store) {
+                Ok(instance) => return Ok(Warm { store, instance }),
+                Err(e) if runtime.pool.evict_lru() => {
+                    tracing::debug!(plugin = %self.name, "instantiation failed ({e:#}); dropped a warm instance and retrying");
+                }
+                Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Returns an instance that finished its call cleanly to the pool, if its key allows
+    /// reuse; otherwise (`per-call`) it is dropped here.
+    fn put_back(&self, runtime: &Runtime, key: Option<Key>, warm: Warm) {
+        if let Some(key) = key {
+            runtime.pool.put(key, warm, self.reuse.max_pooled);
+        }
+    }
+
+    /// Warm instances of this plugin in the pool now.
+    pub fn pooled(&self, runtime: &Runtime) -> usize {
+        runtime.pool.pooled(self.id)
+    }
+
+    /// How this plugin's instances are reused.
+    pub fn reuse(&self) -> Reuse {
+        self.reuse
     }
 }
 

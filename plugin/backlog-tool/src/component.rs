@@ -5,6 +5,8 @@ use backlog_core::actions::{self, Ctx};
 use backlog_core::ids::Entropy;
 use backlog_core::policy::Policy;
 use backlog_core::{Error, ErrorCode, schema};
+use std::rc::Rc;
+
 use serde_json::Value;
 
 use crate::{reports, store};
@@ -43,11 +45,10 @@ impl ToolGuest for Component {
 
 /// Runs one action against the store the context names.
 pub(crate) fn run(action: &str, params: &Value, context: &CallContext) -> Result<Value, ToolError> {
-    let config = store::Config::parse(&context.config).map_err(to_wit)?;
+    let (config, policy) = decoded(&context.config).map_err(to_wit)?;
     let now = backlog_core::time::parse_ts(&context.now)
         .ok_or_else(|| Error::internal(format!("host sent an invalid `now`: {}", context.now)))
         .map_err(to_wit)?;
-    let policy = policy(config.policy.as_deref()).map_err(to_wit)?;
     let mut reports = config.reports_dir.as_deref().map(reports::FsReports::new);
     store::with_store(&config, &context.now, |store| {
         let mut entropy = WasiEntropy;
@@ -63,6 +64,34 @@ pub(crate) fn run(action: &str, params: &Value, context: &CallContext) -> Result
         actions::execute(store, action, params, &mut ctx)
     })
     .map_err(to_wit)
+}
+
+/// The context's `config` as this instance decoded it last: the text, the store config and
+/// the policy.
+type Decoded = (String, Rc<store::Config>, Rc<Policy>);
+
+thread_local! {
+    /// The config decoded from the text the host sent last. A warm instance is handed the
+    /// same text call after call (same caller, grants and policy: `docs/isolation.md`), so
+    /// it is decoded — JSON, policy and all — once per instance, not per call.
+    static DECODED: std::cell::RefCell<Option<Decoded>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The store config and policy of `text` (the call context's `config`), decoded once per
+/// distinct text.
+fn decoded(text: &str) -> Result<(Rc<store::Config>, Rc<Policy>), Error> {
+    DECODED.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if let Some((cached, config, policy)) = slot.as_ref()
+            && cached == text
+        {
+            return Ok((config.clone(), policy.clone()));
+        }
+        let config = Rc::new(store::Config::parse(text)?);
+        let policy = policy(config.policy.as_deref())?;
+        *slot = Some((text.to_owned(), config.clone(), policy.clone()));
+        Ok((config, policy))
+    })
 }
 
 thread_local! {

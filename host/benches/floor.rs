@@ -1,0 +1,398 @@
+//! `cargo bench -p backlog-bridge --bench floor` — the floor under one tool call
+//! (`docs/isolation.md`), in one run on one store of 10k items (JSONL):
+//!
+//! 1. **bare**: wasmtime embedded with nothing of the host — the host's engine configuration
+//!    (`runtime::engine::config`), a linker with WASI p2 only (the Postgres import traps), an
+//!    `InstancePre` — timing an instantiation (store + WASI context with the read-only
+//!    preopen + instance), a warm `get` (one instance, called again and again) and a fresh
+//!    `get` (a new store and instance per call), with the context the host would send; the
+//!    fresh `get` once before any write (no index checkpoint: a full parse per instance), and
+//!    after one write through the host (which leaves a checkpoint);
+//! 2. **host**: the same `get` through `Bridge::call` (RBAC, grants, store preparation, the
+//!    guest, the JSON answer parsed), with `backlog_tool` as shipped (`per-caller`: warm) and
+//!    set to `instances: per-call` (fresh);
+//! 3. **native**: the same `get` with backlog-core + backlog-store called directly;
+//!
+//! then the ratios: host / bare (warm and fresh), fresh / warm, wasm / native.
+//!
+//! Options (env): BENCH_ITEMS=10000, BENCH_ITERS=200 (fresh figures use a fifth, at least 20).
+//! `--profile dev` gives a first figure quickly; the bench profile (release) is the real one.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use backlog_bridge::backlog::Backend;
+use backlog_bridge::runtime::engine::config;
+use backlog_bridge::{Bridge, CallRequest, Settings};
+use backlog_core::actions::{Ctx, execute};
+use backlog_core::ids::SeqEntropy;
+use backlog_core::policy::Policy;
+use backlog_store::{Access, JsonlStore};
+use serde_json::{Value, json};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+mod bare {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "backlog-bridge:tool/plugin@0.1.0",
+    });
+}
+use bare::backlog_bridge::tool::types::CallContext;
+use bare::{Plugin, PluginPre};
+
+const NOW: &str = "2026-11-27T10:00:00Z";
+const COMPONENT: &[u8] = include_bytes!(env!("BACKLOG_TOOL_WASM"));
+
+/// A bare store's data: WASI and nothing else.
+struct Bare {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Bare {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn main() {
+    let n: usize = env_or("BENCH_ITEMS", 10_000);
+    let iters: usize = env_or("BENCH_ITERS", 200);
+    let fresh_iters = (iters / 5).max(20);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    // SAFETY: single-threaded at this point; the variables configure the bridges below.
+    unsafe {
+        std::env::set_var("BACKLOG_BRIDGE_CACHE_DIR", root.join("cache"));
+        std::env::set_var("BACKLOG_BRIDGE_NOW", NOW);
+        std::env::set_var("BACKLOG_BACKEND", "jsonl");
+    }
+    let backlog = root.join("backlog");
+    generate(&backlog, n);
+    println!(
+        "floor bench: `get` at {n} items (JSONL); {iters} iterations (fresh: {fresh_iters}); p50 / p99"
+    );
+    let ids: Vec<String> = (0..iters).map(|i| item_id((i * 7919) % n)).collect();
+    let params = |k: usize| json!({"id": ids[k % ids.len()]}).to_string();
+
+    // 1. Bare wasmtime.
+    let warm_bridge = load_bridge(root, &backlog, None);
+    let fresh_bridge = load_bridge(root, &backlog, Some("per-call"));
+    let context = CallContext {
+        actor: "operator".into(),
+        request_id: "req_floor".into(),
+        now: NOW.into(),
+        config: guest_config(&warm_bridge),
+    };
+    let engine = Engine::new(&config(true)).expect("engine");
+    let component = Component::new(&engine, COMPONENT).expect("compile");
+    let mut linker: Linker<Bare> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("wasi");
+    // The component imports the host's Postgres interface; a `get` on JSONL never calls it.
+    linker
+        .instance("backlog-bridge:pg/postgres@0.1.0")
+        .expect("pg instance")
+        .func_new("execute", |_, _, _, _| {
+            wasmtime::bail!("no Postgres in the bare embedding")
+        })
+        .expect("pg execute");
+    let pre = PluginPre::new(linker.instantiate_pre(&component).expect("pre")).expect("pre");
+    let new_instance = || {
+        let mut store = bare_store(&engine, &backlog);
+        let plugin = pre.instantiate(&mut store).expect("instantiate");
+        (store, plugin)
+    };
+    let bare_get = |store: &mut Store<Bare>, plugin: &Plugin, params: &str| {
+        let out = plugin
+            .backlog_bridge_tool_tool()
+            .call_call(store, "get", params, &context)
+            .expect("no trap");
+        let json = out.unwrap_or_else(|e| panic!("get: {}", e.message));
+        assert!(json.starts_with('{'), "{json}");
+    };
+    // Generated files carry no index checkpoint: each new instance parses them whole.
+    let mut k = 0;
+    let bare_fresh_full = measure(fresh_iters, || {
+        k += 1;
+        let (mut store, plugin) = new_instance();
+        bare_get(&mut store, &plugin, &params(k));
+    });
+    // One write through the host: the store writes its checkpoint (`checkpoint.rs`), which
+    // every new instance below loads instead of parsing the files.
+    let upsert = json!({"dedupe_key": "floor:1", "env": "prod", "service": "bench",
+        "category": "refactor", "title": "floor bench"});
+    warm_bridge
+        .call(&CallRequest {
+            agent: "operator",
+            tool: "backlog_tool",
+            action: "upsert",
+            params: &upsert.to_string(),
+        })
+        .expect("upsert");
+    if 2 * n as u64 >= backlog_store::CHECKPOINT_EVERY {
+        assert!(backlog.join(backlog_store::CHECKPOINT_FILE).exists());
+    }
+    let instantiate = measure(iters, || drop(new_instance()));
+    // A fresh instance's first call without any index: the null store (`get` answers
+    // not_found), the same policy: what a new instance costs besides loading the index.
+    let mut null_context = context.clone();
+    let mut null_config: Value = serde_json::from_str(&context.config).expect("config");
+    null_config["backend"] = json!("null");
+    null_context.config = null_config.to_string();
+    let bare_fresh_null = measure(fresh_iters, || {
+        let (mut store, plugin) = new_instance();
+        let out = plugin
+            .backlog_bridge_tool_tool()
+            .call_call(&mut store, "get", &params(0), &null_context)
+            .expect("no trap");
+        assert!(out.is_err(), "the null store holds nothing");
+    });
+    let (mut store, plugin) = new_instance();
+    bare_get(&mut store, &plugin, &params(0));
+    let mut k = 0;
+    let bare_warm = measure(iters, || {
+        k += 1;
+        bare_get(&mut store, &plugin, &params(k));
+    });
+    let mut k = 0;
+    let bare_fresh = measure(fresh_iters, || {
+        k += 1;
+        let (mut store, plugin) = new_instance();
+        bare_get(&mut store, &plugin, &params(k));
+    });
+
+    // 2. The host.
+    host_call(&warm_bridge, &params(0));
+    let mut k = 0;
+    let host_warm = measure(iters, || {
+        k += 1;
+        host_call(&warm_bridge, &params(k));
+    });
+    let mut k = 0;
+    let host_fresh = measure(fresh_iters, || {
+        k += 1;
+        host_call(&fresh_bridge, &params(k));
+    });
+
+    // 3. Native.
+    let mut native = JsonlStore::open(backlog.clone(), Access::ReadOnly, Box::new(|_: &str| {}));
+    let policy = Policy::default();
+    let mut entropy = SeqEntropy::new(1 << 40);
+    let now = backlog_core::time::parse_ts(NOW).expect("now");
+    let mut native_get = |k: usize| {
+        native.begin_call();
+        let mut ctx = Ctx::new("operator", now, &policy, &mut entropy);
+        let p: Value = serde_json::from_str(&params(k)).expect("params");
+        execute(&mut native, "get", &p, &mut ctx).expect("native get");
+    };
+    native_get(0);
+    let mut k = 0;
+    let native_warm = measure(iters, || {
+        k += 1;
+        native_get(k);
+    });
+    let mut k = 0;
+    let native_fresh = measure(fresh_iters, || {
+        k += 1;
+        let mut store = JsonlStore::open(backlog.clone(), Access::ReadOnly, Box::new(|_: &str| {}));
+        store.begin_call();
+        let mut ctx = Ctx::new("operator", now, &policy, &mut entropy);
+        let p: Value = serde_json::from_str(&params(k)).expect("params");
+        execute(&mut store, "get", &p, &mut ctx).expect("native get");
+    });
+
+    println!();
+    report("bare: instantiate (store + WASI + instance)", &instantiate);
+    report("bare: warm `get`", &bare_warm);
+    report(
+        "bare: fresh `get`, no checkpoint (full parse)",
+        &bare_fresh_full,
+    );
+    report("bare: fresh `get` (new instance, checkpoint)", &bare_fresh);
+    report("bare: fresh `get`, null store (no index)", &bare_fresh_null);
+    report("host: warm `get` (per-caller)", &host_warm);
+    report("host: fresh `get` (per-call)", &host_fresh);
+    report("native: `get`", &native_warm);
+    report("native: fresh `get` (new store, checkpoint)", &native_fresh);
+    println!();
+    ratio("host warm / bare warm", &host_warm, &bare_warm, Some(1.2));
+    ratio(
+        "host fresh / bare fresh",
+        &host_fresh,
+        &bare_fresh,
+        Some(1.2),
+    );
+    ratio("bare fresh / bare warm", &bare_fresh, &bare_warm, None);
+    ratio(
+        "bare fresh without / with checkpoint",
+        &bare_fresh_full,
+        &bare_fresh,
+        None,
+    );
+    ratio("host fresh / host warm", &host_fresh, &host_warm, Some(2.0));
+    ratio(
+        "wasm / native (bare warm / native)",
+        &bare_warm,
+        &native_warm,
+        Some(2.0),
+    );
+    ratio("host warm / native", &host_warm, &native_warm, None);
+    ratio(
+        "wasm / native, fresh (bare fresh / native fresh)",
+        &bare_fresh,
+        &native_fresh,
+        None,
+    );
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A bare store: WASI with the store directory preopened read-only, as a `get` is granted.
+fn bare_store(engine: &Engine, backlog: &Path) -> Store<Bare> {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.allow_blocking_current_thread(true)
+        .preopened_dir(backlog, "/backlog", FsPerms::ReadOnly)
+        .expect("preopen");
+    let mut store = Store::new(
+        engine,
+        Bare {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+        },
+    );
+    store.set_epoch_deadline(u64::MAX / 2);
+    store
+}
+
+/// The `config` the host hands a `get` of `operator` on JSONL (`backlog/guest_config.rs`).
+fn guest_config(bridge: &Bridge) -> String {
+    let entitlements = bridge
+        .matrix
+        .agent("operator")
+        .map(|a| a.entitlements.clone())
+        .unwrap_or_default();
+    json!({
+        "backend": "jsonl",
+        "backlog_dir": "/backlog",
+        "backlog_access": "read",
+        "policy": bridge.policy.json,
+        "entitlements": entitlements,
+    })
+    .to_string()
+}
+
+/// A bridge on the shipped config (with `backlog_tool`'s `instances` set when given).
+fn load_bridge(root: &Path, backlog: &Path, instances: Option<&str>) -> Bridge {
+    let config = root.join(format!("config-{}", instances.unwrap_or("default")));
+    std::fs::create_dir_all(&config).expect("mkdir");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    for f in ["rbac_tools_matrix.yml", "plugins.yml", "backlog_policy.yml"] {
+        std::fs::copy(shipped.join(f), config.join(f)).expect("copy config");
+    }
+    if let Some(instances) = instances {
+        let path = config.join("plugins.yml");
+        let text = std::fs::read_to_string(&path).expect("plugins.yml");
+        let text = text.replace(
+            "    component: builtin\n",
+            &format!("    component: builtin\n    instances: {instances}\n"),
+        );
+        std::fs::write(path, text).expect("plugins.yml");
+    }
+    let mut settings = Settings::from_env(config, root.to_owned()).expect("settings");
+    settings.backend = Backend::Jsonl;
+    settings.jsonl_dir = backlog.to_owned();
+    Bridge::load(settings).expect("bridge")
+}
+
+fn host_call(bridge: &Bridge, params: &str) {
+    let req = CallRequest {
+        agent: "operator",
+        tool: "backlog_tool",
+        action: "get",
+        params,
+    };
+    if let Err(e) = bridge.call(&req) {
+        panic!("get {params}: {e}");
+    }
+}
+
+fn item_id(i: usize) -> String {
+    format!("bl_{i:012x}")
+}
+
+/// Writes `n` items (and one `created` event each) as the store would, without a store.
+fn generate(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let file = |name: &str| {
+        std::io::BufWriter::new(std::fs::File::create(dir.join(name)).expect("create"))
+    };
+    let (mut items, mut events) = (file("items.jsonl"), file("events.jsonl"));
+    let statuses = ["open", "in_progress", "blocked", "done", "canceled"];
+    let envs = ["prod", "staging", "dev"];
+    for i in 0..n {
+        let id = item_id(i);
+        let ts = "2026-11-01T06:20:00.000000Z";
+        let item = json!({
+            "id": id, "created_at": ts, "updated_at": ts, "env": envs[i % 3],
+            "service": format!("svc-{}", i % 97), "category": "refactor",
+            "title": format!("Refactor hot path #{i}"),
+            "description": "- regressions_30d: 3\n- recurrence_high_30d: 1",
+            "priority": format!("P{}", i % 4), "status": statuses[i % 5], "owner": "oncall",
+            "due_date": format!("2026-12-{:02}", 1 + i % 28), "source": "digest",
+            "dedupe_key": format!("platform_backlog:2026-48:prod:svc-{i}:refactor"),
+            "evidence_refs": {"alerts": [format!("al_{i}")], "incidents": []},
+            "tags": ["auto", "week:2026-48"], "meta": {"score": i % 100, "band": "high"},
+        });
+        let event = json!({"id": format!("ev_{i:012x}"), "item_id": id, "ts": ts,
+            "type": "created", "actor": "scheduler", "message": "", "meta": {}});
+        writeln!(items, "{item}").expect("write");
+        writeln!(events, "{event}").expect("write");
+    }
+    items.flush().expect("flush");
+    events.flush().expect("flush");
+}
+
+fn measure(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
+    let mut v: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn pct(v: &[Duration], p: f64) -> Duration {
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn report(name: &str, v: &[Duration]) {
+    println!(
+        "{name:<48} p50 {:>10.1?}  p99 {:>10.1?}",
+        pct(v, 0.5),
+        pct(v, 0.99)
+    );
+}
+
+fn ratio(name: &str, a: &[Duration], b: &[Duration], target: Option<f64>) {
+    let r = pct(a, 0.5).as_secs_f64() / pct(b, 0.5).as_secs_f64().max(1e-9);
+    let verdict = match target {
+        Some(t) if r <= t => format!("  (target <= {t}x: met)"),
+        Some(t) => format!("  (target <= {t}x: MISSED)"),
+        None => String::new(),
+    };
+    println!("{name:<48} {r:>6.2}x (p50){verdict}");
+}
