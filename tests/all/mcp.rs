@@ -1465,3 +1465,35 @@ fn http_mcp_admission_refuses_beyond_max_in_flight_and_rest_stays_responsive() {
         assert!(text.contains(&series), "{series}: {text}");
     }
 }
+
+#[test]
+fn an_mcp_http_call_leaves_one_audit_line_under_its_request_id() {
+    let env = crate::http::env();
+    let server = crate::http::Server::start(&env, &[]);
+    let addr: SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let sid = open_session(addr, Some(VIEWER_KEY));
+    let (status, headers, body) = post_mcp(
+        addr,
+        Some(VIEWER_KEY),
+        Some(&sid),
+        &tools_call(2, "backlog_tool_list", json!({"limit": 1})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(response(&body, 2)["result"]["isError"], false, "{body}");
+    let request_id = header(&headers, "x-request-id")
+        .unwrap_or_else(|| panic!("no x-request-id: {headers:?}"))
+        .to_owned();
+    let lines = crate::change::audit_lines(&env.ops.join("audit"));
+    let calls: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["event"] == "call" && l["face"] == "mcp")
+        .collect();
+    assert_eq!(calls.len(), 1, "{lines:#?}");
+    let line = calls[0];
+    assert_eq!(line["request_id"], request_id.as_str(), "{line}");
+    assert_eq!(line["actor"], "viewer", "{line}");
+    assert_eq!(line["action"], "list", "{line}");
+    assert_eq!(line["decision"], "allow", "{line}");
+    assert_eq!(line["outcome"], "ok", "{line}");
+    assert!(!format!("{lines:?}").contains(VIEWER_KEY));
+}
