@@ -275,6 +275,9 @@ impl Env {
             }
         }
         cmd.env("BACKLOG_BRIDGE_CACHE_DIR", &self.cache);
+        // Temporary files of the process (the `memory` backend's directory) go with this
+        // installation, so a process the test kills leaves nothing in the system's /tmp.
+        cmd.env("TMPDIR", self.tmp.path());
         for (k, v) in &self.vars {
             cmd.env(k, v);
         }
