@@ -8,11 +8,12 @@ use backlog_core::params::{DashboardParams, EventsParams, GetParams, Params, Wee
 use backlog_core::policy::Policy;
 use serde_json::{Map, Value};
 
-/// The query string that decodes to `map`: lists as repeated keys.
+/// The query string that decodes to `map`: lists as repeated keys, an empty list as `key=`.
 fn encode(map: &Map<String, Value>) -> String {
     let mut out = form_urlencoded::Serializer::new(String::new());
     for (key, value) in map {
         let values = match value {
+            Value::Array(list) if list.is_empty() => vec![Value::String(String::new())],
             Value::Array(list) => list.clone(),
             other => vec![other.clone()],
         };
