@@ -40,7 +40,13 @@ fn snapshot(store: &mut JsonlStore, policy: &Policy) -> Option<Value> {
         let item = store.get(&k.id).ok()?.expect("a listed key's item exists");
         assert_eq!(ItemKeys::of(&item), *k, "keys of {}", k.id);
         let events = store.events(&k.id, 1000).ok()?;
-        items.push(serde_json::json!({"item": item, "events": events}));
+        // Whichever item the key finds, warm and cold stores must agree on it.
+        let by_key = store.find_by_dedupe_key(&item.dedupe_key).ok()?;
+        if let Some(found) = &by_key {
+            assert_eq!(found.dedupe_key, item.dedupe_key, "found by its dedupe key");
+        }
+        let by_key = by_key.map(|i| i.id);
+        items.push(serde_json::json!({"item": item, "events": events, "by_key": by_key}));
     }
     let page = store.list(&ListQuery::default(), TODAY).ok()?;
     let mut envs: Vec<&str> = keys.iter().map(|k| k.env.as_str()).collect();
