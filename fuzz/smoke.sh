@@ -14,6 +14,8 @@ secs="${1:-60}"
 shift || true
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz
 flags=(-s none -a)
+# Targets that read config files write them to a scratch dir: keep it in memory when possible.
+if [ -z "${TMPDIR:-}" ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
 cargo +nightly fuzz build "${flags[@]}" || exit 1
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
