@@ -108,7 +108,9 @@ pub fn read(agent: &str, path: &Path) -> Result<Vec<(usize, KeyLine)>, KeyFileEr
 }
 
 fn parse_hex(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
+    // Digits only: `u8::from_str_radix` alone also takes a sign (`+f` is 15), so
+    // `sha256:+0+0…` was accepted as a digest.
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -153,6 +155,10 @@ mod tests {
         let (_d, p) = file("sha256:abc\n", 0o600);
         let err = read("a", &p).unwrap_err().to_string();
         assert!(err.contains("k.keys:1"), "{err}");
+        // A sign is not a hex digit (found by the `keys` fuzz target).
+        let (_d, p) = file(&format!("sha256:{}\n", "+f".repeat(32)), 0o600);
+        let err = read("a", &p).unwrap_err().to_string();
+        assert!(err.contains("64 hex digits"), "{err}");
         let (_d, p) = file("# nothing\n", 0o400);
         assert!(matches!(read("a", &p), Err(KeyFileError::Empty { .. })));
         assert!(matches!(

@@ -35,7 +35,15 @@ pub(crate) fn load_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
         path: path.to_owned(),
         source,
     })?;
-    serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse {
+    parse_yaml(path, &text)
+}
+
+/// Deserializes YAML text read from `path` (named in errors).
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    serde_yaml_ng::from_str(text).map_err(|source| ConfigError::Parse {
         path: path.to_owned(),
         source,
     })

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, load_yaml};
+use super::{ConfigError, parse_yaml};
 
 /// The file name under the config dir.
 pub const FILE: &str = "rbac_tools_matrix.yml";
@@ -14,21 +14,21 @@ pub const FILE: &str = "rbac_tools_matrix.yml";
 /// The largest `timeout_s` an action may have: one day.
 pub const MAX_TIMEOUT_S: u64 = 86_400;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawMatrix {
     tools: BTreeMap<String, RawTool>,
     agents: BTreeMap<String, AgentRule>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawTool {
     actions: BTreeMap<String, ActionRule>,
 }
 
 /// What one action requires.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRule {
     /// All of these are required.
@@ -39,7 +39,7 @@ pub struct ActionRule {
 }
 
 /// One agent: what it holds and where its API key comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentRule {
     pub entitlements: Vec<String>,
@@ -53,7 +53,7 @@ pub struct AgentRule {
 }
 
 /// The validated matrix.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matrix {
     pub path: PathBuf,
     tools: BTreeMap<String, BTreeMap<String, ActionRule>>,
@@ -88,7 +88,17 @@ impl Matrix {
     /// Loads and validates `<config_dir>/rbac_tools_matrix.yml`.
     pub fn load(config_dir: &Path) -> Result<Self, ConfigError> {
         let path = config_dir.join(FILE);
-        let raw: RawMatrix = load_yaml(&path)?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Matrix::parse(path, &text)
+    }
+
+    /// Parses and validates matrix text read from `path` (what [`Matrix::load`] does after
+    /// reading the file; the fuzz target `rbac` calls it directly).
+    pub fn parse(path: PathBuf, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawMatrix = parse_yaml(&path, text)?;
         let invalid = |key: String, message: &str| ConfigError::Invalid {
             path: path.clone(),
             key,
@@ -124,6 +134,23 @@ impl Matrix {
             agents: raw.agents,
             path,
         })
+    }
+
+    /// The matrix as YAML text that [`Matrix::parse`] reads back to an equal matrix.
+    pub fn to_yaml(&self) -> String {
+        let raw = RawMatrix {
+            tools: self
+                .tools
+                .iter()
+                .map(|(name, actions)| {
+                    let actions = actions.clone();
+                    (name.clone(), RawTool { actions })
+                })
+                .collect(),
+            agents: self.agents.clone(),
+        };
+        // Maps of strings, lists and numbers: always representable in YAML.
+        serde_yaml_ng::to_string(&raw).unwrap_or_default()
     }
 
     /// The rule of `tool.action`, if listed.

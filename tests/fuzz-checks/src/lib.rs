@@ -14,6 +14,18 @@ use chrono::{DateTime, Duration, Utc};
 use scheduler_core::{Registry, Schedule};
 use serde_json::Value;
 
+mod config;
+mod digest;
+mod fold;
+mod mcp;
+mod query;
+
+pub use config::{check_keys, check_plugins, check_rbac};
+pub use digest::check_digest;
+pub use fold::check_jsonl_fold;
+pub use mcp::check_mcp;
+pub use query::check_query;
+
 /// A property check over the fuzzer's bytes: panics when a property fails.
 pub type Check = fn(&[u8]);
 
@@ -25,10 +37,16 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("cron", check_cron),
     ("registry", check_registry),
     ("digest", check_digest),
+    ("rbac", check_rbac),
+    ("plugins", check_plugins),
+    ("query", check_query),
+    ("mcp", check_mcp),
+    ("keys", check_keys),
+    ("jsonl_fold", check_jsonl_fold),
 ];
 
 /// A deterministic entropy source (ids need not be random here).
-struct Counter(u64);
+pub(crate) struct Counter(pub(crate) u64);
 
 impl Entropy for Counter {
     fn fill(&mut self, buf: &mut [u8]) {
@@ -42,7 +60,7 @@ impl Entropy for Counter {
     }
 }
 
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default()
 }
 
@@ -196,13 +214,4 @@ pub fn check_registry(data: &[u8]) {
             schedule_properties(&j.schedule, now());
         }
     }
-}
-
-/// A platform or risk digest (JSON text): parsing never panics.
-pub fn check_digest(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let _ = backlog_core::digest::parse_platform("ops/reports/platform/2026-48.json", text);
-    let _ = backlog_core::digest::parse_risk("ops/reports/risk/2026-11-27.json", text);
 }
