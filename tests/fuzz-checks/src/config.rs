@@ -110,6 +110,8 @@ fn plugin_view(p: &PluginEntry) -> Value {
         "may_use": p.may_use,
         "grants": p.grants,
         "sha256": p.sha256,
+        "instances": p.instances.map(|i| i.as_str()),
+        "max_pooled": p.max_pooled,
     })
 }
 
@@ -126,6 +128,7 @@ pub fn check_plugins(data: &[u8]) {
     let mut printed = BTreeMap::new();
     for (name, p) in &loaded {
         assert!((1..=4096).contains(&p.memory_limit_mib), "{name}");
+        assert!(p.reuse().max_pooled <= 32, "{name}: max_pooled beyond the pool");
         if let Some(pin) = &p.sha256 {
             assert!(
                 pin.len() == 64
