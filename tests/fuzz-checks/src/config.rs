@@ -128,7 +128,10 @@ pub fn check_plugins(data: &[u8]) {
     let mut printed = BTreeMap::new();
     for (name, p) in &loaded {
         assert!((1..=4096).contains(&p.memory_limit_mib), "{name}");
-        assert!(p.reuse().max_pooled <= 32, "{name}: max_pooled beyond the pool");
+        assert!(
+            p.reuse().max_pooled <= 32,
+            "{name}: max_pooled beyond the pool"
+        );
         if let Some(pin) = &p.sha256 {
             assert!(
                 pin.len() == 64
