@@ -150,6 +150,18 @@ pub struct Bridge {
     _memory_dir: Option<Arc<tempfile::TempDir>>,
 }
 
+/// A plugin no later bridge took over (a reload loaded it anew) leaves the pool with the last
+/// bridge that held it: its instances would never be handed out again.
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        for loaded in self.plugins.values() {
+            if Arc::strong_count(loaded) == 1 {
+                loaded.plugin.unpool(&self.runtime);
+            }
+        }
+    }
+}
+
 impl Bridge {
     /// Loads config and plugins (compiling or taking each component from the cache), then
     /// opens the store. Every configuration error is reported, one per line.
@@ -506,4 +518,65 @@ pub fn inspect(settings: &Settings, path: &Path) -> anyhow::Result<crate::runtim
     let (component, _) = cache::load(&runtime.engine, &bytes, settings.cache_dir.as_deref())
         .with_context(|| format!("{}: not a loadable component", path.display()))?;
     Ok(Plugin::load(&runtime, "inspect", &component, 128, Default::default())?.info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CallRequest;
+
+    fn list(bridge: &Bridge) {
+        let req = CallRequest {
+            agent: "viewer",
+            tool: "backlog_tool",
+            action: "list",
+            params: "{}",
+        };
+        bridge.call(&req).expect("list");
+    }
+
+    #[test]
+    fn a_replaced_plugin_leaves_the_pool_with_the_last_bridge_that_held_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = tmp.path().join("config");
+        std::fs::create_dir(&config).unwrap();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        for f in ["rbac_tools_matrix.yml", "plugins.yml", "backlog_policy.yml"] {
+            std::fs::copy(shipped.join(f), config.join(f)).unwrap();
+        }
+        let mut settings = Settings::from_env(config.clone(), tmp.path().join("ops")).unwrap();
+        settings.backend = crate::backlog::Backend::Memory;
+        settings.cache_dir = Some(tmp.path().join("cache"));
+        settings.audit_dir = crate::audit::OFF.into();
+        let first = Bridge::load(settings).unwrap();
+        list(&first);
+        let runtime = first.runtime.clone();
+        assert_eq!(runtime.pool.len(), 1);
+        // Taken over (nothing changed): the instance stays for the successor.
+        let parts = ConfigParts::load_over(&first.settings, Some(&first)).unwrap();
+        let second = first.successor(parts);
+        drop(first);
+        assert_eq!(runtime.pool.len(), 1);
+        list(&second);
+        assert_eq!(runtime.pool.len(), 1, "the successor reused it");
+        // A changed policy loads the plugin anew: its old instance goes with the last holder.
+        let policy = config.join("backlog_policy.yml");
+        let text = std::fs::read_to_string(&policy).unwrap();
+        std::fs::write(
+            &policy,
+            text.replace("retention_days: 180", "retention_days: 90"),
+        )
+        .unwrap();
+        let parts = ConfigParts::load_over(&second.settings, Some(&second)).unwrap();
+        let third = second.successor(parts);
+        assert_eq!(
+            runtime.pool.len(),
+            1,
+            "the old bridge still holds the old plugin"
+        );
+        drop(second);
+        assert_eq!(runtime.pool.len(), 0);
+        list(&third);
+        assert_eq!(runtime.pool.len(), 1);
+    }
 }

@@ -307,6 +307,11 @@ impl Plugin {
         }
     }
 
+    /// Drops this plugin's warm instances (it was replaced: a reload loaded it anew).
+    pub(crate) fn unpool(&self, runtime: &Runtime) {
+        runtime.pool.clear_plugin(self.id);
+    }
+
     /// Warm instances of this plugin in the pool now.
     pub fn pooled(&self, runtime: &Runtime) -> usize {
         runtime.pool.pooled(self.id)
