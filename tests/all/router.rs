@@ -168,23 +168,52 @@ fn connections_are_capped_and_silent_ones_time_out() {
         );
         std::thread::sleep(Duration::from_millis(50)); // retry interval of a bounded poll
     }
-    let mut idle: Vec<TcpStream> = (0..4)
+    // Five connections against four seats. The scrape above closed its connection from the
+    // client side, so its seat may be given back a moment after the first of these arrive:
+    // whichever of the five finds the router full is closed at once (the last one, unless
+    // that race hit), and the other four are held until the header timeout (2 s).
+    let mut streams: Vec<TcpStream> = (0..5)
         .map(|_| TcpStream::connect(&host).expect("connect"))
         .collect();
-    let mut extra = TcpStream::connect(&host).expect("connect");
-    let started = Instant::now();
-    let (status, text) = read_answer(&mut extra, Duration::from_secs(5));
+    let window = Instant::now() + Duration::from_secs(1);
+    let mut closed_at_once = std::collections::BTreeSet::new();
+    while Instant::now() < window {
+        for (i, stream) in streams.iter_mut().enumerate() {
+            if closed_at_once.contains(&i) {
+                continue;
+            }
+            // A short read timeout is the poll's interval: still open unless EOF or reset.
+            stream
+                .set_read_timeout(Some(Duration::from_millis(10)))
+                .expect("timeout");
+            match stream.read(&mut [0u8; 1]) {
+                Ok(0) => {
+                    closed_at_once.insert(i);
+                }
+                Ok(_) => panic!("connection {i} was answered"),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => {
+                    closed_at_once.insert(i);
+                }
+            }
+        }
+    }
     assert_eq!(
-        (status, text.as_str()),
-        (0, ""),
-        "the extra connection was served"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "the extra connection was held, not closed: {:?}",
-        started.elapsed()
+        closed_at_once.len(),
+        1,
+        "one connection is closed at once, the others held: {closed_at_once:?}"
     );
     // The four silent connections are closed by the header timeout.
+    let mut idle: Vec<TcpStream> = streams
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !closed_at_once.contains(i))
+        .map(|(_, s)| s)
+        .collect();
     for stream in &mut idle {
         let started = Instant::now();
         let (status, _) = read_answer(stream, Duration::from_secs(10));

@@ -217,9 +217,9 @@ async fn serve_connection(
         handling: AtomicUsize::new(0),
     });
     let io = TokioIo::new(Watched {
+        seat,
         inner: tcp,
         activity: activity.clone(),
-        seat,
     });
     let service = {
         let activity = activity.clone();
@@ -280,10 +280,12 @@ async fn idle(activity: &Activity, timeout: Duration) {
 }
 
 /// A TCP stream that records when bytes last moved and holds its connection's [`Seat`].
+/// `seat` comes first: fields drop in order, so the seat is given back before the socket
+/// closes when the connection is dropped rather than shut down.
 struct Watched {
+    seat: Seat,
     inner: TcpStream,
     activity: Arc<Activity>,
-    seat: Seat,
 }
 
 impl AsyncRead for Watched {
