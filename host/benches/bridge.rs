@@ -42,6 +42,9 @@ use serde_json::{Value, json};
 mod audit;
 #[path = "common/router.rs"]
 mod kit;
+#[path = "common/store.rs"]
+mod store;
+use store::{generate, generate_versions, item_id, measure, pct};
 #[path = "bridge/reload.rs"]
 mod reload;
 #[path = "bridge/router.rs"]
@@ -458,57 +461,6 @@ fn upsert(key: &str) -> Value {
     json!({"dedupe_key": key, "env":"prod","service":"bench","category":"refactor","title":"bench upsert"})
 }
 
-fn item_id(i: usize) -> String {
-    format!("bl_{i:012x}")
-}
-
-/// Writes `n` items (and one `created` event each) as the store would, without a store.
-fn generate(dir: &Path, n: usize) {
-    generate_versions(dir, n, 1)
-}
-
-/// Writes `n` items, each as `versions` successive lines, and one event per line.
-fn generate_versions(dir: &Path, n: usize, versions: usize) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    let mut items =
-        std::io::BufWriter::new(std::fs::File::create(dir.join("items.jsonl")).expect("items"));
-    let mut events =
-        std::io::BufWriter::new(std::fs::File::create(dir.join("events.jsonl")).expect("events"));
-    let statuses = ["open", "in_progress", "blocked", "done", "canceled"];
-    let envs = ["prod", "staging", "dev"];
-    for i in 0..n {
-        let id = item_id(i);
-        let ts = "2026-11-01T06:20:00.000000Z";
-        let item = json!({
-            "id": id, "created_at": ts, "updated_at": ts, "env": envs[i % 3],
-            "service": format!("svc-{}", i % 97), "category": "refactor",
-            "title": format!("Refactor hot path #{i}"),
-            "description": "- regressions_30d: 3\n- recurrence_high_30d: 1",
-            "priority": format!("P{}", i % 4), "status": statuses[i % 5], "owner": "oncall",
-            "due_date": format!("2026-12-{:02}", 1 + i % 28), "source": "digest",
-            "dedupe_key": format!("platform_backlog:2026-48:prod:svc-{i}:refactor"),
-            "evidence_refs": {"alerts": [format!("al_{i}")], "incidents": []},
-            "tags": ["auto", "week:2026-48"], "meta": {"score": i % 100, "band": "high"},
-        });
-        let event = json!({"id": format!("ev_{i:012x}"), "item_id": id, "ts": ts, "type": "created",
-            "actor": "scheduler", "message": "", "meta": {}});
-        for v in 0..versions {
-            writeln!(items, "{item}").expect("write");
-            let event = if v == 0 {
-                event.clone()
-            } else {
-                let mut e = event.clone();
-                e["id"] = json!(format!("ev_{:012x}", (v << 40) + i));
-                e["type"] = json!("updated");
-                e
-            };
-            writeln!(events, "{event}").expect("write");
-        }
-    }
-    items.flush().expect("flush");
-    events.flush().expect("flush");
-}
-
 fn bare_append(dir: &Path, iters: usize) -> Vec<Duration> {
     let path: PathBuf = dir.join("bare-append.jsonl");
     let mut f = std::fs::OpenOptions::new()
@@ -539,22 +491,6 @@ fn cold_call(root: &Path, action: &str, params: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn measure(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
-    let mut v: Vec<Duration> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn pct(v: &[Duration], p: f64) -> Duration {
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn report(name: &str, v: &[Duration], target: Option<Duration>) {

@@ -18,9 +18,8 @@
 //! Options (env): BENCH_ITEMS=10000, BENCH_ITERS=200 (fresh figures use a fifth, at least 20).
 //! `--profile dev` gives a first figure quickly; the bench profile (release) is the real one.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backlog_bridge::backlog::Backend;
 use backlog_bridge::runtime::engine::config;
@@ -33,6 +32,10 @@ use serde_json::{Value, json};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+#[path = "common/store.rs"]
+mod store;
+use store::{generate, item_id, measure, pct};
 
 mod bare {
     wasmtime::component::bindgen!({
@@ -325,58 +328,6 @@ fn host_call(bridge: &Bridge, params: &str) {
     if let Err(e) = bridge.call(&req) {
         panic!("get {params}: {e}");
     }
-}
-
-fn item_id(i: usize) -> String {
-    format!("bl_{i:012x}")
-}
-
-/// Writes `n` items (and one `created` event each) as the store would, without a store.
-fn generate(dir: &Path, n: usize) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    let file = |name: &str| {
-        std::io::BufWriter::new(std::fs::File::create(dir.join(name)).expect("create"))
-    };
-    let (mut items, mut events) = (file("items.jsonl"), file("events.jsonl"));
-    let statuses = ["open", "in_progress", "blocked", "done", "canceled"];
-    let envs = ["prod", "staging", "dev"];
-    for i in 0..n {
-        let id = item_id(i);
-        let ts = "2026-11-01T06:20:00.000000Z";
-        let item = json!({
-            "id": id, "created_at": ts, "updated_at": ts, "env": envs[i % 3],
-            "service": format!("svc-{}", i % 97), "category": "refactor",
-            "title": format!("Refactor hot path #{i}"),
-            "description": "- regressions_30d: 3\n- recurrence_high_30d: 1",
-            "priority": format!("P{}", i % 4), "status": statuses[i % 5], "owner": "oncall",
-            "due_date": format!("2026-12-{:02}", 1 + i % 28), "source": "digest",
-            "dedupe_key": format!("platform_backlog:2026-48:prod:svc-{i}:refactor"),
-            "evidence_refs": {"alerts": [format!("al_{i}")], "incidents": []},
-            "tags": ["auto", "week:2026-48"], "meta": {"score": i % 100, "band": "high"},
-        });
-        let event = json!({"id": format!("ev_{i:012x}"), "item_id": id, "ts": ts,
-            "type": "created", "actor": "scheduler", "message": "", "meta": {}});
-        writeln!(items, "{item}").expect("write");
-        writeln!(events, "{event}").expect("write");
-    }
-    items.flush().expect("flush");
-    events.flush().expect("flush");
-}
-
-fn measure(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
-    let mut v: Vec<Duration> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn pct(v: &[Duration], p: f64) -> Duration {
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn report(name: &str, v: &[Duration]) {

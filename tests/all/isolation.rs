@@ -11,8 +11,7 @@
 //! And the builtin `backlog_tool`'s per-caller pool stays within its bound however many
 //! agents call it (`backlog_bridge_instances_pooled`).
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 
@@ -217,62 +216,6 @@ fn rest_eight_parallel_clients_see_no_other_callers_data() {
 // ---------------------------------------------------------------------------------------
 // MCP over HTTP: raw JSON-RPC, a session per agent.
 
-/// One HTTP/1.1 exchange on a fresh connection: status, lower-cased headers, body.
-fn http(
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, Vec<(String, String)>, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    stream.write_all(req.as_bytes()).expect("send");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("receive");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("head");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    (status, headers, body)
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
 /// One JSON-RPC message to `/mcp` as `agent` in `session`.
 fn mcp_post(
     addr: SocketAddr,
@@ -289,7 +232,7 @@ fn mcp_post(
     if let Some(s) = session {
         headers.push(("Mcp-Session-Id", s));
     }
-    http(addr, "/mcp", &headers, &body.to_string())
+    crate::mcp::http(addr, "POST", "/mcp", &headers, &body.to_string())
 }
 
 /// `initialize` + `notifications/initialized` as `agent`: the session id.

@@ -310,8 +310,9 @@ impl Server {
     }
 }
 
-/// One HTTP/1.1 exchange on a fresh connection: status, lower-cased headers, body.
-fn http(
+/// One HTTP/1.1 exchange on a fresh connection: status, lower-cased headers, body
+/// (de-chunked). Shared by the MCP, isolation and reload suites.
+pub(crate) fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,

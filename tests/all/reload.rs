@@ -459,35 +459,25 @@ fn a_call_in_flight_finishes_under_the_config_it_started_with() {
     assert_eq!((status, &body["code"]), (504, &json!("timeout")), "{body}");
 }
 
-/// One HTTP/1.1 exchange on a fresh connection: status, headers (lower-cased), body.
+/// One exchange with `/mcp` ([`crate::mcp::http`]): status, the header lines lower-cased,
+/// body.
 fn raw_http(
     server: &Server,
     method: &str,
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
-    let addr = server.base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    let mut req = format!(
-        "{method} /mcp HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    stream.write_all(req.as_bytes()).expect("send");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("receive");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("head");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, head.to_ascii_lowercase(), body.to_owned())
+    let addr = server
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let (status, headers, body) = crate::mcp::http(addr, method, "/mcp", headers, body);
+    let head = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {}\n", v.to_ascii_lowercase()))
+        .collect();
+    (status, head, body)
 }
 
 /// A POST to `/mcp` as the viewer; the JSON-RPC message with `id` (or the first one).
