@@ -148,6 +148,9 @@ pub struct Bridge {
     audit: Arc<std::sync::OnceLock<Option<Arc<crate::audit::AuditLog>>>>,
     /// Keeps the `memory` backend's directory alive as long as the process.
     _memory_dir: Option<Arc<tempfile::TempDir>>,
+    /// Digest of each config file, taken as soon as this bridge was read (before anything
+    /// observable happens): a reload names the files that differ from these.
+    pub(crate) files: BTreeMap<String, String>,
 }
 
 /// A plugin no later bridge took over (a reload loaded it anew) leaves the pool with the last
@@ -173,7 +176,7 @@ impl Bridge {
             plugins,
         } = ConfigParts::load(&settings).map_err(join_errors)?;
         let (resources, memory_dir) = crate::backlog::store::open(&settings)?;
-        Ok(Bridge {
+        let mut bridge = Bridge {
             settings,
             matrix,
             policy,
@@ -182,14 +185,17 @@ impl Bridge {
             resources,
             audit: Arc::default(),
             _memory_dir: memory_dir.map(Arc::new),
-        })
+            files: BTreeMap::new(),
+        };
+        bridge.files = crate::reload::fingerprint(&bridge);
+        Ok(bridge)
     }
 
     /// The bridge a reload swaps in (`crate::reload`): the new config parts over what this
     /// one keeps for the life of the process — settings, the store and its Postgres pool, the
     /// engine, the audit trail, the `memory` backend's directory.
     pub(crate) fn successor(&self, parts: ConfigParts) -> Bridge {
-        Bridge {
+        let mut bridge = Bridge {
             settings: self.settings.clone(),
             matrix: parts.matrix,
             policy: parts.policy,
@@ -198,7 +204,10 @@ impl Bridge {
             resources: self.resources.clone(),
             audit: self.audit.clone(),
             _memory_dir: self._memory_dir.clone(),
-        }
+            files: BTreeMap::new(),
+        };
+        bridge.files = crate::reload::fingerprint(&bridge);
+        bridge
     }
 
     /// Appends one audit line (see [`crate::audit`]); a trail that cannot be written is logged

@@ -100,7 +100,7 @@ pub struct Reloader {
 
 impl Reloader {
     pub fn new(live: Arc<Live>) -> Reloader {
-        let files = fingerprint(&live.current());
+        let files = live.current().files.clone();
         Reloader {
             live,
             files: Mutex::new(files),
@@ -131,7 +131,7 @@ impl Reloader {
         let result = load(&old, prepare);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let new_files = match &result {
-            Ok((bridge, _)) => fingerprint(bridge),
+            Ok((bridge, _)) => bridge.files.clone(),
             // What is on disk now, read anew (the old bridge's digests may be stale).
             Err(_) => fingerprint_of(&old, &old.settings.config_dir, false),
         };
@@ -251,7 +251,7 @@ fn audit_line(
 }
 
 /// The digests of every file a bridge's config was read from.
-fn fingerprint(bridge: &Bridge) -> BTreeMap<String, String> {
+pub(crate) fn fingerprint(bridge: &Bridge) -> BTreeMap<String, String> {
     fingerprint_of(bridge, &bridge.settings.config_dir, true)
 }
 
@@ -265,7 +265,12 @@ fn fingerprint_of(bridge: &Bridge, dir: &Path, loaded: bool) -> BTreeMap<String,
         dir.join(policy::FILE),
         crate::scheduler::registry_path(&bridge.settings.ops_dir),
     ];
-    let matrix = rbac::Matrix::load(dir).ok();
+    // A bridge just built was read from what is on disk: no need to parse it again.
+    let matrix = if loaded {
+        None
+    } else {
+        rbac::Matrix::load(dir).ok()
+    };
     for m in [Some(&bridge.matrix), matrix.as_ref()]
         .into_iter()
         .flatten()
@@ -278,7 +283,11 @@ fn fingerprint_of(bridge: &Bridge, dir: &Path, loaded: bool) -> BTreeMap<String,
     }
     // The bridge's own components: the digest of the bytes it loaded (not read again).
     let mut known: BTreeMap<PathBuf, String> = BTreeMap::new();
-    let on_disk = plugins::load(dir).ok().unwrap_or_default();
+    let on_disk = if loaded {
+        Default::default()
+    } else {
+        plugins::load(dir).ok().unwrap_or_default()
+    };
     let entries = bridge.plugins.values().map(|l| (&l.entry, Some(&l.digest)));
     for (entry, digest) in entries.chain(on_disk.values().map(|e| (e, None))) {
         if let ComponentSource::File(path) = entry.source(dir) {

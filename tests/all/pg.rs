@@ -1,7 +1,9 @@
 //! A throwaway PostgreSQL 15 cluster for this test binary, and a fresh database per test.
 //!
 //! [`database()`] starts the cluster on first use (initdb into
-//! `$CARGO_TARGET_TMPDIR/pg-e2e/<pid>`, owned by `postgres` when the tests run as root; trust
+//! `<system temp dir>/backlog-bridge-pg-e2e/<pid>`, owned by `postgres` when the tests run as
+//! root; not under the checkout, whose parents the `postgres` user may not be able to enter, as
+//! in a `mktemp -d` clone; trust
 //! auth on loopback, except role [`PASSWORD_USER`] which must log in with its password;
 //! `fsync=off`; a free port) and stops it at process exit (`atexit`). A start also stops and
 //! removes clusters left behind by test processes that no longer run. Binaries come from
@@ -30,7 +32,7 @@ pub const PASSWORD: &str = "pw-Secr3t-hunter2";
 
 /// The running cluster.
 pub struct Cluster {
-    /// `…/pg-e2e/<pid>`: the data directory, socket directory and log live here.
+    /// `…/backlog-bridge-pg-e2e/<pid>`: the data directory, socket directory and log live here.
     dir: PathBuf,
     pub port: u16,
     /// Whether commands run as the `postgres` user (the tests run as root).
@@ -159,10 +161,15 @@ extern "C" fn stop_at_exit() {
 }
 
 impl Cluster {
-    /// Starts a cluster in `…/pg-e2e/<pid>` (the binary's shared one) or `<pid>.<tag>`.
+    /// Starts a cluster in `…/backlog-bridge-pg-e2e/<pid>` (the binary's shared one) or
+    /// `<pid>.<tag>`. Directories are named by pid, so runs from several checkouts share the
+    /// base and clean up each other's leftovers safely.
     fn start(tag: Option<usize>) -> Result<Cluster, String> {
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pg-e2e");
+        let base = std::env::temp_dir().join("backlog-bridge-pg-e2e");
         std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
+        // Enterable by `postgres` whatever the umask.
+        std::fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| format!("{}: {e}", base.display()))?;
         let as_postgres = unsafe { libc::geteuid() } == 0;
         if tag.is_none() {
             remove_stale(&base, as_postgres);
