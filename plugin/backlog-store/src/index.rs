@@ -21,6 +21,7 @@ use std::cmp::Ordering;
 
 use backlog_core::list::{self, ItemKeys, ListQuery};
 
+mod lazy;
 mod model;
 mod snapshot;
 
@@ -46,8 +47,56 @@ impl Index {
         *self = Index::default();
     }
 
+    /// The index of a checkpoint's snapshot (`bytes[start..]`, already hashed), opened lazily
+    /// (`lazy.rs`); `None` if its tables do not fit.
+    pub fn open_lazy(bytes: Vec<u8>, start: usize) -> Option<Index> {
+        Some(Index {
+            lazy: Some(Box::new(lazy::Lazy::open(bytes, start)?)),
+            ..Index::default()
+        })
+    }
+
+    /// Decodes a lazily opened snapshot and replays what came after it, so every operation
+    /// can run. `false`: the snapshot did not decode (the index is then empty; the caller
+    /// re-indexes the files).
+    pub fn materialize(&mut self) -> bool {
+        let Some(lazy) = self.lazy.take() else {
+            return true;
+        };
+        let mut r = Reader {
+            bytes: lazy.snapshot(),
+        };
+        let decoded = Index::decode(&mut r).filter(|_| r.bytes.is_empty());
+        let Some(ix) = decoded else {
+            *self = Index::default();
+            return false;
+        };
+        *self = ix;
+        for op in lazy.log {
+            let put = match op {
+                lazy::Op::Item {
+                    keys,
+                    dedupe_key,
+                    line,
+                } => self.put_item(keys, &dedupe_key, line),
+                lazy::Op::Event { item_id, line } => self.put_event(&item_id, line),
+            };
+            if put.is_err() {
+                *self = Index::default();
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether the index is still a lazily opened checkpoint.
+    pub fn is_lazy(&self) -> bool {
+        self.lazy.is_some()
+    }
+
     /// Drops every event location, keeping the items.
     pub fn clear_events(&mut self) {
+        self.materialize();
         self.events = Vec::new();
         for s in &mut self.slots {
             s.ev_head = NIL;
@@ -76,6 +125,10 @@ impl Index {
 
     /// Records the latest line of an item (a later line for the same id replaces it).
     pub fn put_item(&mut self, keys: ItemKeys, dedupe_key: &str, line: Loc) -> Result<(), Full> {
+        if let Some(lazy) = &mut self.lazy {
+            lazy.put_item(keys, dedupe_key, line);
+            return Ok(());
+        }
         let s = self.slot_of(&keys.id)?;
         let slot = &mut self.slots[s as usize];
         let moved = match &slot.keys {
@@ -105,6 +158,10 @@ impl Index {
 
     /// Appends an event line to its item's history.
     pub fn put_event(&mut self, item_id: &str, line: Loc) -> Result<(), Full> {
+        if let Some(lazy) = &mut self.lazy {
+            lazy.put_event(item_id, line);
+            return Ok(());
+        }
         let s = self.slot_of(item_id)?;
         let e = u32::try_from(self.events.len()).map_err(|_| Full)?;
         if e == NIL {
@@ -205,6 +262,7 @@ impl Index {
     /// The page of `query` (locations of the items' lines, in listing order) and the number
     /// of matches: what `list::select` answers, without sorting per call.
     pub fn list(&mut self, query: &ListQuery, today: &str) -> (Vec<(&str, Loc)>, usize) {
+        self.materialize();
         self.ensure_order();
         let order = &self.order;
         let Some(filter) = Filter::compile(query, &self.cols, today) else {
@@ -271,6 +329,7 @@ impl Index {
         today: &str,
         policy: &backlog_core::policy::Policy,
     ) -> backlog_core::dashboard::DashboardCounts {
+        self.materialize();
         let slots = &self.slots;
         let counts = self.counts.get_or_insert_with(|| {
             let mut c = Counts::default();
@@ -286,17 +345,24 @@ impl Index {
     }
 
     /// The keys of every item.
-    pub fn keys(&self) -> impl Iterator<Item = &ItemKeys> {
+    pub fn keys(&mut self) -> impl Iterator<Item = &ItemKeys> {
+        self.materialize();
         self.slots.iter().filter_map(|s| s.keys.as_ref())
     }
 
     /// Number of slots (items and placeholders): slot numbers are below it.
     pub fn slot_count(&self) -> usize {
+        if let Some(lazy) = &self.lazy {
+            return lazy.slot_count();
+        }
         self.slots.len()
     }
 
     /// The latest line of item `id`, if the item exists.
     pub fn item(&self, id: &str) -> Option<Loc> {
+        if let Some(lazy) = &self.lazy {
+            return lazy.item(id);
+        }
         let slot = &self.slots[*self.by_id.get(id)? as usize];
         slot.keys.as_ref().map(|_| slot.line)
     }
@@ -304,6 +370,9 @@ impl Index {
     /// The latest line of the item last seen with `dedupe_key` (it may have changed its key
     /// since: the caller checks).
     pub fn by_dedupe(&self, dedupe_key: &str) -> Option<Loc> {
+        if let Some(lazy) = &self.lazy {
+            return lazy.by_dedupe(dedupe_key);
+        }
         let slot = &self.slots[*self.by_dedupe.get(dedupe_key)? as usize];
         slot.keys.as_ref().map(|_| slot.line)
     }
@@ -311,6 +380,9 @@ impl Index {
     /// The first `limit` event lines of item `id`, in append order; none if the item does
     /// not exist (events of a removed item are ignored).
     pub fn events_of(&self, id: &str, limit: usize) -> Vec<Loc> {
+        if let Some(lazy) = &self.lazy {
+            return lazy.events_of(id, limit);
+        }
         let Some(&s) = self.by_id.get(id) else {
             return Vec::new();
         };
@@ -329,7 +401,8 @@ impl Index {
     }
 
     /// The latest line of every item, with its slot (for `cleanup`), in slot order.
-    pub fn latest_lines(&self) -> Vec<(Loc, u32)> {
+    pub fn latest_lines(&mut self) -> Vec<(Loc, u32)> {
+        self.materialize();
         (0..self.slots.len() as u32)
             .filter(|&s| self.slots[s as usize].keys.is_some())
             .map(|s| (self.slots[s as usize].line, s))
@@ -343,7 +416,8 @@ impl Index {
 
     /// Per event line (in append order, which is file order): whether it belongs to a slot
     /// `keep` marks, and which.
-    pub fn events_of_slots(&self, keep: &[bool]) -> Vec<u32> {
+    pub fn events_of_slots(&mut self, keep: &[bool]) -> Vec<u32> {
+        self.materialize();
         let mut owner = vec![NIL; self.events.len()];
         for (s, slot) in self.slots.iter().enumerate() {
             if !keep.get(s).copied().unwrap_or(false) {
@@ -365,11 +439,17 @@ impl Index {
 
     /// Items indexed (placeholders excluded).
     pub fn item_count(&self) -> usize {
+        if let Some(lazy) = &self.lazy {
+            return lazy.item_count();
+        }
         self.items
     }
 
     /// Event lines indexed (including those of items that do not exist).
     pub fn event_count(&self) -> usize {
+        if let Some(lazy) = &self.lazy {
+            return lazy.event_count();
+        }
         self.events.len()
     }
 }
@@ -489,5 +569,97 @@ mod tests {
         assert!(ix.events_of("bl_a", 10).is_empty());
         assert_eq!(ix.item("bl_a"), Some(loc(5)));
         assert_eq!(ix.by_dedupe("k"), Some(loc(5)));
+    }
+
+    /// One random change: an item line (id, dedupe key, env) or an event line (item id).
+    fn change() -> impl proptest::strategy::Strategy<Value = (bool, u8, u8, u8)> {
+        use proptest::prelude::*;
+        (any::<bool>(), 0u8..40, 0u8..12, 0u8..3)
+    }
+
+    fn apply(ix: &mut Index, (is_item, id, key, env): (bool, u8, u8, u8), off: u64) {
+        let id_s = format!("bl_{id:02}");
+        if is_item {
+            let mut k = keys(&id_s);
+            k.env = format!("e{env}");
+            ix.put_item(k, &format!("k{key}"), loc(off)).unwrap();
+        } else {
+            ix.put_event(&id_s, loc(off)).unwrap();
+        }
+    }
+
+    /// Everything a lazy index answers without decoding, for every id and key.
+    fn lookups(ix: &Index) -> Vec<String> {
+        let mut out = vec![format!("{} {}", ix.item_count(), ix.event_count())];
+        for id in 0..42u8 {
+            let id = format!("bl_{id:02}");
+            out.push(format!(
+                "{id} {:?} {:?} {:?}",
+                ix.item(&id),
+                ix.events_of(&id, 100),
+                ix.events_of(&id, 2)
+            ));
+        }
+        for key in 0..13 {
+            out.push(format!("k{key} {:?}", ix.by_dedupe(&format!("k{key}"))));
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// A snapshot opened lazily answers lookups like the index it was taken from, keeps
+        /// answering like it as changes follow, and decodes (`materialize`) into the same
+        /// index with the changes replayed — the same listing too.
+        #[test]
+        fn a_lazy_snapshot_answers_like_the_full_index(
+            before in proptest::collection::vec(change(), 0..120),
+            after in proptest::collection::vec(change(), 0..40),
+        ) {
+            let mut full = Index::default();
+            for (i, c) in before.iter().enumerate() {
+                apply(&mut full, *c, i as u64);
+            }
+            let mut bytes = b"HEAD".to_vec();
+            full.encode(&mut bytes);
+            let mut lazy = Index::open_lazy(bytes, 4).expect("opens");
+            proptest::prop_assert_eq!(lookups(&lazy), lookups(&full));
+            for (i, c) in after.iter().enumerate() {
+                apply(&mut full, *c, 1000 + i as u64);
+                apply(&mut lazy, *c, 1000 + i as u64);
+            }
+            proptest::prop_assert!(lazy.is_lazy());
+            proptest::prop_assert_eq!(lookups(&lazy), lookups(&full));
+            let q = ListQuery { limit: 1000, ..ListQuery::default() };
+            let want: Vec<(String, Loc)> = full.list(&q, "2026-01-01").0.into_iter()
+                .map(|(id, l)| (id.to_owned(), l)).collect();
+            let got: Vec<(String, Loc)> = lazy.list(&q, "2026-01-01").0.into_iter()
+                .map(|(id, l)| (id.to_owned(), l)).collect();
+            proptest::prop_assert!(!lazy.is_lazy());
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(lookups(&lazy), lookups(&full));
+        }
+
+        /// Damaged bytes (which the checkpoint's hash would normally refuse) never panic or
+        /// loop: a lazy open, its lookups and its decode each answer or refuse.
+        #[test]
+        fn a_damaged_snapshot_never_panics(
+            before in proptest::collection::vec(change(), 1..60),
+            flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..6),
+        ) {
+            let mut full = Index::default();
+            for (i, c) in before.iter().enumerate() {
+                apply(&mut full, *c, i as u64);
+            }
+            let mut bytes = Vec::new();
+            full.encode(&mut bytes);
+            for (at, b) in flips {
+                let n = bytes.len();
+                bytes[at % n] ^= b | 1;
+            }
+            if let Some(mut lazy) = Index::open_lazy(bytes, 0) {
+                let _ = lookups(&lazy);
+                let _ = lazy.materialize();
+            }
+        }
     }
 }

@@ -133,6 +133,7 @@ impl JsonlStore {
             events: self.index.event_count(),
             lines: self.items.lines + self.events.lines,
             corrupt: self.items.corrupt + self.events.corrupt,
+            lazy: self.index.is_lazy(),
         }
     }
 
@@ -174,7 +175,10 @@ impl JsonlStore {
         match self.events.plan()? {
             Plan::Unchanged => return Ok(()),
             Plan::Append => {}
-            Plan::Rebuild => self.index.clear_events(),
+            Plan::Rebuild => {
+                self.full_index()?;
+                self.index.clear_events();
+            }
         }
         let Self {
             events,
@@ -195,6 +199,23 @@ impl JsonlStore {
                 .map_err(|_| JsonlError::TooLarge { file })?;
             Ok(Ok(()))
         })
+    }
+
+    /// Makes the index whole if it is a lazily opened checkpoint (`Index::materialize`). A
+    /// snapshot that does not decode is ignored with a warning and the files are indexed
+    /// from the start.
+    pub(super) fn full_index(&mut self) -> Result<(), JsonlError> {
+        if self.index.materialize() {
+            return Ok(());
+        }
+        (self.warn)(&format!(
+            "jsonl: warning: ignoring {CHECKPOINT_FILE} (its index does not decode); indexing the files from the start"
+        ));
+        self.ckpt_distrusted = true;
+        self.items.force_rebuild();
+        self.events.force_rebuild();
+        self.refresh_items()?;
+        self.refresh_events()
     }
 
     /// Runs `op`; if it met a line that is not what the index says (the file changed in a way
@@ -237,6 +258,7 @@ impl JsonlStore {
 
     fn list_now(&mut self, query: &ListQuery, today: &str) -> Result<Page, JsonlError> {
         self.refresh_items()?;
+        self.full_index()?;
         let (page, total) = self.index.list(query, today);
         let mut bytes = 0u64;
         let mut locs = Vec::with_capacity(page.len());
@@ -381,6 +403,7 @@ impl BacklogStore for JsonlStore {
 
     fn keys(&mut self, env: Option<&str>) -> Result<Vec<ItemKeys>, StoreError> {
         self.refresh_items()?;
+        self.full_index()?;
         Ok(self
             .index
             .keys()
@@ -406,6 +429,7 @@ impl BacklogStore for JsonlStore {
         policy: &Policy,
     ) -> Result<Dashboard, StoreError> {
         self.refresh_items()?;
+        self.full_index()?;
         let counts = self.index.dashboard(env, today, policy);
         backlog_core::store::finish_dashboard(self, env, counts, policy)
     }

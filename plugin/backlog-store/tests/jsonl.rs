@@ -205,7 +205,8 @@ fn write_then_read_back_with_events_and_dedupe() {
             items: 1,
             events: 3,
             lines: 5,
-            corrupt: 0
+            corrupt: 0,
+            lazy: false
         }
     );
 
@@ -287,7 +288,8 @@ fn tail_refresh_sees_appends_by_another_instance() {
             items: 2,
             events: 3,
             lines: 6,
-            corrupt: 0
+            corrupt: 0,
+            lazy: false
         }
     );
 
@@ -375,7 +377,8 @@ fn rewrite_to_a_shorter_file_rebuilds_the_index() {
                 items: 3,
                 events: 1,
                 lines: 4,
-                corrupt: 0
+                corrupt: 0,
+                lazy: false
             }
         );
     }
@@ -920,7 +923,8 @@ fn cleanup_deletes_expired_items_and_compacts_both_files() {
                 items: 4,
                 events: 5,
                 lines: 9,
-                corrupt: 0
+                corrupt: 0,
+                lazy: false
             }
         );
     }
@@ -1127,7 +1131,8 @@ fn ten_thousand_items_smoke() {
             items: 10_000,
             events: 10_000,
             lines: 20_000,
-            corrupt: 0
+            corrupt: 0,
+            lazy: false
         }
     );
     let id = format!("bl_{:012x}", 1234);

@@ -54,6 +54,9 @@ pub(crate) struct Index {
     /// dashboard built them (`None` until then: a cold instance that only reads items does
     /// not pay for them).
     pub(super) counts: Option<Counts>,
+    /// Opened from a checkpoint and not decoded yet (`lazy.rs`): while set, the fields above
+    /// are empty and every change goes to its overlay.
+    pub(super) lazy: Option<Box<super::lazy::Lazy>>,
 }
 
 /// The listing order of all items.

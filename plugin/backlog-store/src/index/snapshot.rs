@@ -6,8 +6,11 @@
 //!
 //! Layout: slots (`id`, keys or none, line, first/last event), events (line, next event of
 //! the same item — always a later one, so chains cannot loop), the dedupe map, and the
-//! listing order if it was valid (so a cold instance need not sort). The filter columns are
-//! rebuilt from the keys; the dashboard counts are built on the first dashboard.
+//! listing order if it was valid (so a cold instance need not sort), then the tables a lazy
+//! open looks things up in without decoding the rest (`lazy.rs`: each slot's offset, the
+//! slots sorted by id, the dedupe entries' offsets sorted by key) and a fixed-size footer
+//! locating the events and those tables. The filter columns are rebuilt from the keys; the
+//! dashboard counts are built on the first dashboard.
 
 use backlog_core::list::ItemKeys;
 use backlog_core::model::{Priority, Status};
@@ -22,6 +25,9 @@ const STATUSES: [Status; 5] = [
     Status::Done,
     Status::Canceled,
 ];
+
+/// The footer: where the events and the lookup tables start, and the number of items.
+pub(super) const FOOTER: usize = 24;
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
@@ -59,11 +65,15 @@ impl<'a> Reader<'a> {
     pub fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
+    pub fn str(&mut self) -> Option<&'a str> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
     fn string(&mut self) -> Option<String> {
         let n = self.u32()? as usize;
         String::from_utf8(self.take(n)?.to_vec()).ok()
     }
-    fn loc(&mut self) -> Option<Loc> {
+    pub fn loc(&mut self) -> Option<Loc> {
         Some(Loc {
             off: self.u64()?,
             len: self.u32()?,
@@ -75,7 +85,10 @@ impl Index {
     /// Appends the snapshot of this index to `out` (sorting the listing order first if a
     /// change invalidated it).
     pub fn encode(&mut self, out: &mut Vec<u8>) {
+        self.materialize();
         self.ensure_order();
+        let base = out.len();
+        let mut slot_at = Vec::with_capacity(self.slots.len());
         put_u32(out, self.slots.len() as u32);
         fn id_of(s: &Slot) -> Option<&str> {
             s.keys.as_ref().map(|k| k.id.as_str())
@@ -87,8 +100,12 @@ impl Index {
                 placeholder_ids[s as usize] = Some(id);
             }
         }
+        let mut ids = Vec::with_capacity(self.slots.len());
         for (i, slot) in self.slots.iter().enumerate() {
-            put_str(out, id_of(slot).or(placeholder_ids[i]).unwrap_or(""));
+            slot_at.push((out.len() - base) as u64);
+            let id = id_of(slot).or(placeholder_ids[i]).unwrap_or("");
+            ids.push(id);
+            put_str(out, id);
             match &slot.keys {
                 None => out.push(0),
                 Some(k) => {
@@ -110,14 +127,17 @@ impl Index {
             put_u32(out, slot.ev_head);
             put_u32(out, slot.ev_tail);
         }
+        let events_at = (out.len() - base) as u64;
         put_u32(out, self.events.len() as u32);
         for ev in &self.events {
             put_u64(out, ev.line.off);
             put_u32(out, ev.line.len);
             put_u32(out, ev.next);
         }
+        let mut dedupe_at = Vec::with_capacity(self.by_dedupe.len());
         put_u32(out, self.by_dedupe.len() as u32);
         for (key, &s) in &self.by_dedupe {
+            dedupe_at.push((key.as_str(), (out.len() - base) as u64));
             put_str(out, key);
             put_u32(out, s);
         }
@@ -125,6 +145,26 @@ impl Index {
         for &s in &self.order.sorted {
             put_u32(out, s);
         }
+        // The lookup tables of a lazy open (`lazy.rs`): where each slot starts, the slots by
+        // id, the dedupe entries by key; then the footer that locates them.
+        let tables_at = (out.len() - base) as u64;
+        put_u32(out, self.slots.len() as u32);
+        for at in slot_at {
+            put_u64(out, at);
+        }
+        let mut by_id: Vec<u32> = (0..self.slots.len() as u32).collect();
+        by_id.sort_unstable_by(|&a, &b| ids[a as usize].cmp(ids[b as usize]));
+        for s in by_id {
+            put_u32(out, s);
+        }
+        dedupe_at.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        put_u32(out, dedupe_at.len() as u32);
+        for (_, at) in dedupe_at {
+            put_u64(out, at);
+        }
+        put_u64(out, events_at);
+        put_u64(out, tables_at);
+        put_u64(out, self.items as u64);
     }
 
     /// The index a snapshot holds, if `r` reads as a consistent one (see the module docs).
@@ -234,6 +274,17 @@ impl Index {
             valid: true,
             moves: 0,
         };
+        // The lazy open's tables (checked where they are used) and the footer.
+        if r.u32()? != n_slots {
+            return None;
+        }
+        r.take(n_slots as usize * 12)?;
+        let n_dedupe_at = r.u32()?;
+        if n_dedupe_at != n_dedupe {
+            return None;
+        }
+        r.take(n_dedupe as usize * 8)?;
+        r.take(FOOTER)?;
         Some(ix)
     }
 }

@@ -34,7 +34,8 @@ pub const CHECKPOINT_TMP_FILE: &str = ".index.checkpoint.tmp";
 /// ms at 100k items) comes at most once per this many lines.
 pub const CHECKPOINT_EVERY: u64 = 2048;
 
-const MAGIC: &[u8; 8] = b"BLIXCP01";
+/// `BLIXCP` and a version (02: with the lazy lookup tables).
+const MAGIC: &[u8; 8] = b"BLIXCP02";
 /// Bytes of the prefix's start in the fingerprint.
 const HEAD: u64 = 4096;
 /// Samples of the prefix in the fingerprint, and their size.
@@ -68,7 +69,7 @@ impl JsonlStore {
         if refuse_symlink(&path, CHECKPOINT_FILE).is_err() {
             return self.ignore_checkpoint("it is a symbolic link");
         }
-        match self.parse_checkpoint(&bytes) {
+        match self.parse_checkpoint(bytes) {
             Ok((index, items, events)) => {
                 self.index = index;
                 self.items.restore(items);
@@ -85,11 +86,17 @@ impl JsonlStore {
         ));
     }
 
-    fn parse_checkpoint(&self, bytes: &[u8]) -> Result<(Index, Covered, Covered), &'static str> {
-        let mut r = Reader { bytes };
+    /// Checks a checkpoint against the files and opens its index lazily (`Index::open_lazy`:
+    /// nothing is decoded until an operation needs more than lookups).
+    fn parse_checkpoint(&self, bytes: Vec<u8>) -> Result<(Index, Covered, Covered), &'static str> {
+        let mut r = Reader { bytes: &bytes };
         const BAD: &str = "not a checkpoint or damaged";
-        if r.take(MAGIC.len()) != Some(MAGIC) {
-            return Err(BAD);
+        match r.take(MAGIC.len()) {
+            Some(m) if m == MAGIC => {}
+            Some(m) if m.starts_with(&MAGIC[..6]) => {
+                return Err("written by another version of the bridge");
+            }
+            _ => return Err(BAD),
         }
         let body_len = r.u64().ok_or(BAD)?;
         let body_hash = r.u64().ok_or(BAD)?;
@@ -116,10 +123,8 @@ impl JsonlStore {
         ] {
             self.matches(name, c, print)?;
         }
-        let index = Index::decode(&mut r).ok_or(BAD)?;
-        if !r.bytes.is_empty() {
-            return Err(BAD);
-        }
+        let start = bytes.len() - r.bytes.len();
+        let index = Index::open_lazy(bytes, start).ok_or(BAD)?;
         Ok((index, covered[0], covered[1]))
     }
 
@@ -161,6 +166,9 @@ impl JsonlStore {
             || !self.items.fully_indexed()
             || !self.events.fully_indexed()
         {
+            return;
+        }
+        if self.full_index().is_err() {
             return;
         }
         let covered = [self.items.covered(), self.events.covered()];

@@ -30,6 +30,7 @@ impl JsonlStore {
         }
         self.refresh_items()?;
         self.refresh_events()?;
+        self.full_index()?;
         // The rewrite replaces both files: handles kept for appending would point at the old.
         self.appenders = [None, None];
         if !dry_run {

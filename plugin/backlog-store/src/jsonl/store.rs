@@ -43,6 +43,9 @@ pub struct IndexStats {
     pub lines: u64,
     /// Corrupt lines skipped in both files since each was last indexed from scratch.
     pub corrupt: u64,
+    /// The index is a checkpoint opened lazily, not decoded yet (only lookups by id and
+    /// dedupe key, events and writes ran since it was opened).
+    pub lazy: bool,
 }
 
 /// Who makes an append durable before the call is acknowledged.
