@@ -187,7 +187,7 @@ impl Bridge {
             _memory_dir: memory_dir.map(Arc::new),
             files: BTreeMap::new(),
         };
-        bridge.files = crate::reload::fingerprint(&bridge);
+        bridge.files = bridge.config_files();
         Ok(bridge)
     }
 
@@ -206,8 +206,16 @@ impl Bridge {
             _memory_dir: self._memory_dir.clone(),
             files: BTreeMap::new(),
         };
-        bridge.files = crate::reload::fingerprint(&bridge);
+        bridge.files = bridge.config_files();
         bridge
+    }
+
+    /// The digests of the files this bridge's config was read from (its components: of the
+    /// bytes it loaded).
+    fn config_files(&self) -> BTreeMap<String, String> {
+        let loaded = self.plugins.values().map(|l| (&l.entry, l.digest.as_str()));
+        let s = &self.settings;
+        crate::config::files::digests(&s.config_dir, &s.ops_dir, &self.matrix, loaded, false)
     }
 
     /// Appends one audit line (see [`crate::audit`]); a trail that cannot be written is logged

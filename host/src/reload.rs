@@ -13,16 +13,14 @@
 //! never shown).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::config::keys;
-use crate::config::plugins::{self, ComponentSource};
-use crate::config::{policy, rbac};
+use crate::config::files;
 use crate::registry::{Bridge, ConfigParts, Live};
 
 /// What the reload metrics of `/metrics` show.
@@ -133,7 +131,7 @@ impl Reloader {
         let new_files = match &result {
             Ok((bridge, _)) => bridge.files.clone(),
             // What is on disk now, read anew (the old bridge's digests may be stale).
-            Err(_) => fingerprint_of(&old, &old.settings.config_dir, false),
+            Err(_) => fingerprint_now(&old),
         };
         let changed = diff(&files, &new_files);
         let mut loaded = Vec::new();
@@ -250,69 +248,16 @@ fn audit_line(
     line
 }
 
-/// The digests of every file a bridge's config was read from.
-pub(crate) fn fingerprint(bridge: &Bridge) -> BTreeMap<String, String> {
-    fingerprint_of(bridge, &bridge.settings.config_dir, true)
-}
-
-/// The files of `bridge`'s config, plus the ones the config dir now names (so a failed reload
-/// still says which files it found changed). `loaded`: the digests of `bridge`'s component
-/// files are those of the bytes it loaded (a bridge just built); else every file is read.
-fn fingerprint_of(bridge: &Bridge, dir: &Path, loaded: bool) -> BTreeMap<String, String> {
-    let mut paths: Vec<PathBuf> = vec![
-        dir.join(rbac::FILE),
-        dir.join(plugins::FILE),
-        dir.join(policy::FILE),
-        crate::scheduler::registry_path(&bridge.settings.ops_dir),
-    ];
-    // A bridge just built was read from what is on disk: no need to parse it again.
-    let matrix = if loaded {
-        None
-    } else {
-        rbac::Matrix::load(dir).ok()
-    };
-    for m in [Some(&bridge.matrix), matrix.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        for (_, rule) in m.agents() {
-            if let Some(file) = &rule.api_key_file {
-                paths.push(keys::path(dir, file));
-            }
-        }
-    }
-    // The bridge's own components: the digest of the bytes it loaded (not read again).
-    let mut known: BTreeMap<PathBuf, String> = BTreeMap::new();
-    let on_disk = if loaded {
-        Default::default()
-    } else {
-        plugins::load(dir).ok().unwrap_or_default()
-    };
-    let entries = bridge.plugins.values().map(|l| (&l.entry, Some(&l.digest)));
-    for (entry, digest) in entries.chain(on_disk.values().map(|e| (e, None))) {
-        if let ComponentSource::File(path) = entry.source(dir) {
-            match digest {
-                Some(d) if loaded => {
-                    known.insert(path, d.clone());
-                }
-                _ if known.contains_key(&path) => {}
-                _ => paths.push(path),
-            }
-        }
-    }
-    let name = |path: &Path| {
-        path.strip_prefix(dir)
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| path.display().to_string())
-    };
-    let read = paths.into_iter().map(|path| {
-        let digest = std::fs::read(&path)
-            .map(|b| plugins::sha256_hex(&b))
-            .unwrap_or_else(|_| "absent".into());
-        (name(&path), digest)
-    });
-    let kept: Vec<(String, String)> = known.iter().map(|(p, d)| (name(p), d.clone())).collect();
-    read.chain(kept).collect()
+/// The digests of every file `bridge`'s config was read from, plus the ones the config dir
+/// now names (read anew: the old bridge's digests may be stale), so a failed reload still
+/// says which files it found changed.
+fn fingerprint_now(bridge: &Bridge) -> BTreeMap<String, String> {
+    let loaded = bridge
+        .plugins
+        .values()
+        .map(|l| (&l.entry, l.digest.as_str()));
+    let s = &bridge.settings;
+    files::digests(&s.config_dir, &s.ops_dir, &bridge.matrix, loaded, true)
 }
 
 fn diff(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Vec<String> {

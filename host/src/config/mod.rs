@@ -1,6 +1,7 @@
 //! Configuration files under `--config-dir`: the RBAC matrix and the plugin registry.
 //! Loaded once, validated, and turned into typed values; errors name the file and key.
 
+pub mod files;
 pub mod keys;
 pub mod plugins;
 pub mod policy;

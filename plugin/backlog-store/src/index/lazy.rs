@@ -18,47 +18,8 @@ use std::collections::HashMap;
 
 use backlog_core::list::ItemKeys;
 
-use super::model::{Loc, NIL};
+use super::model::{Lazy, Loc, NIL, Op};
 use super::snapshot::{FOOTER, Reader};
-
-/// A change seen after the checkpoint, in file order (replayed by `materialize`).
-pub(super) enum Op {
-    Item {
-        keys: ItemKeys,
-        dedupe_key: String,
-        line: Loc,
-    },
-    Event {
-        item_id: String,
-        line: Loc,
-    },
-}
-
-/// See the module docs.
-pub(crate) struct Lazy {
-    /// The checkpoint file's bytes; the snapshot starts at `start`.
-    bytes: Vec<u8>,
-    start: usize,
-    n_slots: u32,
-    n_events: u32,
-    n_dedupe: u32,
-    /// Offsets (in the snapshot) of the event table, the slot offsets, the slots by id and
-    /// the dedupe offsets.
-    events_at: usize,
-    slot_at: usize,
-    by_id_at: usize,
-    dedupe_at: usize,
-    /// Items the snapshot holds.
-    items: usize,
-    /// The overlay: latest line per id, id per dedupe key, events per id, and every change
-    /// in order.
-    lines: HashMap<String, Loc>,
-    dedupe: HashMap<String, String>,
-    events: HashMap<String, Vec<Loc>>,
-    pub(super) log: Vec<Op>,
-    new_items: usize,
-    new_events: usize,
-}
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(

@@ -56,7 +56,7 @@ pub(crate) struct Index {
     pub(super) counts: Option<Counts>,
     /// Opened from a checkpoint and not decoded yet (`lazy.rs`): while set, the fields above
     /// are empty and every change goes to its overlay.
-    pub(super) lazy: Option<Box<super::lazy::Lazy>>,
+    pub(super) lazy: Option<Box<Lazy>>,
 }
 
 /// The listing order of all items.
@@ -85,4 +85,43 @@ impl Order {
         }
         self.rank_dirty = false;
     }
+}
+
+/// A change seen after the checkpoint, in file order (replayed by `materialize`).
+pub(crate) enum Op {
+    Item {
+        keys: ItemKeys,
+        dedupe_key: String,
+        line: Loc,
+    },
+    Event {
+        item_id: String,
+        line: Loc,
+    },
+}
+
+/// A snapshot opened without decoding it, and what came after it (`lazy.rs`).
+pub(crate) struct Lazy {
+    /// The checkpoint file's bytes; the snapshot starts at `start`.
+    pub(super) bytes: Vec<u8>,
+    pub(super) start: usize,
+    pub(super) n_slots: u32,
+    pub(super) n_events: u32,
+    pub(super) n_dedupe: u32,
+    /// Offsets (in the snapshot) of the event table, the slot offsets, the slots by id and
+    /// the dedupe offsets.
+    pub(super) events_at: usize,
+    pub(super) slot_at: usize,
+    pub(super) by_id_at: usize,
+    pub(super) dedupe_at: usize,
+    /// Items the snapshot holds.
+    pub(super) items: usize,
+    /// The overlay: latest line per id, id per dedupe key, events per id, and every change
+    /// in order.
+    pub(super) lines: HashMap<String, Loc>,
+    pub(super) dedupe: HashMap<String, String>,
+    pub(super) events: HashMap<String, Vec<Loc>>,
+    pub(super) log: Vec<Op>,
+    pub(super) new_items: usize,
+    pub(super) new_events: usize,
 }
