@@ -49,6 +49,11 @@ fn build(guests: &[(&str, &str, &str)]) {
         "cargo:rerun-if-changed={}",
         root.join("Cargo.lock").display()
     );
+    // The `guest` profile lives in the workspace manifest.
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.toml").display()
+    );
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);

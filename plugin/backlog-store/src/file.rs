@@ -20,7 +20,7 @@
 
 use std::fs::{File, Metadata};
 use std::hash::{DefaultHasher, Hasher};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -381,10 +381,13 @@ fn scan_lines(
     stop: u64,
     on_line: &mut OnLine<'_>,
 ) -> Result<u64, ScanError> {
-    let mut f = file;
-    f.seek(SeekFrom::Start(start)).map_err(ScanError::Io)?;
     let cap = usize::try_from((stop - start).min(CHUNK)).unwrap_or(1 << 20);
-    let mut reader = BufReader::with_capacity(cap, f.take(stop - start));
+    let at = ReadAt {
+        file,
+        pos: start,
+        stop,
+    };
+    let mut reader = BufReader::with_capacity(cap, at);
     let mut pos = start;
     let mut pending: Vec<u8> = Vec::new();
     let mut pending_len: u64 = 0;
@@ -438,18 +441,73 @@ fn scan_lines(
 /// Reads exactly `len` bytes at `off`.
 pub(crate) fn read_at(file: &File, off: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileExt;
-        file.read_exact_at(&mut buf, off)?;
-    }
-    #[cfg(not(unix))]
-    {
-        let mut f = file;
-        f.seek(SeekFrom::Start(off))?;
-        f.read_exact(&mut buf)?;
+    if read_full_at(file, &mut buf, off)? < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
     }
     Ok(buf)
+}
+
+/// Fills `buf` from byte `off` of `file` (positioned: no shared cursor); fewer bytes only at
+/// the end of the file. Inside a guest this is wasi-libc's `pread` (`descriptor.read`), which
+/// wasmtime runs on the calling thread; `Read::read` on a WASI file goes through an input
+/// stream, a round trip to the host's blocking pool per read.
+pub(crate) fn read_full_at(file: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let at = off + done as u64;
+        let rest = &mut buf[done..];
+        #[cfg(unix)]
+        let n = std::os::unix::fs::FileExt::read_at(file, rest, at);
+        #[cfg(target_os = "wasi")]
+        let n = wasi_pread(file, rest, at);
+        #[cfg(not(any(unix, target_os = "wasi")))]
+        let n = {
+            use std::io::{Seek, SeekFrom};
+            let mut f = file;
+            f.seek(SeekFrom::Start(at)).and_then(|_| f.read(rest))
+        };
+        match n {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(target_os = "wasi")]
+fn wasi_pread(file: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    unsafe extern "C" {
+        fn pread(fd: i32, buf: *mut u8, len: usize, off: i64) -> isize;
+    }
+    let at = i64::try_from(off).map_err(|_| io::Error::other("offset too large"))?;
+    // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes; the descriptor is open
+    // for the lifetime of `file`.
+    let n = unsafe { pread(file.as_raw_fd(), buf.as_mut_ptr(), buf.len(), at) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// `Read` over `[pos, stop)` of a file by positioned reads ([`read_full_at`]).
+struct ReadAt<'a> {
+    file: &'a File,
+    pos: u64,
+    stop: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = usize::try_from(self.stop - self.pos)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = read_full_at(self.file, &mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
 }
 
 /// The file's inode where std exposes it (not on WASI: unstable there).

@@ -61,7 +61,12 @@ impl JsonlStore {
             return;
         }
         let path = self.dir.join(CHECKPOINT_FILE);
-        let bytes = match fs::read(&path) {
+        // One positioned read (`read_at`): not a stream read per few KiB inside a guest.
+        let read = File::open(&path).and_then(|f| {
+            let len = f.metadata()?.len();
+            read_at(&f, 0, usize::try_from(len).map_err(io::Error::other)?)
+        });
+        let bytes = match read {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return,
             Err(e) => return self.ignore_checkpoint(&format!("cannot read it: {e}")),
