@@ -13,6 +13,10 @@ cd "$(dirname "$0")"
 secs="${1:-60}"
 shift || true
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz
+# The guests of `mcp_dispatch` are built by the stable toolchain (host/build.rs).
+if ! rustup +stable target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    rustup target add --toolchain stable wasm32-wasip2
+fi
 flags=(-s none -a)
 # Targets that read config files write them to a scratch dir: keep it in memory when possible.
 if [ -z "${TMPDIR:-}" ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi

@@ -16,12 +16,14 @@ use serde_json::Value;
 
 mod config;
 mod digest;
+mod dispatch;
 mod fold;
 mod mcp;
 mod query;
 
 pub use config::{check_keys, check_plugins, check_rbac};
 pub use digest::check_digest;
+pub use dispatch::check_mcp_dispatch;
 pub use fold::check_jsonl_fold;
 pub use mcp::check_mcp;
 pub use query::check_query;
@@ -43,6 +45,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("mcp", check_mcp),
     ("keys", check_keys),
     ("jsonl_fold", check_jsonl_fold),
+    ("mcp_dispatch", check_mcp_dispatch),
 ];
 
 /// A deterministic entropy source (ids need not be random here).

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 /// What the stdio transport writes to stdout.
 #[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Sink(pub(crate) Arc<Mutex<Vec<u8>>>);
 
 impl tokio::io::AsyncWrite for Sink {
     fn poll_write(
