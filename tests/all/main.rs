@@ -65,3 +65,5 @@ mod change;
 mod reload;
 // Isolation between callers: the remembering component over every face, the pool's bounds.
 mod isolation;
+// The JSONL index checkpoint: cold processes answer from it as from the files.
+mod checkpoint;

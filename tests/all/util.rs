@@ -325,13 +325,13 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn batch");
-        {
-            let mut stdin = child.stdin.take().unwrap();
-            for l in lines {
-                writeln!(stdin, "{l}").unwrap();
-            }
-        }
+        // Fed from a thread: a long batch's answers fill the stdout pipe while its requests
+        // are still being written.
+        let mut stdin = child.stdin.take().unwrap();
+        let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let feeder = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
         let out: Run = child.wait_with_output().unwrap().into();
+        feeder.join().unwrap().unwrap();
         assert_eq!(out.code, 0, "{out:?}");
         out.stdout
             .lines()

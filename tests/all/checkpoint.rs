@@ -1,0 +1,112 @@
+//! The JSONL index checkpoint over the real binary and guest: a new process answers lookups
+//! and writes from it (opened lazily, without decoding it) exactly as a process that indexes
+//! the files from the start, and a damaged checkpoint is ignored with a warning and changes
+//! no answer (`docs/storage.md`).
+
+use serde_json::{Value, json};
+
+use crate::util::Env;
+
+/// A store past one checkpoint: 1,100 creates (2,200 lines: a checkpoint at 2,048) in one
+/// `batch` process, then a tail of status changes after it.
+fn populated() -> (Env, Vec<String>) {
+    let env = Env::new();
+    let line = |action: &str, params: Value| json!({"agent": "operator", "tool": "backlog_tool", "action": action, "params": params});
+    let creates: Vec<Value> = (0..1100)
+        .map(|i| {
+            let (env, priority) = (["prod", "staging"][i % 2], ["P0", "P1", "P2", "P3"][i % 4]);
+            line(
+                "create",
+                json!({"env": env, "service": format!("svc-{}", i % 13),
+                       "category": "refactor", "title": format!("item {i}"),
+                       "priority": priority}),
+            )
+        })
+        .collect();
+    let ids: Vec<String> = env
+        .batch(&creates)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_owned())
+        .collect();
+    assert!(env.backlog_dir().join("index.checkpoint").exists());
+    let tail: Vec<Value> = ids
+        .iter()
+        .step_by(97)
+        .map(|id| line("set_status", json!({"id": id, "status": "in_progress"})))
+        .collect();
+    for r in env.batch(&tail) {
+        assert!(r.get("error").is_none(), "{r}");
+    }
+    (env, ids)
+}
+
+/// A second installation holding copies of `env`'s JSONL files only (no checkpoint).
+fn without_checkpoint(env: &Env) -> Env {
+    let copy = Env::new();
+    copy.seed_jsonl(&env.backlog_dir());
+    assert!(!copy.backlog_dir().join("index.checkpoint").exists());
+    copy
+}
+
+/// What cold processes answer: a few items with their events, dedupe-key upserts of an
+/// existing item and of a new one, then a listing. Each call is its own process.
+fn answers(env: &Env, ids: &[String]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for id in ids.iter().step_by(211) {
+        out.push(env.ok("get", json!({"id": id})));
+        out.push(env.ok("events", json!({"id": id})));
+    }
+    let key = env.ok("get", json!({"id": ids[500]}))["dedupe_key"].clone();
+    let upsert = |key: &Value, title: &str| {
+        json!({"dedupe_key": key, "env": "prod", "service": "svc-1", "category": "refactor",
+               "title": title})
+    };
+    let updated = env.ok("upsert", upsert(&key, "updated by dedupe key"));
+    out.push(updated["item"]["id"].clone());
+    out.push(env.ok("get", json!({"id": ids[500]}))["title"].clone());
+    let created = env.ok("upsert", upsert(&json!("manual:fresh-key"), "new"));
+    out.push(created["item"]["title"].clone());
+    let list = env.ok(
+        "list",
+        json!({"env": "prod", "status": ["in_progress"], "limit": 50}),
+    );
+    out.push(list["total"].clone());
+    out.push(json!(list["items"].as_array().map(|items| {
+        items.iter().map(|i| i["id"].clone()).collect::<Vec<_>>()
+    })));
+    out
+}
+
+fn stderr_of_get(env: &Env, id: &str) -> String {
+    let run = env.call("operator", "backlog_tool", "get", &json!({"id": id}));
+    assert_eq!(run.code, 0, "{run:?}");
+    run.stderr
+}
+
+#[test]
+fn a_cold_process_answers_from_the_checkpoint_as_from_the_files() {
+    let (env, ids) = populated();
+    let plain = without_checkpoint(&env);
+    assert!(
+        !stderr_of_get(&env, &ids[3]).contains("index.checkpoint"),
+        "the checkpoint was not used"
+    );
+    assert_eq!(answers(&env, &ids), answers(&plain, &ids));
+}
+
+#[test]
+fn a_damaged_checkpoint_is_ignored_with_a_warning_and_changes_no_answer() {
+    let (env, ids) = populated();
+    let plain = without_checkpoint(&env);
+    let path = env.backlog_dir().join("index.checkpoint");
+    let mut bytes = std::fs::read(&path).expect("checkpoint");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&path, &bytes).expect("write");
+    let stderr = stderr_of_get(&env, &ids[3]);
+    assert!(
+        stderr.contains("jsonl: warning: ignoring index.checkpoint"),
+        "{stderr}"
+    );
+    assert_eq!(answers(&env, &ids), answers(&plain, &ids));
+}
