@@ -1,8 +1,9 @@
 //! The index checkpoint (`index.checkpoint`): a new store instance starts from it and reads
 //! only the lines after it; a checkpoint that does not match the files — truncated or garbage
-//! (a writer killed mid-write), from before a cleanup, with its covered tail changed — is
-//! ignored with a warning, and every case answers exactly what a store without any
-//! checkpoint answers.
+//! (a writer killed mid-write), from before a cleanup, with its covered tail changed, of
+//! another format version — is ignored with a warning, and every case answers exactly what a
+//! store without any checkpoint answers. A new instance answers lookups and writes without
+//! decoding it.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -384,4 +385,32 @@ fn a_new_instance_looks_up_and_writes_without_decoding_the_checkpoint() {
         (stats.items, stats.events)
     );
     assert!(warnings.borrow().is_empty(), "{:?}", warnings.borrow());
+}
+
+/// A checkpoint of another format version (an older bridge's) is ignored and says so; the
+/// next writer replaces it.
+#[test]
+fn a_checkpoint_of_another_version_is_ignored_and_replaced() {
+    let tmp = populated();
+    let path = tmp.path().join(CHECKPOINT_FILE);
+    let mut bytes = fs::read(&path).expect("read");
+    bytes[6..8].copy_from_slice(b"01");
+    fs::write(&path, &bytes).expect("write");
+    ignored_and_same(tmp.path(), "format version 01");
+    // The next writer says why and writes a checkpoint of its own, which a new store uses.
+    let (mut writer, warned) = open(tmp.path(), Access::ReadWrite);
+    write(&mut writer, 2000, 1);
+    assert!(
+        warned
+            .borrow()
+            .iter()
+            .any(|w| w.contains("written by another version of the bridge")),
+        "{:?}",
+        warned.borrow()
+    );
+    assert_eq!(writer.checkpoint_lines(), Some(3002));
+    let (mut fresh, quiet) = open(tmp.path(), Access::ReadOnly);
+    fresh.refresh().expect("refresh");
+    assert!(fresh.stats().lazy, "the new checkpoint is used");
+    assert!(quiet.borrow().is_empty(), "{:?}", quiet.borrow());
 }
