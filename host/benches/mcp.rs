@@ -18,12 +18,16 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backlog_bridge::backlog::Backend;
 use backlog_bridge::mcp::McpHandler;
 use backlog_bridge::{Bridge, CallRequest, Settings};
 use serde_json::{Value, json};
+
+#[path = "common/store.rs"]
+mod store;
+use store::{measure, pct};
 
 const BIN: &str = env!("CARGO_BIN_EXE_backlog-bridge");
 const NOW: &str = "2026-11-27T10:00:00Z";
@@ -321,22 +325,6 @@ fn call(bridge: &Bridge, action: &str, params: &str) -> Value {
     bridge
         .call(&req)
         .unwrap_or_else(|e| panic!("{action} {params}: {e}"))
-}
-
-fn measure(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
-    let mut v: Vec<Duration> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn pct(v: &[Duration], p: f64) -> Duration {
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn report(name: &str, v: &[Duration], target: Option<Duration>) {

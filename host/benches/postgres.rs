@@ -24,6 +24,9 @@ mod http;
 mod kit;
 #[path = "../../tests/all/pg.rs"]
 mod pg;
+#[path = "common/store.rs"]
+mod store;
+use store::measure;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -304,18 +307,6 @@ fn call(bridge: &Bridge, agent: &str, action: &str, params: &str) -> Value {
     bridge
         .call(&req)
         .unwrap_or_else(|e| panic!("{action} {params}: {e}"))
-}
-
-fn measure(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
-    let mut v: Vec<Duration> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn p50(v: &[Duration]) -> Duration {

@@ -21,6 +21,11 @@ use backlog_store::{
 
 type Warnings = Rc<RefCell<Vec<String>>>;
 
+/// Whether some warning contains `text`.
+fn warned(warnings: &Warnings, text: &str) -> bool {
+    warnings.borrow().iter().any(|w| w.contains(text))
+}
+
 fn open(dir: &Path, access: Access) -> (JsonlStore, Warnings) {
     let warnings: Warnings = Rc::default();
     let w = warnings.clone();
@@ -161,10 +166,7 @@ fn ignored_and_same(dir: &Path, case: &str) {
     assert_eq!(answers(&mut s), want, "{case}");
     assert_eq!(s.checkpoint_lines(), None, "{case}");
     assert!(
-        warnings
-            .borrow()
-            .iter()
-            .any(|w| w.contains("ignoring index.checkpoint")),
+        warned(&warnings, "ignoring index.checkpoint"),
         "{case}: {:?}",
         warnings.borrow()
     );
@@ -398,15 +400,12 @@ fn a_checkpoint_of_another_version_is_ignored_and_replaced() {
     fs::write(&path, &bytes).expect("write");
     ignored_and_same(tmp.path(), "format version 01");
     // The next writer says why and writes a checkpoint of its own, which a new store uses.
-    let (mut writer, warned) = open(tmp.path(), Access::ReadWrite);
+    let (mut writer, warnings) = open(tmp.path(), Access::ReadWrite);
     write(&mut writer, 2000, 1);
     assert!(
-        warned
-            .borrow()
-            .iter()
-            .any(|w| w.contains("written by another version of the bridge")),
+        warned(&warnings, "written by another version of the bridge"),
         "{:?}",
-        warned.borrow()
+        warnings.borrow()
     );
     assert_eq!(writer.checkpoint_lines(), Some(3002));
     let (mut fresh, quiet) = open(tmp.path(), Access::ReadOnly);

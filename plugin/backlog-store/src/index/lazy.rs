@@ -87,18 +87,14 @@ impl Lazy {
         &self.bytes[self.start..]
     }
 
-    fn body(&self) -> &[u8] {
-        self.snapshot()
-    }
-
     /// Slot `s` of the snapshot: its id, whether it has an item, its line, its first event.
     fn slot(&self, s: u32) -> Option<(&str, bool, Loc, u32)> {
         if s >= self.n_slots {
             return None;
         }
-        let at = u64_at(self.body(), self.slot_at + 8 * s as usize)?;
+        let at = u64_at(self.snapshot(), self.slot_at + 8 * s as usize)?;
         let mut r = Reader {
-            bytes: self.body().get(usize::try_from(at).ok()?..)?,
+            bytes: self.snapshot().get(usize::try_from(at).ok()?..)?,
         };
         let id = r.str()?;
         let has_item = match r.u8()? {
@@ -122,7 +118,7 @@ impl Lazy {
         let (mut lo, mut hi) = (0u32, self.n_slots);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let s = u32_at(self.body(), self.by_id_at + 4 * mid as usize)?;
+            let s = u32_at(self.snapshot(), self.by_id_at + 4 * mid as usize)?;
             match self.slot(s)?.0.cmp(id) {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Greater => hi = mid,
@@ -137,9 +133,9 @@ impl Lazy {
         let (mut lo, mut hi) = (0u32, self.n_dedupe);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let at = u64_at(self.body(), self.dedupe_at + 8 * mid as usize)?;
+            let at = u64_at(self.snapshot(), self.dedupe_at + 8 * mid as usize)?;
             let mut r = Reader {
-                bytes: self.body().get(usize::try_from(at).ok()?..)?,
+                bytes: self.snapshot().get(usize::try_from(at).ok()?..)?,
             };
             match r.str()?.cmp(key) {
                 Ordering::Less => lo = mid + 1,
@@ -182,9 +178,9 @@ impl Lazy {
             while e != NIL && e < self.n_events && out.len() < limit {
                 let at = self.events_at + 4 + 16 * e as usize;
                 let (Some(off), Some(len), Some(next)) = (
-                    u64_at(self.body(), at),
-                    u32_at(self.body(), at + 8),
-                    u32_at(self.body(), at + 12),
+                    u64_at(self.snapshot(), at),
+                    u32_at(self.snapshot(), at + 8),
+                    u32_at(self.snapshot(), at + 12),
                 ) else {
                     break;
                 };
