@@ -28,11 +28,17 @@ fn build(guests: &[(&str, &str, &str)]) {
         .to_path_buf();
     let out_dir = PathBuf::from(env("OUT_DIR"));
     let target_dir = out_dir.join("guest-target");
-    // The `guest` profile lives in the workspace manifest.
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("Cargo.toml").display()
-    );
+    // Rebuild the guests when their sources, the WIT, the lock file or the workspace
+    // manifest (which holds the `guest` profile) change.
+    for input in [
+        "wit",
+        "plugin",
+        "tests/components",
+        "Cargo.lock",
+        "Cargo.toml",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(input).display());
+    }
 
     // A cargo-fuzz build (`--cfg fuzzing`, fuzz/) runs on nightly, which need not have the
     // wasm32-wasip2 target: its guests are built by the stable toolchain (the `mcp_dispatch`
