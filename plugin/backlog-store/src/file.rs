@@ -26,6 +26,8 @@ use std::time::SystemTime;
 
 use crate::error::{JsonlError, read_err, refuse_symlink};
 
+use crate::positioned::{read_at, read_full_at};
+
 /// Longest line indexed; longer ones are skipped as corrupt without being buffered (an item is
 /// at most a few hundred KiB: 64 KiB meta, 10k-char description, 32 tags).
 pub const MAX_LINE: u64 = 8 << 20;
@@ -184,6 +186,15 @@ impl FileState {
             self.reset();
         }
         Ok(plan)
+    }
+
+    /// Makes this look's scan stop at `end`: the bytes after it belong to a write that did not
+    /// finish (`jsonl/intent.rs`). Ignored if already indexed past `end` (then the bytes were
+    /// seen whole by an earlier look: the record is not about them).
+    pub fn stop_at(&mut self, end: u64) {
+        if end >= self.end {
+            self.seen_len = self.seen_len.min(end);
+        }
     }
 
     /// Whether the bytes before the indexed end are still the ones indexed.
@@ -436,60 +447,6 @@ fn scan_lines(
         }
     }
     Ok(pos)
-}
-
-/// Reads exactly `len` bytes at `off`.
-pub(crate) fn read_at(file: &File, off: u64, len: usize) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    if read_full_at(file, &mut buf, off)? < len {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(buf)
-}
-
-/// Fills `buf` from byte `off` of `file` (positioned: no shared cursor); fewer bytes only at
-/// the end of the file. Inside a guest this is wasi-libc's `pread` (`descriptor.read`), which
-/// wasmtime runs on the calling thread; `Read::read` on a WASI file goes through an input
-/// stream, a round trip to the host's blocking pool per read.
-pub(crate) fn read_full_at(file: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
-    let mut done = 0usize;
-    while done < buf.len() {
-        let at = off + done as u64;
-        let rest = &mut buf[done..];
-        #[cfg(unix)]
-        let n = std::os::unix::fs::FileExt::read_at(file, rest, at);
-        #[cfg(target_os = "wasi")]
-        let n = wasi_pread(file, rest, at);
-        #[cfg(not(any(unix, target_os = "wasi")))]
-        let n = {
-            use std::io::{Seek, SeekFrom};
-            let mut f = file;
-            f.seek(SeekFrom::Start(at)).and_then(|_| f.read(rest))
-        };
-        match n {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
-
-#[cfg(target_os = "wasi")]
-fn wasi_pread(file: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    unsafe extern "C" {
-        fn pread(fd: i32, buf: *mut u8, len: usize, off: i64) -> isize;
-    }
-    let at = i64::try_from(off).map_err(|_| io::Error::other("offset too large"))?;
-    // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes; the descriptor is open
-    // for the lifetime of `file`.
-    let n = unsafe { pread(file.as_raw_fd(), buf.as_mut_ptr(), buf.len(), at) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
 }
 
 /// `Read` over `[pos, stop)` of a file by positioned reads ([`read_full_at`]).

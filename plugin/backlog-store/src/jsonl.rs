@@ -29,9 +29,11 @@ use crate::index::{Index, Loc};
 mod append;
 mod checkpoint;
 mod cleanup;
+mod intent;
 mod store;
 
 pub use checkpoint::{CHECKPOINT_EVERY, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE};
+pub use intent::INTENT_FILE;
 use store::WARNED_MAX;
 pub use store::{
     Access, CLEANUP_TMP_FILES, Durability, EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore,
@@ -62,6 +64,8 @@ impl JsonlStore {
             warned: Default::default(),
             ckpt_lines: None,
             ckpt_distrusted: false,
+            intent_warned: None,
+            intent_clean: false,
         }
     }
 
@@ -80,6 +84,7 @@ impl JsonlStore {
         self.events.begin_call();
         self.appenders = [None, None];
         self.scoped = true;
+        self.intent_clean = false;
         self.sweep_stale_temp_files();
     }
 
@@ -151,6 +156,9 @@ impl JsonlStore {
             // Nothing indexed yet: start from the checkpoint if a valid one covers a prefix.
             self.load_checkpoint();
         }
+        if let Some((at, _)) = self.interrupted_write()? {
+            self.items.stop_at(at);
+        }
         let Self {
             items, index, warn, ..
         } = self;
@@ -179,6 +187,9 @@ impl JsonlStore {
                 self.full_index()?;
                 self.index.clear_events();
             }
+        }
+        if let Some((_, at)) = self.interrupted_write()? {
+            self.events.stop_at(at);
         }
         let Self {
             events,

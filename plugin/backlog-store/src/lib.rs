@@ -25,6 +25,7 @@ mod jsonl;
 mod names;
 mod null;
 mod pg;
+mod positioned;
 
 pub use auto::{
     Active, AutoStatus, AutoStore, DEFAULT_RETRY_SECONDS, DOWN_UNTIL_FILE, FAILED_FILE,
@@ -34,7 +35,7 @@ pub use error::JsonlError;
 pub use file::MAX_LINE;
 pub use jsonl::{
     Access, CHECKPOINT_EVERY, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, CLEANUP_TMP_FILES, Durability,
-    EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore, PAGE_MAX_BYTES,
+    EVENTS_FILE, INTENT_FILE, ITEMS_FILE, IndexStats, JsonlStore, PAGE_MAX_BYTES,
 };
 pub use names::{JSONL_BACKEND, NULL_BACKEND, PG_SCHEMA_SQL, PG_SCHEMA_VERSION};
 pub use null::{NULL_WRITE_MESSAGE, NullStore};

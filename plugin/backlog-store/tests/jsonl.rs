@@ -544,6 +544,101 @@ fn torn_tail_is_invisible_then_cut_by_the_next_write() {
     assert_eq!(reader_warnings.borrow().len(), 2);
 }
 
+/// Writes `a`, then a change of `a` with two events, and cuts `events.jsonl` inside the second
+/// event line as a crash would (the write intent stays): the change was never acknowledged.
+fn interrupted_change(dir: &Path) -> (Item, (u64, u64)) {
+    let a = item(1);
+    let mut w = rw(dir);
+    w.write(Some(&a), &[event(1, &a.id)]).unwrap();
+    let len = |f: &str| fs::metadata(dir.join(f)).unwrap().len();
+    let before = (len(ITEMS_FILE), len(EVENTS_FILE));
+    let mut changed = a.clone();
+    changed.title = "never acknowledged".into();
+    changed.status = Status::Blocked;
+    w.write(Some(&changed), &[event(2, &a.id), event(3, &a.id)])
+        .unwrap();
+    let events = fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join(EVENTS_FILE))
+        .unwrap();
+    events.set_len(len(EVENTS_FILE) - 5).unwrap();
+    (a, before)
+}
+
+/// A crash inside a write (its intent synced first, each file holding a prefix of its lines):
+/// readers see the store as it was before the write, with one warning, and cut nothing; the
+/// next write cuts it off both files and lands whole.
+#[test]
+fn an_interrupted_write_is_invisible_then_cut_by_the_next_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, before) = interrupted_change(tmp.path());
+    let lens = || {
+        let len = |f: &str| fs::metadata(tmp.path().join(f)).unwrap().len();
+        (len(ITEMS_FILE), len(EVENTS_FILE))
+    };
+    let crashed = lens();
+    for access in [Access::ReadOnly, Access::ReadWrite] {
+        let (mut s, warnings) = store(tmp.path(), access);
+        assert_eq!(s.get(&a.id).unwrap(), Some(a.clone()));
+        assert_eq!(s.events(&a.id, 10).unwrap(), vec![event(1, &a.id)]);
+        let page = s.list(&ListQuery::default(), "2026-01-01").unwrap();
+        assert_eq!(page.items, vec![a.clone()]);
+        let w = warnings.borrow().clone();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "jsonl: warning: ignoring an interrupted write (items.jsonl after byte"
+            ),
+            "{w:?}"
+        );
+        assert_eq!(lens(), crashed, "a read cut something");
+    }
+
+    let (mut writer, warnings) = store(tmp.path(), Access::ReadWrite);
+    let b = item(2);
+    writer.write(Some(&b), &[event(4, &b.id)]).unwrap();
+    let w = warnings.borrow().clone();
+    assert!(
+        w.iter()
+            .any(|w| w.contains("cut an interrupted write off items.jsonl")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|w| w.contains("cut an interrupted write off events.jsonl")),
+        "{w:?}"
+    );
+    let after = lens();
+    assert_eq!(
+        after,
+        (
+            before.0 + line(&b).len() as u64,
+            before.1 + line(&event(4, &b.id)).len() as u64
+        )
+    );
+    let (mut fresh, warnings) = store(tmp.path(), Access::ReadOnly);
+    assert_eq!(fresh.get(&a.id).unwrap(), Some(a.clone()));
+    assert_eq!(fresh.get(&b.id).unwrap(), Some(b.clone()));
+    assert_eq!(fresh.events(&a.id, 10).unwrap(), vec![event(1, &a.id)]);
+    assert_eq!(fresh.events(&b.id, 10).unwrap(), vec![event(4, &b.id)]);
+    assert!(warnings.borrow().is_empty(), "{:?}", warnings.borrow());
+}
+
+/// `cleanup` cuts an interrupted write off before it removes the write intent (which would
+/// otherwise let the half write show).
+#[test]
+fn cleanup_cuts_an_interrupted_write_before_it_drops_the_intent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _) = interrupted_change(tmp.path());
+    let (mut s, _) = store(tmp.path(), Access::ReadWrite);
+    assert_eq!(s.cleanup(CUTOFF, false).unwrap(), 0);
+    assert!(!tmp.path().join(backlog_store::INTENT_FILE).exists());
+    let (mut fresh, warnings) = store(tmp.path(), Access::ReadOnly);
+    assert_eq!(fresh.get(&a.id).unwrap(), Some(a.clone()));
+    assert_eq!(fresh.events(&a.id, 10).unwrap(), vec![event(1, &a.id)]);
+    assert!(warnings.borrow().is_empty(), "{:?}", warnings.borrow());
+}
+
 #[test]
 fn torn_tail_replaced_by_a_line_of_the_same_length_is_seen() {
     let tmp = tempfile::tempdir().unwrap();
@@ -858,6 +953,15 @@ fn cleanup_dry_run_counts_and_changes_nothing() {
     cleanup_fixture(tmp.path());
     let before_items = fs::read(tmp.path().join(ITEMS_FILE)).unwrap();
     let before_events = fs::read(tmp.path().join(EVENTS_FILE)).unwrap();
+    let names = || {
+        let mut names: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let before_names = names();
     for access in [Access::ReadOnly, Access::ReadWrite] {
         let (mut s, _) = store(tmp.path(), access);
         assert_eq!(s.cleanup(CUTOFF, true).unwrap(), 2);
@@ -867,11 +971,7 @@ fn cleanup_dry_run_counts_and_changes_nothing() {
         fs::read(tmp.path().join(EVENTS_FILE)).unwrap(),
         before_events
     );
-    let names: Vec<_> = fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names(), before_names);
 }
 
 #[test]

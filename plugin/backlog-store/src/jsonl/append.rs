@@ -8,10 +8,11 @@ use std::io;
 use backlog_core::list::ItemKeys;
 use backlog_core::model::{Event, Item};
 
+use super::intent::Intent;
 use super::store::{Access, Appender, Durability, EVENTS_FILE, ITEMS_FILE, JsonlStore};
 use crate::error::{JsonlError, read_err, refuse_symlink, write_err};
-use crate::file::read_at;
 use crate::index::Loc;
+use crate::positioned::{read_at, write_all_at};
 
 impl JsonlStore {
     /// The appender of `items.jsonl` (0) or `events.jsonl` (1): opened (created if missing,
@@ -58,8 +59,10 @@ impl JsonlStore {
             true => None,
         };
 
-        // Open for appending and cut torn tails, then catch the index up with whatever is
-        // complete on disk, so the offsets of our lines are known.
+        // A write a crash interrupted goes first, so ours can neither complete it nor hide
+        // behind it. Then open for appending and cut torn tails, then catch the index up with
+        // whatever is complete on disk, so the offsets of our lines are known.
+        self.cut_interrupted_write()?;
         let items_base = match &item_buf {
             Some(_) => self.appender(0)?.len,
             None => 0,
@@ -72,6 +75,18 @@ impl JsonlStore {
         if ev_buf.is_some() {
             self.refresh_events()?;
         }
+        // Say where this write goes before any of it does: a crash can then leave any prefix
+        // of it in either file, and readers still see all of it or none.
+        let span = |buf: &Option<Encoded>, base: u64| {
+            (
+                base,
+                base + buf.as_ref().map_or(0, |b| b.bytes.len() as u64),
+            )
+        };
+        self.record_intent(Intent {
+            items: span(&item_buf, items_base),
+            events: span(&ev_buf, events_base),
+        })?;
         let sync = self.durability == Durability::SyncEachWrite;
         let mut result = Ok(());
         for (which, buf, base) in [(0, &item_buf, items_base), (1, &ev_buf, events_base)] {
@@ -183,7 +198,7 @@ impl JsonlStore {
 
     /// Makes the creation of a file durable (its directory entry). Best effort: not every
     /// platform lets a directory be opened and synced, and the data itself is already synced.
-    fn sync_dir(&self) {
+    pub(super) fn sync_dir(&self) {
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
@@ -213,53 +228,6 @@ fn encode<T: serde::Serialize>(file: &'static str, records: &[T]) -> Result<Enco
         lens.push(u32::try_from(bytes.len() - start).map_err(|_| JsonlError::TooLarge { file })?);
     }
     Ok(Encoded { bytes, lens })
-}
-
-/// Writes all of `buf` at byte `off` of `f` (positioned: no stream, no shared cursor).
-pub(super) fn write_all_at(f: &File, buf: &[u8], off: u64) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileExt;
-        f.write_all_at(buf, off)
-    }
-    #[cfg(target_os = "wasi")]
-    {
-        // std's `FileExt::write_at` is unstable on WASI; wasi-libc's `pwrite` is the same
-        // call (`descriptor.write(buf, offset)`), which wasmtime runs on the calling thread,
-        // unlike the output-stream path of `Write::write` (a blocking-pool round trip).
-        use std::os::fd::AsRawFd;
-        unsafe extern "C" {
-            fn pwrite(fd: i32, buf: *const u8, len: usize, off: i64) -> isize;
-        }
-        let (mut done, fd) = (0usize, f.as_raw_fd());
-        while done < buf.len() {
-            let at = i64::try_from(off + done as u64)
-                .map_err(|_| io::Error::other("offset too large"))?;
-            let rest = &buf[done..];
-            // SAFETY: `rest` is a live slice of `rest.len()` bytes; `fd` is open for the
-            // lifetime of `f`.
-            let n = unsafe { pwrite(fd, rest.as_ptr(), rest.len(), at) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            done += n as usize;
-        }
-        Ok(())
-    }
-    #[cfg(not(any(unix, target_os = "wasi")))]
-    {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut f = f;
-        f.seek(SeekFrom::Start(off))?;
-        f.write_all(buf)
-    }
 }
 
 fn file_len(f: Option<&File>, name: &'static str) -> Result<u64, JsonlError> {

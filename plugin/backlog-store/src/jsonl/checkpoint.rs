@@ -19,11 +19,11 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 
-use super::append::write_all_at;
 use super::store::{Access, EVENTS_FILE, ITEMS_FILE, JsonlStore};
 use crate::error::refuse_symlink;
-use crate::file::{read_at, tail_matches};
+use crate::file::tail_matches;
 use crate::index::{Index, Reader};
+use crate::positioned::{read_at, write_all_at};
 
 /// The checkpoint's file name inside the JSONL directory.
 pub const CHECKPOINT_FILE: &str = "index.checkpoint";
@@ -259,7 +259,7 @@ fn mix(h: u64, v: u64) -> u64 {
 }
 
 /// A fast 64-bit hash (8 bytes per step) to catch damage, not adversaries.
-fn hash64(bytes: &[u8]) -> u64 {
+pub(super) fn hash64(bytes: &[u8]) -> u64 {
     let mut h = 0xCBF2_9CE4_8422_2325u64 ^ bytes.len() as u64;
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {

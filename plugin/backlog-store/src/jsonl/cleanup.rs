@@ -14,10 +14,10 @@ use std::path::Path;
 
 use backlog_core::store::{StoreError, is_expired, parse_cutoff};
 
-use super::append::write_all_at;
 use super::store::{Access, CLEANUP_TMP_FILES, EVENTS_FILE, ITEMS_FILE, JsonlStore};
 use crate::error::{JsonlError, write_err};
 use crate::head;
+use crate::positioned::write_all_at;
 
 /// Write buffer of a rewrite.
 const WRITE_BUF: usize = 1 << 20;
@@ -27,6 +27,10 @@ impl JsonlStore {
         let cutoff = parse_cutoff(cutoff)?;
         if !dry_run && self.access == Access::ReadOnly {
             return Err(JsonlError::ReadOnly { file: ITEMS_FILE }.into());
+        }
+        if !dry_run {
+            // An interrupted write is cut off first: the record that hides it goes below.
+            self.cut_interrupted_write()?;
         }
         self.refresh_items()?;
         self.refresh_events()?;
@@ -76,6 +80,8 @@ impl JsonlStore {
         let Some(items_out) = out else {
             return Ok(deleted);
         };
+        // The write intent describes offsets of the files about to be replaced.
+        self.forget_intent()?;
         let items_rewritten = !(kept_items == self.items.lines && self.items.fully_indexed());
         if items_rewritten {
             items_out.commit()?;

@@ -86,6 +86,10 @@ pub struct JsonlStore {
     /// A read met a line that is not what the index said: re-index from the files only, not
     /// from a checkpoint that may describe the same outdated bytes.
     pub(super) ckpt_distrusted: bool,
+    /// The interrupted write last warned about ([`intent`](super::intent)): warned once.
+    pub(super) intent_warned: Option<(u64, u64)>,
+    /// This call already made sure no interrupted write is left (writers check once per call).
+    pub(super) intent_clean: bool,
 }
 
 /// An open file this store appends to, and its length.
