@@ -167,6 +167,30 @@ pub fn query(raw: Option<&str>, types: &QueryTypes) -> Result<Map<String, Value>
     Ok(map)
 }
 
+/// `/v1/explain`'s query: `tool` and `action`, both or neither (`None`). Any other key, or a
+/// key given twice, is an error.
+pub fn explain_query(raw: Option<&str>) -> Result<Option<(String, String)>, ToolError> {
+    let strings = QueryTypes {
+        booleans: &[],
+        integers: &[],
+        lists: &[],
+    };
+    let mut map = query(raw, &strings)?;
+    if let Some(other) = map
+        .keys()
+        .find(|k| !matches!(k.as_str(), "tool" | "action"))
+    {
+        return Err(invalid(format!(
+            "unknown query parameter `{other}`; allowed: tool, action"
+        )));
+    }
+    match (map.remove("tool"), map.remove("action")) {
+        (Some(Value::String(tool)), Some(Value::String(action))) => Ok(Some((tool, action))),
+        (None, None) => Ok(None),
+        _ => Err(invalid("give both `tool` and `action`, or neither".into())),
+    }
+}
+
 /// Adds `extra` (from the path or the query) to body params; a key in both must agree.
 pub fn merge(
     mut params: Map<String, Value>,

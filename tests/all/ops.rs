@@ -432,6 +432,21 @@ fn explain_over_http_is_for_the_calling_agent() {
         (status, body["code"].clone()),
         (400, json!("invalid_input"))
     );
+    // A key given twice is refused, as on every other route (not "the last one wins").
+    let (status, body) = http_get(
+        &server.base,
+        "/v1/explain?tool=backlog_tool&action=get&tool=scheduler",
+        Some(VIEWER_KEY),
+    );
+    assert_eq!(
+        (status, body["code"].clone()),
+        (400, json!("invalid_input")),
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("given twice"),
+        "{body}"
+    );
 }
 
 #[test]

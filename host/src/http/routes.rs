@@ -119,31 +119,11 @@ async fn explain(State(app): AppState, headers: HeaderMap, RawQuery(q): RawQuery
         Ok(a) => a,
         Err(e) => return unauthenticated(e),
     };
-    let (mut tool, mut action) = (None, None);
-    for (k, v) in form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes()) {
-        match k.as_ref() {
-            "tool" => tool = Some(v.into_owned()),
-            "action" => action = Some(v.into_owned()),
-            other => {
-                let e = ToolError::new(
-                    Code::InvalidInput,
-                    format!("unknown query parameter `{other}`; allowed: tool, action"),
-                );
-                return call_response(Err(e), CallLog::default());
-            }
-        }
-    }
-    let call = match (&tool, &action) {
-        (Some(t), Some(a)) => Some((t.as_str(), a.as_str())),
-        (None, None) => None,
-        _ => {
-            let e = ToolError::new(
-                Code::InvalidInput,
-                "give both `tool` and `action`, or neither",
-            );
-            return call_response(Err(e), CallLog::default());
-        }
+    let call = match crate::params::explain_query(q.as_deref()) {
+        Ok(call) => call,
+        Err(e) => return call_response(Err(e), CallLog::default()),
     };
+    let call = call.as_ref().map(|(t, a)| (t.as_str(), a.as_str()));
     let result = crate::explain::explain(&app.bridge(), &agent, call).map(|x| x.to_json());
     call_response(
         result,

@@ -55,9 +55,9 @@ fn round_trip<T: Params + PartialEq + std::fmt::Debug>(raw: &str, path: &Map<Str
     }
 }
 
-/// A query string (the first byte picks the route): decoding never panics; decoded params
-/// that validate print back to a query string that decodes to the same params, which
-/// validate to the same value.
+/// A query string (the first byte picks the route, `/v1/explain` included): decoding never
+/// panics; decoded params that validate print back to a query string that decodes to the
+/// same params, which validate to the same value.
 pub fn check_query(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
         return;
@@ -66,7 +66,7 @@ pub fn check_query(data: &[u8]) {
         return;
     };
     let mut path = Map::new();
-    match pick % 5 {
+    match pick % 6 {
         0 => round_trip::<ListQuery>(raw, &path),
         1 => round_trip::<DashboardParams>(raw, &path),
         2 => round_trip::<WeeklyParams>(raw, &path),
@@ -74,9 +74,40 @@ pub fn check_query(data: &[u8]) {
             path.insert("id".into(), Value::String("bl_0123456789abcdef".into()));
             round_trip::<EventsParams>(raw, &path)
         }
-        _ => {
+        4 => {
             path.insert("id".into(), Value::String("bl_0123456789abcdef".into()));
             round_trip::<GetParams>(raw, &path)
         }
+        _ => explain(raw),
+    }
+}
+
+/// `/v1/explain`'s query: accepted exactly when its keys are `tool` and `action`, each once,
+/// or none (counted here with the URL decoder alone); what it accepts prints back to a query
+/// that decodes to the same call.
+fn explain(raw: &str) {
+    let decoded = params::explain_query(Some(raw));
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for (key, _) in form_urlencoded::parse(raw.as_bytes()) {
+        *counts.entry(key.into_owned()).or_default() += 1;
+    }
+    let once = |k: &str| counts.get(k) == Some(&1);
+    let valid = counts.is_empty() || (counts.len() == 2 && once("tool") && once("action"));
+    assert_eq!(
+        decoded.is_ok(),
+        valid,
+        "{raw:?}: {decoded:?} (keys {counts:?})"
+    );
+    match decoded {
+        Ok(None) => assert!(counts.is_empty(), "{raw:?}"),
+        Ok(Some((tool, action))) => {
+            let again = form_urlencoded::Serializer::new(String::new())
+                .append_pair("tool", &tool)
+                .append_pair("action", &action)
+                .finish();
+            let back = params::explain_query(Some(&again));
+            assert_eq!(back.ok(), Some(Some((tool, action))), "{raw:?} → {again:?}");
+        }
+        Err(e) => assert!(!e.message.is_empty(), "{raw:?}"),
     }
 }
