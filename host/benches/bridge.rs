@@ -116,7 +116,9 @@ fn main() {
         let mut native_call = |action: &str, params: &Value| {
             native.begin_call();
             let mut ctx = Ctx::new("operator", now, &policy, &mut entropy);
-            execute(&mut native, action, params, &mut ctx).expect("native call")
+            let out = execute(&mut native, action, params, &mut ctx).expect("native call");
+            native.end_call().expect("end call");
+            out
         };
         // Warm both indexes once (the first call builds it).
         let t = Instant::now();
@@ -276,9 +278,11 @@ fn governance(tmp: &Path, iters: usize) {
         let now = backlog_core::time::parse_ts(NOW).expect("now");
         store.refresh().expect("index");
         let t = Instant::now();
+        store.begin_call();
         let mut ctx = Ctx::new("scheduler", now, &policy, &mut entropy).with_reports(&mut reports);
         execute(&mut store, "auto_generate_weekly", &json!({}), &mut ctx)
             .expect("native generation");
+        store.end_call().expect("end call");
         t.elapsed()
     };
     let mut settings = Settings::from_env(config, root.clone()).expect("settings");

@@ -109,7 +109,7 @@ pub(crate) struct StoreCall<'a> {
 
 impl StoreCall<'_> {
     /// Makes what a write-capable call appended durable before it is acknowledged: both
-    /// files fdatasync'd in parallel, still under the directory lock. (Guests are told
+    /// files and the write intent fdatasync'd in parallel, still under the directory lock. (Guests are told
     /// `"sync":"host"` and skip their own syncs; the `memory` backend needs none.)
     pub(crate) fn durable(&self) -> Result<(), ToolError> {
         let (Backend::Auto | Backend::Jsonl, Some(dir)) =
@@ -125,12 +125,22 @@ impl StoreCall<'_> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         };
-        let (items, events) = std::thread::scope(|s| {
-            let events = s.spawn(|| sync("events.jsonl"));
-            (sync("items.jsonl"), events.join())
+        // The files and the write intent that makes the call's writes one unit (its end was
+        // recorded last by the guest) together: each only counts once all three are synced.
+        let (items, events, intent) = std::thread::scope(|s| {
+            let events = s.spawn(|| sync(backlog_store::EVENTS_FILE));
+            let intent = s.spawn(|| sync(backlog_store::INTENT_FILE));
+            (
+                sync(backlog_store::ITEMS_FILE),
+                events.join(),
+                intent.join(),
+            )
         });
-        let events = events.unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked")));
-        items.and(events).map_err(|e| match host_fs_fix(&e) {
+        let joined = |r: std::thread::Result<std::io::Result<()>>| {
+            r.unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked")))
+        };
+        let result = items.and(joined(events)).and(joined(intent));
+        result.map_err(|e| match host_fs_fix(&e) {
             Some(_) => host_fs_error("the write could not be made durable", &e),
             None => ToolError::new(
                 Code::Internal,

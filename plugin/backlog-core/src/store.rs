@@ -89,6 +89,13 @@ pub trait BacklogStore {
     /// once per call instead of once per operation; the default does nothing.
     fn begin_call(&mut self) {}
 
+    /// Called once at the end of each call that began with [`BacklogStore::begin_call`],
+    /// whatever its outcome (a call cut short by a trap never gets here). A store may make
+    /// the call's writes one unit here; an error fails the call. The default does nothing.
+    fn end_call(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Whether this call is answered by a fallback that may not hold every item (the `auto`
     /// backend on JSONL while Postgres is down): `list` and `dashboard` say so. Default: no.
     fn degraded(&self) -> bool {

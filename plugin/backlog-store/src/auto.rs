@@ -343,6 +343,11 @@ impl<S: Sql> BacklogStore for AutoStore<S> {
         self.pg.begin_call();
     }
 
+    fn end_call(&mut self) -> Result<(), StoreError> {
+        self.jsonl.end_call()?;
+        self.pg.end_call()
+    }
+
     fn get(&mut self, id: &str) -> Result<Option<Item>, StoreError> {
         self.on(|s| s.get(id))
     }

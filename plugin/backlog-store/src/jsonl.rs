@@ -66,6 +66,7 @@ impl JsonlStore {
             ckpt_distrusted: false,
             intent_warned: None,
             intent_clean: false,
+            call_intent: None,
         }
     }
 
@@ -85,6 +86,7 @@ impl JsonlStore {
         self.appenders = [None, None];
         self.scoped = true;
         self.intent_clean = false;
+        self.call_intent = None;
         self.sweep_stale_temp_files();
     }
 
@@ -429,6 +431,10 @@ impl BacklogStore for JsonlStore {
 
     fn begin_call(&mut self) {
         JsonlStore::begin_call(self)
+    }
+
+    fn end_call(&mut self) -> Result<(), StoreError> {
+        JsonlStore::end_call(self).map_err(StoreError::from)
     }
 
     /// From the counts the index keeps as lines are applied ([`crate::counts`]): no walk over

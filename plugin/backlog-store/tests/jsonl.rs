@@ -586,9 +586,7 @@ fn an_interrupted_write_is_invisible_then_cut_by_the_next_write() {
         let w = warnings.borrow().clone();
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].starts_with(
-                "jsonl: warning: ignoring an interrupted write (items.jsonl after byte"
-            ),
+            w[0].starts_with("jsonl: reading up to an unfinished write (items.jsonl after byte"),
             "{w:?}"
         );
         assert_eq!(lens(), crashed, "a read cut something");
@@ -636,6 +634,62 @@ fn cleanup_cuts_an_interrupted_write_before_it_drops_the_intent() {
     let (mut fresh, warnings) = store(tmp.path(), Access::ReadOnly);
     assert_eq!(fresh.get(&a.id).unwrap(), Some(a.clone()));
     assert_eq!(fresh.events(&a.id, 10).unwrap(), vec![event(1, &a.id)]);
+    assert!(warnings.borrow().is_empty(), "{:?}", warnings.borrow());
+}
+
+/// Within calls, the write intent covers the whole call: a call cut short (a trap: no
+/// `end_call`) shows none of its writes and the next call cuts them off; a call that ended
+/// shows all of them.
+#[test]
+fn a_call_that_never_ended_shows_none_of_its_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (item(1), item(2), item(3));
+    let (mut w, _) = store(tmp.path(), Access::ReadWrite);
+    w.begin_call();
+    w.write(Some(&a), &[event(1, &a.id)]).unwrap();
+    w.end_call().unwrap();
+    w.begin_call();
+    w.write(Some(&b), &[event(2, &b.id)]).unwrap();
+    w.write(Some(&c), &[event(3, &c.id)]).unwrap();
+    // The call reads its own writes while it runs.
+    assert_eq!(w.get(&c.id).unwrap(), Some(c.clone()));
+    drop(w); // trapped: no end_call
+
+    let (mut r, warnings) = store(tmp.path(), Access::ReadOnly);
+    r.begin_call();
+    let page = r.list(&ListQuery::default(), "2026-01-01").unwrap();
+    assert_eq!(page.items, vec![a.clone()]);
+    assert_eq!(r.events(&b.id, 10).unwrap(), vec![]);
+    assert!(
+        warnings.borrow()[0].starts_with("jsonl: reading up to an unfinished write"),
+        "{:?}",
+        warnings.borrow()
+    );
+
+    let (mut w, warnings) = store(tmp.path(), Access::ReadWrite);
+    w.begin_call();
+    let d = item(4);
+    w.write(Some(&d), &[event(4, &d.id)]).unwrap();
+    w.end_call().unwrap();
+    assert!(
+        warnings
+            .borrow()
+            .iter()
+            .any(|w| w.contains("cut an interrupted write off items.jsonl")),
+        "{:?}",
+        warnings.borrow()
+    );
+    let (mut fresh, warnings) = store(tmp.path(), Access::ReadOnly);
+    let ids: Vec<_> = fresh
+        .list(&ListQuery::default(), "2026-01-01")
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&a.id) && ids.contains(&d.id), "{ids:?}");
+    assert_eq!(fresh.events(&d.id, 10).unwrap(), vec![event(4, &d.id)]);
     assert!(warnings.borrow().is_empty(), "{:?}", warnings.borrow());
 }
 
@@ -1262,6 +1316,7 @@ fn calls_check_the_files_once_and_see_other_writers_at_the_next_call() {
     a.write(Some(&y), &[event(2, &y.id)]).unwrap();
     assert_eq!(a.get(&y.id).unwrap(), Some(y.clone()));
     assert_eq!(a.events(&x.id, 10).unwrap(), vec![event(1, &x.id)]);
+    a.end_call().unwrap();
 
     // Another writer (the host serializes them: between calls of `a`) appends.
     b.begin_call();
@@ -1270,6 +1325,7 @@ fn calls_check_the_files_once_and_see_other_writers_at_the_next_call() {
     let mut x2 = x.clone();
     x2.owner = "cto".into();
     b.write(Some(&x2), &[]).unwrap();
+    b.end_call().unwrap();
 
     // `a`'s next call sees all of it, and appends after it (its kept handles and lengths
     // were dropped at begin_call).
@@ -1278,6 +1334,7 @@ fn calls_check_the_files_once_and_see_other_writers_at_the_next_call() {
     assert_eq!(a.get(&x.id).unwrap(), Some(x2.clone()));
     let w = item(4);
     a.write(Some(&w), &[event(4, &w.id)]).unwrap();
+    a.end_call().unwrap();
     b.begin_call();
     assert_eq!(b.get(&w.id).unwrap(), Some(w));
     let text = std::fs::read_to_string(tmp.path().join(ITEMS_FILE)).unwrap();

@@ -79,6 +79,7 @@ fn write(store: &mut JsonlStore, from: u64, writes: u64) {
         store.begin_call();
         let it = item(w % 300, w / 300);
         store.write(Some(&it), &[event(w, &it.id)]).expect("write");
+        store.end_call().expect("end call");
     }
 }
 
@@ -368,6 +369,7 @@ fn a_new_instance_looks_up_and_writes_without_decoding_the_checkpoint() {
         let it = item(n, 0);
         s.write(Some(&it), &[event(9000 + n, &it.id)])
             .expect("write");
+        s.end_call().expect("end call");
     }
     s.begin_call();
     s.write(None, &[event(9500, "bl_000000000134")])
@@ -376,6 +378,7 @@ fn a_new_instance_looks_up_and_writes_without_decoding_the_checkpoint() {
     let mut moved = item(5, 9);
     moved.dedupe_key = "moved".into();
     s.write(Some(&moved), &[]).expect("write");
+    s.end_call().expect("end call");
     assert_eq!(lookups(&mut s, &ids, &keys), reference_lookups(tmp.path()));
     assert!(s.stats().lazy);
     let stats = s.stats();

@@ -167,6 +167,7 @@ proptest! {
                 }
                 Op::Reopen => store = open(dir),
             }
+            store.end_call().expect("end call");
             if i % 7 == 6 || i + 1 == ops.len() {
                 store.begin_call();
                 check(&mut store, dir, &policy)?;

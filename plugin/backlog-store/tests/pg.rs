@@ -941,6 +941,7 @@ impl<S: BacklogStore> World<S> {
             .with_reports(&mut self.reports);
         self.store.begin_call();
         let r = actions::execute(&mut self.store, action, params, &mut ctx);
+        self.store.end_call().expect("end call");
         end(&mut self.store, r.is_ok());
         match r {
             Ok(v) => v,

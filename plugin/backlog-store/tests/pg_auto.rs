@@ -13,6 +13,7 @@ use std::rc::Rc;
 use backlog_core::actions::{self, Ctx};
 use backlog_core::ids::SeqEntropy;
 use backlog_core::policy::Policy;
+use backlog_core::store::BacklogStore;
 use backlog_core::time;
 use backlog_store::{
     Access, Active, AutoStatus, AutoStore, DOWN_UNTIL_FILE, JOURNAL_FILE, JsonlStore,
@@ -55,6 +56,11 @@ impl Drill {
         let t = time::parse_ts(now).unwrap_or_else(|| panic!("bad now {now}"));
         let mut ctx = Ctx::new("operator", t, &self.policy, &mut self.entropy);
         let r = actions::execute(&mut self.auto, action, &params, &mut ctx);
+        let r = r.and_then(|v| {
+            BacklogStore::end_call(&mut self.auto)
+                .map(|()| v)
+                .map_err(Into::into)
+        });
         self.auto.postgres_mut().sql_mut().finish(r.is_ok());
         match r {
             Ok(v) => v,

@@ -98,16 +98,26 @@ pub fn with_store<T>(
             Some(open) => match &mut open.store {
                 Store::Plain(store) => {
                     store.begin_call();
-                    f(store.as_mut())
+                    let out = f(store.as_mut());
+                    finish(out, store.end_call())
                 }
                 Store::Auto(auto) => {
                     auto.begin_call_at(now);
-                    f(auto.as_mut())
+                    let out = f(auto.as_mut());
+                    finish(out, auto.end_call())
                 }
             },
             None => Err(Error::internal("store not open")),
         }
     })
+}
+
+/// A call's answer once the store has ended the call: the call's own error first, else the
+/// store's (its writes could not be made one unit).
+fn finish<T>(out: Result<T, Error>, end: Result<(), StoreError>) -> Result<T, Error> {
+    let value = out?;
+    end.map_err(Error::from)?;
+    Ok(value)
 }
 
 fn open(config: &Config) -> Result<Store, Error> {
@@ -197,6 +207,9 @@ impl<S: BacklogStore> BacklogStore for Renamed<S> {
     }
     fn begin_call(&mut self) {
         self.inner.begin_call()
+    }
+    fn end_call(&mut self) -> Result<(), StoreError> {
+        self.inner.end_call()
     }
     fn cleanup(&mut self, cutoff: &str, dry_run: bool) -> Result<usize, StoreError> {
         self.inner.cleanup(cutoff, dry_run)

@@ -8,7 +8,6 @@ use std::io;
 use backlog_core::list::ItemKeys;
 use backlog_core::model::{Event, Item};
 
-use super::intent::Intent;
 use super::store::{Access, Appender, Durability, EVENTS_FILE, ITEMS_FILE, JsonlStore};
 use crate::error::{JsonlError, read_err, refuse_symlink, write_err};
 use crate::index::Loc;
@@ -63,30 +62,17 @@ impl JsonlStore {
         // behind it. Then open for appending and cut torn tails, then catch the index up with
         // whatever is complete on disk, so the offsets of our lines are known.
         self.cut_interrupted_write()?;
-        let items_base = match &item_buf {
-            Some(_) => self.appender(0)?.len,
-            None => 0,
-        };
-        let events_base = match &ev_buf {
-            Some(_) => self.appender(1)?.len,
-            None => 0,
-        };
+        let items_base = self.appender(0)?.len;
+        let events_base = self.appender(1)?.len;
         self.refresh_items()?;
         if ev_buf.is_some() {
             self.refresh_events()?;
         }
-        // Say where this write goes before any of it does: a crash can then leave any prefix
-        // of it in either file, and readers still see all of it or none.
-        let span = |buf: &Option<Encoded>, base: u64| {
-            (
-                base,
-                base + buf.as_ref().map_or(0, |b| b.bytes.len() as u64),
-            )
-        };
-        self.record_intent(Intent {
-            items: span(&item_buf, items_base),
-            events: span(&ev_buf, events_base),
-        })?;
+        // Say where the call's writes go before any of it does: a crash can then leave any
+        // prefix of them in either file, and readers still see all of the call or none.
+        let len = |buf: &Option<Encoded>| buf.as_ref().map_or(0, |b| b.bytes.len() as u64);
+        let ends = (items_base + len(&item_buf), events_base + len(&ev_buf));
+        self.announce_write((items_base, events_base), ends)?;
         let sync = self.durability == Durability::SyncEachWrite;
         let mut result = Ok(());
         for (which, buf, base) in [(0, &item_buf, items_base), (1, &ev_buf, events_base)] {
@@ -101,6 +87,9 @@ impl JsonlStore {
             if result.is_ok() {
                 a.len = base + buf.bytes.len() as u64;
             }
+        }
+        if result.is_ok() {
+            self.wrote(ends);
         }
         if let Err(e) = result {
             // Best effort: leave no half-written call behind (a failed call must not show up).

@@ -1,24 +1,28 @@
-//! The write intent (`.write-intent`, `docs/storage.md`): makes one write's item line and event
-//! lines appear together or not at all, although they go to two files.
+//! The write intent (`.write-intent`, `docs/storage.md`): makes a call's writes appear
+//! together or not at all, although each goes to two files (its item line to `items.jsonl`,
+//! its event lines to `events.jsonl`).
 //!
-//! Before a write appends anything, the writer records where the write starts and ends in each
-//! file and syncs that record. A crash can then leave a prefix of the appends, in either file,
-//! in any order the disk chose; the record tells it apart from a whole write: a file that grew
-//! past the write's start but not to its end means the write never finished, so it was never
-//! acknowledged. Readers stop both files at the write's start; the next writer (or `cleanup`)
-//! cuts both files back there, with a warning. A write that reached both ends is whole.
+//! Before a call appends anything, the writer records where its writes start in each file,
+//! marked "in progress", and syncs that record. When the call ends ([`JsonlStore::end_call`])
+//! it records where they end; the host syncs that with the files before it acknowledges the
+//! call. A crash can leave any prefix of the appends, in either file, in any order the disk
+//! chose, and either record; so a file that grew past the recorded start but not to a recorded
+//! end means the call never finished, and was never acknowledged: readers stop both files at
+//! the start, and the next writer (or `cleanup`) cuts both files back there, with a warning.
+//! A store used without calls (`begin_call`) records each write the same way, start and end at
+//! once, synced.
 //!
-//! The record only ever describes the last write: the next writer overwrites it, and `cleanup`
-//! removes it before it replaces the files (the offsets describe the old ones). A file shorter
-//! than the recorded start (replaced by someone else) is not the file the record describes:
-//! the record is ignored. A missing, short or damaged record means no write is in doubt (a
-//! record is synced before the appends it describes, so a torn record has none after it).
+//! The record only ever describes the last call that wrote: the next one overwrites it, and
+//! `cleanup` removes it before it replaces the files (the offsets describe the old ones). A
+//! file shorter than the recorded start (replaced by someone else) is not the file the record
+//! describes: the record is ignored. A missing, short or damaged record means nothing is in
+//! doubt (a record is synced before the appends it describes, so a torn one has none after it).
 
 use std::fs::{self, OpenOptions};
 use std::io;
 
 use super::checkpoint::hash64;
-use super::store::{Access, EVENTS_FILE, ITEMS_FILE, JsonlStore};
+use super::store::{Access, Durability, EVENTS_FILE, ITEMS_FILE, Intent, JsonlStore};
 use crate::error::{JsonlError, read_err, refuse_symlink, write_err};
 use crate::positioned::{read_at, write_all_at};
 
@@ -30,12 +34,8 @@ const MAGIC: &[u8; 8] = b"BLWI0001";
 /// Magic, four offsets, checksum.
 const LEN: usize = 8 + 4 * 8 + 8;
 
-/// One write's byte ranges, `[start, end)` in `items.jsonl` and in `events.jsonl`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Intent {
-    pub items: (u64, u64),
-    pub events: (u64, u64),
-}
+/// The end of a call still in progress.
+pub(super) const IN_PROGRESS: u64 = u64::MAX;
 
 impl Intent {
     fn encode(&self) -> [u8; LEN] {
@@ -80,11 +80,15 @@ impl Intent {
 }
 
 impl JsonlStore {
-    /// If the last write did not finish: where `items.jsonl` and `events.jsonl` stop (its
-    /// start in each). Warns once per interrupted write. The files' lengths are taken before
-    /// the record is read, so a write in progress elsewhere is either wholly after those
-    /// lengths or described by the record.
+    /// If the last call that wrote did not finish: where `items.jsonl` and `events.jsonl`
+    /// stop (its start in each). Says so once per unfinished call (not as a warning: it may
+    /// be in progress in another process). The files' lengths are taken before the record is
+    /// read, so a call in progress elsewhere is either wholly after those lengths or
+    /// described by the record. Never this store's own call in progress.
     pub(super) fn interrupted_write(&mut self) -> Result<Option<(u64, u64)>, JsonlError> {
+        if self.call_intent.is_some() {
+            return Ok(None);
+        }
         let len = |name: &'static str| match fs::metadata(self.dir.join(name)) {
             Ok(m) => Ok(m.len()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
@@ -100,8 +104,8 @@ impl JsonlStore {
         {
             self.intent_warned = stop;
             (self.warn)(&format!(
-                "jsonl: warning: ignoring an interrupted write ({ITEMS_FILE} after byte {a}, {EVENTS_FILE} \
-                 after byte {b}): it was never acknowledged"
+                "jsonl: reading up to an unfinished write ({ITEMS_FILE} after byte {a}, \
+                 {EVENTS_FILE} after byte {b}: in progress, or interrupted by a crash)"
             ));
         }
         Ok(stop)
@@ -157,8 +161,57 @@ impl JsonlStore {
         Ok(())
     }
 
-    /// Records the next write and syncs the record, before any of its bytes are appended.
-    pub(super) fn record_intent(&mut self, intent: Intent) -> Result<(), JsonlError> {
+    /// Before a write's appends, with the files' lengths (`bases`) and where the write will
+    /// end: a call's first write records the call as in progress from `bases`, synced; later
+    /// writes of the call record nothing. Without calls, each write is recorded whole, synced.
+    pub(super) fn announce_write(
+        &mut self,
+        bases: (u64, u64),
+        ends: (u64, u64),
+    ) -> Result<(), JsonlError> {
+        if !self.scoped {
+            let intent = Intent {
+                items: (bases.0, ends.0),
+                events: (bases.1, ends.1),
+            };
+            return self.record_intent(intent, true);
+        }
+        if self.call_intent.is_none() {
+            let open = Intent {
+                items: (bases.0, IN_PROGRESS),
+                events: (bases.1, IN_PROGRESS),
+            };
+            self.record_intent(open, true)?;
+            self.call_intent = Some(Intent {
+                items: (bases.0, bases.0),
+                events: (bases.1, bases.1),
+            });
+        }
+        Ok(())
+    }
+
+    /// After a write's appends: the call's writes end at least at `ends`.
+    pub(super) fn wrote(&mut self, ends: (u64, u64)) {
+        if let Some(c) = &mut self.call_intent {
+            c.items.1 = c.items.1.max(ends.0);
+            c.events.1 = c.events.1.max(ends.1);
+        }
+    }
+
+    /// Ends a call: records where its writes end, synced here unless the host syncs it with
+    /// the files (before it acknowledges the call). An error fails the call: unrecorded, its
+    /// writes would count as unfinished.
+    pub fn end_call(&mut self) -> Result<(), JsonlError> {
+        let Some(intent) = self.call_intent.take() else {
+            return Ok(());
+        };
+        let sync = self.durability == Durability::SyncEachWrite;
+        self.record_intent(intent, sync)
+    }
+
+    /// Records `intent`; with `sync`, durably before this returns (before any byte it
+    /// describes is appended). Without, the host syncs it with the files.
+    pub(super) fn record_intent(&mut self, intent: Intent, sync: bool) -> Result<(), JsonlError> {
         let path = self.dir.join(INTENT_FILE);
         refuse_symlink(&path, INTENT_FILE)?;
         let created = fs::symlink_metadata(&path).is_err();
@@ -169,7 +222,7 @@ impl JsonlStore {
             .open(&path)
             .map_err(|e| write_err(INTENT_FILE, "create", e))?;
         write_all_at(&f, &intent.encode(), 0)
-            .and_then(|()| f.sync_data())
+            .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
             .map_err(|e| write_err(INTENT_FILE, "write", e))?;
         if created {
             self.sync_dir();
@@ -180,6 +233,8 @@ impl JsonlStore {
     /// Removes the record (`cleanup`, before it replaces the files it describes). Durable
     /// before the first file is replaced.
     pub(super) fn forget_intent(&mut self) -> Result<(), JsonlError> {
+        // The rewrite holds this call's writes so far: nothing of it is in doubt any more.
+        self.call_intent = None;
         match fs::remove_file(self.dir.join(INTENT_FILE)) {
             Ok(()) => self.sync_dir(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

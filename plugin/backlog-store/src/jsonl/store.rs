@@ -54,8 +54,9 @@ pub enum Durability {
     /// `write` fdatasyncs both files before it returns (the default).
     #[default]
     SyncEachWrite,
-    /// `write` only appends; the caller syncs `items.jsonl` and `events.jsonl` before it
-    /// acknowledges the call. The host uses this to sync both files in parallel after the
+    /// `write` only appends (the write intent of a call's first write is still synced: it
+    /// must reach the disk before any append); the caller syncs `items.jsonl`,
+    /// `events.jsonl` and [`INTENT_FILE`](super::INTENT_FILE) before it acknowledges the call. The host uses this to sync both files in parallel after the
     /// guest returns, holding the directory lock throughout. Also right for a store whose
     /// directory does not outlive the process (the `memory` backend).
     Deferred,
@@ -90,6 +91,17 @@ pub struct JsonlStore {
     pub(super) intent_warned: Option<(u64, u64)>,
     /// This call already made sure no interrupted write is left (writers check once per call).
     pub(super) intent_clean: bool,
+    /// In a call that writes: where its writes start and (so far) end in each file. Its write
+    /// intent on disk says "in progress" until [`JsonlStore::end_call`] records the ends.
+    pub(super) call_intent: Option<Intent>,
+}
+
+/// A call's (or one write's) byte ranges, `[start, end)` in `items.jsonl` and in
+/// `events.jsonl` (`jsonl/intent.rs` records it); the end `IN_PROGRESS` while the call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Intent {
+    pub items: (u64, u64),
+    pub events: (u64, u64),
 }
 
 /// An open file this store appends to, and its length.
