@@ -286,4 +286,17 @@ mod tests {
         assert_eq!(W.interrupted(99, 60), None);
         assert_eq!(W.interrupted(120, 39), None);
     }
+
+    #[test]
+    fn a_call_in_progress_is_interrupted_by_any_growth() {
+        let open = Intent {
+            items: (100, IN_PROGRESS),
+            events: (40, IN_PROGRESS),
+        };
+        assert_eq!(Intent::decode(&open.encode()), Some(open));
+        assert_eq!(open.interrupted(100, 40), None);
+        for (i, e) in [(101, 40), (100, 41), (1 << 40, 1 << 40)] {
+            assert_eq!(open.interrupted(i, e), Some((100, 40)), "{i} {e}");
+        }
+    }
 }
