@@ -154,11 +154,13 @@ impl JsonlStore {
                 self.events.force_rebuild();
             }
         }
+        let stop = self.interrupted_write()?;
         if self.items.end == 0 {
-            // Nothing indexed yet: start from the checkpoint if a valid one covers a prefix.
-            self.load_checkpoint();
+            // Nothing indexed yet: start from the checkpoint if a valid one covers a prefix
+            // (not past an unfinished write).
+            self.load_checkpoint(stop);
         }
-        if let Some((at, _)) = self.interrupted_write()? {
+        if let Some((at, _)) = stop {
             self.items.stop_at(at);
         }
         let Self {

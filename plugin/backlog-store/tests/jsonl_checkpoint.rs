@@ -15,8 +15,8 @@ use backlog_core::model::{Event, EventType, Item, Priority, Source, Status};
 use backlog_core::policy::Policy;
 use backlog_core::store::BacklogStore;
 use backlog_store::{
-    Access, CHECKPOINT_EVERY, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, EVENTS_FILE, ITEMS_FILE,
-    JsonlStore,
+    Access, CHECKPOINT_EVERY, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, EVENTS_FILE, INTENT_FILE,
+    ITEMS_FILE, JsonlStore,
 };
 
 type Warnings = Rc<RefCell<Vec<String>>>;
@@ -415,4 +415,52 @@ fn a_checkpoint_of_another_version_is_ignored_and_replaced() {
     fresh.refresh().expect("refresh");
     assert!(fresh.stats().lazy, "the new checkpoint is used");
     assert!(quiet.borrow().is_empty(), "{:?}", quiet.borrow());
+}
+
+/// A checkpoint written at the end of a call whose end never reached the disk (the host syncs
+/// the write intent with the files after the call: a crash in between) covers writes that did
+/// not finish: it is ignored, and the call's writes do not show.
+#[test]
+fn a_checkpoint_covering_an_unfinished_call_is_ignored() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (s, _) = open(tmp.path(), Access::ReadWrite);
+    let mut s = s.with_durability(backlog_store::Durability::Deferred);
+    let first = item(1000, 0);
+    s.begin_call();
+    s.write(Some(&first), &[event(1, &first.id)])
+        .expect("write");
+    s.end_call().expect("end");
+    // The next call (a generation run, say): its write intent says "in progress" from its
+    // first write until it ends.
+    s.begin_call();
+    let mut in_progress = Vec::new();
+    for w in 0..CHECKPOINT_EVERY {
+        let it = item(w % 300, w / 300);
+        s.write(Some(&it), &[event(w, &it.id)]).expect("write");
+        if w == 0 {
+            in_progress = fs::read(tmp.path().join(INTENT_FILE)).expect("intent");
+        }
+    }
+    assert!(
+        !tmp.path().join(CHECKPOINT_FILE).exists(),
+        "a checkpoint inside a call"
+    );
+    s.end_call().expect("end");
+    assert!(
+        tmp.path().join(CHECKPOINT_FILE).exists(),
+        "no checkpoint written"
+    );
+    // Crash: the call's end record is lost, the files and the checkpoint made it.
+    fs::write(tmp.path().join(INTENT_FILE), &in_progress).expect("write intent");
+
+    let (mut fresh, warnings) = open(tmp.path(), Access::ReadOnly);
+    let page = fresh
+        .list(&backlog_core::list::ListQuery::default(), "2026-03-05")
+        .expect("list");
+    assert_eq!(page.items, vec![first]);
+    assert!(
+        warned(&warnings, "it covers a write that did not finish"),
+        "{:?}",
+        warnings.borrow()
+    );
 }

@@ -56,7 +56,7 @@ impl JsonlStore {
     /// replaced by it, so the next scans read only what follows. Called when nothing of
     /// `items.jsonl` is indexed (a new store, or after a rewrite). A missing file is silent;
     /// an invalid one is a warning and changes nothing.
-    pub(super) fn load_checkpoint(&mut self) {
+    pub(super) fn load_checkpoint(&mut self, stop: Option<(u64, u64)>) {
         if self.ckpt_distrusted {
             return;
         }
@@ -75,6 +75,11 @@ impl JsonlStore {
             return self.ignore_checkpoint("it is a symbolic link");
         }
         match self.parse_checkpoint(bytes) {
+            Ok((_, items, events)) if stop.is_some_and(|(a, b)| items.0 > a || events.0 > b) => {
+                // Written by a call that then did not finish (its bytes are not durable yet,
+                // or a crash came first).
+                self.ignore_checkpoint("it covers a write that did not finish")
+            }
             Ok((index, items, events)) => {
                 self.index = index;
                 self.items.restore(items);
@@ -156,8 +161,14 @@ impl JsonlStore {
         Ok(())
     }
 
-    /// After a write: a new checkpoint if enough was indexed past the last one.
+    /// After a write outside a call, or at the end of a call: a new checkpoint if enough was
+    /// indexed past the last one.
     pub(super) fn maybe_checkpoint(&mut self) {
+        // Not in the middle of a call: a checkpoint must not cover writes that may yet turn
+        // out unfinished. `end_call` tries again.
+        if self.call_intent.is_some() {
+            return;
+        }
         let lines = self.items.lines + self.events.lines;
         if lines >= self.ckpt_lines.unwrap_or(0) + CHECKPOINT_EVERY {
             self.save_checkpoint();

@@ -206,7 +206,9 @@ impl JsonlStore {
             return Ok(());
         };
         let sync = self.durability == Durability::SyncEachWrite;
-        self.record_intent(intent, sync)
+        self.record_intent(intent, sync)?;
+        self.maybe_checkpoint();
+        Ok(())
     }
 
     /// Records `intent`; with `sync`, durably before this returns (before any byte it
