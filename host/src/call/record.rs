@@ -71,12 +71,15 @@ pub fn log_refused(
 pub(super) fn log_stderr(plugin: &str, request_id: &str, outcome: &CallOutcome) {
     for line in outcome.stderr.lines().filter(|l| !l.trim().is_empty()) {
         // Guests write plain lines; the store's repairs and fallbacks say "warning",
-        // "skipping" or "cut", everything else (backend switches) is information.
+        // "skipping" or "cut", what is routine under load says "debug:", everything else
+        // (backend switches) is information.
         if ["warning", "skipping", "cut torn", "error"]
             .iter()
             .any(|w| line.contains(w))
         {
             tracing::warn!(target: "guest", plugin, request_id, "{line}");
+        } else if line.contains(": debug: ") {
+            tracing::debug!(target: "guest", plugin, request_id, "{line}");
         } else {
             tracing::info!(target: "guest", plugin, request_id, "{line}");
         }

@@ -586,7 +586,9 @@ fn an_interrupted_write_is_invisible_then_cut_by_the_next_write() {
         let w = warnings.borrow().clone();
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].starts_with("jsonl: reading up to an unfinished write (items.jsonl after byte"),
+            w[0].starts_with(
+                "jsonl: debug: reading up to an unfinished write (items.jsonl after byte"
+            ),
             "{w:?}"
         );
         assert_eq!(lens(), crashed, "a read cut something");
@@ -661,7 +663,7 @@ fn a_call_that_never_ended_shows_none_of_its_writes() {
     assert_eq!(page.items, vec![a.clone()]);
     assert_eq!(r.events(&b.id, 10).unwrap(), vec![]);
     assert!(
-        warnings.borrow()[0].starts_with("jsonl: reading up to an unfinished write"),
+        warnings.borrow()[0].starts_with("jsonl: debug: reading up to an unfinished write"),
         "{:?}",
         warnings.borrow()
     );

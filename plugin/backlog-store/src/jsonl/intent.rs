@@ -81,8 +81,9 @@ impl Intent {
 
 impl JsonlStore {
     /// If the last call that wrote did not finish: where `items.jsonl` and `events.jsonl`
-    /// stop (its start in each). Says so once per unfinished call (not as a warning: it may
-    /// be in progress in another process). The files' lengths are taken before the record is
+    /// stop (its start in each). Says so once per unfinished call, as a debug line: under
+    /// load it is routine (a call in progress in another process), and after a crash the
+    /// next writer warns when it cuts the call off. The files' lengths are taken before the record is
     /// read, so a call in progress elsewhere is either wholly after those lengths or
     /// described by the record. Never this store's own call in progress.
     pub(super) fn interrupted_write(&mut self) -> Result<Option<(u64, u64)>, JsonlError> {
@@ -104,7 +105,7 @@ impl JsonlStore {
         {
             self.intent_warned = stop;
             (self.warn)(&format!(
-                "jsonl: reading up to an unfinished write ({ITEMS_FILE} after byte {a}, \
+                "jsonl: debug: reading up to an unfinished write ({ITEMS_FILE} after byte {a}, \
                  {EVENTS_FILE} after byte {b}: in progress, or interrupted by a crash)"
             ));
         }
