@@ -13,7 +13,9 @@ use backlog_core::list::{self, ItemKeys, ListQuery};
 use backlog_core::mem::MemStore;
 use backlog_core::model::{Event, EventType, Item, Priority, Source, Status};
 use backlog_core::store::{BacklogStore, StoreError};
-use backlog_store::{Access, EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore, NullStore};
+use backlog_store::{
+    Access, Durability, EVENTS_FILE, ITEMS_FILE, IndexStats, JsonlStore, NullStore,
+};
 
 type Warnings = Rc<RefCell<Vec<String>>>;
 
@@ -639,14 +641,16 @@ fn cleanup_cuts_an_interrupted_write_before_it_drops_the_intent() {
     assert!(warnings.borrow().is_empty(), "{:?}", warnings.borrow());
 }
 
-/// Within calls, the write intent covers the whole call: a call cut short (a trap: no
-/// `end_call`) shows none of its writes and the next call cuts them off; a call that ended
-/// shows all of them.
+/// Within calls whose syncs the host makes (as in the component), the write intent covers
+/// the whole call: a call cut short (a trap: no `end_call`) shows none of its writes and the
+/// next call cuts them off; a call that ended shows all of them.
 #[test]
 fn a_call_that_never_ended_shows_none_of_its_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b, c) = (item(1), item(2), item(3));
-    let (mut w, _) = store(tmp.path(), Access::ReadWrite);
+    let deferred = |s: JsonlStore| s.with_durability(Durability::Deferred);
+    let (w, _) = store(tmp.path(), Access::ReadWrite);
+    let mut w = deferred(w);
     w.begin_call();
     w.write(Some(&a), &[event(1, &a.id)]).unwrap();
     w.end_call().unwrap();
@@ -668,7 +672,8 @@ fn a_call_that_never_ended_shows_none_of_its_writes() {
         warnings.borrow()
     );
 
-    let (mut w, warnings) = store(tmp.path(), Access::ReadWrite);
+    let (w, warnings) = store(tmp.path(), Access::ReadWrite);
+    let mut w = deferred(w);
     w.begin_call();
     let d = item(4);
     w.write(Some(&d), &[event(4, &d.id)]).unwrap();

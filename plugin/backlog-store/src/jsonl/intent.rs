@@ -9,8 +9,9 @@
 //! chose, and either record; so a file that grew past the recorded start but not to a recorded
 //! end means the call never finished, and was never acknowledged: readers stop both files at
 //! the start, and the next writer (or `cleanup`) cuts both files back there, with a warning.
-//! A store used without calls (`begin_call`) records each write the same way, start and end at
-//! once, synced.
+//! A store used without calls (`begin_call`), or one that syncs each write itself
+//! ([`Durability::SyncEachWrite`], the native default), records each write the same way,
+//! start and end at once, synced: each write is its own unit.
 //!
 //! The record only ever describes the last call that wrote: the next one overwrites it, and
 //! `cleanup` removes it before it replaces the files (the offsets describe the old ones). A
@@ -164,13 +165,15 @@ impl JsonlStore {
 
     /// Before a write's appends, with the files' lengths (`bases`) and where the write will
     /// end: a call's first write records the call as in progress from `bases`, synced; later
-    /// writes of the call record nothing. Without calls, each write is recorded whole, synced.
+    /// writes of the call record nothing. Without calls, or when each write is synced on its
+    /// own ([`Durability::SyncEachWrite`]: each is a unit), each write is recorded whole,
+    /// synced.
     pub(super) fn announce_write(
         &mut self,
         bases: (u64, u64),
         ends: (u64, u64),
     ) -> Result<(), JsonlError> {
-        if !self.scoped {
+        if !self.scoped || self.durability == Durability::SyncEachWrite {
             let intent = Intent {
                 items: (bases.0, ends.0),
                 events: (bases.1, ends.1),
