@@ -109,8 +109,9 @@ pub(crate) struct StoreCall<'a> {
 
 impl StoreCall<'_> {
     /// Makes what a write-capable call appended durable before it is acknowledged: both
-    /// files and the write intent fdatasync'd in parallel, still under the directory lock. (Guests are told
-    /// `"sync":"host"` and skip their own syncs; the `memory` backend needs none.)
+    /// files and the write intent fdatasync'd in parallel, still under the directory lock.
+    /// (Guests are told `"sync":"host"` and skip their own syncs, but for the write intent's
+    /// "in progress" record; the `memory` backend needs none.)
     pub(crate) fn durable(&self) -> Result<(), ToolError> {
         let (Backend::Auto | Backend::Jsonl, Some(dir)) =
             (self.settings.backend, &self.resources.backlog)

@@ -25,7 +25,6 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::error::{JsonlError, read_err, refuse_symlink};
-
 use crate::positioned::{read_at, read_full_at};
 
 /// Longest line indexed; longer ones are skipped as corrupt without being buffered (an item is
