@@ -50,6 +50,12 @@ fn bridge() -> Arc<Bridge> {
         .clone()
 }
 
+/// Loads the bridge before the first input, so compiling the components (seconds on a busy
+/// machine) does not count against libFuzzer's per-input timeout.
+pub fn init_mcp_dispatch() {
+    bridge();
+}
+
 /// The session over `data` (after the handshake) as `agent`: what it wrote to stdout.
 fn session(handler: McpHandler, data: &[u8]) -> String {
     let mut input = HANDSHAKE.as_bytes().to_vec();

@@ -23,7 +23,7 @@ mod query;
 
 pub use config::{check_keys, check_plugins, check_rbac};
 pub use digest::check_digest;
-pub use dispatch::check_mcp_dispatch;
+pub use dispatch::{check_mcp_dispatch, init_mcp_dispatch};
 pub use fold::check_jsonl_fold;
 pub use mcp::check_mcp;
 pub use query::check_query;
