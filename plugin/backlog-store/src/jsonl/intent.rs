@@ -36,7 +36,7 @@ const MAGIC: &[u8; 8] = b"BLWI0001";
 const LEN: usize = 8 + 4 * 8 + 8;
 
 /// The end of a call still in progress.
-pub(super) const IN_PROGRESS: u64 = u64::MAX;
+const IN_PROGRESS: u64 = u64::MAX;
 
 impl Intent {
     fn encode(&self) -> [u8; LEN] {
@@ -84,9 +84,10 @@ impl JsonlStore {
     /// If the last call that wrote did not finish: where `items.jsonl` and `events.jsonl`
     /// stop (its start in each). Says so once per unfinished call, as a debug line: under
     /// load it is routine (a call in progress in another process), and after a crash the
-    /// next writer warns when it cuts the call off. The files' lengths are taken before the record is
-    /// read, so a call in progress elsewhere is either wholly after those lengths or
-    /// described by the record. Never this store's own call in progress.
+    /// next writer warns when it cuts the call off. The files' lengths are taken before the
+    /// record is read, so a call in progress elsewhere is either wholly after those lengths
+    /// or described by the record. Never this store's own call in progress. (Each file's
+    /// refresh asks again: a reader holds no lock, and a call may start between the two.)
     pub(super) fn interrupted_write(&mut self) -> Result<Option<(u64, u64)>, JsonlError> {
         if self.call_intent.is_some() {
             return Ok(None);
@@ -219,8 +220,14 @@ impl JsonlStore {
     /// describes is appended). Without, the host syncs it with the files.
     pub(super) fn record_intent(&mut self, intent: Intent, sync: bool) -> Result<(), JsonlError> {
         let path = self.dir.join(INTENT_FILE);
-        refuse_symlink(&path, INTENT_FILE)?;
-        let created = fs::symlink_metadata(&path).is_err();
+        // One look both refuses a planted link and says whether the entry is new.
+        let created = match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(JsonlError::Symlink { file: INTENT_FILE });
+            }
+            Ok(_) => false,
+            Err(_) => true,
+        };
         let f = OpenOptions::new()
             .write(true)
             .create(true)
