@@ -13,11 +13,13 @@
 //!
 //! Only this module talks to Postgres (`migrate` borrows its pool).
 
+mod conn;
 pub mod dsn;
 pub mod guard;
 pub mod pool;
 pub mod session;
 pub mod value;
+mod verdicts;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -115,7 +117,7 @@ impl PgGrant {
                 "no grant for database `{database}`; the only database is `{DATABASE}`"
             )));
         }
-        let checked = guard::check(statement).map_err(PgError::Refused)?;
+        let checked = pool.verdicts.check(statement).map_err(PgError::Refused)?;
         let params = params
             .into_iter()
             .enumerate()

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, Config, NoTls};
 
+use super::conn::{Conn, Opening};
 use super::dsn::Dsn;
 use crate::runtime::bindings::pg::PgError;
 
@@ -80,7 +81,7 @@ struct Known {
 }
 
 struct Slots {
-    idle: Vec<Arc<Client>>,
+    idle: Vec<Arc<Conn>>,
     /// Connections open, idle or in use.
     open: usize,
 }
@@ -95,6 +96,8 @@ pub struct Postgres {
     schema_current: AtomicBool,
     schema_warned: AtomicBool,
     known: Mutex<Option<Known>>,
+    /// The guard's verdicts on the statements guests sent through this pool.
+    pub(super) verdicts: super::verdicts::Verdicts,
     /// The limits every session of this pool gets.
     pub limits: Limits,
 }
@@ -156,6 +159,7 @@ impl Postgres {
             schema_current: AtomicBool::new(false),
             schema_warned: AtomicBool::new(false),
             known: Mutex::new(None),
+            verdicts: Default::default(),
             limits,
         })
     }
@@ -186,22 +190,30 @@ impl Postgres {
 
     /// A new connection, waiting at most `wait`; a failure marks the server down.
     fn connect_within(&self, wait: Duration) -> Result<Client, ConnectError> {
-        let config = self.config.clone();
-        let failed = |message: String| {
-            self.mark_down(&message);
-            Err(ConnectError::Connect {
-                dsn: self.dsn.redacted(),
-                message,
-            })
-        };
-        match self.run(wait, connect(config)) {
+        match self.run(wait, connect(self.config.clone())) {
             Some(Ok(client)) => Ok(client),
-            Some(Err(e)) => failed(connect_failure(&e)),
-            None => failed(format!(
-                "the server did not answer within {} ms (connect timeout; set {CONNECT_TIMEOUT_VAR})",
-                wait.as_millis()
-            )),
+            Some(Err(e)) => self.failed(connect_failure(&e)),
+            None => self.failed(timed_out(wait)),
         }
+    }
+
+    /// A new connection for the pool (driven by its callers), with its fresh session's state.
+    fn pooled_within(&self, wait: Duration) -> Result<Conn, ConnectError> {
+        match Conn::open(&self.config, wait) {
+            Ok(conn) => Ok(conn),
+            Err(Opening::Runtime(e)) => Err(ConnectError::Runtime(e)),
+            Err(Opening::Failed(e)) => self.failed(connect_failure(&e)),
+            Err(Opening::TimedOut) => self.failed(timed_out(wait)),
+        }
+    }
+
+    /// Marks the server down for `message` and says so.
+    fn failed<T>(&self, message: String) -> Result<T, ConnectError> {
+        self.mark_down(&message);
+        Err(ConnectError::Connect {
+            dsn: self.dsn.redacted(),
+            message,
+        })
     }
 
     /// Records that the server is down (calls answer `unavailable` without trying for
@@ -253,7 +265,7 @@ impl Postgres {
 
     /// An idle connection, or a new one if fewer than `max_connections` are open. The bool
     /// says whether it was reused (and so may have gone stale).
-    pub(super) fn checkout(&self) -> Result<(Arc<Client>, bool), PgError> {
+    pub(super) fn checkout(&self) -> Result<(Arc<Conn>, bool), PgError> {
         if let Some((why, age)) = self.down() {
             return Err(PgError::Unavailable(format!(
                 "cannot connect to Postgres: {why} ({} ms ago; the host tries again {} s after \
@@ -265,11 +277,15 @@ impl Postgres {
         let deadline = Instant::now() + self.limits.connect_timeout;
         let mut slots = self.lock();
         loop {
-            while let Some(client) = slots.idle.pop() {
+            if let Some(client) = slots.idle.pop() {
+                drop(slots);
+                client.catch_up();
                 if !client.is_closed() {
                     return Ok((client, true));
                 }
+                slots = self.lock();
                 slots.open -= 1;
+                continue;
             }
             if slots.open < self.limits.max_connections {
                 slots.open += 1;
@@ -289,8 +305,8 @@ impl Postgres {
                 .0;
         }
         drop(slots);
-        match self.connect() {
-            Ok(client) => Ok((Arc::new(client), false)),
+        match self.pooled_within(self.limits.connect_timeout + CONNECT_MARGIN) {
+            Ok(conn) => Ok((Arc::new(conn), false)),
             Err(e) => {
                 self.checkin(None);
                 tracing::warn!("postgres: {e}");
@@ -307,7 +323,7 @@ impl Postgres {
     }
 
     /// Returns a clean connection to the pool, or (with `None`) frees its slot.
-    pub(super) fn checkin(&self, client: Option<Arc<Client>>) {
+    pub(super) fn checkin(&self, client: Option<Arc<Conn>>) {
         let mut slots = self.lock();
         match client {
             Some(c) if !c.is_closed() => slots.idle.push(c),
@@ -343,6 +359,7 @@ impl Postgres {
             let mut slots = self.lock();
             let mut found = None;
             while let Some(client) = slots.idle.pop() {
+                client.catch_up();
                 if !client.is_closed() {
                     found = Some(client);
                     break;
@@ -360,8 +377,8 @@ impl Postgres {
         };
         let client = match idle {
             Some(client) => client,
-            None => match self.connect_within(self.limits.connect_timeout) {
-                Ok(client) => Arc::new(client),
+            None => match self.pooled_within(self.limits.connect_timeout) {
+                Ok(conn) => Arc::new(conn),
                 Err(_) => {
                     self.checkin(None);
                     return last(self);
@@ -387,13 +404,12 @@ impl Postgres {
     }
 
     /// What the database says about its schema; `Err` when it did not answer.
-    fn schema(&self, client: &Arc<Client>) -> Result<Schema, PgError> {
+    fn schema(&self, client: &Arc<Conn>) -> Result<Schema, PgError> {
         self.schema_within(client, self.limits.statement_timeout + GRACE)
     }
 
-    fn schema_within(&self, client: &Arc<Client>, wait: Duration) -> Result<Schema, PgError> {
-        let client = client.clone();
-        let answer = self.run(wait, async move {
+    fn schema_within(&self, client: &Arc<Conn>, wait: Duration) -> Result<Schema, PgError> {
+        let answer = client.drive(wait, async {
             match client.query_typed(SCHEMA_VERSION_SQL, &[]).await {
                 Ok(rows) => {
                     Ok(Schema::Version(rows.first().and_then(|r| {
@@ -418,7 +434,7 @@ impl Postgres {
 
     /// Checks (until it once succeeds) that the database holds the current schema; logs the
     /// operator's remedy once.
-    pub(super) fn ensure_schema(&self, client: &Arc<Client>) -> Result<(), PgError> {
+    pub(super) fn ensure_schema(&self, client: &Arc<Conn>) -> Result<(), PgError> {
         if self.schema_current.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -448,6 +464,14 @@ enum Schema {
     Version(Option<i32>),
     /// The server answered with an error (e.g. the role may not read the table).
     Unreadable(String),
+}
+
+/// The message of a connect that did not answer within `wait`.
+fn timed_out(wait: Duration) -> String {
+    format!(
+        "the server did not answer within {} ms (connect timeout; set {CONNECT_TIMEOUT_VAR})",
+        wait.as_millis()
+    )
 }
 
 /// Why a connect failed, as the operator needs it: the server's own message and SQLSTATE

@@ -10,6 +10,7 @@ use futures_util::TryStreamExt as _;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
+use super::conn::{CHECK_SESSION, Conn, check_columns, first_row};
 use super::pool::{GRACE, Limits, Postgres};
 use crate::caps::pg::value::{Cell, Param, supported, unsupported_column};
 use crate::runtime::bindings::pg::{PgError, QueryResult, SqlError};
@@ -17,34 +18,47 @@ use crate::runtime::bindings::pg::{PgError, QueryResult, SqlError};
 /// SQLSTATE for a result value the host cannot represent (an infinite timestamp, …).
 const DATETIME_FIELD_OVERFLOW: &str = "22008";
 
-/// What resets a connection's session between calls. It includes `SET SESSION AUTHORIZATION
-/// DEFAULT` (and so the role), `RESET ALL` (the host's settings come back from the startup
-/// packet), `CLOSE ALL`, `UNLISTEN *`, `pg_advisory_unlock_all()`, `DISCARD PLANS`, `DISCARD
-/// SEQUENCES` and `DISCARD TEMP`. It may not run in a transaction block — a multi-statement
-/// simple query is one — so it goes alone, pipelined behind the COMMIT with [`CHECK_SESSION`]
-/// behind it: one round trip for the three.
-const RESET_SESSION: &str = "DISCARD ALL";
+/// What resets a connection's session between calls: what `DISCARD ALL` does, except
+/// `DISCARD PLANS`. The role and session authorization, every setting (the host's come back
+/// from the startup packet), prepared statements, cursors, listens, advisory locks, sequence
+/// state and temp objects go; cached plans stay, which are replanned by the server itself when
+/// what they depend on changes. Dropping them made the next call plan its trigger's
+/// statements again (about a third of a millisecond per write). One simple query: an implicit
+/// transaction, so a failure anywhere undoes it all and the connection is closed. Pipelined
+/// behind the COMMIT with the session check behind it: one round trip for the three.
+const RESET_SESSION: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; \
+     CLOSE ALL; UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD SEQUENCES; \
+     DISCARD TEMP";
 
-/// The check after [`RESET_SESSION`]: same role, the current role, settings the session
-/// changed (`role` is not listed in `pg_settings`: the first column covers it). Judged by
-/// [`session_clean`].
-const CHECK_SESSION: &str = "SELECT current_user = session_user, current_user::text, \
-     (SELECT count(*) FROM pg_catalog.pg_settings WHERE source = 'session')";
-
-/// Whether the check of [`RESET_SESSION`] (its row as text: same role, current role, session
-/// settings) shows a clean session: the login role, no setting changed by the session.
-pub fn session_clean(row: &[Option<&str>]) -> Result<(), String> {
-    match row {
-        [Some("t"), Some(_), Some("0")] => Ok(()),
-        [Some("t"), _, n] => Err(format!(
-            "{} settings are still changed by the session",
-            n.unwrap_or("?")
+/// Whether the check after a reset (`now`) shows the session as it was when the connection was
+/// opened (`fresh`): the login role, every checked setting back. `Err` names what is not.
+pub fn session_clean(now: &[Option<&str>], fresh: &[Option<&str>]) -> Result<(), String> {
+    match now {
+        [] => return Err("the session check returned no row".into()),
+        [Some("t"), ..] => {}
+        [_, role, ..] => {
+            return Err(format!(
+                "the session still runs as role {:?}, not the login role",
+                role.unwrap_or("?")
+            ));
+        }
+        [_] => return Err("the session check returned a short row".into()),
+    }
+    if now.len() != fresh.len() {
+        return Err("the session check's row changed shape".into());
+    }
+    let changed = now
+        .iter()
+        .zip(fresh)
+        .zip(check_columns())
+        .find(|((a, b), _)| a != b);
+    match changed {
+        Some(((now, fresh), name)) => Err(format!(
+            "setting {name} is {:?}, not {:?} as when the connection was opened",
+            now.unwrap_or("NULL"),
+            fresh.unwrap_or("NULL")
         )),
-        [_, role, _] => Err(format!(
-            "the session still runs as role {:?}, not the login role",
-            role.unwrap_or("?")
-        )),
-        _ => Err("the session check returned no row".into()),
+        None => Ok(()),
     }
 }
 
@@ -88,7 +102,7 @@ pub enum CommitError {
 /// ([`retryable`]) is run again by the host in a fresh transaction (`docs/storage.md`).
 pub struct Session {
     pool: Arc<Postgres>,
-    client: Option<Arc<Client>>,
+    client: Option<Arc<Conn>>,
     /// The `BEGIN` not sent yet: it goes with the first statement.
     begin: Option<&'static str>,
     /// The connection came from the idle list, so the server may have closed it meanwhile.
@@ -183,20 +197,18 @@ impl Session {
         let cancel = client.cancel_token();
         let begin = self.begin.take();
         let again = (begin.is_some() && self.reused).then(|| params.clone());
-        let sql = statement.to_owned();
-        let probe = client.clone();
-        let answer = self.pool.run(wait, async move {
+        let answer = client.drive(wait, async {
             match begin {
                 // Pipelined: BEGIN is sent first, the statement right behind it. BEGIN fails
                 // only with the connection, and then the statement never runs.
                 Some(begin) => {
                     let (began, result) = tokio::join!(
                         client.batch_execute(begin),
-                        query(client.clone(), sql, params, limits)
+                        query(&client, statement, params, limits)
                     );
                     began.map_err(Failure::from).and(result)
                 }
-                None => query(client, sql, params, limits).await,
+                None => query(&client, statement, params, limits).await,
             }
         });
         // A pooled connection the server closed meanwhile (restart, idle timeout, its
@@ -204,7 +216,7 @@ impl Session {
         // once more on a new connection.
         let stale = match &answer {
             Some(Err(Failure::Connection(_))) => true,
-            Some(Err(Failure::Db { .. })) => probe.is_closed(),
+            Some(Err(Failure::Db { .. })) => client.is_closed(),
             _ => false,
         };
         if let (true, Some(params), Some(begin)) = (stale, again, begin) {
@@ -269,8 +281,8 @@ impl Session {
             _ => "ROLLBACK",
         };
         let wait = self.pool.limits.statement_timeout + GRACE;
-        let c = client.clone();
-        let answer = self.pool.run(wait, async move {
+        let (c, fresh): (&Client, _) = (&client, &client.fresh);
+        let answer = client.drive(wait, async {
             // Pipelined: the reset is sent right behind the COMMIT, one round trip for both.
             let (ended, reset, check) = tokio::join!(
                 c.batch_execute(finish),
@@ -279,15 +291,10 @@ impl Session {
             );
             let clean = match reset.and(check) {
                 Ok(messages) => {
-                    let row = messages.iter().find_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::Row(r) => {
-                            Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
-                        }
-                        _ => None,
-                    });
-                    let row: Vec<Option<String>> = row.unwrap_or_default();
+                    let row = first_row(&messages);
                     let row: Vec<Option<&str>> = row.iter().map(Option::as_deref).collect();
-                    session_clean(&row)
+                    let fresh: Vec<Option<&str>> = fresh.iter().map(Option::as_deref).collect();
+                    session_clean(&row, &fresh)
                 }
                 Err(e) => Err(format!("the reset failed: {e}")),
             };
@@ -346,15 +353,15 @@ impl From<tokio_postgres::Error> for Failure {
 }
 
 async fn query(
-    client: Arc<Client>,
-    sql: String,
+    client: &Conn,
+    sql: &str,
     params: Vec<Param>,
     limits: Limits,
 ) -> Result<QueryResult, Failure> {
     let typed = params
         .iter()
         .map(|p| (p as &(dyn ToSql + Sync), p.declared_type()));
-    let mut stream = pin!(client.query_typed_raw(&sql, typed).await?);
+    let mut stream = pin!(client.query_typed_raw(sql, typed).await?);
     let mut columns = Vec::new();
     let mut rows = Vec::new();
     let mut bytes = 0usize;
@@ -418,17 +425,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_session_back_on_the_login_role_without_settings_is_clean() {
-        assert_eq!(
-            session_clean(&[Some("t"), Some("bridge"), Some("0")]),
-            Ok(())
-        );
-        let role = session_clean(&[Some("f"), Some("auditor"), Some("0")]).unwrap_err();
+    fn only_a_session_back_as_it_was_opened_is_clean() {
+        let names: Vec<&str> = check_columns().collect();
+        assert_eq!(names.len(), 17, "{names:?}");
+        assert_eq!(names[..3], ["same_role", "role", "search_path"]);
+        assert_eq!(names[16], "extra_float_digits");
+        let fresh = [
+            Some("t"),
+            Some("bridge"),
+            Some("\"$user\", public"),
+            Some("30s"),
+        ];
+        assert_eq!(session_clean(&fresh, &fresh), Ok(()));
+        let mut role = fresh;
+        role[0] = Some("f");
+        role[1] = Some("auditor");
+        let role = session_clean(&role, &fresh).unwrap_err();
         assert!(role.contains("\"auditor\""), "{role}");
-        let settings = session_clean(&[Some("t"), Some("bridge"), Some("2")]).unwrap_err();
-        assert!(settings.contains("2 settings"), "{settings}");
-        assert!(session_clean(&[]).is_err());
-        assert!(session_clean(&[None, None, None]).is_err());
+        let mut path = fresh;
+        path[2] = Some("evil, public");
+        let path = session_clean(&path, &fresh).unwrap_err();
+        assert!(
+            path.contains("search_path") && path.contains("evil"),
+            "{path}"
+        );
+        assert!(session_clean(&fresh[..3], &fresh).is_err());
+        assert!(session_clean(&[], &fresh).is_err());
+        assert!(session_clean(&[None, None, None, None], &fresh).is_err());
     }
 
     #[test]
