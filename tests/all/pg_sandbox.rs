@@ -760,6 +760,15 @@ fn a_pooled_connection_is_reset_and_verified_or_dropped_between_calls() {
         db.scalar("SELECT count(*) FROM pg_class WHERE relname = 'left_behind'"),
         "0"
     );
+    // A statement prepared by SQL (a guest's, had the guard let `PREPARE` through) is not
+    // the host's, which stay prepared: the check sees it, and the connection is not reused.
+    let prepared = session_rows(&pool, &["PREPARE left_behind_plan AS SELECT 1", probe]);
+    let next = session_rows(&pool, &[probe]);
+    assert_eq!(prepared[0][0], clean[0][0], "{prepared:?}");
+    assert_ne!(
+        next[0][0], prepared[0][0],
+        "a connection holding a statement prepared by SQL was reused"
+    );
 
     // A login role whose sessions start as another role (ALTER ROLE … SET role): the reset
     // cannot bring the connection back to the login role, so every connection is dropped

@@ -8,6 +8,7 @@
 //! connection; one the server closed meanwhile shows on its next use, and the session runs
 //! that statement again on a new connection.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::{Mutex, PoisonError};
@@ -16,7 +17,8 @@ use std::time::Duration;
 
 use tokio::runtime::Runtime;
 use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::{Client, Config, Connection, NoTls, Socket};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Config, Connection, NoTls, Socket, Statement};
 
 /// The future that reads and writes one connection's socket.
 type Link = Pin<Box<Connection<Socket, NoTlsStream>>>;
@@ -28,6 +30,14 @@ pub(super) struct Conn {
     /// The session check's row on the fresh session.
     pub(super) fresh: Vec<Option<String>>,
     driver: Mutex<Driver>,
+    /// Statements prepared on this connection, by text, then parameter types.
+    statements: Mutex<Prepared>,
+}
+
+#[derive(Default)]
+struct Prepared {
+    by_text: HashMap<Box<str>, Vec<(Vec<Type>, Statement)>>,
+    count: usize,
 }
 
 struct Driver {
@@ -91,6 +101,7 @@ impl Conn {
                     runtime: Some(runtime),
                     link,
                 }),
+                statements: Mutex::default(),
             }),
             Ok(Err(e)) => {
                 runtime.shutdown_background();
@@ -100,6 +111,41 @@ impl Conn {
                 runtime.shutdown_background();
                 Err(Opening::TimedOut)
             }
+        }
+    }
+
+    /// How many statements one connection keeps prepared; later ones are prepared for each
+    /// use (the server keeps a prepared statement's plan for the session).
+    pub(super) const MAX_PREPARED: usize = 256;
+
+    /// The statement prepared on this connection for `sql` with parameters of `types`.
+    pub(super) fn prepared(&self, sql: &str, types: &[Type]) -> Option<Statement> {
+        let statements = self
+            .statements
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        statements
+            .by_text
+            .get(sql)?
+            .iter()
+            .find(|(t, _)| t == types)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// Keeps `statement` (prepared for `sql` with `types`) for the next calls on this
+    /// connection, up to [`Conn::MAX_PREPARED`].
+    pub(super) fn keep(&self, sql: &str, types: Vec<Type>, statement: Statement) {
+        let mut statements = self
+            .statements
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if statements.count < Self::MAX_PREPARED {
+            statements.count += 1;
+            statements
+                .by_text
+                .entry(sql.into())
+                .or_default()
+                .push((types, statement));
         }
     }
 
@@ -145,12 +191,12 @@ async fn alongside<T>(link: &mut Option<Link>, fut: impl Future<Output = T>) -> 
 }
 
 /// The session check, run on a fresh connection ([`state`]) and after every reset (in the
-/// reset's round trip): the role (same as the login role,
-/// and which), then the settings that change what a statement means or may do. `RESET ALL`
-/// restores every setting; the check confirms it on these, against the same query run when the
-/// connection was opened ([`state`]), at the cost of a few `current_setting` calls (reading
-/// `pg_settings` instead costs the server half a millisecond per call). Judged by the
-/// session's `session_clean`.
+/// reset's round trip): the role (same as the login role, and which), the settings that change
+/// what a statement means or may do, and how many prepared statements SQL made (a guest's;
+/// the host prepares through the protocol). `RESET ALL` restores every setting; the check
+/// confirms it on these, against the same query run when the connection was opened, at the
+/// cost of a few `current_setting` calls (reading `pg_settings` instead costs the server half a
+/// millisecond per call). Judged by the session's `session_clean`.
 pub(super) const CHECK_SESSION: &str = "SELECT current_user = session_user AS same_role, \
      current_user::text AS role, \
      pg_catalog.current_setting('search_path') AS search_path, \
@@ -170,7 +216,8 @@ pub(super) const CHECK_SESSION: &str = "SELECT current_user = session_user AS sa
      pg_catalog.current_setting('bytea_output') AS bytea_output, \
      pg_catalog.current_setting('standard_conforming_strings') AS standard_conforming_strings, \
      pg_catalog.current_setting('client_encoding') AS client_encoding, \
-     pg_catalog.current_setting('extra_float_digits') AS extra_float_digits";
+     pg_catalog.current_setting('extra_float_digits') AS extra_float_digits, \
+     (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql) AS sql_prepared";
 
 /// The session check's row (column name, value) on `client` now: run once on a fresh
 /// connection, it is what every reset must bring back.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt as _;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
 use super::conn::{CHECK_SESSION, Conn, check_columns, first_row};
@@ -18,15 +18,17 @@ use crate::runtime::bindings::pg::{PgError, QueryResult, SqlError};
 /// SQLSTATE for a result value the host cannot represent (an infinite timestamp, …).
 const DATETIME_FIELD_OVERFLOW: &str = "22008";
 
-/// What resets a connection's session between calls: what `DISCARD ALL` does, except
-/// `DISCARD PLANS`. The role and session authorization, every setting (the host's come back
-/// from the startup packet), prepared statements, cursors, listens, advisory locks, sequence
-/// state and temp objects go; cached plans stay, which are replanned by the server itself when
-/// what they depend on changes. Dropping them made the next call plan its trigger's
-/// statements again (about a third of a millisecond per write). One simple query: an implicit
-/// transaction, so a failure anywhere undoes it all and the connection is closed. Pipelined
-/// behind the COMMIT with the session check behind it: one round trip for the three.
-const RESET_SESSION: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; \
+/// What resets a connection's session between calls: what `DISCARD ALL` does but for
+/// `DEALLOCATE ALL` and `DISCARD PLANS`. The role and session authorization, every setting (the
+/// host's come back from the startup packet), cursors, listens, advisory locks, sequence state
+/// and temp objects go. The host's own prepared statements and their plans stay (the server
+/// replans them itself when what they depend on changes): dropping them made every call parse
+/// and plan its statements, and its trigger's, again. A guest cannot prepare one (the guard
+/// refuses `PREPARE`), and the check after the reset closes a connection on which one was.
+/// One simple query: an implicit transaction, so a failure anywhere undoes it all and the
+/// connection is closed. Pipelined behind the COMMIT with the session check behind it: one
+/// round trip for the three.
+const RESET_SESSION: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
      CLOSE ALL; UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD SEQUENCES; \
      DISCARD TEMP";
 
@@ -358,10 +360,17 @@ async fn query(
     params: Vec<Param>,
     limits: Limits,
 ) -> Result<QueryResult, Failure> {
-    let typed = params
-        .iter()
-        .map(|p| (p as &(dyn ToSql + Sync), p.declared_type()));
-    let mut stream = pin!(client.query_typed_raw(sql, typed).await?);
+    let types: Vec<Type> = params.iter().map(Param::declared_type).collect();
+    let statement = match client.prepared(sql, &types) {
+        Some(statement) => statement,
+        None => {
+            let statement = client.prepare_typed(sql, &types).await?;
+            client.keep(sql, types, statement.clone());
+            statement
+        }
+    };
+    let values = params.iter().map(|p| p as &(dyn ToSql + Sync));
+    let mut stream = pin!(client.query_raw(&statement, values).await?);
     let mut columns = Vec::new();
     let mut rows = Vec::new();
     let mut bytes = 0usize;
@@ -427,9 +436,9 @@ mod tests {
     #[test]
     fn only_a_session_back_as_it_was_opened_is_clean() {
         let names: Vec<&str> = check_columns().collect();
-        assert_eq!(names.len(), 17, "{names:?}");
+        assert_eq!(names.len(), 18, "{names:?}");
         assert_eq!(names[..3], ["same_role", "role", "search_path"]);
-        assert_eq!(names[16], "extra_float_digits");
+        assert_eq!(names[17], "sql_prepared");
         let fresh = [
             Some("t"),
             Some("bridge"),
