@@ -110,6 +110,14 @@ pub trait BacklogStore {
         None
     }
 
+    /// Whether `id`, just drawn at random for a new item, is free. The default looks it up.
+    /// A store whose write of that item then fails with a conflict rather than replace
+    /// another item (Postgres: a plain INSERT meets the primary key, and the host runs the
+    /// call again, with a new id) may answer yes without a lookup.
+    fn claim_new_id(&mut self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.get(id)?.is_none())
+    }
+
     /// A hint: this call is about to look up these dedupe keys with
     /// [`find_by_dedupe_key`](Self::find_by_dedupe_key). A store with round trips may fetch
     /// them all at once (Postgres: one statement) and answer the lookups from memory; the

@@ -38,13 +38,36 @@ fn missing_item(store: &dyn BacklogStore, id: &str) -> Error {
 fn fresh_item_id(store: &mut dyn BacklogStore, ctx: &mut Ctx<'_>) -> Result<String> {
     for _ in 0..16 {
         let id = ids::new_item_id(ctx.entropy);
-        if store.get(&id)?.is_none() {
+        if store.claim_new_id(&id)? {
             return Ok(id);
         }
     }
-    Err(Error::internal(
-        "could not find a free item id: the entropy source keeps repeating",
-    ))
+    Err(no_free_id())
+}
+
+fn no_free_id() -> Error {
+    Error::internal("could not find a free item id: the entropy source keeps repeating")
+}
+
+/// The dedupe key of an item created without one.
+fn manual_key(id: &str) -> String {
+    format!("manual:{id}")
+}
+
+/// A fresh id and its manual dedupe key. A store that claims ids without a lookup may hand
+/// out the id of an item created without a key; its key then shows the id is taken, and the
+/// next id is drawn.
+fn fresh_manual_id(store: &mut dyn BacklogStore, ctx: &mut Ctx<'_>) -> Result<(String, String)> {
+    for _ in 0..16 {
+        let id = fresh_item_id(store, ctx)?;
+        let k = manual_key(&id);
+        match store.find_by_dedupe_key(&k)? {
+            None => return Ok((id, k)),
+            Some(holder) if holder.id == id => continue,
+            Some(holder) => return Err(dedupe_taken(&k, &holder.id)),
+        }
+    }
+    Err(no_free_id())
 }
 
 /// `unavailable`: the fallback store of this call cannot tell whether `key` is taken.
@@ -90,19 +113,17 @@ fn create_item(
             return Err(unknown_key(key));
         }
     }
-    let id = match id {
-        Some(id) => id,
-        None => fresh_item_id(store, ctx)?,
-    };
-    let dedupe_key = match p.dedupe_key {
-        Some(k) => k,
-        None => {
-            let k = format!("manual:{id}");
+    let (id, dedupe_key) = match (id, p.dedupe_key) {
+        (Some(id), Some(k)) => (id, k),
+        (None, Some(k)) => (fresh_item_id(store, ctx)?, k),
+        (Some(id), None) => {
+            let k = manual_key(&id);
             if let Some(holder) = store.find_by_dedupe_key(&k)? {
                 return Err(dedupe_taken(&k, &holder.id));
             }
-            k
+            (id, k)
         }
+        (None, None) => fresh_manual_id(store, ctx)?,
     };
     let due_date = match p.due_date {
         Some(d) => d,

@@ -360,6 +360,10 @@ impl<S: Sql> BacklogStore for AutoStore<S> {
         self.on(|s| s.prefetch_dedupe_keys(keys))
     }
 
+    fn claim_new_id(&mut self, id: &str) -> Result<bool, StoreError> {
+        self.on(|s| s.claim_new_id(id))
+    }
+
     fn list(&mut self, query: &ListQuery, today: &str) -> Result<Page, StoreError> {
         self.on(|s| s.list(query, today))
     }

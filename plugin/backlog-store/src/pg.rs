@@ -18,7 +18,7 @@
 mod rows;
 mod sql;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use backlog_core::dashboard::Dashboard;
 use backlog_core::list::{ItemKeys, ListQuery};
@@ -103,6 +103,12 @@ const UPSERT_ITEM_SQL: &str = "INSERT INTO backlog_items (id, created_at, update
      status = EXCLUDED.status, owner = EXCLUDED.owner, due_date = EXCLUDED.due_date, \
      source = EXCLUDED.source, dedupe_key = EXCLUDED.dedupe_key, \
      evidence_refs = EXCLUDED.evidence_refs, tags = EXCLUDED.tags, meta = EXCLUDED.meta";
+/// The INSERT of an item whose id this call claimed as new: a taken id fails it (SQLSTATE
+/// 23505), never replaces another item.
+const INSERT_ITEM_SQL: &str = "INSERT INTO backlog_items (id, created_at, updated_at, env, service, category, title, \
+     description, priority, status, owner, due_date, source, dedupe_key, evidence_refs, tags, meta) \
+     VALUES ($1, $2::timestamptz, $3::timestamptz, $4, $5, $6, $7, $8, $9, $10, $11, $12::date, $13, $14, \
+     $15::jsonb, $16::jsonb, $17::jsonb)";
 /// Parameters per item in [`UPSERT_ITEM_SQL`].
 const ITEM_PARAMS: usize = 17;
 /// Parameters per event row of the events INSERT.
@@ -135,6 +141,9 @@ pub struct PostgresStore<S> {
 struct Seen {
     by_id: HashMap<String, Option<Item>>,
     by_key: HashMap<String, Option<String>>,
+    /// Ids this call claimed for new items without a lookup ([`BacklogStore::claim_new_id`]):
+    /// their write is a plain INSERT.
+    new_ids: HashSet<String>,
 }
 
 impl Seen {
@@ -274,13 +283,24 @@ impl<S: Sql> PostgresStore<S> {
         for ev in events {
             event_params(ev, &mut params)?;
         }
+        let item_sql = match item {
+            Some(item)
+                if self
+                    .seen
+                    .as_ref()
+                    .is_some_and(|s| s.new_ids.contains(&item.id)) =>
+            {
+                INSERT_ITEM_SQL
+            }
+            _ => UPSERT_ITEM_SQL,
+        };
         let statement = match (item.is_some(), events_sql) {
             (false, None) => return Ok(()),
-            (true, None) => UPSERT_ITEM_SQL.to_owned(),
+            (true, None) => item_sql.to_owned(),
             (false, Some(evs)) => evs,
             // A data-modifying CTE: one round trip; the events' foreign key is checked at the
             // end of the statement, after the item row exists.
-            (true, Some(evs)) => format!("WITH item AS ({UPSERT_ITEM_SQL} RETURNING 1) {evs}"),
+            (true, Some(evs)) => format!("WITH item AS ({item_sql} RETURNING 1) {evs}"),
         };
         self.query(&statement, &params)
             .map(drop)
@@ -318,6 +338,15 @@ fn write_error(e: StoreError, item: Option<&Item>) -> StoreError {
     let StoreError::Internal(msg) = e else {
         return e;
     };
+    if msg.contains(&format!("SQLSTATE {UNIQUE_VIOLATION}"))
+        && msg.contains("backlog_items_pkey")
+        && let Some(item) = item
+    {
+        return StoreError::Internal(format!(
+            "the new item's random id {} is taken in Postgres (run the call again): {msg}",
+            item.id
+        ));
+    }
     if msg.contains(&format!("SQLSTATE {UNIQUE_VIOLATION}"))
         && let Some(item) = item
     {
@@ -392,6 +421,18 @@ impl<S: Sql> BacklogStore for PostgresStore<S> {
             }
         }
         Ok(())
+    }
+
+    /// In a scoped call: yes, without a lookup. The item's write is then a plain INSERT, which a
+    /// taken id fails with a unique violation: the host runs the call again (`docs/storage.md`).
+    fn claim_new_id(&mut self, id: &str) -> Result<bool, StoreError> {
+        match self.seen.as_mut() {
+            Some(seen) => {
+                seen.new_ids.insert(id.to_owned());
+                Ok(true)
+            }
+            None => Ok(self.get(id)?.is_none()),
+        }
     }
 
     fn find_by_dedupe_key(&mut self, key: &str) -> Result<Option<Item>, StoreError> {
@@ -473,6 +514,8 @@ impl<S: Sql> BacklogStore for PostgresStore<S> {
         match self.write_rows(item, events) {
             Ok(()) => {
                 if let (Some(seen), Some(item)) = (self.seen.as_mut(), item) {
+                    // Stored now: a later write of it in this call replaces it.
+                    seen.new_ids.remove(&item.id);
                     seen.item(item);
                 }
                 Ok(())

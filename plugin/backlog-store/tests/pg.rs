@@ -1100,6 +1100,46 @@ fn the_action_layer_runs_unchanged_on_postgres() {
     assert!(count(cluster(), &db, "backlog_items") >= 3);
 }
 
+/// A new item's id is claimed without a lookup: when the random id is taken after all, the
+/// write fails with a unique violation (which the host answers by running the call again)
+/// and the item holding the id is left as it was.
+#[test]
+fn a_taken_random_id_fails_the_create_and_replaces_nothing() {
+    let mut pg = World::new(store("taken_id"));
+    let mut end_pg = |s: &mut Store, ok: bool| s.sql_mut().finish(ok);
+    // SeqEntropy draws bl_000000000001 first: make it taken, by an item with a key of its own.
+    let mut holder = item(1);
+    holder.dedupe_key = "holder".into();
+    pg.store.begin_call();
+    write(&mut pg.store, Some(&holder), &[event(1, &holder.id)]);
+    pg.store.sql_mut().finish(true);
+    let create = json!({"env": "prod", "service": "web", "category": "refactor", "title": "new"});
+    let failed = pg.exec("create", &create, &mut end_pg);
+    assert_eq!(failed["code"], "internal", "{failed}");
+    let message = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("SQLSTATE 23505") && message.contains("bl_000000000001 is taken"),
+        "{message}"
+    );
+    assert_eq!(get(&mut pg.store, &holder.id), Some(holder.clone()));
+    pg.store.sql_mut().finish(true);
+    // Run again (as the host does), with the next random id: created, the holder untouched.
+    let created = pg.exec("create", &create, &mut end_pg);
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    assert!(id.starts_with("bl_") && id != holder.id, "{created}");
+    assert_eq!(get(&mut pg.store, &holder.id), Some(holder));
+    assert_eq!(get(&mut pg.store, &id).map(|i| i.title), Some("new".into()));
+    pg.store.sql_mut().finish(true);
+    // An id taken by an item created without a key shows in its manual key: the next id is
+    // drawn in the same call.
+    let mut again = World::new(store("taken_id_manual"));
+    let first = again.exec("create", &create, &mut end_pg);
+    again.entropy = SeqEntropy::default();
+    let second = again.exec("create", &create, &mut end_pg);
+    assert_eq!(first["id"], "bl_000000000001", "{first}");
+    assert_eq!(second["id"], "bl_000000000002", "{second}");
+}
+
 /// A page stops at the byte budget, as on JSONL: 25 items of ~0.95 MB of evidence (as an older
 /// version stored them) come back a few at a time, each page under the budget, every item once.
 #[test]
