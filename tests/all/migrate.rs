@@ -63,7 +63,7 @@ fn dry_run_prints_the_sql_changes_nothing_and_hides_the_password() {
     assert!(run.stdout.starts_with("BEGIN;"), "{run:?}");
     assert_eq!(s["applied"], false);
     assert_eq!(s["dry_run"], true);
-    assert_eq!(s["schema_version"], 2);
+    assert_eq!(s["schema_version"], 3);
     assert_eq!(
         s["dsn"],
         format!(
@@ -104,7 +104,7 @@ fn migrating_twice_is_fine_and_output_shows_only_the_redacted_dsn() {
         db.scalar(
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM backlog_schema_version"
         ),
-        "1,2"
+        "1,2,3"
     );
     // POSTGRES_DSN is the fallback.
     let env = Env::new().var("POSTGRES_DSN", &db.dsn);
@@ -550,8 +550,9 @@ fn migrate_warns_when_the_login_role_can_switch_to_other_roles() {
 }
 
 /// A database of schema version 1 with items in it (as an older build left it) is completed
-/// to version 2 by `migrate`: the counts table is filled once from the items already there,
-/// the triggers keep it from then on, and a second run changes nothing.
+/// to the current version by `migrate`: the counts and due counts tables are filled once from
+/// the items already there, the triggers keep them from then on, and a second run changes
+/// nothing.
 #[test]
 fn a_version_1_database_is_completed_with_counts_of_its_items() {
     let (env, db) = migrated();
@@ -563,8 +564,9 @@ fn a_version_1_database_is_completed_with_counts_of_its_items() {
          DROP TRIGGER backlog_counts_truncate ON backlog_items;
          DROP FUNCTION backlog_counts_apply();
          DROP TABLE backlog_counts;
-         DROP INDEX backlog_items_overdue_idx;
-         DELETE FROM backlog_schema_version WHERE version = 2;
+         DROP TABLE backlog_due_counts;
+         DROP INDEX backlog_items_live_due_idx;
+         DELETE FROM backlog_schema_version WHERE version IN (2, 3);
          INSERT INTO backlog_items (id, created_at, updated_at, env, service, category, title,
                 priority, status, owner, due_date, source, dedupe_key)
          SELECT 'bl_' || i, now(), now(), (ARRAY['prod', 'dev'])[i % 2 + 1], 'svc-' || (i % 3),
@@ -577,11 +579,17 @@ fn a_version_1_database_is_completed_with_counts_of_its_items() {
                  GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4";
     let counts = "SELECT env, service, status, priority, n FROM backlog_counts \
                   WHERE n <> 0 ORDER BY 1, 2, 3, 4";
+    let due_group = "SELECT env, due_date::text, priority, count(*)::int8 AS n FROM backlog_items \
+                     WHERE status NOT IN ('done', 'canceled') GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+    let due_counts = "SELECT env, due_date::text, priority, n FROM backlog_due_counts \
+                      WHERE n <> 0 ORDER BY 1, 2, 3";
     let run = env.migrate(&["--dsn", &db.dsn]);
     assert_eq!(summary(&run)["applied"], true, "{run:?}");
     assert_eq!(db.rows(counts), db.rows(group));
+    assert_eq!(db.rows(due_counts), db.rows(due_group));
+    assert!(!db.rows(due_group).is_empty());
     assert_eq!(
-        db.scalar("SELECT to_regclass('backlog_items_overdue_idx') IS NOT NULL"),
+        db.scalar("SELECT to_regclass('backlog_items_live_due_idx') IS NOT NULL"),
         "true"
     );
     // Kept by the triggers from now on; a second run neither applies nor counts twice.
@@ -590,7 +598,9 @@ fn a_version_1_database_is_completed_with_counts_of_its_items() {
          DELETE FROM backlog_items WHERE env = 'dev' AND priority = 'P0';",
     );
     assert_eq!(db.rows(counts), db.rows(group));
+    assert_eq!(db.rows(due_counts), db.rows(due_group));
     let again = env.migrate(&["--dsn", &db.dsn]);
     assert_eq!(summary(&again)["applied"], false, "{again:?}");
     assert_eq!(db.rows(counts), db.rows(group));
+    assert_eq!(db.rows(due_counts), db.rows(due_group));
 }

@@ -1,5 +1,5 @@
--- backlog-bridge Postgres schema, version 2 (docs/storage.md). Idempotent: every statement can run
--- again on a migrated database, and a database of version 1 is completed to version 2.
+-- backlog-bridge Postgres schema, version 3 (docs/storage.md). Idempotent: every statement can run
+-- again on a migrated database, and a database of an older version is completed to version 3.
 -- `backlog-bridge migrate` runs these statements in order, in one transaction, and records the
 -- version.
 CREATE TABLE IF NOT EXISTS backlog_schema_version (
@@ -76,23 +76,45 @@ CREATE TABLE IF NOT EXISTS backlog_counts (
     n        BIGINT NOT NULL,
     PRIMARY KEY (env, service, status, priority)
 );
+-- Version 3: `backlog_due_counts` holds how many live items (not done or canceled) each (env,
+-- due_date, priority) has, kept by the same triggers, so the overdue count of an env is a sum
+-- over its due dates before today, not a count of its overdue items.
+CREATE TABLE IF NOT EXISTS backlog_due_counts (
+    env      TEXT NOT NULL,
+    due_date DATE NOT NULL,
+    priority TEXT NOT NULL,
+    n        BIGINT NOT NULL,
+    PRIMARY KEY (env, due_date, priority)
+);
 CREATE OR REPLACE FUNCTION backlog_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         DELETE FROM backlog_counts;
+        DELETE FROM backlog_due_counts;
         RETURN NULL;
     END IF;
-    -- Rows in key order: concurrent writers lock the counts they share in one order.
+    -- Rows in key order, counts before due counts: concurrent writers lock the counts they
+    -- share in one order.
     IF TG_OP = 'INSERT' THEN
         INSERT INTO backlog_counts AS c (env, service, status, priority, n)
         SELECT env, service, status, priority, count(*) FROM backlog_new_rows
          GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
         ON CONFLICT (env, service, status, priority) DO UPDATE SET n = c.n + EXCLUDED.n;
+        INSERT INTO backlog_due_counts AS c (env, due_date, priority, n)
+        SELECT env, due_date, priority, count(*) FROM backlog_new_rows
+         WHERE status NOT IN ('done', 'canceled')
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (env, due_date, priority) DO UPDATE SET n = c.n + EXCLUDED.n;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO backlog_counts AS c (env, service, status, priority, n)
         SELECT env, service, status, priority, -count(*) FROM backlog_old_rows
          GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
         ON CONFLICT (env, service, status, priority) DO UPDATE SET n = c.n + EXCLUDED.n;
+        INSERT INTO backlog_due_counts AS c (env, due_date, priority, n)
+        SELECT env, due_date, priority, -count(*) FROM backlog_old_rows
+         WHERE status NOT IN ('done', 'canceled')
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (env, due_date, priority) DO UPDATE SET n = c.n + EXCLUDED.n;
     ELSE
         INSERT INTO backlog_counts AS c (env, service, status, priority, n)
         SELECT env, service, status, priority, sum(d) FROM (
@@ -101,6 +123,15 @@ BEGIN
             SELECT env, service, status, priority, -1 FROM backlog_old_rows) moved
          GROUP BY 1, 2, 3, 4 HAVING sum(d) <> 0 ORDER BY 1, 2, 3, 4
         ON CONFLICT (env, service, status, priority) DO UPDATE SET n = c.n + EXCLUDED.n;
+        INSERT INTO backlog_due_counts AS c (env, due_date, priority, n)
+        SELECT env, due_date, priority, sum(d) FROM (
+            SELECT env, due_date, priority, 1 AS d FROM backlog_new_rows
+             WHERE status NOT IN ('done', 'canceled')
+            UNION ALL
+            SELECT env, due_date, priority, -1 FROM backlog_old_rows
+             WHERE status NOT IN ('done', 'canceled')) moved
+         GROUP BY 1, 2, 3 HAVING sum(d) <> 0 ORDER BY 1, 2, 3
+        ON CONFLICT (env, due_date, priority) DO UPDATE SET n = c.n + EXCLUDED.n;
     END IF;
     RETURN NULL;
 END
@@ -127,8 +158,21 @@ SELECT env, service, status, priority, count(*) FROM backlog_items
  WHERE NOT EXISTS (SELECT 1 FROM backlog_schema_version WHERE version = 2)
  GROUP BY 1, 2, 3, 4
 ON CONFLICT (env, service, status, priority) DO NOTHING;
--- Live items by due date: the overdue count, the overdue page and the overdue P0 ids of an
--- env read this index only.
-CREATE INDEX IF NOT EXISTS backlog_items_overdue_idx ON backlog_items (env, due_date, priority, id)
+-- Live items by due date, then priority and id in byte order (as the overdue list sorts them):
+-- the overdue page and the overdue P0 ids of an env read this index only, in its order, and
+-- stop at the page's end. (Version 2 had it without the byte order, which the planner could
+-- not use for that sort: it read every overdue item of the env, or the items by due date.)
+DROP INDEX IF EXISTS backlog_items_overdue_idx;
+CREATE INDEX IF NOT EXISTS backlog_items_live_due_idx
+    ON backlog_items (env, due_date, priority COLLATE "C", id COLLATE "C")
     WHERE status NOT IN ('done', 'canceled');
 INSERT INTO backlog_schema_version (version) VALUES (2) ON CONFLICT (version) DO NOTHING;
+-- The due counts of the live items already there, once: when this database reaches version 3
+-- (the triggers above hold the table's lock).
+INSERT INTO backlog_due_counts (env, due_date, priority, n)
+SELECT env, due_date, priority, count(*) FROM backlog_items
+ WHERE status NOT IN ('done', 'canceled')
+   AND NOT EXISTS (SELECT 1 FROM backlog_schema_version WHERE version = 3)
+ GROUP BY 1, 2, 3
+ON CONFLICT (env, due_date, priority) DO NOTHING;
+INSERT INTO backlog_schema_version (version) VALUES (3) ON CONFLICT (version) DO NOTHING;

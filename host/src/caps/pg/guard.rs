@@ -109,6 +109,7 @@ pub const TABLES: &[&str] = &[
     "backlog_items",
     "backlog_events",
     "backlog_counts",
+    "backlog_due_counts",
     "backlog_schema_version",
 ];
 

@@ -16,15 +16,14 @@ use super::{PostgresStore, Sql, Value, rows};
 /// Every count and the top services of one env (`$1`) on day `$2`, in one statement, without
 /// a scan of the env's items: the counts from `backlog_counts` (one row per service, status
 /// and priority, kept by the schema's triggers in every write's transaction), the overdue count
-/// and overdue P0 count from the partial index of live items by due date
-/// (`backlog_items_overdue_idx`: only the env's overdue entries are read); `$3` caps
-/// `top_services`. The columns as [`dashboard_counts`] decodes them.
+/// and overdue P0 count from `backlog_due_counts` (live items per due date and priority, kept
+/// by the same triggers: a sum over the env's past due dates); `$3` caps `top_services`. The columns as [`dashboard_counts`] decodes them.
 const DASHBOARD_COUNTS_SQL: &str = r#"WITH c AS (
     SELECT service, status, priority, n FROM backlog_counts WHERE env = $1 AND n <> 0
 ), late AS (
-    SELECT count(*) AS overdue, count(*) FILTER (WHERE priority = 'P0') AS overdue_p0
-      FROM backlog_items
-     WHERE env = $1 AND status NOT IN ('done', 'canceled') AND due_date < $2::date
+    SELECT coalesce(sum(n), 0) AS overdue, coalesce(sum(n) FILTER (WHERE priority = 'P0'), 0) AS overdue_p0
+      FROM backlog_due_counts
+     WHERE env = $1 AND due_date < $2::date
 )
 SELECT coalesce(sum(n), 0)::int8,
        coalesce(sum(n) FILTER (WHERE status = 'open'), 0)::int8,
@@ -44,10 +43,13 @@ SELECT coalesce(sum(n), 0)::int8,
                  ORDER BY live DESC, service COLLATE "C" LIMIT $3) top)
   FROM c"#;
 /// Ids of every overdue P0 item of env `$1` on day `$2`, in overdue order, as a JSON array;
-/// needed only when the overdue page does not already hold all of them.
-const DASHBOARD_P0_SQL: &str = r#"SELECT coalesce(json_agg(id ORDER BY due_date, id COLLATE "C"), '[]')::text
-  FROM backlog_items
- WHERE env = $1 AND priority = 'P0' AND status NOT IN ('done', 'canceled') AND due_date < $2::date"#;
+/// needed only when the overdue page does not already hold all of them. The live-due index
+/// gives the order (the aggregate takes the rows as the subquery sorts them).
+const DASHBOARD_P0_SQL: &str = r#"SELECT coalesce(json_agg(id), '[]')::text
+  FROM (SELECT id FROM backlog_items
+         WHERE env = $1 AND priority COLLATE "C" = 'P0' AND status NOT IN ('done', 'canceled')
+           AND due_date < $2::date
+         ORDER BY due_date, id COLLATE "C") p0"#;
 /// The first `$3` overdue items of env `$1` on day `$2`, by due_date, priority, id.
 const DASHBOARD_OVERDUE_SQL: &str = concat!(
     "SELECT ",
