@@ -1,18 +1,20 @@
 //! Connections to the configured database: the pool ([`Postgres`]), the per-call
 //! transaction on one pooled connection ([`Session`](super::session::Session)), and the schema check.
 //!
-//! Threads: the connections are `tokio-postgres` clients driven by a small runtime the pool
-//! owns. Callers (a wasm host call on whatever thread runs the guest — the CLI's main thread,
-//! a `spawn_blocking` thread of the HTTP server) hand a future to that runtime and wait on a
-//! channel with a deadline; nobody calls `block_on`, so this works inside or outside another
-//! runtime.
+//! Threads: a pooled connection ([`Conn`]) owns a single-threaded runtime, and the thread
+//! running the call (the CLI's main thread, a `spawn_blocking` thread of the HTTP server)
+//! drives it while it waits for its statement: no hand-off per statement. The pool's own
+//! small runtime runs what is not a pooled call: connections for `migrate` and the scheduler
+//! ([`Postgres::connect`], whose callers hand futures over and wait on a channel with a
+//! deadline) and cancel requests.
 //!
 //! Every connection is opened with the host's session settings in its startup packet
 //! (`statement_timeout`, `TimeZone=UTC`), so they are the session defaults that a reset
-//! restores. Between calls a connection is reset with `DISCARD ALL` (role and session
-//! authorization, settings, temp objects, advisory locks, cursors, prepared statements) and
-//! then verified in the same round trip: `current_user = session_user` and no setting left
-//! from the session. A connection that fails the check is closed, never reused: a call must
+//! restores. Between calls a connection is reset (role and session authorization, settings,
+//! temp objects, advisory locks, cursors: `DISCARD ALL` but for the host's prepared
+//! statements) and then checked in the same round trip against its state when it was
+//! opened: the login role, the settings that change what a statement means, no statement
+//! prepared by SQL. A connection that fails the check is closed, never reused: a call must
 //! not see — or run as — what an earlier call left in the session.
 //!
 //! Outages: a connect that fails or does not answer within the connect timeout marks the
