@@ -30,15 +30,12 @@ pub(super) struct Conn {
     /// The session check's row on the fresh session.
     pub(super) fresh: Vec<Option<String>>,
     driver: Mutex<Driver>,
-    /// Statements prepared on this connection, by text, then parameter types.
+    /// Statements prepared on this connection.
     statements: Mutex<Prepared>,
 }
 
-#[derive(Default)]
-struct Prepared {
-    by_text: HashMap<Box<str>, Vec<(Vec<Type>, Statement)>>,
-    count: usize,
-}
+/// By text, then parameter types.
+type Prepared = HashMap<Box<str>, Vec<(Vec<Type>, Statement)>>;
 
 struct Driver {
     runtime: Option<Runtime>,
@@ -93,25 +90,25 @@ impl Conn {
             })
             .await
         });
-        match opened {
-            Ok(Ok((client, link, fresh))) => Ok(Conn {
-                client,
-                fresh,
-                driver: Mutex::new(Driver {
-                    runtime: Some(runtime),
-                    link,
-                }),
-                statements: Mutex::default(),
+        let (client, link, fresh) = match opened {
+            Ok(Ok(opened)) => opened,
+            failed => {
+                runtime.shutdown_background();
+                return Err(match failed {
+                    Ok(Err(e)) => Opening::Failed(e),
+                    _ => Opening::TimedOut,
+                });
+            }
+        };
+        Ok(Conn {
+            client,
+            fresh,
+            driver: Mutex::new(Driver {
+                runtime: Some(runtime),
+                link,
             }),
-            Ok(Err(e)) => {
-                runtime.shutdown_background();
-                Err(Opening::Failed(e))
-            }
-            Err(_) => {
-                runtime.shutdown_background();
-                Err(Opening::TimedOut)
-            }
-        }
+            statements: Mutex::default(),
+        })
     }
 
     /// How many statements one connection keeps prepared; later ones are prepared for each
@@ -125,7 +122,6 @@ impl Conn {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         statements
-            .by_text
             .get(sql)?
             .iter()
             .find(|(t, _)| t == types)
@@ -139,10 +135,8 @@ impl Conn {
             .statements
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if statements.count < Self::MAX_PREPARED {
-            statements.count += 1;
+        if statements.values().map(Vec::len).sum::<usize>() < Self::MAX_PREPARED {
             statements
-                .by_text
                 .entry(sql.into())
                 .or_default()
                 .push((types, statement));
