@@ -21,8 +21,9 @@
 //! (f) the audit trail's cost: HTTP `get` req/s and a cold `call upsert`, trail on vs off.
 //!
 //! Options (env): BENCH_SIZES="10000,100000", BENCH_ITERS=200; BENCH_ONLY=router runs (e)
-//! alone, BENCH_ONLY=audit (f) alone (BENCH_AUDIT_ITEMS=10000), BENCH_ONLY=reload the reload
-//! figure (`bridge/reload.rs`); BENCH_ROUTER_SECS=3 (per load figure), BENCH_ROUTER_CLIENTS=32,
+//! alone, BENCH_ONLY=audit (f) alone (BENCH_AUDIT_ITEMS=10000), BENCH_ONLY=cold the cold
+//! process figures of (c) alone, BENCH_ONLY=reload the reload figure (`bridge/reload.rs`);
+//! BENCH_ROUTER_SECS=3 (per load figure), BENCH_ROUTER_CLIENTS=32,
 //! BENCH_ROUTER_ITEMS=100000; BENCH_CLEANUP_LINES=1000000.
 
 use std::io::Write as _;
@@ -78,6 +79,10 @@ fn main() {
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("audit") {
         audit::bench(tmp.path(), iters);
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("cold") {
+        cold_only(tmp.path());
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("reload") {
@@ -175,40 +180,7 @@ fn main() {
             let append = bare_append(&dir, iters);
             report("bare fdatasync'd append", &append, None);
             ratio("durable upsert (component) / bare append", &wu, &append);
-            // Issue #13: a new process must not parse the whole store (the index checkpoint).
-            let start = measure(20, || {
-                let out = Command::new(BIN).arg("--help").output().expect("spawn");
-                assert!(out.status.success());
-            });
-            report("process start (`backlog-bridge --help`)", &start, None);
-            let get = json!({"id": item_id(n / 2)}).to_string();
-            let list = json!({"env":"prod","status":["open"],"limit":50}).to_string();
-            let mut k = 0;
-            for (action, target, before) in [
-                ("get", 60, "455 ms"),
-                ("list", 60, "514 ms"),
-                ("upsert", 80, "668 ms"),
-            ] {
-                let cold = measure(5, || {
-                    k += 1;
-                    let params = match action {
-                        "get" => get.clone(),
-                        "list" => list.clone(),
-                        _ => upsert(&format!("bench:cold:{k}")).to_string(),
-                    };
-                    cold_call(&dir, action, &params)
-                });
-                report(
-                    &format!("(c) cold process `call {action}` at this size"),
-                    &cold,
-                    Some(Duration::from_millis(target)),
-                );
-                println!(
-                    "{:<48} {:.0}x process start  (issue #13 before: {before} at 100k)",
-                    "",
-                    pct(&cold, 0.5).as_secs_f64() / pct(&start, 0.5).as_secs_f64().max(1e-9)
-                );
-            }
+            cold_figures(&dir, n);
         }
     }
 
@@ -229,6 +201,62 @@ fn main() {
         &cold,
         Some(Duration::from_millis(50)),
     );
+}
+
+/// Issue #13: a new process must not parse the whole store (the index checkpoint). Cold
+/// `call get`/`list`/`upsert` on the store at `dir` (`n` items), against process start.
+fn cold_figures(dir: &Path, n: usize) {
+    let start = measure(20, || {
+        let out = Command::new(BIN).arg("--help").output().expect("spawn");
+        assert!(out.status.success());
+    });
+    report("process start (`backlog-bridge --help`)", &start, None);
+    let get = json!({"id": item_id(n / 2)}).to_string();
+    let list = json!({"env":"prod","status":["open"],"limit":50}).to_string();
+    let mut k = 0;
+    for (action, target, before) in [
+        ("get", 60, "455 ms"),
+        ("list", 60, "514 ms"),
+        ("upsert", 80, "668 ms"),
+    ] {
+        let cold = measure(5, || {
+            k += 1;
+            let params = match action {
+                "get" => get.clone(),
+                "list" => list.clone(),
+                _ => upsert(&format!("bench:cold:{k}")).to_string(),
+            };
+            cold_call(dir, action, &params)
+        });
+        report(
+            &format!("(c) cold process `call {action}` at this size"),
+            &cold,
+            Some(Duration::from_millis(target)),
+        );
+        println!(
+            "{:<48} {:.0}x process start  (issue #13 before: {before} at 100k)",
+            "",
+            pct(&cold, 0.5).as_secs_f64() / pct(&start, 0.5).as_secs_f64().max(1e-9)
+        );
+    }
+}
+
+/// `BENCH_ONLY=cold`: the cold-process figures alone, on a 100k store that one writer has
+/// checkpointed and then appended 400 upserts to (as in (c)).
+fn cold_only(tmp: &Path) {
+    let n = 100_000;
+    let dir = tmp.join("cold");
+    generate(&dir.join("backlog"), n);
+    let bridge = load_bridge(&dir);
+    for k in 0..400 {
+        call(
+            &bridge,
+            "upsert",
+            &upsert(&format!("bench:warm:{k}")).to_string(),
+        );
+    }
+    println!("-- {n} items, checkpointed, 400 upserts after it");
+    cold_figures(&dir, n);
 }
 
 fn repo_config() -> PathBuf {

@@ -273,8 +273,16 @@ impl JsonlStore {
 
     fn list_now(&mut self, query: &ListQuery, today: &str) -> Result<Page, JsonlError> {
         self.refresh_items()?;
-        self.full_index()?;
-        let (page, total) = self.index.list(query, today);
+        // A cold instance lists from its checkpoint without decoding it when it can.
+        let (page, total) = match self.index.list_lazy(query, today) {
+            Some(answer) => answer,
+            None => {
+                self.full_index()?;
+                let (page, total) = self.index.list(query, today);
+                let page = page.into_iter().map(|(id, l)| (id.to_owned(), l));
+                (page.collect(), total)
+            }
+        };
         let mut bytes = 0u64;
         let mut locs = Vec::with_capacity(page.len());
         for (id, loc) in page {
@@ -282,7 +290,7 @@ impl JsonlStore {
             if !locs.is_empty() && bytes > PAGE_MAX_BYTES {
                 break;
             }
-            locs.push((id.to_owned(), loc));
+            locs.push((id, loc));
         }
         let items = locs
             .into_iter()

@@ -114,6 +114,8 @@ pub(crate) struct Lazy {
     pub(super) slot_at: usize,
     pub(super) by_id_at: usize,
     pub(super) dedupe_at: usize,
+    /// Offset of the listing order (`items` slot numbers).
+    pub(super) order_at: usize,
     /// Items the snapshot holds.
     pub(super) items: usize,
     /// The overlay: latest line per id, id per dedupe key, events per id, and every change
@@ -124,4 +126,6 @@ pub(crate) struct Lazy {
     pub(super) log: Vec<Op>,
     pub(super) new_items: usize,
     pub(super) new_events: usize,
+    /// Listings answered from the snapshot so far.
+    pub(super) lists: u32,
 }

@@ -17,8 +17,9 @@ use backlog_core::model::{Priority, Status};
 
 use super::model::{EvLoc, Index, Loc, NIL, Order, Slot};
 
-const PRIORITIES: [Priority; 4] = [Priority::P0, Priority::P1, Priority::P2, Priority::P3];
-const STATUSES: [Status; 5] = [
+pub(super) const PRIORITIES: [Priority; 4] =
+    [Priority::P0, Priority::P1, Priority::P2, Priority::P3];
+pub(super) const STATUSES: [Status; 5] = [
     Status::Open,
     Status::InProgress,
     Status::Blocked,
@@ -64,6 +65,11 @@ impl<'a> Reader<'a> {
     }
     pub fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    /// A string's bytes, not checked as UTF-8.
+    pub fn raw_str(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
     }
     pub fn str(&mut self) -> Option<&'a str> {
         let n = self.u32()? as usize;

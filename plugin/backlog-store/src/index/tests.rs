@@ -205,3 +205,82 @@ proptest::proptest! {
         }
     }
 }
+
+/// One random item line for the listing test: id, priority, status, due day, env.
+fn listed() -> impl proptest::strategy::Strategy<Value = (u8, u8, u8, u8, u8)> {
+    (0u8..60, 0u8..4, 0u8..5, 0u8..6, 0u8..3)
+}
+
+fn put_listed(ix: &mut Index, (id, p, st, due, env): (u8, u8, u8, u8, u8), off: u64) {
+    let id = format!("bl_{id:02}");
+    let k = ItemKeys {
+        env: format!("e{env}"),
+        priority: [Priority::P0, Priority::P1, Priority::P2, Priority::P3][p as usize],
+        status: [
+            Status::Open,
+            Status::InProgress,
+            Status::Blocked,
+            Status::Done,
+            Status::Canceled,
+        ][st as usize],
+        due_date: format!("2026-01-{:02}", 1 + due),
+        service: format!("s{}", (p + st) % 2),
+        owner: format!("o{}", (due + env) % 2),
+        ..keys(&id)
+    };
+    ix.put_item(k, &id, loc(off)).unwrap();
+}
+
+fn owned(page: (Vec<(&str, Loc)>, usize)) -> (Vec<(String, Loc)>, usize) {
+    let ids = page.0.into_iter().map(|(id, l)| (id.to_owned(), l));
+    (ids.collect(), page.1)
+}
+
+proptest::proptest! {
+    /// A listing from a lazily opened snapshot (with changes after it) answers what the full
+    /// index answers, for filters, offsets and limits, and leaves the index lazy.
+    #[test]
+    fn a_lazy_snapshot_lists_like_the_full_index(
+        before in proptest::collection::vec(listed(), 0..120),
+        after in proptest::collection::vec(listed(), 0..30),
+        env in proptest::option::of(0u8..3),
+        status in proptest::collection::vec(0u8..5, 0..3),
+        overdue in proptest::option::of(proptest::prelude::any::<bool>()),
+        (priority, due_before, service, owner) in (
+            proptest::option::of(0usize..4),
+            proptest::option::of(1u8..8),
+            proptest::option::of(0u8..2),
+            proptest::option::of(0u8..2),
+        ),
+        offset in 0usize..40,
+        limit in 0usize..30,
+    ) {
+        let mut full = Index::default();
+        for (i, c) in before.iter().enumerate() {
+            put_listed(&mut full, *c, i as u64);
+        }
+        let mut bytes = Vec::new();
+        full.encode(&mut bytes);
+        let mut lazy = Index::open_lazy(bytes, 0).expect("opens");
+        for (i, c) in after.iter().enumerate() {
+            put_listed(&mut full, *c, 1000 + i as u64);
+            put_listed(&mut lazy, *c, 1000 + i as u64);
+        }
+        let all = [Status::Open, Status::InProgress, Status::Blocked, Status::Done, Status::Canceled];
+        let q = ListQuery {
+            env: env.map(|e| format!("e{e}")),
+            status: status.iter().map(|&s| all[s as usize]).collect(),
+            overdue,
+            priority: priority.map(|p| [Priority::P0, Priority::P1, Priority::P2, Priority::P3][p]),
+            due_before: due_before.map(|d| format!("2026-01-{d:02}")),
+            service: service.map(|s| format!("s{s}")),
+            owner: owner.map(|o| format!("o{o}")),
+            category: None,
+            offset,
+            limit,
+        };
+        let got = lazy.list_lazy(&q, "2026-01-03").expect("lists lazily");
+        proptest::prop_assert!(lazy.is_lazy());
+        proptest::prop_assert_eq!(got, owned(full.list(&q, "2026-01-03")));
+    }
+}
