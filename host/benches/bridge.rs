@@ -22,7 +22,7 @@
 //!
 //! Options (env): BENCH_SIZES="10000,100000", BENCH_ITERS=200; BENCH_ONLY=router runs (e)
 //! alone, BENCH_ONLY=audit (f) alone (BENCH_AUDIT_ITEMS=10000), BENCH_ONLY=cold the cold
-//! process figures of (c) alone, BENCH_ONLY=reload the reload figure (`bridge/reload.rs`);
+//! process figures of (c) alone, BENCH_ONLY=governance generation, dashboard and cleanup alone, BENCH_ONLY=reload the reload figure (`bridge/reload.rs`);
 //! BENCH_ROUTER_SECS=3 (per load figure), BENCH_ROUTER_CLIENTS=32,
 //! BENCH_ROUTER_ITEMS=100000; BENCH_CLEANUP_LINES=1000000.
 
@@ -79,6 +79,10 @@ fn main() {
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("audit") {
         audit::bench(tmp.path(), iters);
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("governance") {
+        governance(tmp.path(), iters);
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("cold") {

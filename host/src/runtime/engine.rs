@@ -70,6 +70,10 @@ impl Drop for Runtime {
 /// bench (`benches/floor.rs`) embeds wasmtime with exactly this configuration.
 pub fn config(pooling: bool) -> Config {
     let mut config = Config::new();
+    // For `perf`: JIT code named in `/tmp/perf-<pid>.map` (README, "Benchmark").
+    if std::env::var_os("BACKLOG_BRIDGE_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config.epoch_interruption(true);
     config.wasm_component_model(true);
     if pooling {

@@ -19,6 +19,7 @@ mod deep;
 mod error;
 mod file;
 mod filter;
+mod hash;
 mod head;
 mod index;
 mod jsonl;

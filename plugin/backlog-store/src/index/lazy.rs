@@ -22,7 +22,7 @@ use backlog_core::list::{ListQuery, compare};
 use backlog_core::model::{Priority, Status};
 
 use super::model::{Lazy, Loc, NIL, Op};
-use super::snapshot::{FOOTER, PRIORITIES, Reader, STATUSES};
+use super::snapshot::{FOOTER, PRIORITIES, Reader, STATUSES, table_order};
 
 /// One snapshot slot, read in place (its id not checked as UTF-8 yet).
 struct SlotView<'a> {
@@ -249,13 +249,14 @@ impl Lazy {
         })
     }
 
-    /// The snapshot's slot of `id`, by binary search over the slots sorted by id.
+    /// The snapshot's slot of `id`, by binary search over the slots in [`table_order`].
     fn find(&self, id: &str) -> Option<u32> {
+        let want = table_order(id);
         let (mut lo, mut hi) = (0u32, self.n_slots);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let s = u32_at(self.snapshot(), self.by_id_at + 4 * mid as usize)?;
-            match self.slot(s)?.0.cmp(id) {
+            match table_order(self.slot(s)?.0).cmp(&want) {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Greater => hi = mid,
                 Ordering::Equal => return Some(s),
@@ -266,6 +267,7 @@ impl Lazy {
 
     /// The snapshot's slot last seen with `key`.
     fn find_dedupe(&self, key: &str) -> Option<u32> {
+        let want = table_order(key);
         let (mut lo, mut hi) = (0u32, self.n_dedupe);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -273,7 +275,7 @@ impl Lazy {
             let mut r = Reader {
                 bytes: self.snapshot().get(usize::try_from(at).ok()?..)?,
             };
-            match r.str()?.cmp(key) {
+            match table_order(r.str()?).cmp(&want) {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Greater => hi = mid,
                 Ordering::Equal => return r.u32(),

@@ -22,9 +22,9 @@
 use std::fs::{self, OpenOptions};
 use std::io;
 
-use super::checkpoint::hash64;
 use super::store::{Access, Durability, EVENTS_FILE, ITEMS_FILE, Intent, JsonlStore};
 use crate::error::{JsonlError, read_err, refuse_symlink, write_err};
+use crate::hash::hash64;
 use crate::positioned::{read_at, write_all_at};
 
 /// The write intent's file name inside the JSONL directory.
