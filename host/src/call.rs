@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use crate::audit::Face;
-use crate::backlog::store::StoreCall;
+use crate::backlog::store::{DirLocking, StoreCall};
 use crate::error::{Code, ToolError};
 use crate::grants::{Access, Grants, grants_for};
 use crate::http::metrics::Metrics;
@@ -374,7 +374,7 @@ fn enter(bridge: &Bridge, guest: Guest, params: &Params, meta: &Meta) -> Result<
         settings: &bridge.settings,
         resources: &bridge.resources,
     };
-    let lock = crate::backlog::store::prepare(store.settings, store.resources, &mut grants)?;
+    let locking = crate::backlog::store::prepare(store.settings, store.resources, &mut grants)?;
     let context = crate::runtime::plugin::context(
         agent,
         &meta.request_id,
@@ -392,10 +392,20 @@ fn enter(bridge: &Bridge, guest: Guest, params: &Params, meta: &Meta) -> Result<
         action,
         params: params.as_str(),
         context: &context,
+        lock_on_demand: match locking {
+            DirLocking::OnDemand => bridge.resources.backlog.as_deref(),
+            _ => None,
+        },
     };
-    let (result, outcome) = loaded.plugin.enter(&bridge.runtime, &invocation);
+    let (result, mut outcome) = loaded.plugin.enter(&bridge.runtime, &invocation);
     log_stderr(&loaded.plugin.name, &meta.request_id, &outcome);
     let json = result.map_err(|e| store.name_store_dir(e, grants))?;
+    // Held from before the guest ran, or taken by it on demand: either way the call wrote (or
+    // may have written) the directory, and its writes are made durable under the lock.
+    let lock = match locking {
+        DirLocking::Held(lock) => Some(lock),
+        _ => outcome.dir_lock.take(),
+    };
     if lock.is_some() {
         store.durable()?;
     }

@@ -1,7 +1,8 @@
 //! One writer at a time per JSONL directory, across threads and processes (`docs/storage.md`).
 //!
 //! WASI has no file locks, so the host takes an advisory lock on `<dir>/.lock` for the whole
-//! of every write-capable call. Each call opens its own descriptor, and `flock` locks belong to
+//! of every write-capable call (the `auto` backend's calls: only if they turn to the
+//! directory, through `caps/dir_lock.rs`). Each call opens its own descriptor, and `flock` locks belong to
 //! the open file description, so the same lock also serializes threads of one process.
 //!
 //! The lock file is opened with `O_NOFOLLOW`: a `.lock` planted as a symbolic link is refused
@@ -12,6 +13,7 @@ use std::io;
 use std::path::Path;
 
 /// Held for the duration of one write-capable call; released on drop.
+#[derive(Debug)]
 pub struct DirLock {
     file: File,
 }

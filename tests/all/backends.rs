@@ -87,6 +87,46 @@ fn auto_uses_postgres_when_it_answers_with_the_schema() {
     assert_eq!(db.scalar("SELECT count(*) FROM backlog_items"), "1");
 }
 
+/// Auto writers on Postgres do not queue behind the JSONL directory's writer lock: with
+/// another process holding it, a write on Postgres completes; the call takes the lock only
+/// when it turns to the directory (the `pg_auto` drill counts when).
+#[test]
+fn auto_writes_on_postgres_do_not_wait_for_the_directory_lock() {
+    let db = crate::pg::database();
+    let env = Env::new().with_postgres(&db).var("BACKLOG_BACKEND", "auto");
+    assert_eq!(env.migrate(&[]).code, 0);
+    std::fs::create_dir_all(env.backlog_dir()).unwrap();
+    let held = std::fs::File::create(env.backlog_dir().join(".lock")).unwrap();
+    held.lock().unwrap();
+    let mut cmd = env.cmd();
+    cmd.args(["call", "backlog_tool", "upsert", "--params-json"])
+        .arg(r#"{"env":"prod","service":"api","category":"refactor","title":"t","dedupe_key":"k-lock"}"#)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    // A bound that only a wrong answer reaches (the call waiting for the lock): the lock is
+    // then released so that the call, and the test, end.
+    let out = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            held.unlock().unwrap();
+            panic!("an auto write on Postgres waited for the directory lock");
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM backlog_items WHERE dedupe_key = 'k-lock'"),
+        "1"
+    );
+    assert!(!env.backlog_dir().join("items.jsonl").exists());
+}
+
 #[test]
 fn auto_falls_back_to_jsonl_without_the_schema_and_says_so() {
     let db = crate::pg::database();

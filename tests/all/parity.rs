@@ -45,6 +45,13 @@ impl typed::backlog_bridge::pg::postgres::Host for Shim {
     }
 }
 
+/// The parity run uses the JSONL backend, whose lock the host holds: never asked for.
+impl typed::backlog_bridge::store::dir_lock::Host for Shim {
+    fn acquire(&mut self) -> Result<(), String> {
+        Err("parity test".into())
+    }
+}
+
 /// Local newtype so the test can implement its bindings' (empty) host traits.
 struct Shim;
 

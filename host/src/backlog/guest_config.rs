@@ -44,6 +44,10 @@ impl Bridge {
         if grants.backlog_dir == Access::ReadWrite && self.settings.backend != Backend::Null {
             // The host syncs both files in parallel after the call (see `durable`).
             config["sync"] = json!("host");
+            if super::store::lock_on_demand(&self.settings, &self.resources) {
+                // The guest takes the directory's lock if it turns to the directory.
+                config["dir_lock"] = json!("on_demand");
+            }
         }
         config["policy"] = json!(self.policy.json);
         let entitlements = self

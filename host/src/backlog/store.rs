@@ -69,14 +69,25 @@ pub(crate) fn open(settings: &Settings) -> anyhow::Result<(Resources, Option<tem
     ))
 }
 
+/// How a write-capable call holds the store directory's lock.
+pub(crate) enum DirLocking {
+    /// The call cannot write the directory: no lock.
+    None,
+    /// Taken before the guest runs, held until the write is durable.
+    Held(DirLock),
+    /// The `auto` backend over Postgres: the guest takes it only if it turns to the
+    /// directory (`caps/dir_lock.rs`); a call that runs on Postgres never waits for it.
+    OnDemand,
+}
+
 /// Before a call enters its guest: the store directories its grants name exist (grants to
 /// what the host does not have are dropped), and a write-capable call holds the directory
-/// lock until its write is durable.
+/// lock until its write is durable (or may take it on demand: [`DirLocking::OnDemand`]).
 pub(crate) fn prepare(
     settings: &Settings,
     resources: &Resources,
     grants: &mut Grants,
-) -> Result<Option<DirLock>, ToolError> {
+) -> Result<DirLocking, ToolError> {
     if resources.backlog.is_none() {
         grants.backlog_dir = Access::None;
     }
@@ -84,13 +95,16 @@ pub(crate) fn prepare(
         grants.postgres = Access::None;
     }
     let lock = match (grants.backlog_dir, &resources.backlog) {
-        (Access::None, _) | (_, None) => None,
+        (Access::None, _) | (_, None) => DirLocking::None,
         (access, Some(dir)) => {
             ensure_dir(dir)?;
-            (access == Access::ReadWrite)
-                .then(|| DirLock::acquire(dir))
-                .transpose()
-                .map_err(|e| host_fs_error("cannot lock the store directory", &e))?
+            match access {
+                Access::ReadWrite if lock_on_demand(settings, resources) => DirLocking::OnDemand,
+                Access::ReadWrite => DirLock::acquire(dir)
+                    .map(DirLocking::Held)
+                    .map_err(|e| host_fs_error("cannot lock the store directory", &e))?,
+                _ => DirLocking::None,
+            }
         }
     };
     if grants.reports_dir != Access::None && std::fs::create_dir_all(&settings.reports_dir).is_err()
@@ -98,6 +112,12 @@ pub(crate) fn prepare(
         grants.reports_dir = Access::None;
     }
     Ok(lock)
+}
+
+/// Whether write-capable calls take the directory lock on demand: the `auto` backend with
+/// Postgres configured (the guest is told so in its config: `"dir_lock": "on_demand"`).
+pub(crate) fn lock_on_demand(settings: &Settings, resources: &Resources) -> bool {
+    settings.backend == Backend::Auto && resources.postgres.is_some()
 }
 
 /// The store of one call: what [`durable`](StoreCall::durable) and

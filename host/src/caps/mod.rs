@@ -7,5 +7,6 @@
 //! Architecture invariant: a capability acts only on what the call's `Grants` gave its store
 //! (see `runtime/sandbox.rs`); guest input never widens it.
 
+pub mod dir_lock;
 pub mod invoker;
 pub mod pg;

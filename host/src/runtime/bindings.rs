@@ -1,7 +1,8 @@
 //! Host bindings of the two worlds guests run in, sharing one linker (`sandbox::link_all`):
 //! - the tool world every tool plugin runs in: it exports the generic tool face
 //!   (`backlog-bridge:tool/tool`) and may import the host's Postgres access
-//!   (`backlog-bridge:pg/postgres`). Components that do not import Postgres link all the
+//!   (`backlog-bridge:pg/postgres`) and the store directory's lock on demand
+//!   (`backlog-bridge:store/dir-lock`). Components that do not import Postgres link all the
 //!   same. The world is declared here (the WIT files stay the guests' contract).
 //! - [`scheduler`]: the scheduler component's world: it imports the tool invoker and exports
 //!   the job runner. Its `backlog-bridge:tool/types` are the tool world's.
@@ -13,6 +14,7 @@ wasmtime::component::bindgen!({
 
         world tool-host {
             import backlog-bridge:pg/postgres@0.1.0;
+            import backlog-bridge:store/dir-lock@0.1.0;
             export backlog-bridge:tool/tool@0.1.0;
         }
     ",
@@ -27,6 +29,11 @@ pub use self::backlog_bridge::tool::types::{CallContext, ErrorCode, ToolError as
 /// The Postgres interface's types and `Host` trait.
 pub mod pg {
     pub use super::backlog_bridge::pg::postgres::*;
+}
+
+/// The store directory lock's `Host` trait.
+pub mod store_lock {
+    pub use super::backlog_bridge::store::dir_lock::*;
 }
 
 /// The scheduler component's world (`backlog-bridge:scheduler/scheduler-runner`).

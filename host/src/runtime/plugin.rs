@@ -60,6 +60,9 @@ pub struct CallOutcome {
     pub stderr: String,
     /// Whether a warm instance served the call.
     pub warm: bool,
+    /// The store directory's lock, if the guest took it on demand (`caps/dir_lock.rs`): the
+    /// caller makes the call's writes durable under it, then drops it.
+    pub dir_lock: Option<crate::lock::DirLock>,
 }
 
 /// One call as the runtime sees it: what to run and with which capabilities.
@@ -75,6 +78,8 @@ pub struct Invocation<'a> {
     /// The params object as JSON text.
     pub params: &'a str,
     pub context: &'a CallContext,
+    /// The directory the guest may lock on demand (the host did not lock it for the call).
+    pub lock_on_demand: Option<&'a std::path::Path>,
 }
 
 /// A loaded plugin.
@@ -156,6 +161,7 @@ impl Plugin {
             action,
             params,
             context,
+            lock_on_demand,
         } = *call;
         let mut outcome = CallOutcome::default();
         let key = Key::for_call(self.reuse, self.id, caller, grants);
@@ -179,6 +185,10 @@ impl Plugin {
         // was rolled back: the call runs again from the start in a fresh transaction (the
         // guest is deterministic given the store), within the same time limit.
         let mut attempt = 1;
+        warm.store
+            .data_mut()
+            .dir_lock
+            .begin_call(lock_on_demand.map(ToOwned::to_owned));
         let (result, ended) = loop {
             warm.store.data_mut().pg.begin_call(deadline);
             let result = warm.instance.backlog_bridge_tool_tool().call_call(
@@ -203,6 +213,7 @@ impl Plugin {
             tracing::debug!(plugin = %self.name, attempt, "postgres: the call lost a race, running it again");
             attempt += 1;
         };
+        outcome.dir_lock = warm.store.data_mut().dir_lock.take();
         match result {
             Ok(Ok(json)) => {
                 self.put_back(runtime, key, warm);

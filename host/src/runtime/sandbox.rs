@@ -1,6 +1,7 @@
 //! The sandbox of every guest, for both worlds (tool plugins and the scheduler component):
 //! [`link_all`], the one set of imports, and [`new_store`], the one store builder: a WASI
 //! context with exactly the preopens of the call's [`Grants`], its Postgres grant, its
+//! store directory lock on demand,
 //! invoker (scheduler runs only), memory limits, an epoch deadline, and captured stderr.
 //!
 //! Default deny, stated once: no environment, no arguments, no stdin, stdout discarded, no
@@ -16,6 +17,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::backlog_bridge::tool::types;
 use super::stderr::Capture;
+use crate::caps::dir_lock::{self, DirLockGrant};
 use crate::caps::invoker::{self, InvokerGrant};
 use crate::caps::pg::{self, PgGrant, Postgres};
 use crate::grants::Grants;
@@ -45,6 +47,8 @@ pub struct HostState {
     pub pg: PgGrant,
     /// The scheduler component's way to its tools (none in tool stores).
     pub invoker: InvokerGrant,
+    /// The store directory's lock, for a call that takes it on demand.
+    pub dir_lock: DirLockGrant,
 }
 
 impl WasiView for HostState {
@@ -74,6 +78,9 @@ pub fn link_all(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     invoker::add_to_linker(linker, |s| &mut s.invoker)
         .map_err(anyhow::Error::from)
         .context("linking backlog-bridge:scheduler/invoker")?;
+    dir_lock::add_to_linker(linker, |s| &mut s.dir_lock)
+        .map_err(anyhow::Error::from)
+        .context("linking backlog-bridge:store/dir-lock")?;
     Ok(())
 }
 
@@ -136,6 +143,7 @@ pub fn new_store(
         stderr,
         pg: PgGrant::new(grants.postgres, resources.postgres.clone()),
         invoker: InvokerGrant::default(),
+        dir_lock: DirLockGrant::default(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);

@@ -19,7 +19,10 @@
 //!   merge rule covers), set aside with an error in the log so they cannot block every later
 //!   replay; the items stay in the JSONL store.
 //!
-//! Per call (decided at its first store operation): `down_until` in the future → JSONL. Else
+//! Per call (decided at its first store operation): with on-demand locking
+//! ([`AutoStore::with_dir_lock`], how the host runs it), a write-capable call that finds no
+//! outage on record and Postgres answering runs on Postgres without the directory's lock;
+//! any other takes the lock first and goes on as follows. `down_until` in the future → JSONL. Else
 //! one probe statement (schema version). Unavailable → JSONL, write `down_until`, log
 //! `backlog_store: using JsonlBacklogStore` and a warning with the reason. Available → confirm
 //! or redo the last replay, replay the journal (write-capable calls only: a read-only call
@@ -62,8 +65,8 @@ pub use files::{
     auto_status,
 };
 use files::{
-    Entry, append_entry, atomic_write, io_err, read_down_until, read_entries, remove, split_batch,
-    write_entries,
+    Entry, append_entry, atomic_write, io_err, outage_on_record, read_down_until, read_entries,
+    remove, split_batch, write_entries,
 };
 
 /// `BACKLOG_PG_RETRY_SECONDS` default.
@@ -99,7 +102,15 @@ pub struct AutoStore<S> {
     /// What this instance last announced in the log.
     announced: Option<Active>,
     log: Box<dyn FnMut(&str)>,
+    /// Takes the directory's writer lock (`None`: the caller holds it for every
+    /// write-capable call).
+    dir_lock: Option<DirLockFn>,
+    /// This call turned to the directory (the JSONL store's call began, under the lock).
+    dir_open: bool,
 }
+
+/// Takes the JSONL directory's writer lock for the rest of the call; `Err`: why it cannot.
+pub type DirLockFn = Box<dyn FnMut() -> Result<(), String>>;
 
 impl<S> std::fmt::Debug for AutoStore<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,7 +142,19 @@ impl<S: Sql> AutoStore<S> {
             decided: None,
             announced: None,
             log,
+            dir_lock: None,
+            dir_open: false,
         }
+    }
+
+    /// Write-capable calls take the directory's writer lock through `lock`, and only when
+    /// they turn to the directory: Postgres is down, or an outage is on record (its journal,
+    /// an unconfirmed replay, a retry time). A call that finds no outage on record and
+    /// Postgres answering runs on Postgres without the lock, so writers on Postgres do not
+    /// queue behind one another for a directory none of them touches.
+    pub fn with_dir_lock(mut self, lock: DirLockFn) -> Self {
+        self.dir_lock = Some(lock);
+        self
     }
 
     /// Replays at most `items` items per call (default [`REPLAY_BATCH`]).
@@ -166,7 +189,37 @@ impl<S: Sql> AutoStore<S> {
         Ok(a)
     }
 
+    /// Begins this call on the directory: takes its lock first (on-demand locking, in a
+    /// write-capable call), so everything the call reads there is read under it.
+    fn open_dir(&mut self) -> Result<(), StoreError> {
+        if self.dir_open {
+            return Ok(());
+        }
+        if let (true, Some(lock)) = (self.writable, &mut self.dir_lock) {
+            lock().map_err(StoreError::Unavailable)?;
+        }
+        self.jsonl.begin_call();
+        self.dir_open = true;
+        Ok(())
+    }
+
     fn decide(&mut self) -> Result<Active, StoreError> {
+        if self.writable && self.dir_lock.is_some() && !outage_on_record(&self.dir) {
+            // The common case, without the directory's lock: Postgres, if it answers.
+            return match self.pg.probe() {
+                Ok(()) => {
+                    self.announce(Active::Postgres, None);
+                    Ok(Active::Postgres)
+                }
+                Err(StoreError::Unavailable(why)) => {
+                    self.open_dir()?;
+                    self.mark_down(&why)?;
+                    Ok(Active::Jsonl)
+                }
+                Err(e) => Err(e),
+            };
+        }
+        self.open_dir()?;
         let down = read_down_until(&self.dir).map_err(io_err(DOWN_UNTIL_FILE))?;
         if let Some(until) = &down
             && !self.now.is_empty()
@@ -304,6 +357,7 @@ impl<S: Sql> AutoStore<S> {
                 let r = op(&mut self.pg);
                 if let Err(StoreError::Unavailable(why)) = &r {
                     let why = why.clone();
+                    self.open_dir()?;
                     self.mark_down(&why)?;
                 }
                 r
@@ -337,14 +391,17 @@ impl<S: Sql> BacklogStore for AutoStore<S> {
         })
     }
 
+    /// The JSONL store's call begins only when this call turns to the directory.
     fn begin_call(&mut self) {
         self.decided = None;
-        self.jsonl.begin_call();
+        self.dir_open = false;
         self.pg.begin_call();
     }
 
     fn end_call(&mut self) -> Result<(), StoreError> {
-        self.jsonl.end_call()?;
+        if std::mem::take(&mut self.dir_open) {
+            self.jsonl.end_call()?;
+        }
         self.pg.end_call()
     }
 

@@ -29,7 +29,7 @@ mod pg;
 mod positioned;
 
 pub use auto::{
-    Active, AutoStatus, AutoStore, DEFAULT_RETRY_SECONDS, DOWN_UNTIL_FILE, FAILED_FILE,
+    Active, AutoStatus, AutoStore, DEFAULT_RETRY_SECONDS, DOWN_UNTIL_FILE, DirLockFn, FAILED_FILE,
     JOURNAL_FILE, REPLAY_BATCH, REPLAYED_FILE, auto_recovery_due, auto_status,
 };
 pub use error::JsonlError;

@@ -27,6 +27,8 @@ type Log = Rc<RefCell<Vec<String>>>;
 struct Drill {
     auto: AutoStore<PgConn>,
     log: Log,
+    /// How many calls took the directory's lock (on demand, as the host runs auto).
+    locks: Rc<std::cell::Cell<usize>>,
     entropy: SeqEntropy,
     policy: Policy,
 }
@@ -36,15 +38,22 @@ impl Drill {
         let log: Log = Rc::default();
         let l = log.clone();
         let jsonl = JsonlStore::open(dir.to_path_buf(), access, Box::new(|_| {}));
+        let locks: Rc<std::cell::Cell<usize>> = Rc::default();
+        let counted = locks.clone();
         let auto = AutoStore::new(
             PostgresStore::new(conn),
             jsonl,
             300,
             Box::new(move |m| l.borrow_mut().push(m.to_owned())),
-        );
+        )
+        .with_dir_lock(Box::new(move || {
+            counted.set(counted.get() + 1);
+            Ok(())
+        }));
         Drill {
             auto,
             log,
+            locks,
             entropy: SeqEntropy::new(entropy_start),
             policy: Policy::default(),
         }
@@ -135,6 +144,11 @@ fn outage_drill_loses_nothing_and_switches_back_after_replay() {
     assert_eq!(d.call(t0, "dashboard", json!({}))["backend"], "postgres");
     assert!(d.take_log().is_empty(), "no switch, no line");
     assert!(!dir.join(DOWN_UNTIL_FILE).exists() && !dir.join(JOURNAL_FILE).exists());
+    assert_eq!(
+        d.locks.get(),
+        0,
+        "writes on Postgres never take the directory's lock"
+    );
 
     // 2. Postgres stops: the next call falls back, logs exactly the switch and a reason, and
     //    records the retry time.
@@ -142,6 +156,11 @@ fn outage_drill_loses_nothing_and_switches_back_after_replay() {
     let t1 = "2026-11-23T07:00:00.000000Z";
     let b = id_of(&d.call(t1, "create", create("B (outage)", None)));
     assert_eq!(d.auto.active(), Some(Active::Jsonl));
+    assert_eq!(
+        d.locks.get(),
+        1,
+        "the call that turned to the directory locked it"
+    );
     let log = d.take_log();
     assert_eq!(log[0], "backlog_store: using JsonlBacklogStore", "{log:?}");
     assert!(log[1].starts_with("backlog_store: warning: "), "{log:?}");
@@ -308,6 +327,11 @@ fn outage_drill_loses_nothing_and_switches_back_after_replay() {
     assert!(!dir.join(REPLAYED_FILE).exists());
     assert_eq!(auto_status(dir, t5), AutoStatus::default());
     assert!(d.take_log().is_empty());
+    // Nothing on record any more: writes run on Postgres without the directory's lock again.
+    let locked = d.locks.get();
+    id_of(&d.call(t5, "create", create("F (back on Postgres)", None)));
+    assert_eq!(d.auto.active(), Some(Active::Postgres));
+    assert_eq!(d.locks.get(), locked);
 
     // 8. A replay whose call is rolled back is redone by the next call.
     cluster.pg_stop().unwrap_or_else(|e| panic!("{e}"));
@@ -327,13 +351,13 @@ fn outage_drill_loses_nothing_and_switches_back_after_replay() {
         "E (second outage)"
     );
     let t9 = "2026-11-23T08:12:00.000000Z";
-    assert_eq!(d.call(t9, "list", json!({}))["total"], 4);
+    assert_eq!(d.call(t9, "list", json!({}))["total"], 5);
     assert!(!dir.join(REPLAYED_FILE).exists());
     let ids = rows(&cluster, &db, "SELECT id, id FROM backlog_events");
     let mut distinct: Vec<_> = ids.iter().map(|(i, _)| i.clone()).collect();
     distinct.dedup();
     assert_eq!(distinct.len(), ids.len());
-    assert_eq!(ids.len(), 5 + 1);
+    assert_eq!(ids.len(), 5 + 1 + 1);
 
     // Cleanup works again once Postgres is active.
     assert_eq!(

@@ -20,6 +20,7 @@ use backlog_store::{
 };
 use serde::Deserialize;
 
+use crate::bindings::backlog_bridge::store::dir_lock;
 use crate::pg::WitSql;
 
 /// What the host tells this guest about storage (the `config` of the call context).
@@ -40,6 +41,11 @@ pub struct Config {
     /// absent: this store syncs each write itself.
     #[serde(default)]
     pub sync: Option<String>,
+    /// `on_demand`: the host did not lock the directory for this write-capable call; the
+    /// `auto` store takes the lock through the host's `dir-lock` import if it turns to the
+    /// directory. Absent: the host holds it.
+    #[serde(default)]
+    pub dir_lock: Option<String>,
     /// The backlog policy as JSON text (order of `categories` matters); default when absent.
     #[serde(default)]
     pub policy: Option<String>,
@@ -161,12 +167,18 @@ fn open(config: &Config) -> Result<Store, Error> {
         )),
         // Auto without Postgres is the JSONL store; without the directory, Postgres alone.
         "auto" => match (postgres, config.backlog_dir.is_some()) {
-            (true, true) => Ok(Store::Auto(Box::new(AutoStore::new(
-                pg(),
-                jsonl(dir()?),
-                config.pg_retry_seconds.unwrap_or(DEFAULT_RETRY_SECONDS),
-                Box::new(|m: &str| crate::log::log(m)),
-            )))),
+            (true, true) => {
+                let auto = AutoStore::new(
+                    pg(),
+                    jsonl(dir()?),
+                    config.pg_retry_seconds.unwrap_or(DEFAULT_RETRY_SECONDS),
+                    Box::new(|m: &str| crate::log::log(m)),
+                );
+                Ok(Store::Auto(Box::new(match config.dir_lock.as_deref() {
+                    Some("on_demand") => auto.with_dir_lock(Box::new(dir_lock::acquire)),
+                    _ => auto,
+                })))
+            }
             (true, false) => plain(Box::new(pg())),
             (false, _) => plain(Box::new(jsonl(dir()?))),
         },

@@ -26,6 +26,15 @@ pub(super) struct Entry {
     pub(super) events: Vec<String>,
 }
 
+/// Whether an outage is on record in `dir`: a retry time, a journal or an unconfirmed replay
+/// (any of them sends a call to the locked path, which reads them properly).
+pub(super) fn outage_on_record(dir: &Path) -> bool {
+    // A file that cannot be looked at counts as there: the locked path reports the error.
+    [DOWN_UNTIL_FILE, JOURNAL_FILE, REPLAYED_FILE].iter().any(|name| {
+        !matches!(fs::symlink_metadata(dir.join(name)), Err(e) if e.kind() == io::ErrorKind::NotFound)
+    })
+}
+
 /// What the host shows on `/readyz` for an auto store, read from the JSONL directory alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AutoStatus {
