@@ -9,7 +9,8 @@
 //!
 //! * through the router (`serve`, HTTP over loopback, `postgres/http.rs`): upsert at one
 //!   connection (p50 vs pgbench's single-row latency), upsert at 32 connections (req/s vs
-//!   pgbench's tps at 32 clients), dashboard at 32 connections (p50, req/s);
+//!   pgbench's tps at 32 clients), the same on the `auto` backend (req/s vs `postgres`'s),
+//!   dashboard at 32 connections (p50, req/s);
 //!
 //! each at every store size (default 10k and 100k items), so the scaling shows.
 //! The cluster runs with `fsync=off` (as in the tests): both sides skip the disk flush, so the

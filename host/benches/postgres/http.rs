@@ -170,7 +170,40 @@ pub fn bench(
         many.errors,
         verdict(share >= 0.40)
     );
+    drop(server);
 
+    // The same load on the `auto` backend (the default): Postgres with the JSONL directory as
+    // fallback, whose lock a write on Postgres must not take.
+    let server = kit::start(
+        root,
+        &[
+            ("BACKLOG_BACKEND", "auto"),
+            ("BACKLOG_POSTGRES_DSN", &db.dsn),
+        ],
+    );
+    let base = server.base.as_str();
+    for i in 0..8 {
+        request(
+            &http,
+            base,
+            "/v1/tools/execute",
+            Some(upsert_body(format!("http:auto-warm:{n}:{i}"))),
+        );
+    }
+    let auto = load(base, clients, secs, |c, i| {
+        (
+            "/v1/tools/execute".to_owned(),
+            Some(upsert_body(format!("http:auto:{n}:{c}:{i}"))),
+        )
+    });
+    println!(
+        "{:<48} {:>8.0} req/s  p50 {:>9.1?}  errors {}  {:.2}x the postgres backend's",
+        "HTTP upsert, 32 connections, auto backend",
+        auto.rps(),
+        p50(&auto.latencies),
+        auto.errors,
+        auto.rps() / many.rps(),
+    );
     drop(server);
     (p50(&one), many.rps(), tps, dash_p50, dash.rps())
 }
