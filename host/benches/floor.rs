@@ -105,6 +105,14 @@ fn main() {
             wasmtime::bail!("no Postgres in the bare embedding")
         })
         .expect("pg execute");
+    // And the directory lock on demand, which only the `auto` backend takes.
+    linker
+        .instance("backlog-bridge:store/dir-lock@0.1.0")
+        .expect("dir-lock instance")
+        .func_new("acquire", |_, _, _, _| {
+            wasmtime::bail!("no directory lock in the bare embedding")
+        })
+        .expect("dir-lock acquire");
     let pre = PluginPre::new(linker.instantiate_pre(&component).expect("pre")).expect("pre");
     let new_instance = || {
         let mut store = bare_store(&engine, &backlog);

@@ -191,6 +191,11 @@ impl StoreCall<'_> {
 }
 
 fn ensure_dir(dir: &Path) -> Result<(), ToolError> {
+    // One `statx` per call when it exists (as it nearly always does), not a failed `mkdir`
+    // and then the `statx`.
+    if dir.is_dir() {
+        return Ok(());
+    }
     std::fs::create_dir_all(dir).map_err(|e| {
         let e = std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
         host_fs_error("cannot create the store directory", &e)
