@@ -16,9 +16,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use backlog_core::list::ItemKeys;
-
-use backlog_core::list::{ListQuery, compare};
+use backlog_core::list::{ItemKeys, ListQuery, compare};
 use backlog_core::model::{Priority, Status};
 
 use super::model::{Lazy, Loc, NIL, Op};
@@ -340,8 +338,7 @@ impl Lazy {
     /// sequential passes (random reads into a 19 MB snapshot in listing order cost a cache
     /// miss or two per item, 20 ms at 100k): the slots in file order, marking the hits the
     /// overlay does not supersede; then the listing order up to the page's end, keeping the
-    /// marked slots. `None` if a slot does not read or the order names a slot twice or one
-    /// without keys.
+    /// marked slots. `None` if a slot does not read or the order names a slot twice.
     pub(super) fn list(
         &self,
         query: &ListQuery,
