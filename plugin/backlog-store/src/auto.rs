@@ -21,16 +21,16 @@
 //!
 //! Per call (decided at its first store operation): with on-demand locking
 //! ([`AutoStore::with_dir_lock`], how the host runs it), a write-capable call that finds no
-//! outage on record and Postgres answering runs on Postgres without the directory's lock;
-//! any other takes the lock first and goes on as follows. `down_until` in the future →
-//! JSONL. Else one probe statement (schema version). Unavailable → JSONL, write
-//! `down_until`, log `backlog_store: using JsonlBacklogStore` and a warning with the reason.
-//! Available → confirm or redo the last replay, replay the journal (write-capable calls only: a read-only call
+//! outage on record and Postgres answering runs on Postgres without the directory's lock; any
+//! other takes the lock first and goes on as follows. `down_until` in the future → JSONL. Else
+//! one probe statement (schema version). Unavailable → JSONL, write `down_until`, log
+//! `backlog_store: using JsonlBacklogStore` and a warning with the reason. Available → confirm
+//! or redo the last replay, replay the journal (write-capable calls only: a read-only call
 //! cannot write, so the host first runs a write-capable recovery call when
 //! [`auto_recovery_due`] says so — and `serve` every retry interval), then Postgres — logging
-//! `backlog_store: using PostgresBacklogStore` when this switches back from JSONL. A
-//! Postgres failure in the middle of a call fails that call (its transaction is gone) and
-//! sends the following calls to JSONL.
+//! `backlog_store: using PostgresBacklogStore` when this switches back from JSONL. A Postgres
+//! failure in the middle of a call fails that call (its transaction is gone) and sends the
+//! following calls to JSONL.
 //!
 //! Replay goes in batches of [`REPLAY_BATCH`] items per call (JSONL keeps answering until the
 //! journal is empty). Rules: items by id, the newer `updated_at` wins; events by id (ones
