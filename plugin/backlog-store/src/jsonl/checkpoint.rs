@@ -22,7 +22,7 @@ use std::io;
 use super::store::{Access, EVENTS_FILE, ITEMS_FILE, JsonlStore};
 use crate::error::refuse_symlink;
 use crate::file::tail_matches;
-use crate::hash::{hash64, mix};
+use crate::hash::{hash64, hash64_wide, mix};
 use crate::index::{Index, Reader};
 use crate::positioned::{read_at, write_all_at};
 
@@ -48,8 +48,9 @@ pub fn checkpoint_due(lines: u64, covered: Option<u64>) -> bool {
     lines >= covered + CHECKPOINT_EVERY.max(covered / 32)
 }
 
-/// `BLIXCP` and a version (03: the lazy lookup tables in hash order).
-const MAGIC: &[u8; 8] = b"BLIXCP03";
+/// `BLIXCP` and a version (04: the lazy lookup tables in hash order, the body hashed with
+/// `hash64_wide`).
+const MAGIC: &[u8; 8] = b"BLIXCP04";
 /// Bytes of the prefix's start in the fingerprint.
 const HEAD: u64 = 4096;
 /// Samples of the prefix in the fingerprint, and their size.
@@ -138,7 +139,7 @@ impl JsonlStore {
             };
             *c = (end, lines, corrupt.ok_or(BAD)?, check);
         }
-        if r.bytes.len() as u64 != body_len || hash64(r.bytes) != body_hash {
+        if r.bytes.len() as u64 != body_len || hash64_wide(r.bytes) != body_hash {
             return Err(BAD);
         }
         for (name, c, print) in [
@@ -206,7 +207,7 @@ impl JsonlStore {
         self.index.encode(&mut body);
         head.extend_from_slice(MAGIC);
         head.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        head.extend_from_slice(&hash64(&body).to_le_bytes());
+        head.extend_from_slice(&hash64_wide(&body).to_le_bytes());
         for (name, (end, lines, corrupt, check)) in
             [ITEMS_FILE, EVENTS_FILE].into_iter().zip(covered)
         {
