@@ -6,6 +6,14 @@
 //! Why on demand: holding the directory's lock through a whole Postgres transaction made every
 //! auto writer of a host wait for every other, for a directory none of them touched.
 //!
+//! Lock order: an auto call asks for the lock before its first statement (Postgres does not
+//! answer, or an outage is on record) or after Postgres failed with `unavailable` (then its
+//! session is normally gone, and its row locks with it). So a call waiting here holds no row
+//! lock that the lock's holder (say, a call replaying the outage journal into Postgres) could
+//! be waiting for; in the one odd case left (a table dropped under a running call, whose
+//! aborted transaction keeps its row locks until the host rolls it back) the holder's
+//! statement timeout ends the wait.
+//!
 //! Must not: lock anything but the directory the call was granted read-write, or keep the
 //! lock past the call (the pipeline takes it out after the guest returns, makes the writes
 //! durable under it, then drops it).
