@@ -63,7 +63,7 @@ fn dry_run_prints_the_sql_changes_nothing_and_hides_the_password() {
     assert!(run.stdout.starts_with("BEGIN;"), "{run:?}");
     assert_eq!(s["applied"], false);
     assert_eq!(s["dry_run"], true);
-    assert_eq!(s["schema_version"], 3);
+    assert_eq!(s["schema_version"], 4);
     assert_eq!(
         s["dsn"],
         format!(
@@ -104,7 +104,7 @@ fn migrating_twice_is_fine_and_output_shows_only_the_redacted_dsn() {
         db.scalar(
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM backlog_schema_version"
         ),
-        "1,2,3"
+        "1,2,3,4"
     );
     // POSTGRES_DSN is the fallback.
     let env = Env::new().var("POSTGRES_DSN", &db.dsn);
@@ -556,7 +556,7 @@ fn migrate_warns_when_the_login_role_can_switch_to_other_roles() {
 #[test]
 fn a_version_1_database_is_completed_with_counts_of_its_items() {
     let (env, db) = migrated();
-    // Back to version 1: without the counts, their triggers and the overdue index.
+    // Back to version 1: without the counts, their triggers and the dashboard's indexes.
     db.batch(
         "DROP TRIGGER backlog_counts_insert ON backlog_items;
          DROP TRIGGER backlog_counts_update ON backlog_items;
@@ -566,7 +566,8 @@ fn a_version_1_database_is_completed_with_counts_of_its_items() {
          DROP TABLE backlog_counts;
          DROP TABLE backlog_due_counts;
          DROP INDEX backlog_items_live_due_idx;
-         DELETE FROM backlog_schema_version WHERE version IN (2, 3);
+         DROP INDEX backlog_items_live_p0_idx;
+         DELETE FROM backlog_schema_version WHERE version IN (2, 3, 4);
          INSERT INTO backlog_items (id, created_at, updated_at, env, service, category, title,
                 priority, status, owner, due_date, source, dedupe_key)
          SELECT 'bl_' || i, now(), now(), (ARRAY['prod', 'dev'])[i % 2 + 1], 'svc-' || (i % 3),
@@ -588,10 +589,12 @@ fn a_version_1_database_is_completed_with_counts_of_its_items() {
     assert_eq!(db.rows(counts), db.rows(group));
     assert_eq!(db.rows(due_counts), db.rows(due_group));
     assert!(!db.rows(due_group).is_empty());
-    assert_eq!(
-        db.scalar("SELECT to_regclass('backlog_items_live_due_idx') IS NOT NULL"),
-        "true"
-    );
+    for index in ["backlog_items_live_due_idx", "backlog_items_live_p0_idx"] {
+        assert_eq!(
+            db.scalar(&format!("SELECT to_regclass('{index}') IS NOT NULL")),
+            "true"
+        );
+    }
     // Kept by the triggers from now on; a second run neither applies nor counts twice.
     db.batch(
         "UPDATE backlog_items SET status = 'done' WHERE service = 'svc-1';

@@ -522,7 +522,7 @@ fn migrate_dry_run_is_a_script_for_psql_and_reruns_print_no_notices() {
     );
     assert_eq!(
         db.scalar("SELECT max(version)::text FROM backlog_schema_version"),
-        "3"
+        "4"
     );
     // migrate itself over the schema psql made: nothing to do, and no NOTICE lines even at -v.
     let env = env.var("RUST_LOG", "info");

@@ -1,6 +1,6 @@
 //! `backlog-bridge migrate [--dsn DSN] [--dry-run] [--import-jsonl DIR]` (`docs/storage.md`).
 //!
-//! Creates or completes schema v3 ([`backlog_store::PG_SCHEMA_SQL`], idempotent) in one
+//! Creates or completes schema v4 ([`backlog_store::PG_SCHEMA_SQL`], idempotent) in one
 //! transaction, and optionally copies a JSONL store into it, by id, in the same transaction:
 //! items newer than the database's copy replace it, events are added once, events of items
 //! that are not there are skipped. A second run changes nothing. `--dry-run` prints the SQL

@@ -1,5 +1,5 @@
--- backlog-bridge Postgres schema, version 3 (docs/storage.md). Idempotent: every statement can run
--- again on a migrated database, and a database of an older version is completed to version 3.
+-- backlog-bridge Postgres schema, version 4 (docs/storage.md). Idempotent: every statement can run
+-- again on a migrated database, and a database of an older version is completed to version 4.
 -- `backlog-bridge migrate` runs these statements in order, in one transaction, and records the
 -- version.
 CREATE TABLE IF NOT EXISTS backlog_schema_version (
@@ -176,3 +176,11 @@ SELECT env, due_date, priority, count(*) FROM backlog_items
  GROUP BY 1, 2, 3
 ON CONFLICT (env, due_date, priority) DO NOTHING;
 INSERT INTO backlog_schema_version (version) VALUES (3) ON CONFLICT (version) DO NOTHING;
+-- Version 4: the live P0 items by due date and id, for the dashboard's overdue P0 ids. The
+-- live-due index has priority after due date, so that list read every live overdue item of
+-- the env (all four priorities) to keep a quarter of them: 1.7-3 ms at 100k items against
+-- 0.4-0.8 ms on this index.
+CREATE INDEX IF NOT EXISTS backlog_items_live_p0_idx
+    ON backlog_items (env, due_date, id COLLATE "C")
+    WHERE priority = 'P0' AND status NOT IN ('done', 'canceled');
+INSERT INTO backlog_schema_version (version) VALUES (4) ON CONFLICT (version) DO NOTHING;

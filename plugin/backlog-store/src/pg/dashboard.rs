@@ -43,11 +43,12 @@ SELECT coalesce(sum(n), 0)::int8,
                  ORDER BY live DESC, service COLLATE "C" LIMIT $3) top)
   FROM c"#;
 /// Ids of every overdue P0 item of env `$1` on day `$2`, in overdue order, as a JSON array;
-/// needed only when the overdue page does not already hold all of them. The live-due index
-/// gives the order (the aggregate takes the rows as the subquery sorts them).
+/// needed only when the overdue page does not already hold all of them. The live P0 index
+/// (schema v4) holds exactly these rows in this order; its predicate is spelled the same
+/// here so the planner can use it (the aggregate takes the rows as the subquery sorts them).
 const DASHBOARD_P0_SQL: &str = r#"SELECT coalesce(json_agg(id), '[]')::text
   FROM (SELECT id FROM backlog_items
-         WHERE env = $1 AND priority COLLATE "C" = 'P0' AND status NOT IN ('done', 'canceled')
+         WHERE env = $1 AND priority = 'P0' AND status NOT IN ('done', 'canceled')
            AND due_date < $2::date
          ORDER BY due_date, id COLLATE "C") p0"#;
 /// The first `$3` overdue items of env `$1` on day `$2`, by due_date, priority, id.
