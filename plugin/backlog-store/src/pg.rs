@@ -1,5 +1,5 @@
 //! The `postgres` backend (`docs/storage.md`): [`PostgresStore`], a [`BacklogStore`] over the tables of
-//! schema v3 ([`crate::PG_SCHEMA_SQL`]), reached through the [`Sql`] seam.
+//! schema v4 ([`crate::PG_SCHEMA_SQL`]), reached through the [`Sql`] seam.
 //!
 //! Owns the SQL text of every backlog statement and the decoding of their rows ([`rows`]).
 //! Every statement is a single parameterized statement: no value from a caller or from stored
