@@ -97,22 +97,20 @@ fn main() {
     let component = Component::new(&engine, COMPONENT).expect("compile");
     let mut linker: Linker<Bare> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("wasi");
-    // The component imports the host's Postgres interface; a `get` on JSONL never calls it.
-    linker
-        .instance("backlog-bridge:pg/postgres@0.1.0")
-        .expect("pg instance")
-        .func_new("execute", |_, _, _, _| {
-            wasmtime::bail!("no Postgres in the bare embedding")
-        })
-        .expect("pg execute");
-    // And the directory lock on demand, which only the `auto` backend takes.
-    linker
-        .instance("backlog-bridge:store/dir-lock@0.1.0")
-        .expect("dir-lock instance")
-        .func_new("acquire", |_, _, _, _| {
-            wasmtime::bail!("no directory lock in the bare embedding")
-        })
-        .expect("dir-lock acquire");
+    // The component imports the host's Postgres interface and the directory lock on demand;
+    // a `get` on JSONL calls neither.
+    for (instance, func) in [
+        ("backlog-bridge:pg/postgres@0.1.0", "execute"),
+        ("backlog-bridge:store/dir-lock@0.1.0", "acquire"),
+    ] {
+        linker
+            .instance(instance)
+            .expect("instance")
+            .func_new(func, |_, _, _, _| {
+                wasmtime::bail!("not in the bare embedding")
+            })
+            .expect("func");
+    }
     let pre = PluginPre::new(linker.instantiate_pre(&component).expect("pre")).expect("pre");
     let new_instance = || {
         let mut store = bare_store(&engine, &backlog);

@@ -15,8 +15,9 @@ use std::collections::HashMap;
 use backlog_core::list::{ItemKeys, ListQuery};
 use backlog_core::model::{Priority, Status};
 
-const PRIORITIES: [Priority; 4] = [Priority::P0, Priority::P1, Priority::P2, Priority::P3];
-const STATUSES: [Status; 5] = [
+pub(crate) const PRIORITIES: [Priority; 4] =
+    [Priority::P0, Priority::P1, Priority::P2, Priority::P3];
+pub(crate) const STATUSES: [Status; 5] = [
     Status::Open,
     Status::InProgress,
     Status::Blocked,
@@ -25,7 +26,7 @@ const STATUSES: [Status; 5] = [
 ];
 
 /// Position in [`PRIORITIES`] (exhaustive: a new variant is a build error).
-fn priority_ix(p: Priority) -> u8 {
+pub(crate) fn priority_ix(p: Priority) -> u8 {
     match p {
         Priority::P0 => 0,
         Priority::P1 => 1,
@@ -35,7 +36,7 @@ fn priority_ix(p: Priority) -> u8 {
 }
 
 /// Position in [`STATUSES`] (exhaustive: a new variant is a build error).
-fn status_ix(s: Status) -> u8 {
+pub(crate) fn status_ix(s: Status) -> u8 {
     match s {
         Status::Open => 0,
         Status::InProgress => 1,
@@ -129,8 +130,9 @@ pub(crate) struct Filter {
     overdue: Option<Vec<[bool; 5]>>,
 }
 
-/// Keys that pass a query holding one filter, once that filter's field is set.
-fn template() -> ItemKeys {
+/// Empty keys: they pass a query holding one filter once that filter's field is set; also
+/// the buffer a listing from a checkpoint fills in place (`index/lazy.rs`).
+pub(crate) fn template() -> ItemKeys {
     ItemKeys {
         id: String::new(),
         env: String::new(),

@@ -20,7 +20,8 @@ use backlog_core::list::{ItemKeys, ListQuery, compare};
 use backlog_core::model::{Priority, Status};
 
 use super::model::{Lazy, Loc, NIL, Op};
-use super::snapshot::{FOOTER, PRIORITIES, Reader, STATUSES, table_order};
+use super::snapshot::{FOOTER, Reader, table_order};
+use crate::filter::{PRIORITIES, STATUSES, template as blank_keys};
 
 /// One snapshot slot, read in place (its id not checked as UTF-8 yet).
 struct SlotView<'a> {
@@ -152,20 +153,6 @@ fn read_slot<'a>(r: &mut Reader<'a>) -> Option<SlotView<'a>> {
         line,
         head,
     })
-}
-
-/// Empty keys, to be filled in place.
-fn blank_keys() -> ItemKeys {
-    ItemKeys {
-        id: String::new(),
-        env: String::new(),
-        service: String::new(),
-        owner: String::new(),
-        category: String::new(),
-        priority: Priority::P0,
-        status: Status::Open,
-        due_date: String::new(),
-    }
 }
 
 /// `n` entries of `width` bytes from `at`, ending at or before `end`: the end.

@@ -13,20 +13,10 @@
 //! dashboard counts are built on the first dashboard.
 
 use backlog_core::list::ItemKeys;
-use backlog_core::model::{Priority, Status};
 
 use super::model::{EvLoc, Index, Loc, NIL, Order, Slot};
+use crate::filter::{PRIORITIES, STATUSES, priority_ix, status_ix};
 use crate::hash::hash64;
-
-pub(super) const PRIORITIES: [Priority; 4] =
-    [Priority::P0, Priority::P1, Priority::P2, Priority::P3];
-pub(super) const STATUSES: [Status; 5] = [
-    Status::Open,
-    Status::InProgress,
-    Status::Blocked,
-    Status::Done,
-    Status::Canceled,
-];
 
 /// The order of the lazy lookup tables: a string's [`hash64`], then the string (a total
 /// order that compares two numbers, not two strings with a long common prefix, almost
@@ -127,13 +117,8 @@ impl Index {
                     for s in [&k.env, &k.service, &k.owner, &k.category, &k.due_date] {
                         put_str(out, s);
                     }
-                    out.push(
-                        PRIORITIES
-                            .iter()
-                            .position(|&p| p == k.priority)
-                            .unwrap_or(0) as u8,
-                    );
-                    out.push(STATUSES.iter().position(|&s| s == k.status).unwrap_or(0) as u8);
+                    out.push(priority_ix(k.priority));
+                    out.push(status_ix(k.status));
                 }
             }
             put_u64(out, slot.line.off);
