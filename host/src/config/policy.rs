@@ -1,5 +1,6 @@
 //! `config/backlog_policy.yml` (`docs/configuration.md`): loaded and validated at start-up, handed to guests as
-//! JSON text (key order kept: generation evaluates categories in file order).
+//! JSON text in resolved form: every key, merged over the defaults here, once (category order
+//! kept: generation evaluates categories in file order).
 //!
 //! The rules of the policy (defaults, deep merge, validation) live in `backlog-core`; this
 //! module only reads the file and reports errors with the file's path.
@@ -17,8 +18,8 @@ pub const FILE: &str = "backlog_policy.yml";
 #[derive(Debug, Clone)]
 pub struct LoadedPolicy {
     pub policy: Policy,
-    /// The operator's document as JSON (a partial document is merged over the defaults by
-    /// whoever parses it, host and guest alike).
+    /// The policy in force as resolved JSON (`Policy::from_resolved_json`: every key), so
+    /// that a new guest instance reads it without merging over the defaults.
     pub json: String,
 }
 
@@ -28,10 +29,7 @@ pub fn load(config_dir: &Path) -> Result<LoadedPolicy, ConfigError> {
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(LoadedPolicy {
-                policy: Policy::default(),
-                json: "{}".to_owned(),
-            });
+            return LoadedPolicy::resolved(Policy::default(), &path);
         }
         Err(source) => return Err(ConfigError::Read { path, source }),
     };
@@ -45,17 +43,29 @@ pub fn load(config_dir: &Path) -> Result<LoadedPolicy, ConfigError> {
         serde_yaml_ng::Value::Null => serde_yaml_ng::Value::Mapping(Default::default()),
         doc => doc,
     };
-    let json = serde_json::to_string(&doc).map_err(|e| ConfigError::Invalid {
-        path: path.clone(),
-        key: String::new(),
-        message: format!("cannot be represented as JSON: {e}"),
-    })?;
+    let json = serde_json::to_string(&doc).map_err(|e| not_json(&path, e))?;
     let policy = Policy::from_json_str(&json).map_err(|e| ConfigError::Invalid {
-        path,
+        path: path.clone(),
         key: e.key,
         message: e.message,
     })?;
-    Ok(LoadedPolicy { policy, json })
+    LoadedPolicy::resolved(policy, &path)
+}
+
+impl LoadedPolicy {
+    /// `policy` with its resolved JSON.
+    fn resolved(policy: Policy, path: &Path) -> Result<LoadedPolicy, ConfigError> {
+        let json = serde_json::to_string(&policy).map_err(|e| not_json(path, e))?;
+        Ok(LoadedPolicy { policy, json })
+    }
+}
+
+fn not_json(path: &Path, e: serde_json::Error) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        key: String::new(),
+        message: format!("cannot be represented as JSON: {e}"),
+    }
 }
 
 #[cfg(test)]
@@ -87,6 +97,9 @@ mod tests {
         assert_eq!(p.policy.ownership.default_owner, "oncall");
         assert_eq!(p.policy.defaults.retention_days, 180);
         assert_eq!(load_text("").unwrap().policy, Policy::default());
+        // Guests get it resolved: every key, read back without the defaults.
+        let back = Policy::from_resolved_json(&p.json).unwrap();
+        assert_eq!(back, p.policy);
     }
 
     #[track_caller]

@@ -5,12 +5,14 @@
 //! and the semantic checks), [`parse`] (any serde document merged over a base policy, errors
 //! naming the dotted key) and [`defaults`] (the shipped YAML compiled in, the only copy of the
 //! default values). This file joins them: [`Policy::from_document`] merges over the defaults.
+//! `resolved` reads the complete form the host hands guests ([`Policy::from_resolved_json`]).
 //! The module does not read the file (the host does) and does not evaluate `when` rules
 //! (generation does).
 
 pub mod defaults;
 pub mod model;
 pub mod parse;
+mod resolved;
 
 pub use defaults::DEFAULT_POLICY_YAML;
 pub use model::{

@@ -100,8 +100,8 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// The policy of this call (the host's document merged over the defaults), parsed once per
-/// distinct text.
+/// The policy of this call (the host's resolved policy, or a document merged over the
+/// defaults), parsed once per distinct text.
 fn policy(text: Option<&str>) -> Result<std::rc::Rc<Policy>, Error> {
     // No document: the built-in policy (`{}` merges nothing over it).
     let text = text.unwrap_or("{}");
@@ -112,8 +112,11 @@ fn policy(text: Option<&str>) -> Result<std::rc::Rc<Policy>, Error> {
         {
             return Ok(policy.clone());
         }
+        // The host sends the resolved policy (every key): read as is. A document to merge
+        // over the defaults (an older host) is read the slow way.
         let policy = std::rc::Rc::new(
-            Policy::from_json_str(text)
+            Policy::from_resolved_json(text)
+                .or_else(|_| Policy::from_json_str(text))
                 .map_err(|e| Error::internal(format!("host sent an invalid policy: {e}")))?,
         );
         *slot = Some((text.to_owned(), policy.clone()));

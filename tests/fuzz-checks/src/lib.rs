@@ -141,7 +141,8 @@ pub fn check_jsonl_line(data: &[u8]) {
 }
 
 /// The policy (YAML text): one that loads gives the same policy after a round trip through
-/// its JSON form, and can be used (create, dashboard, cleanup, weekly generation run without
+/// its JSON form, read both as a document and in resolved form (what guests get), and can be
+/// used (create, dashboard, cleanup, weekly generation run without
 /// `internal`).
 pub fn check_policy(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -156,6 +157,10 @@ pub fn check_policy(data: &[u8]) {
     let json = serde_json::to_string(&policy).expect("a policy prints");
     let back = Policy::from_json_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
     assert_eq!(back, policy);
+    let resolved = Policy::from_resolved_json(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+    assert_eq!(resolved, policy);
+    // Any text: an error or a valid policy, never a panic.
+    let _ = Policy::from_resolved_json(text);
     let mut store = MemStore::new();
     let category = policy.categories.names()[0].to_owned();
     let item = serde_json::json!({"env":"prod","service":"api","category": category,"title":"t"});

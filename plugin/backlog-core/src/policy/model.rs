@@ -30,7 +30,8 @@ pub struct Policy {
 }
 
 /// `defaults:` — retention and generation cap.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Defaults {
     /// Days to keep `done`/`canceled` items (cleanup). Default 180.
     pub retention_days: u32,
@@ -39,21 +40,23 @@ pub struct Defaults {
 }
 
 /// `dedupe:` — prefix of generated dedupe keys.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Dedupe {
     /// Default `platform_backlog`.
     pub key_prefix: String,
 }
 
 /// One category: defaults for its items and the rules that make generation create one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CategoryPolicy {
     /// Priority of new items (before escalation).
     pub priority: Priority,
     /// Due date on create = today + `due_days`.
     pub due_days: u32,
     /// Owner for this category, below `ownership.overrides[service]`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
     /// Any-of rules; empty = generation never creates this category (manual only).
     pub when: Vec<Rule>,
@@ -139,7 +142,8 @@ impl fmt::Display for Band {
 }
 
 /// `generation:` — which digests generate items, and escalation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Generation {
     /// `auto_generate_weekly` runs (default true).
     pub weekly_from_pressure_digest: bool,
@@ -152,7 +156,8 @@ pub struct Generation {
 }
 
 /// `ownership:` — who owns an item by default.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Ownership {
     /// Owner when neither an override nor the category names one. Default `oncall`.
     pub default_owner: String,
@@ -161,7 +166,8 @@ pub struct Ownership {
 }
 
 /// `dashboard:` — list sizes and alert thresholds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Dashboard {
     /// At most this many items in `overdue` (`overdue_count` counts all).
     pub overdue_limit: u32,
