@@ -15,7 +15,9 @@
 //!
 //! then the ratios: host / bare (warm and fresh), fresh / warm, wasm / native.
 //!
-//! Options (env): BENCH_ITEMS=10000, BENCH_ITERS=200 (fresh figures use a fifth, at least 20).
+//! Options (env): BENCH_ITEMS=10000, BENCH_ITERS=200, BENCH_FRESH_ITERS (fresh figures; a fifth
+//! of the iterations, at least 20), BENCH_FULL_ITERS (the full-parse figure; as many as the
+//! fresh ones: 1 keeps its 35 ms a call out of a `perf` profile of the fresh figures).
 //! `--profile dev` gives a first figure quickly; the bench profile (release) is the real one.
 
 use std::path::Path;
@@ -67,7 +69,8 @@ impl WasiView for Bare {
 fn main() {
     let n: usize = env_or("BENCH_ITEMS", 10_000);
     let iters: usize = env_or("BENCH_ITERS", 200);
-    let fresh_iters = (iters / 5).max(20);
+    let fresh_iters = env_or("BENCH_FRESH_ITERS", (iters / 5).max(20));
+    let full_iters = env_or("BENCH_FULL_ITERS", fresh_iters);
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path();
     // SAFETY: single-threaded at this point; the variables configure the bridges below.
@@ -127,7 +130,7 @@ fn main() {
     };
     // Generated files carry no index checkpoint: each new instance parses them whole.
     let mut k = 0;
-    let bare_fresh_full = measure(fresh_iters, || {
+    let bare_fresh_full = measure(full_iters, || {
         k += 1;
         let (mut store, plugin) = new_instance();
         bare_get(&mut store, &plugin, &params(k));

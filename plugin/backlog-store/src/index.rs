@@ -24,6 +24,7 @@ use backlog_core::model::Priority;
 
 mod lazy;
 mod model;
+pub(crate) mod pages;
 mod snapshot;
 
 use model::{EvLoc, NIL, Order, Slot};
@@ -62,13 +63,19 @@ impl Index {
         *self = Index::default();
     }
 
-    /// The index of a checkpoint's snapshot (`bytes[start..]`, already hashed), opened lazily
-    /// (`lazy.rs`); `None` if its tables do not fit.
-    pub fn open_lazy(bytes: Vec<u8>, start: usize) -> Option<Index> {
+    /// The index of a checkpoint's snapshot, opened lazily (`lazy.rs`): nothing but its
+    /// footer is read until a lookup needs more. `None` if its tables do not fit.
+    pub fn open_lazy(pages: pages::Pages) -> Option<Index> {
         Some(Index {
-            lazy: Some(Box::new(model::Lazy::open(bytes, start)?)),
+            lazy: Some(Box::new(model::Lazy::open(pages)?)),
             ..Index::default()
         })
+    }
+
+    /// Whether the lazily opened snapshot met a block that failed its check (`pages.rs`):
+    /// the answers since are not to be trusted and the store re-indexes the files.
+    pub fn damaged(&self) -> bool {
+        self.lazy.as_ref().is_some_and(|l| l.damaged())
     }
 
     /// Decodes a lazily opened snapshot and replays what came after it, so every operation
@@ -78,9 +85,12 @@ impl Index {
         let Some(lazy) = self.lazy.take() else {
             return true;
         };
-        let mut r = Reader {
-            bytes: lazy.snapshot(),
+        let lazy = *lazy;
+        let Some(bytes) = lazy.pages.into_bytes() else {
+            *self = Index::default();
+            return false;
         };
+        let mut r = Reader { bytes: &bytes };
         let decoded = Index::decode(&mut r).filter(|_| r.bytes.is_empty());
         let Some(ix) = decoded else {
             *self = Index::default();

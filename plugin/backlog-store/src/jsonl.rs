@@ -223,23 +223,38 @@ impl JsonlStore {
         if self.index.materialize() {
             return Ok(());
         }
-        (self.warn)(&format!(
-            "jsonl: warning: ignoring {CHECKPOINT_FILE} (its index does not decode); indexing the files from the start"
-        ));
-        self.ckpt_distrusted = true;
-        self.items.force_rebuild();
-        self.events.force_rebuild();
+        self.distrust_checkpoint();
         self.refresh_items()?;
         self.refresh_events()
     }
 
+    /// The checkpoint this index was opened from turned out damaged (a block that fails its
+    /// hash, or an index that does not decode): warns, and makes the next look at each file
+    /// index it from the start, without a checkpoint.
+    fn distrust_checkpoint(&mut self) {
+        (self.warn)(&format!(
+            "jsonl: warning: ignoring {CHECKPOINT_FILE} (its index is damaged or does not decode); indexing the files from the start"
+        ));
+        self.ckpt_distrusted = true;
+        self.ckpt_lines = None;
+        self.items.force_rebuild();
+        self.events.force_rebuild();
+    }
+
     /// Runs `op`; if it met a line that is not what the index says (the file changed in a way
-    /// change detection missed), re-indexes that file and runs `op` once more.
+    /// change detection missed), re-indexes that file and runs `op` once more. If it met a
+    /// checkpoint block that fails its check (`index/pages.rs`), its answer is dropped
+    /// whatever it was: the files are indexed from the start and `op` runs once more.
     fn retry<T>(
         &mut self,
         mut op: impl FnMut(&mut Self) -> Result<T, JsonlError>,
     ) -> Result<T, StoreError> {
-        match op(self) {
+        let first = op(self);
+        if self.index.damaged() {
+            self.distrust_checkpoint();
+            return op(self).map_err(StoreError::from);
+        }
+        match first {
             Err(JsonlError::Stale { file, .. }) => {
                 self.ckpt_distrusted = true;
                 if file == ITEMS_FILE {

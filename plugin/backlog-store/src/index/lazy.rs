@@ -13,14 +13,14 @@
 //! writes, never a panic or a loop: event chains must move forward, slot numbers must be in
 //! range.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use backlog_core::list::{ItemKeys, ListQuery, compare};
 use backlog_core::model::{Priority, Status};
 
 use super::model::{Lazy, Loc, NIL, Op};
-use super::snapshot::{FOOTER, Reader, table_order};
+use super::pages::Pages;
+use super::snapshot::{DEDUPE_ENTRY, FOOTER, ID_ENTRY, Reader, table_order};
 use crate::filter::{PRIORITIES, STATUSES, template as blank_keys};
 
 /// One snapshot slot, read in place (its id not checked as UTF-8 yet).
@@ -155,6 +155,51 @@ fn read_slot<'a>(r: &mut Reader<'a>) -> Option<SlotView<'a>> {
     })
 }
 
+/// The first of `n` sorted keys (`key(i)`) that is not below `want`. The tables are in hash
+/// order and hashes are uniform, so the search starts where `want` would sit and gallops out
+/// from there: a lookup touches one or two blocks of the table, not one per halving.
+fn lower_bound(n: u32, want: u64, key: impl Fn(u32) -> Option<u64>) -> Option<u32> {
+    if n == 0 {
+        return Some(0);
+    }
+    let guess = ((u128::from(want) * u128::from(n)) >> 64) as u32;
+    // Invariant: keys before `lo` are below `want`, keys from `hi` on are not.
+    let (mut lo, mut hi);
+    if key(guess)? < want {
+        (lo, hi) = (guess + 1, n);
+        let mut step = 1u32;
+        while let Some(probe) = lo.checked_add(step - 1).filter(|&p| p < n) {
+            if key(probe)? < want {
+                lo = probe + 1;
+                step = step.saturating_mul(2);
+            } else {
+                hi = probe;
+                break;
+            }
+        }
+    } else {
+        (lo, hi) = (0, guess);
+        let mut step = 1u32;
+        while let Some(probe) = hi.checked_sub(step) {
+            if key(probe)? < want {
+                lo = probe + 1;
+                break;
+            }
+            hi = probe;
+            step = step.saturating_mul(2);
+        }
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if key(mid)? < want {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(lo)
+}
+
 /// `n` entries of `width` bytes from `at`, ending at or before `end`: the end.
 fn table(at: usize, n: u32, width: usize, end: usize) -> Option<usize> {
     let stop = at.checked_add((n as usize).checked_mul(width)?)?;
@@ -162,36 +207,32 @@ fn table(at: usize, n: u32, width: usize, end: usize) -> Option<usize> {
 }
 
 impl Lazy {
-    /// Opens the snapshot at `bytes[start..]` (already hashed by the caller): reads its
-    /// footer and checks that the tables it locates fit exactly.
-    pub(crate) fn open(bytes: Vec<u8>, start: usize) -> Option<Lazy> {
-        let body = bytes.get(start..)?;
-        let end = body.len().checked_sub(FOOTER)?;
-        let events_at = usize::try_from(u64_at(body, end)?).ok()?;
-        let tables_at = usize::try_from(u64_at(body, end + 8)?).ok()?;
-        let items = usize::try_from(u64_at(body, end + 16)?).ok()?;
-        let n_slots = u32_at(body, 0)?;
-        let n_events = u32_at(body, events_at)?;
-        table(events_at.checked_add(4)?, n_events, 16, tables_at)?;
-        if u32_at(body, tables_at)? != n_slots || n_slots == NIL || n_events == NIL {
+    /// Opens the snapshot in `pages`: reads its footer and checks that the tables it
+    /// locates fit exactly (nothing else is read until a lookup needs it).
+    pub(crate) fn open(pages: Pages) -> Option<Lazy> {
+        let end = pages.len().checked_sub(FOOTER)?;
+        let footer = pages.with(end, FOOTER, <[u8]>::to_vec)?;
+        let at = |i: usize| usize::try_from(u64_at(&footer, i)?).ok();
+        let (events_at, tables_at, items) = (at(0)?, at(8)?, at(16)?);
+        let (n_slots, n_events, n_dedupe) = (
+            u32_at(&footer, 24)?,
+            u32_at(&footer, 28)?,
+            u32_at(&footer, 32)?,
+        );
+        if n_slots == NIL || n_events == NIL || items > n_slots as usize {
             return None;
         }
+        table(events_at.checked_add(4)?, n_events, 16, tables_at)?;
         let slot_at = tables_at.checked_add(4)?;
         let by_id_at = table(slot_at, n_slots, 8, end)?;
-        let n_dedupe_pos = table(by_id_at, n_slots, 4, end)?;
-        let n_dedupe = u32_at(body, n_dedupe_pos)?;
-        let dedupe_at = n_dedupe_pos + 4;
-        if table(dedupe_at, n_dedupe, 8, end)? != end || items > n_slots as usize {
-            return None;
-        }
+        let dedupe_at = table(by_id_at, n_slots, ID_ENTRY, end)?.checked_add(4)?;
         // The listing order: `items` slot numbers (and their count) just before the tables.
         let order_at = tables_at.checked_sub(4 * items)?;
-        if u32_at(body, order_at.checked_sub(4)?)? as usize != items || order_at < events_at {
+        if table(dedupe_at, n_dedupe, DEDUPE_ENTRY, end)? != end || order_at < events_at + 4 {
             return None;
         }
         Some(Lazy {
-            bytes,
-            start,
+            pages,
             n_slots,
             n_events,
             n_dedupe,
@@ -211,60 +252,74 @@ impl Lazy {
         })
     }
 
-    /// The snapshot's bytes (for the full decode).
-    pub(super) fn snapshot(&self) -> &[u8] {
-        &self.bytes[self.start..]
+    /// Whether a block of the snapshot failed its check (`pages.rs`): answers since may be
+    /// wrong, and the store starts over from the files.
+    pub(super) fn damaged(&self) -> bool {
+        self.pages.damaged()
     }
 
-    /// Slot `s` of the snapshot: its id, whether it has an item, its line, its first event.
-    fn slot(&self, s: u32) -> Option<(&str, bool, Loc, u32)> {
-        let v = self.view(s)?;
-        let id = std::str::from_utf8(v.id).ok()?;
-        Some((id, v.keys.is_some(), v.line, v.head))
+    fn u32(&self, at: usize) -> Option<u32> {
+        self.pages.with(at, 4, |b| u32_at(b, 0))?
     }
 
-    /// Slot `s` of the snapshot read in place, with its keys (`None`: a placeholder).
-    fn view(&self, s: u32) -> Option<SlotView<'_>> {
+    fn u64(&self, at: usize) -> Option<u64> {
+        self.pages.with(at, 8, |b| u64_at(b, 0))?
+    }
+
+    /// `f` of slot `s` read in place (its bytes run to the next slot's start).
+    fn view<R>(&self, s: u32, f: impl FnOnce(SlotView<'_>) -> Option<R>) -> Option<R> {
         if s >= self.n_slots {
             return None;
         }
-        let at = u64_at(self.snapshot(), self.slot_at + 8 * s as usize)?;
-        read_slot(&mut Reader {
-            bytes: self.snapshot().get(usize::try_from(at).ok()?..)?,
-        })
+        let at = usize::try_from(self.u64(self.slot_at + 8 * s as usize)?).ok()?;
+        let end = if s + 1 < self.n_slots {
+            usize::try_from(self.u64(self.slot_at + 8 * (s as usize + 1))?).ok()?
+        } else {
+            self.events_at
+        };
+        self.pages.with(at, end.checked_sub(at)?, |b| {
+            f(read_slot(&mut Reader { bytes: b })?)
+        })?
     }
 
-    /// The snapshot's slot of `id`, by binary search over the slots in [`table_order`].
+    /// Slot `s` of the snapshot: whether it has an item, its line, its first event.
+    fn slot(&self, s: u32) -> Option<(bool, Loc, u32)> {
+        self.view(s, |v| Some((v.keys.is_some(), v.line, v.head)))
+    }
+
+    /// The id of slot `s`.
+    fn slot_id(&self, s: u32) -> Option<String> {
+        self.view(s, |v| std::str::from_utf8(v.id).ok().map(str::to_owned))
+    }
+
+    /// The snapshot's slot of `id`: the entries of its hash in the table by id
+    /// ([`table_order`]), found by [`lower_bound`].
     fn find(&self, id: &str) -> Option<u32> {
-        let want = table_order(id);
-        let (mut lo, mut hi) = (0u32, self.n_slots);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let s = u32_at(self.snapshot(), self.by_id_at + 4 * mid as usize)?;
-            match table_order(self.slot(s)?.0).cmp(&want) {
-                Ordering::Less => lo = mid + 1,
-                Ordering::Greater => hi = mid,
-                Ordering::Equal => return Some(s),
+        let (hash, _) = table_order(id);
+        let entry = |i: u32| self.by_id_at + ID_ENTRY * i as usize;
+        let mut i = lower_bound(self.n_slots, hash, |i| self.u64(entry(i)))?;
+        while i < self.n_slots && self.u64(entry(i))? == hash {
+            let s = self.u32(entry(i) + 8)?;
+            if self.view(s, |v| Some(v.id == id.as_bytes()))? {
+                return Some(s);
             }
+            i += 1;
         }
         None
     }
 
     /// The snapshot's slot last seen with `key`.
     fn find_dedupe(&self, key: &str) -> Option<u32> {
-        let want = table_order(key);
-        let (mut lo, mut hi) = (0u32, self.n_dedupe);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let at = u64_at(self.snapshot(), self.dedupe_at + 8 * mid as usize)?;
-            let mut r = Reader {
-                bytes: self.snapshot().get(usize::try_from(at).ok()?..)?,
-            };
-            match table_order(r.str()?).cmp(&want) {
-                Ordering::Less => lo = mid + 1,
-                Ordering::Greater => hi = mid,
-                Ordering::Equal => return r.u32(),
+        let (hash, _) = table_order(key);
+        let entry = |i: u32| self.dedupe_at + DEDUPE_ENTRY * i as usize;
+        let mut i = lower_bound(self.n_dedupe, hash, |i| self.u64(entry(i)))?;
+        while i < self.n_dedupe && self.u64(entry(i))? == hash {
+            let at = usize::try_from(self.u64(entry(i) + 8)?).ok()?;
+            let n = self.u32(at)? as usize;
+            if self.pages.with(at + 4, n, |b| b == key.as_bytes())? {
+                return self.u32(at + 4 + n);
             }
+            i += 1;
         }
         None
     }
@@ -274,7 +329,7 @@ impl Lazy {
         if let Some(&line) = self.lines.get(id) {
             return Some(line);
         }
-        let (_, has_item, line, _) = self.slot(self.find(id)?)?;
+        let (has_item, line, _) = self.slot(self.find(id)?)?;
         has_item.then_some(line)
     }
 
@@ -283,8 +338,8 @@ impl Lazy {
         match self.dedupe.get(key) {
             Some(id) => self.item(id),
             None => {
-                let id = self.slot(self.find_dedupe(key)?)?.0;
-                self.item(id)
+                let id = self.slot_id(self.find_dedupe(key)?)?;
+                self.item(&id)
             }
         }
     }
@@ -296,15 +351,14 @@ impl Lazy {
         if self.item(id).is_none() {
             return out;
         }
-        if let Some((_, _, _, head)) = self.find(id).and_then(|s| self.slot(s)) {
+        if let Some((_, _, head)) = self.find(id).and_then(|s| self.slot(s)) {
             let mut e = head;
             while e != NIL && e < self.n_events && out.len() < limit {
                 let at = self.events_at + 4 + 16 * e as usize;
-                let (Some(off), Some(len), Some(next)) = (
-                    u64_at(self.snapshot(), at),
-                    u32_at(self.snapshot(), at + 8),
-                    u32_at(self.snapshot(), at + 12),
-                ) else {
+                let entry = self.pages.with(at, 16, |b| {
+                    Some((u64_at(b, 0)?, u32_at(b, 8)?, u32_at(b, 12)?))
+                });
+                let Some(Some((off, len, next))) = entry else {
                     break;
                 };
                 out.push(Loc { off, len });
@@ -331,6 +385,17 @@ impl Lazy {
         query: &ListQuery,
         today: &str,
     ) -> Option<(Vec<(String, Loc)>, usize)> {
+        self.pages
+            .whole_with(|snap| self.list_in(snap, query, today))?
+    }
+
+    /// [`Lazy::list`] over the whole snapshot `snap`.
+    fn list_in(
+        &self,
+        snap: &[u8],
+        query: &ListQuery,
+        today: &str,
+    ) -> Option<(Vec<(String, Loc)>, usize)> {
         let end = query.offset.saturating_add(query.limit);
         // The overlay's items by their latest keys: they replace their snapshot slots.
         let mut latest: HashMap<&[u8], &ItemKeys> = HashMap::new();
@@ -353,7 +418,7 @@ impl Lazy {
         let mut hit = vec![0u64; words];
         let mut k = blank_keys();
         let mut r = Reader {
-            bytes: self.snapshot().get(4..)?,
+            bytes: snap.get(4..)?,
         };
         for s in 0..self.n_slots {
             let v = read_slot(&mut r)?;
@@ -372,7 +437,7 @@ impl Lazy {
             if hits.len() >= end {
                 break;
             }
-            let s = u32_at(self.snapshot(), self.order_at + 4 * p)?;
+            let s = u32_at(snap, self.order_at + 4 * p)?;
             let (w, b) = bit(s);
             let once = seen.get_mut(w)?;
             if *once & b != 0 {
@@ -380,7 +445,10 @@ impl Lazy {
             }
             *once |= b;
             if hit[w] & b != 0 {
-                let v = self.view(s)?;
+                let at = usize::try_from(u64_at(snap, self.slot_at + 8 * s as usize)?).ok()?;
+                let v = read_slot(&mut Reader {
+                    bytes: snap.get(at..)?,
+                })?;
                 hits.push((v.keys.as_ref()?.to_keys(v.id)?, v.line));
             }
         }
@@ -410,7 +478,7 @@ impl Lazy {
             && !self
                 .find(&keys.id)
                 .and_then(|s| self.slot(s))
-                .is_some_and(|(_, has_item, _, _)| has_item)
+                .is_some_and(|(has_item, _, _)| has_item)
         {
             self.new_items += 1;
         }

@@ -102,9 +102,8 @@ pub(crate) enum Op {
 
 /// A snapshot opened without decoding it, and what came after it (`lazy.rs`).
 pub(crate) struct Lazy {
-    /// The checkpoint file's bytes; the snapshot starts at `start`.
-    pub(super) bytes: Vec<u8>,
-    pub(super) start: usize,
+    /// The snapshot's bytes, read as lookups reach them (`pages.rs`).
+    pub(super) pages: super::pages::Pages,
     pub(super) n_slots: u32,
     pub(super) n_events: u32,
     pub(super) n_dedupe: u32,

@@ -8,8 +8,8 @@
 //! the same item — always a later one, so chains cannot loop), the dedupe map, and the
 //! listing order if it was valid (so a cold instance need not sort), then the tables a lazy
 //! open looks things up in without decoding the rest (`lazy.rs`: each slot's offset, the
-//! slots and the dedupe entries' offsets, each sorted by [`table_order`]) and a fixed-size footer
-//! locating the events and those tables. The filter columns are rebuilt from the keys; the
+//! slots and the dedupe entries' offsets with their keys' hashes, each sorted by
+//! [`table_order`]) and a fixed-size footer locating the events and those tables. The filter columns are rebuilt from the keys; the
 //! dashboard counts are built on the first dashboard.
 
 use backlog_core::list::ItemKeys;
@@ -25,8 +25,13 @@ pub(super) fn table_order(s: &str) -> (u64, &str) {
     (hash64(s.as_bytes()), s)
 }
 
-/// The footer: where the events and the lookup tables start, and the number of items.
-pub(super) const FOOTER: usize = 24;
+/// The footer: where the events and the lookup tables start, the number of items, and the
+/// numbers of slots, events and dedupe entries (so that a lazy open reads nothing else).
+pub(super) const FOOTER: usize = 36;
+/// An entry of the table by id: the id's [`hash64`], its slot.
+pub(super) const ID_ENTRY: usize = 12;
+/// An entry of the dedupe table: the key's [`hash64`], where its entry starts.
+pub(super) const DEDUPE_ENTRY: usize = 16;
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
@@ -68,10 +73,6 @@ impl<'a> Reader<'a> {
     pub fn raw_str(&mut self) -> Option<&'a [u8]> {
         let n = self.u32()? as usize;
         self.take(n)
-    }
-    pub fn str(&mut self) -> Option<&'a str> {
-        let n = self.u32()? as usize;
-        std::str::from_utf8(self.take(n)?).ok()
     }
     fn string(&mut self) -> Option<String> {
         let n = self.u32()? as usize;
@@ -162,7 +163,8 @@ impl Index {
             a.0.cmp(&b.0)
                 .then_with(|| ids[a.1 as usize].cmp(ids[b.1 as usize]))
         });
-        for (_, s) in by_id {
+        for (hash, s) in by_id {
+            put_u64(out, hash);
             put_u32(out, s);
         }
         let mut dedupe_at: Vec<(u64, &str, u64)> = dedupe_at
@@ -171,12 +173,16 @@ impl Index {
             .collect();
         dedupe_at.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         put_u32(out, dedupe_at.len() as u32);
-        for (_, _, at) in dedupe_at {
+        for (hash, _, at) in dedupe_at {
+            put_u64(out, hash);
             put_u64(out, at);
         }
         put_u64(out, events_at);
         put_u64(out, tables_at);
         put_u64(out, self.items as u64);
+        put_u32(out, self.slots.len() as u32);
+        put_u32(out, self.events.len() as u32);
+        put_u32(out, self.by_dedupe.len() as u32);
     }
 
     /// The index a snapshot holds, if `r` reads as a consistent one (see the module docs).
@@ -290,12 +296,12 @@ impl Index {
         if r.u32()? != n_slots {
             return None;
         }
-        r.take(n_slots as usize * 12)?;
+        r.take(n_slots as usize * (8 + ID_ENTRY))?;
         let n_dedupe_at = r.u32()?;
         if n_dedupe_at != n_dedupe {
             return None;
         }
-        r.take(n_dedupe as usize * 8)?;
+        r.take(n_dedupe as usize * DEDUPE_ENTRY)?;
         r.take(FOOTER)?;
         Some(ix)
     }

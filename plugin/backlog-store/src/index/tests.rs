@@ -1,5 +1,6 @@
 //! The index against `list::select`, and a lazily opened snapshot against the full index.
 
+use super::pages::{Pages, in_memory};
 use super::*;
 use backlog_core::model::{Priority, Status};
 use std::collections::HashMap;
@@ -162,9 +163,10 @@ proptest::proptest! {
         for (i, c) in before.iter().enumerate() {
             apply(&mut full, *c, i as u64);
         }
-        let mut bytes = b"HEAD".to_vec();
+        let mut bytes = Vec::new();
         full.encode(&mut bytes);
-        let mut lazy = Index::open_lazy(bytes, 4).expect("opens");
+        // Small blocks: lookups read and cross many of them.
+        let mut lazy = Index::open_lazy(in_memory(&bytes, bytes.clone(), 64)).expect("opens");
         proptest::prop_assert_eq!(lookups(&lazy), lookups(&full));
         for (i, c) in after.iter().enumerate() {
             apply(&mut full, *c, 1000 + i as u64);
@@ -195,13 +197,26 @@ proptest::proptest! {
         }
         let mut bytes = Vec::new();
         full.encode(&mut bytes);
-        for (at, b) in flips {
-            let n = bytes.len();
-            bytes[at % n] ^= b | 1;
+        let mut damaged = bytes.clone();
+        for (at, b) in &flips {
+            let n = damaged.len();
+            damaged[at % n] ^= b | 1;
         }
-        if let Some(mut lazy) = Index::open_lazy(bytes, 0) {
+        // Unchecked (given whole): every read answers or refuses.
+        if let Some(mut lazy) = Index::open_lazy(Pages::whole(damaged.clone())) {
             let _ = lookups(&lazy);
             let _ = lazy.materialize();
+        }
+        // Checked against the good bytes' hashes: an answer that read no damaged block is
+        // the full index's answer, and a damaged block is reported, never used.
+        if let Some(mut lazy) = Index::open_lazy(in_memory(&bytes, damaged, 64)) {
+            let got = lookups(&lazy);
+            if !lazy.damaged() {
+                proptest::prop_assert_eq!(got, lookups(&full));
+            }
+            if lazy.materialize() {
+                proptest::prop_assert_eq!(lookups(&lazy), lookups(&full));
+            }
         }
     }
 }
@@ -261,7 +276,7 @@ proptest::proptest! {
         }
         let mut bytes = Vec::new();
         full.encode(&mut bytes);
-        let mut lazy = Index::open_lazy(bytes, 0).expect("opens");
+        let mut lazy = Index::open_lazy(in_memory(&bytes, bytes.clone(), 64)).expect("opens");
         for (i, c) in after.iter().enumerate() {
             put_listed(&mut full, *c, 1000 + i as u64);
             put_listed(&mut lazy, *c, 1000 + i as u64);
