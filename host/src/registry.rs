@@ -151,6 +151,8 @@ pub struct Bridge {
     /// Digest of each config file, taken as soon as this bridge was read (before anything
     /// observable happens): a reload names the files that differ from these.
     pub(crate) files: BTreeMap<String, String>,
+    /// The guests' configuration documents built so far (`backlog/guest_config.rs`).
+    pub(crate) guest_configs: crate::backlog::guest_config::GuestConfigs,
 }
 
 /// A plugin no later bridge took over (a reload loaded it anew) leaves the pool with the last
@@ -186,6 +188,7 @@ impl Bridge {
             audit: Arc::default(),
             _memory_dir: memory_dir.map(Arc::new),
             files: BTreeMap::new(),
+            guest_configs: Default::default(),
         };
         bridge.files = bridge.config_files();
         Ok(bridge)
@@ -205,6 +208,7 @@ impl Bridge {
             audit: self.audit.clone(),
             _memory_dir: self._memory_dir.clone(),
             files: BTreeMap::new(),
+            guest_configs: Default::default(),
         };
         bridge.files = bridge.config_files();
         bridge
