@@ -14,6 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use scheduler_core::{Registry, Schedule};
 use serde_json::Value;
 
+mod checkpoint;
 mod config;
 mod digest;
 mod dispatch;
@@ -21,6 +22,7 @@ mod fold;
 mod mcp;
 mod query;
 
+pub use checkpoint::check_checkpoint;
 pub use config::{check_keys, check_plugins, check_rbac};
 pub use digest::check_digest;
 pub use dispatch::{check_mcp_dispatch, init_mcp_dispatch};
@@ -46,6 +48,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("keys", check_keys),
     ("jsonl_fold", check_jsonl_fold),
     ("mcp_dispatch", check_mcp_dispatch),
+    ("checkpoint", check_checkpoint),
 ];
 
 /// A deterministic entropy source (ids need not be random here).
