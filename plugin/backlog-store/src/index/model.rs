@@ -123,7 +123,6 @@ pub(crate) struct Lazy {
     pub(super) dedupe: HashMap<String, String>,
     pub(super) events: HashMap<String, Vec<Loc>>,
     pub(super) log: Vec<Op>,
-    pub(super) new_items: usize,
     pub(super) new_events: usize,
     /// Listings answered from the snapshot so far.
     pub(super) lists: u32,

@@ -44,7 +44,15 @@ pub struct Pages {
     hashes: Vec<u64>,
     state: RefCell<State>,
     damaged: Cell<bool>,
+    /// Blocks read one at a time so far.
+    loaded: Cell<usize>,
 }
+
+/// Once this share of the blocks (1 in `WHOLE_AFTER`) was read one at a time, the rest is
+/// read in one read: a store read block by block in the end (a warm instance's lookups over
+/// time, a scan of the lines after the checkpoint) costs at most about what one whole read
+/// and check would have, not a host call per block.
+const WHOLE_AFTER: usize = 8;
 
 impl Pages {
     /// Pages over a snapshot of `len` bytes read through `read` in blocks of `block` bytes
@@ -60,6 +68,7 @@ impl Pages {
             }),
             hashes,
             damaged: Cell::new(false),
+            loaded: Cell::new(0),
         })
     }
 
@@ -72,6 +81,7 @@ impl Pages {
             hashes: Vec::new(),
             state: RefCell::new(State::Whole(bytes)),
             damaged: Cell::new(false),
+            loaded: Cell::new(0),
         }
     }
 
@@ -92,6 +102,9 @@ impl Pages {
         if self.damaged.get() {
             return None;
         }
+        if self.loaded.get() * WHOLE_AFTER >= self.hashes.len().max(64) {
+            self.make_whole()?;
+        }
         let mut state = self.state.borrow_mut();
         let State::Paged { blocks, read } = &mut *state else {
             drop(state);
@@ -109,7 +122,10 @@ impl Pages {
         for (b, slot) in blocks.iter_mut().enumerate().take(last + 1).skip(first) {
             if slot.is_none() {
                 match self.load(b, read) {
-                    Some(block) => *slot = Some(block),
+                    Some(block) => {
+                        *slot = Some(block);
+                        self.loaded.set(self.loaded.get() + 1);
+                    }
                     None => {
                         self.damaged.set(true);
                         return None;
@@ -227,6 +243,28 @@ mod tests {
         assert!(p.with(3 * BLOCK + 90, 11, |_| ()).is_none(), "out of range");
         assert!(!p.damaged());
         assert_eq!(p.into_bytes().unwrap(), bytes);
+    }
+
+    #[test]
+    fn reading_an_eighth_of_the_blocks_one_by_one_reads_the_rest_at_once() {
+        let bytes: Vec<u8> = (0..128 * 64).map(|i| (i % 253) as u8).collect();
+        let reads = std::rc::Rc::new(Cell::new(0));
+        let hashes = bytes.chunks(64).map(block_hash).collect();
+        let (file, count) = (bytes.clone(), reads.clone());
+        let read: ReadAt = Box::new(move |at, buf| {
+            count.set(count.get() + 1);
+            buf.copy_from_slice(&file[at as usize..at as usize + buf.len()]);
+            true
+        });
+        let p = Pages::paged(bytes.len(), 64, hashes, read).unwrap();
+        for b in 0..16 {
+            assert_eq!(p.with(b * 64 * 7 % bytes.len(), 4, <[u8]>::to_vec).unwrap().len(), 4);
+        }
+        assert_eq!(reads.get(), 16, "one read per block so far");
+        for at in (0..bytes.len()).step_by(64) {
+            assert_eq!(p.with(at, 64, <[u8]>::to_vec).unwrap(), &bytes[at..at + 64]);
+        }
+        assert_eq!(reads.get(), 17, "then one read of everything");
     }
 
     #[test]
