@@ -26,7 +26,11 @@ use crate::runtime::sandbox::Resources;
 use crate::runtime::{Plugin, Runtime};
 
 /// Components built into the binary, by the name `component: builtin` resolves.
-const BUILTINS: &[(&str, &[u8])] = &[("backlog_tool", include_bytes!(env!("BACKLOG_TOOL_WASM")))];
+const BUILTINS: &[(&str, &[u8], &str)] = &[(
+    "backlog_tool",
+    include_bytes!(env!("BACKLOG_TOOL_WASM")),
+    env!("BACKLOG_TOOL_WASM_SHA256"),
+)];
 
 /// A plugin and its registry entry.
 pub(crate) struct Loaded {
@@ -488,9 +492,13 @@ fn load_plugin(
     // The cache is keyed by the bytes' own SHA-256 (`cache::entry_path`), so a swapped file
     // never runs under an older compilation.
     let started = Instant::now();
-    let (component, origin) =
-        cache::load(&runtime.engine, &bytes, settings.cache_dir.as_deref())
-            .with_context(|| format!("plugin `{name}`: not a loadable component"))?;
+    let (component, origin) = cache::load(
+        &runtime.engine,
+        &bytes,
+        &digest,
+        settings.cache_dir.as_deref(),
+    )
+    .with_context(|| format!("plugin `{name}`: not a loadable component"))?;
     let how = match origin {
         Origin::Cached => "loaded cached component",
         Origin::Compiled => "compiled component",
@@ -516,28 +524,23 @@ fn load_plugin(
     }))
 }
 
-/// A builtin component: its name, bytes and SHA-256 hex (computed once per process).
+/// A builtin component: its name, bytes and SHA-256 hex (computed by `build.rs`).
 fn builtin(name: &str) -> Option<(&'static str, &'static [u8], &'static str)> {
-    static DIGESTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let digests = DIGESTS.get_or_init(|| {
-        BUILTINS
-            .iter()
-            .map(|(_, b)| plugins::sha256_hex(b))
-            .collect()
-    });
-    BUILTINS
-        .iter()
-        .zip(digests)
-        .find(|((n, _), _)| *n == name)
-        .map(|((n, b), d)| (*n, *b, d.as_str()))
+    BUILTINS.iter().find(|(n, _, _)| *n == name).copied()
 }
 
 /// Loads a component file outside the registry (for `plugins inspect`).
 pub fn inspect(settings: &Settings, path: &Path) -> anyhow::Result<crate::runtime::ToolInfo> {
     let runtime = Runtime::new()?;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let (component, _) = cache::load(&runtime.engine, &bytes, settings.cache_dir.as_deref())
-        .with_context(|| format!("{}: not a loadable component", path.display()))?;
+    let digest = plugins::sha256_hex(&bytes);
+    let (component, _) = cache::load(
+        &runtime.engine,
+        &bytes,
+        &digest,
+        settings.cache_dir.as_deref(),
+    )
+    .with_context(|| format!("{}: not a loadable component", path.display()))?;
     Ok(Plugin::load(&runtime, "inspect", &component, 128, Default::default())?.info)
 }
 
@@ -545,6 +548,17 @@ pub fn inspect(settings: &Settings, path: &Path) -> anyhow::Result<crate::runtim
 mod tests {
     use super::*;
     use crate::CallRequest;
+
+    #[test]
+    fn the_builtin_digests_from_build_rs_are_the_bytes_sha256() {
+        for (name, bytes, digest) in BUILTINS {
+            assert_eq!(*digest, plugins::sha256_hex(bytes), "{name}");
+        }
+        assert_eq!(
+            crate::scheduler::runner::SCHEDULER_WASM_SHA256,
+            plugins::sha256_hex(crate::scheduler::runner::SCHEDULER_WASM)
+        );
+    }
 
     fn list(bridge: &Bridge) {
         let req = CallRequest {

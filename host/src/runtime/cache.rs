@@ -6,7 +6,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -29,26 +28,28 @@ pub fn default_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/backlog-bridge"))
 }
 
-/// The cache file for `bytes` under this engine.
-pub fn entry_path(dir: &Path, engine: &Engine, bytes: &[u8]) -> PathBuf {
+/// The cache file for the component whose bytes have the SHA-256 hex `digest`, under this
+/// engine.
+pub fn entry_path(dir: &Path, engine: &Engine, digest: &str) -> PathBuf {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     env!("CARGO_PKG_VERSION").hash(&mut hasher);
-    let digest = Sha256::digest(bytes);
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let hex = digest.get(..32).unwrap_or(digest);
     dir.join(format!("{hex}-{:016x}.cwasm", hasher.finish()))
 }
 
-/// Loads `bytes` as a component, through the cache when one is configured.
+/// Loads `bytes` (whose SHA-256 hex is `digest`: the caller has it already, from `build.rs`
+/// for the embedded components) as a component, through the cache when one is configured.
 pub fn load(
     engine: &Engine,
     bytes: &[u8],
+    digest: &str,
     dir: Option<&Path>,
 ) -> anyhow::Result<(Component, Origin)> {
     let Some(dir) = dir else {
         return Ok((Component::new(engine, bytes)?, Origin::Compiled));
     };
-    let path = entry_path(dir, engine, bytes);
+    let path = entry_path(dir, engine, digest);
     if path.exists() {
         // SAFETY: the file was written by `precompile_component` of an engine with the same
         // compatibility hash (it is in the file name), in a directory owned by this user.

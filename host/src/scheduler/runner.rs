@@ -20,7 +20,9 @@ use bindings::backlog_bridge::scheduler::invoker as wit_invoker;
 use bindings::exports::backlog_bridge::scheduler::runner as wit_runner;
 
 /// The component, built into the binary.
-const SCHEDULER_WASM: &[u8] = include_bytes!(env!("SCHEDULER_WASM"));
+pub(crate) const SCHEDULER_WASM: &[u8] = include_bytes!(env!("SCHEDULER_WASM"));
+/// Its SHA-256 hex, from `build.rs` (the key of its compilation cache entry).
+pub(crate) const SCHEDULER_WASM_SHA256: &str = env!("SCHEDULER_WASM_SHA256");
 
 /// Guest memory of the runner (it holds one registry and one answer).
 const MEMORY_BYTES: usize = 64 << 20;
@@ -100,8 +102,13 @@ impl Runner {
     /// Loads the built-in component (through the compiled-component cache) on the bridge's
     /// runtime: its engine and the linker both worlds share.
     pub fn new(runtime: &Runtime, cache_dir: Option<&std::path::Path>) -> anyhow::Result<Runner> {
-        let (component, _) = cache::load(&runtime.engine, SCHEDULER_WASM, cache_dir)
-            .context("the scheduler component is not loadable")?;
+        let (component, _) = cache::load(
+            &runtime.engine,
+            SCHEDULER_WASM,
+            SCHEDULER_WASM_SHA256,
+            cache_dir,
+        )
+        .context("the scheduler component is not loadable")?;
         let pre = bindings::SchedulerRunnerPre::new(runtime.linker.instantiate_pre(&component)?)?;
         Ok(Runner {
             engine: runtime.engine.clone(),

@@ -258,7 +258,12 @@ mod tests {
         });
         let p = Pages::paged(bytes.len(), 64, hashes, read).unwrap();
         for b in 0..16 {
-            assert_eq!(p.with(b * 64 * 7 % bytes.len(), 4, <[u8]>::to_vec).unwrap().len(), 4);
+            assert_eq!(
+                p.with(b * 64 * 7 % bytes.len(), 4, <[u8]>::to_vec)
+                    .unwrap()
+                    .len(),
+                4
+            );
         }
         assert_eq!(reads.get(), 16, "one read per block so far");
         for at in (0..bytes.len()).step_by(64) {
