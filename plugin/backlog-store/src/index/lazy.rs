@@ -1,13 +1,15 @@
 //! An index opened from a checkpoint without decoding it: lookups by id and by dedupe key and
-//! an item's events are answered by binary search in the snapshot's bytes (its lookup tables,
-//! `snapshot.rs`), and the lines after the checkpoint go to a small overlay. Anything else
-//! (a listing, the dashboard, cleanup, a new checkpoint) decodes the snapshot once and
-//! replays the overlay (`Index::materialize`), which is what opening did before.
+//! an item's events are answered by searching the snapshot's lookup tables in place
+//! (`snapshot.rs`), and the lines after the checkpoint go to a small overlay. A listing is
+//! answered from the snapshot's bytes in two passes; anything else (the dashboard, cleanup,
+//! a new checkpoint, a ninth listing) decodes the snapshot once and replays the overlay
+//! (`Index::materialize`), which is what opening did before.
 //!
 //! Why: a new instance or a new process that answers one `get` or makes one `upsert` would
 //! otherwise decode every slot (an allocation per string, two hash inserts per item), which
-//! at 100k items is most of a cold call. The bytes are still read and hashed whole
-//! (`checkpoint.rs` trusts nothing it has not hashed); only the decoding is skipped.
+//! at 100k items is most of a cold call. Nor does it read the snapshot whole: its bytes come
+//! through [`Pages`] (`pages.rs`), a verified block at a time, so a lookup reads the few
+//! blocks it touches; a listing or a decode reads the rest at once.
 //!
 //! Every read is bounds-checked and answers `None` on bytes that are not what the encoder
 //! writes, never a panic or a loop: event chains must move forward, slot numbers must be in
