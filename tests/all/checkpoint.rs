@@ -88,12 +88,17 @@ fn a_cold_process_answers_from_the_checkpoint_as_from_the_files() {
     let (env, ids) = populated();
     let plain = without_checkpoint(&env);
     assert!(
-        !stderr_of_get(&env, &ids[3]).contains("index.checkpoint"),
+        !stderr_of_get(&env, &ids[3]).contains(IGNORED),
         "the checkpoint was not used"
     );
     assert_eq!(answers(&env, &ids), answers(&plain, &ids));
 }
 
+const IGNORED: &str = "jsonl: warning: ignoring index.checkpoint";
+
+/// A byte in the middle of the checkpoint flipped: a lookup may not read that block (blocks
+/// are read and checked as lookups reach them), a listing reads them all; either way no
+/// answer changes.
 #[test]
 fn a_damaged_checkpoint_is_ignored_with_a_warning_and_changes_no_answer() {
     let (env, ids) = populated();
@@ -103,10 +108,40 @@ fn a_damaged_checkpoint_is_ignored_with_a_warning_and_changes_no_answer() {
     let at = bytes.len() / 2;
     bytes[at] ^= 0x5a;
     std::fs::write(&path, &bytes).expect("write");
-    let stderr = stderr_of_get(&env, &ids[3]);
-    assert!(
-        stderr.contains("jsonl: warning: ignoring index.checkpoint"),
-        "{stderr}"
+    let run = env.call("operator", "backlog_tool", "list", &json!({"limit": 1}));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains(IGNORED), "{}", run.stderr);
+    assert_eq!(answers(&env, &ids), answers(&plain, &ids));
+}
+
+/// Every block of the checkpoint's index damaged but the last two (its footer, which opening
+/// reads): the header and block table are intact, so the checkpoint opens, and the damage is
+/// met by the `get`'s own lookup, whose answer is then dropped and recomputed from the files.
+#[test]
+fn a_damaged_block_met_by_a_lookup_is_dropped_with_a_warning() {
+    let (env, ids) = populated();
+    let plain = without_checkpoint(&env);
+    let path = env.backlog_dir().join("index.checkpoint");
+    let mut bytes = std::fs::read(&path).expect("checkpoint");
+    // The layout (`jsonl/checkpoint.rs`): a 122-byte header whose second word is the body's
+    // length, a hash per 4 KiB block of the body, the body.
+    let body_len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
+    let blocks = body_len.div_ceil(4096);
+    let body_at = 122 + 8 * blocks;
+    assert_eq!(
+        body_at + body_len,
+        bytes.len(),
+        "the layout the test assumes"
     );
+    assert!(blocks > 4, "a store of several blocks");
+    for b in 0..blocks - 2 {
+        bytes[body_at + b * 4096 + 100] ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).expect("write");
+    let run = env.call("operator", "backlog_tool", "get", &json!({"id": ids[3]}));
+    assert_eq!(run.code, 0, "{run:?}");
+    // Met by the lookup (not refused at opening: "not a checkpoint or damaged").
+    let met = format!("{IGNORED} (its index is damaged or does not decode)");
+    assert!(run.stderr.contains(&met), "{}", run.stderr);
     assert_eq!(answers(&env, &ids), answers(&plain, &ids));
 }
