@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod backlog;
+mod builtins;
 pub mod call;
 pub mod caps;
 pub mod check;

@@ -25,13 +25,6 @@ use crate::runtime::plugin::ActionInfo;
 use crate::runtime::sandbox::Resources;
 use crate::runtime::{Plugin, Runtime};
 
-/// Components built into the binary, by the name `component: builtin` resolves.
-const BUILTINS: &[(&str, &[u8], &str)] = &[(
-    "backlog_tool",
-    include_bytes!(env!("BACKLOG_TOOL_WASM")),
-    env!("BACKLOG_TOOL_WASM_SHA256"),
-)];
-
 /// A plugin and its registry entry.
 pub(crate) struct Loaded {
     pub(crate) entry: PluginEntry,
@@ -156,7 +149,7 @@ pub struct Bridge {
     /// observable happens): a reload names the files that differ from these.
     pub(crate) files: BTreeMap<String, String>,
     /// The guests' configuration documents built so far (`backlog/guest_config.rs`).
-    pub(crate) guest_configs: crate::backlog::guest_config::GuestConfigs,
+    pub(crate) guest_configs: crate::backlog::config_cache::GuestConfigs,
 }
 
 /// A plugin no later bridge took over (a reload loaded it anew) leaves the pool with the last
@@ -466,7 +459,7 @@ fn load_plugin(
     let (bytes, digest): (std::borrow::Cow<[u8]>, String) = match entry.source(&settings.config_dir)
     {
         ComponentSource::Builtin => {
-            let (_, bytes, digest) = builtin(name).with_context(|| {
+            let (bytes, digest) = crate::builtins::tool(name).with_context(|| {
                 format!(
                     "{}: plugin `{name}`: no builtin component of that name",
                     plugins::FILE
@@ -524,11 +517,6 @@ fn load_plugin(
     }))
 }
 
-/// A builtin component: its name, bytes and SHA-256 hex (computed by `build.rs`).
-fn builtin(name: &str) -> Option<(&'static str, &'static [u8], &'static str)> {
-    BUILTINS.iter().find(|(n, _, _)| *n == name).copied()
-}
-
 /// Loads a component file outside the registry (for `plugins inspect`).
 pub fn inspect(settings: &Settings, path: &Path) -> anyhow::Result<crate::runtime::ToolInfo> {
     let runtime = Runtime::new()?;
@@ -548,17 +536,6 @@ pub fn inspect(settings: &Settings, path: &Path) -> anyhow::Result<crate::runtim
 mod tests {
     use super::*;
     use crate::CallRequest;
-
-    #[test]
-    fn the_builtin_digests_from_build_rs_are_the_bytes_sha256() {
-        for (name, bytes, digest) in BUILTINS {
-            assert_eq!(*digest, plugins::sha256_hex(bytes), "{name}");
-        }
-        assert_eq!(
-            crate::scheduler::runner::SCHEDULER_WASM_SHA256,
-            plugins::sha256_hex(crate::scheduler::runner::SCHEDULER_WASM)
-        );
-    }
 
     fn list(bridge: &Bridge) {
         let req = CallRequest {

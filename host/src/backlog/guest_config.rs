@@ -2,9 +2,6 @@
 //! context's `config`): which store, the guest paths and accesses it was granted, the policy,
 //! and the caller's entitlements.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use serde_json::json;
 
 use super::settings::Backend;
@@ -12,35 +9,12 @@ use crate::grants::{Access, Grants};
 use crate::registry::Bridge;
 use crate::runtime::sandbox::{BACKLOG_DIR, REPORTS_DIR};
 
-/// The documents handed to guests so far, by grants and caller. A bridge's settings, policy
-/// and matrix do not change (a reload makes a new bridge), so the text is the same call after
-/// call: built once, not serialized again per call (the policy's escaping alone was a fifth
-/// of the host's own time in a warm `get`).
-#[derive(Default)]
-pub(crate) struct GuestConfigs(Mutex<HashMap<(Grants, String), Arc<str>>>);
-
-/// Documents kept at most (callers × grant sets; the matrix bounds both): past it, the cache
-/// starts over.
-const KEPT: usize = 1024;
-
 impl Bridge {
-    /// The configuration document of a call with `grants` by `agent` ([`Bridge::build_guest_config`]),
-    /// built once per bridge.
-    pub(crate) fn guest_config(&self, grants: Grants, agent: &str) -> Arc<str> {
-        let mut kept = self
-            .guest_configs
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(text) = kept.get(&(grants, agent.to_owned())) {
-            return text.clone();
-        }
-        let text: Arc<str> = self.build_guest_config(grants, agent).into();
-        if kept.len() >= KEPT {
-            kept.clear();
-        }
-        kept.insert((grants, agent.to_owned()), text.clone());
-        text
+    /// The configuration document of a call with `grants` by `agent`, built once per bridge
+    /// (`config_cache.rs`).
+    pub(crate) fn guest_config(&self, grants: Grants, agent: &str) -> std::sync::Arc<str> {
+        self.guest_configs
+            .get_or_build(grants, agent, || self.build_guest_config(grants, agent))
     }
 
     /// Settings a guest may know: which store, the guest paths and the Postgres access it was

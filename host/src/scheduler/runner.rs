@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::Value;
 
+use crate::builtins;
 use crate::caps::invoker::{Invoke, InvokeError, InvokerGrant};
 use crate::error::ToolError;
 use crate::grants::Grants;
@@ -18,11 +19,6 @@ use crate::runtime::{Runtime, cache};
 
 use bindings::backlog_bridge::scheduler::invoker as wit_invoker;
 use bindings::exports::backlog_bridge::scheduler::runner as wit_runner;
-
-/// The component, built into the binary.
-pub(crate) const SCHEDULER_WASM: &[u8] = include_bytes!(env!("SCHEDULER_WASM"));
-/// Its SHA-256 hex, from `build.rs` (the key of its compilation cache entry).
-pub(crate) const SCHEDULER_WASM_SHA256: &str = env!("SCHEDULER_WASM_SHA256");
 
 /// Guest memory of the runner (it holds one registry and one answer).
 const MEMORY_BYTES: usize = 64 << 20;
@@ -104,8 +100,8 @@ impl Runner {
     pub fn new(runtime: &Runtime, cache_dir: Option<&std::path::Path>) -> anyhow::Result<Runner> {
         let (component, _) = cache::load(
             &runtime.engine,
-            SCHEDULER_WASM,
-            SCHEDULER_WASM_SHA256,
+            builtins::SCHEDULER_WASM,
+            builtins::SCHEDULER_WASM_SHA256,
             cache_dir,
         )
         .context("the scheduler component is not loadable")?;
