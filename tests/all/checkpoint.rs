@@ -77,10 +77,19 @@ fn answers(env: &Env, ids: &[String]) -> Vec<Value> {
     out
 }
 
-fn stderr_of_get(env: &Env, id: &str) -> String {
-    let run = env.call("operator", "backlog_tool", "get", &json!({"id": id}));
+/// What a cold process that runs `action` logs (it must succeed).
+fn stderr_of(env: &Env, action: &str, params: Value) -> String {
+    let run = env.call("operator", "backlog_tool", action, &params);
     assert_eq!(run.code, 0, "{run:?}");
     run.stderr
+}
+
+/// Rewrites `env`'s checkpoint with `damage` applied to its bytes.
+fn damage_checkpoint(env: &Env, damage: impl FnOnce(&mut Vec<u8>)) {
+    let path = env.backlog_dir().join("index.checkpoint");
+    let mut bytes = std::fs::read(&path).expect("checkpoint");
+    damage(&mut bytes);
+    std::fs::write(&path, &bytes).expect("write");
 }
 
 #[test]
@@ -88,7 +97,7 @@ fn a_cold_process_answers_from_the_checkpoint_as_from_the_files() {
     let (env, ids) = populated();
     let plain = without_checkpoint(&env);
     assert!(
-        !stderr_of_get(&env, &ids[3]).contains(IGNORED),
+        !stderr_of(&env, "get", json!({"id": ids[3]})).contains(IGNORED),
         "the checkpoint was not used"
     );
     assert_eq!(answers(&env, &ids), answers(&plain, &ids));
@@ -103,14 +112,12 @@ const IGNORED: &str = "jsonl: warning: ignoring index.checkpoint";
 fn a_damaged_checkpoint_is_ignored_with_a_warning_and_changes_no_answer() {
     let (env, ids) = populated();
     let plain = without_checkpoint(&env);
-    let path = env.backlog_dir().join("index.checkpoint");
-    let mut bytes = std::fs::read(&path).expect("checkpoint");
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x5a;
-    std::fs::write(&path, &bytes).expect("write");
-    let run = env.call("operator", "backlog_tool", "list", &json!({"limit": 1}));
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stderr.contains(IGNORED), "{}", run.stderr);
+    damage_checkpoint(&env, |bytes| {
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x5a;
+    });
+    let stderr = stderr_of(&env, "list", json!({"limit": 1}));
+    assert!(stderr.contains(IGNORED), "{stderr}");
     assert_eq!(answers(&env, &ids), answers(&plain, &ids));
 }
 
@@ -121,27 +128,25 @@ fn a_damaged_checkpoint_is_ignored_with_a_warning_and_changes_no_answer() {
 fn a_damaged_block_met_by_a_lookup_is_dropped_with_a_warning() {
     let (env, ids) = populated();
     let plain = without_checkpoint(&env);
-    let path = env.backlog_dir().join("index.checkpoint");
-    let mut bytes = std::fs::read(&path).expect("checkpoint");
-    // The layout (`jsonl/checkpoint.rs`): a 122-byte header whose second word is the body's
-    // length, a hash per 4 KiB block of the body, the body.
-    let body_len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-    let blocks = body_len.div_ceil(4096);
-    let body_at = 122 + 8 * blocks;
-    assert_eq!(
-        body_at + body_len,
-        bytes.len(),
-        "the layout the test assumes"
-    );
-    assert!(blocks > 4, "a store of several blocks");
-    for b in 0..blocks - 2 {
-        bytes[body_at + b * 4096 + 100] ^= 0x5a;
-    }
-    std::fs::write(&path, &bytes).expect("write");
-    let run = env.call("operator", "backlog_tool", "get", &json!({"id": ids[3]}));
-    assert_eq!(run.code, 0, "{run:?}");
+    damage_checkpoint(&env, |bytes| {
+        // The layout (`jsonl/checkpoint.rs`): a 122-byte header whose second word is the
+        // body's length, a hash per 4 KiB block of the body, the body.
+        let body_len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
+        let blocks = body_len.div_ceil(4096);
+        let body_at = 122 + 8 * blocks;
+        assert_eq!(
+            body_at + body_len,
+            bytes.len(),
+            "the layout the test assumes"
+        );
+        assert!(blocks > 4, "a store of several blocks");
+        for b in 0..blocks - 2 {
+            bytes[body_at + b * 4096 + 100] ^= 0x5a;
+        }
+    });
+    let stderr = stderr_of(&env, "get", json!({"id": ids[3]}));
     // Met by the lookup (not refused at opening: "not a checkpoint or damaged").
     let met = format!("{IGNORED} (its index is damaged or does not decode)");
-    assert!(run.stderr.contains(&met), "{}", run.stderr);
+    assert!(stderr.contains(&met), "{stderr}");
     assert_eq!(answers(&env, &ids), answers(&plain, &ids));
 }

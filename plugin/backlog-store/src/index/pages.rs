@@ -106,13 +106,9 @@ impl Pages {
             self.make_whole()?;
         }
         let mut state = self.state.borrow_mut();
-        let State::Paged { blocks, read } = &mut *state else {
-            drop(state);
-            let state = self.state.borrow();
-            let State::Whole(bytes) = &*state else {
-                return None;
-            };
-            return Some(f(&bytes[at..end]));
+        let (blocks, read) = match &mut *state {
+            State::Whole(bytes) => return Some(f(&bytes[at..end])),
+            State::Paged { blocks, read } => (blocks, read),
         };
         if n == 0 {
             return Some(f(&[]));
