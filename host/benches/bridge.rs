@@ -356,7 +356,7 @@ fn governance(tmp: &Path, iters: usize) {
     println!(
         "{:<48} {first:>10.1?}  (created {}, target <= 200ms: {})",
         "weekly generation, 500 services, first run",
-        out["created"],
+        out.to_value()["created"],
         if first <= Duration::from_millis(200) {
             "met"
         } else {

@@ -9,8 +9,9 @@
 //!    fresh `get` once before any write (no index checkpoint: a full parse per instance), and
 //!    after one write through the host (which leaves a checkpoint);
 //! 2. **host**: the same `get` through `Bridge::call` (RBAC, grants, store preparation, the
-//!    guest, the JSON answer parsed), with `backlog_tool` as shipped (`per-caller`: warm) and
-//!    set to `instances: per-call` (fresh);
+//!    guest, the answer checked, the audit line), with `backlog_tool` as shipped
+//!    (`per-caller`: warm) and set to `instances: per-call` (fresh); each host call is timed
+//!    in turn with a bare one, so a drift of the machine's speed weighs on both alike;
 //! 3. **native**: the same `get` with backlog-core + backlog-store called directly;
 //!
 //! then the ratios: host / bare (warm and fresh), fresh / warm, wasm / native.
@@ -37,7 +38,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 #[path = "common/store.rs"]
 mod store;
-use store::{generate, item_id, measure, pct};
+use store::{generate, item_id, measure, measure_pair, pct};
 
 mod bare {
     wasmtime::component::bindgen!({
@@ -165,32 +166,35 @@ fn main() {
             .expect("no trap");
         assert!(out.is_err(), "the null store holds nothing");
     });
+    // 2. The host, in turns with the bare calls of the same items (`measure_pair`).
     let (mut store, plugin) = new_instance();
     bare_get(&mut store, &plugin, &params(0));
-    let mut k = 0;
-    let bare_warm = measure(iters, || {
-        k += 1;
-        bare_get(&mut store, &plugin, &params(k));
-    });
-    let mut k = 0;
-    let bare_fresh = measure(fresh_iters, || {
-        k += 1;
-        let (mut store, plugin) = new_instance();
-        bare_get(&mut store, &plugin, &params(k));
-    });
-
-    // 2. The host.
     host_call(&warm_bridge, &params(0));
-    let mut k = 0;
-    let host_warm = measure(iters, || {
-        k += 1;
-        host_call(&warm_bridge, &params(k));
-    });
-    let mut k = 0;
-    let host_fresh = measure(fresh_iters, || {
-        k += 1;
-        host_call(&fresh_bridge, &params(k));
-    });
+    let (mut j, mut k) = (0, 0);
+    let (bare_warm, host_warm) = measure_pair(
+        iters,
+        || {
+            j += 1;
+            bare_get(&mut store, &plugin, &params(j));
+        },
+        || {
+            k += 1;
+            host_call(&warm_bridge, &params(k));
+        },
+    );
+    let (mut j, mut k) = (0, 0);
+    let (bare_fresh, host_fresh) = measure_pair(
+        fresh_iters,
+        || {
+            j += 1;
+            let (mut store, plugin) = new_instance();
+            bare_get(&mut store, &plugin, &params(j));
+        },
+        || {
+            k += 1;
+            host_call(&fresh_bridge, &params(k));
+        },
+    );
 
     // 3. Native.
     let mut native = JsonlStore::open(backlog.clone(), Access::ReadOnly, Box::new(|_: &str| {}));

@@ -325,6 +325,7 @@ fn call(bridge: &Bridge, action: &str, params: &str) -> Value {
     bridge
         .call(&req)
         .unwrap_or_else(|e| panic!("{action} {params}: {e}"))
+        .to_value()
 }
 
 fn report(name: &str, v: &[Duration], target: Option<Duration>) {

@@ -308,6 +308,7 @@ fn call(bridge: &Bridge, agent: &str, action: &str, params: &str) -> Value {
     bridge
         .call(&req)
         .unwrap_or_else(|e| panic!("{action} {params}: {e}"))
+        .to_value()
 }
 
 fn p50(v: &[Duration]) -> Duration {

@@ -207,7 +207,7 @@ impl Bridge {
 
     /// One whole call for a local entry point (CLI `call` and `batch`, benchmarks): [`call`]
     /// under a fresh request id.
-    pub fn call(&self, req: &CallRequest) -> Result<Value, ToolError> {
+    pub fn call(&self, req: &CallRequest) -> Result<Answer, ToolError> {
         call(
             self,
             req.agent,
@@ -228,7 +228,7 @@ pub fn call<B: Deref<Target = Bridge>>(
     action: &str,
     params: String,
     meta: Meta,
-) -> Result<Value, ToolError> {
+) -> Result<Answer, ToolError> {
     let started = Instant::now();
     let call = match authorize_as(bridge, agent, tool, action, &meta) {
         Ok(call) => call,
@@ -264,7 +264,7 @@ impl<B: Deref<Target = Bridge>> Authorized<B> {
 
     /// Runs the call in its guest, blocking until it returns; logs the outcome. Call it off
     /// any async runtime (or through [`Gate::run`]).
-    pub fn run(self, params: Params, meta: Meta) -> Result<Value, ToolError> {
+    pub fn run(self, params: Params, meta: Meta) -> Result<Answer, ToolError> {
         let started = Instant::now();
         let bridge = &*self.bridge;
         let result = match bridge.plugins.get(&self.tool) {
@@ -302,7 +302,7 @@ impl<B: Deref<Target = Bridge>> Authorized<B> {
         result
     }
 
-    fn record(&self, meta: &Meta, started: Instant, result: Result<&Value, &ToolError>) {
+    fn record(&self, meta: &Meta, started: Instant, result: Result<&Answer, &ToolError>) {
         let (how, who) = (
             (meta.quiet, meta.face, meta.request_id.as_str()),
             self.who(),
@@ -338,7 +338,7 @@ pub(crate) fn maintenance(
     grants: Grants,
     req: &CallRequest,
     request_id: &str,
-) -> Result<Value, ToolError> {
+) -> Result<Answer, ToolError> {
     let params = Params::new(req.params.to_owned())?;
     let meta = Meta::with_id(request_id.to_owned());
     let guest = Guest {
@@ -361,8 +361,8 @@ struct Guest<'a> {
 }
 
 /// The guest entry: the store prepared for `grants`, the sandboxed call, the write made
-/// durable, the result parsed. Private to the pipeline.
-fn enter(bridge: &Bridge, guest: Guest, params: &Params, meta: &Meta) -> Result<Value, ToolError> {
+/// durable, the answer checked to be JSON. Private to the pipeline.
+fn enter(bridge: &Bridge, guest: Guest, params: &Params, meta: &Meta) -> Result<Answer, ToolError> {
     let Guest {
         loaded,
         mut grants,
@@ -409,7 +409,7 @@ fn enter(bridge: &Bridge, guest: Guest, params: &Params, meta: &Meta) -> Result<
     if lock.is_some() {
         store.durable()?;
     }
-    serde_json::from_str(&json).map_err(|e| {
+    Answer::from_text(json).map_err(|e| {
         ToolError::new(
             Code::Internal,
             format!("plugin `{}` returned invalid JSON: {e}", loaded.plugin.name),
@@ -455,16 +455,6 @@ fn log_call(
     }
 }
 
-/// A fresh request id, `req_` and 16 hex digits.
-pub fn new_request_id() -> String {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        return "req_unknown".into();
-    }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("req_{hex}")
-}
-
 /// The router's limits on calls (`serve`): admission, workers, metrics, the drain.
 pub struct Gate {
     max_in_flight: usize,
@@ -500,7 +490,7 @@ impl Gate {
         call: Authorized<Arc<Bridge>>,
         params: Result<Params, ToolError>,
         meta: Meta,
-    ) -> Result<Value, ToolError> {
+    ) -> Result<Answer, ToolError> {
         let started = Instant::now();
         let (tool, action) = (call.tool.clone(), call.action.clone());
         let result = match (self.in_flight.clone().try_acquire_owned(), params) {
@@ -586,8 +576,12 @@ impl Gate {
     }
 }
 
+mod answer;
 mod record;
+mod request_id;
+pub use answer::Answer;
 pub use record::log_refused;
 use record::log_stderr;
+pub use request_id::new_request_id;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 //! What the benches share: a JSONL store generated without a store (`generate`), and the
-//! timing helpers (`measure`, `pct`).
+//! timing helpers (`measure`, `measure_pair`, `pct`).
 #![allow(dead_code)] // each bench uses its part
 
 use std::io::Write as _;
@@ -71,6 +71,27 @@ pub fn measure(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
         .collect();
     v.sort();
     v
+}
+
+/// [`measure`] of two paths in turns (`a`, `b`, `a`, …), so a drift of the machine's speed
+/// during the run weighs on both alike and their ratio holds.
+pub fn measure_pair(
+    n: usize,
+    mut a: impl FnMut(),
+    mut b: impl FnMut(),
+) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut va, mut vb) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let t = Instant::now();
+        a();
+        va.push(t.elapsed());
+        let t = Instant::now();
+        b();
+        vb.push(t.elapsed());
+    }
+    va.sort();
+    vb.sort();
+    (va, vb)
 }
 
 pub fn pct(v: &[Duration], p: f64) -> Duration {

@@ -208,11 +208,13 @@ impl AuditLog {
         lock.lock()?;
         let _locked = Locked(lock);
         let path = self.dir.join(file_name(now.date_naive()));
-        let named = std::fs::metadata(&path).ok().map(|m| file_id(&m));
+        // Under the lock, the path's metadata is the open file's when it names it: its
+        // length is the chain's end (one `statx` an append, not two).
+        let named = std::fs::metadata(&path).ok();
         let reuse = state
             .current
             .as_ref()
-            .is_some_and(|c| c.path == path && Some(c.id) == named);
+            .is_some_and(|c| c.path == path && named.as_ref().map(file_id) == Some(c.id));
         if !reuse {
             let file = OpenOptions::new()
                 .create(true)
@@ -230,7 +232,10 @@ impl AuditLog {
             return Err(std::io::Error::other("the audit file is not open"));
         };
         let mut file: &File = &current.file;
-        let len = file.metadata()?.len();
+        let len = match named {
+            Some(m) if reuse => m.len(),
+            _ => file.metadata()?.len(),
+        };
         let (prev, seq) = match &state.tail {
             Some(t) if t.path == path && t.len == len => (t.hash.clone(), t.seq),
             _ if len > 0 => last_line_of(file, len)?,
@@ -395,7 +400,7 @@ impl<'a> CallRecord<'a> {
         tool: &'a str,
         action: &'a str,
         grants: crate::grants::Grants,
-        result: Result<&Value, &crate::error::ToolError>,
+        result: Result<&crate::call::Answer, &crate::error::ToolError>,
     ) -> CallRecord<'a> {
         use crate::grants::Access;
         let writes =
@@ -414,7 +419,7 @@ impl<'a> CallRecord<'a> {
             },
             duration_ms: 0,
             item_ids: match result {
-                Ok(v) if writes => item_ids(v),
+                Ok(v) if writes => item_ids(&v.to_value()),
                 _ => Vec::new(),
             },
         }

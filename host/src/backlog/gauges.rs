@@ -46,7 +46,7 @@ impl OverdueGauges {
             let result = bridge
                 .authorize(&self.agent, "backlog_tool", "list")?
                 .run(Params::from_value(&params)?, Meta::quiet())?;
-            result["total"]
+            result.to_value()["total"]
                 .as_u64()
                 .ok_or_else(|| ToolError::new(Code::Internal, "list returned no numeric `total`"))
         };

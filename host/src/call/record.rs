@@ -5,8 +5,6 @@
 
 use std::time::Instant;
 
-use serde_json::Value;
-
 use crate::audit::{CallRecord, Face};
 use crate::error::ToolError;
 use crate::grants::Grants;
@@ -36,7 +34,7 @@ pub(super) fn allowed(
     [agent, tool, action]: [&str; 3],
     grants: Grants,
     started: Instant,
-    result: Result<&Value, &ToolError>,
+    result: Result<&super::Answer, &ToolError>,
 ) {
     if !quiet {
         let record = CallRecord::allowed(face, agent, tool, action, grants, result);

@@ -33,6 +33,8 @@ fn request_ids_are_fresh_and_shaped() {
         assert!(id.starts_with("req_") && id.len() == 20, "{id}");
         assert!(id[4..].chars().all(|c| c.is_ascii_hexdigit()), "{id}");
     }
+    let many: std::collections::HashSet<String> = (0..10_000).map(|_| new_request_id()).collect();
+    assert_eq!(many.len(), 10_000, "request ids repeated within a process");
     let meta = Meta::with_id("req_given".into());
     assert_eq!(meta.request_id, "req_given");
     assert!(!meta.quiet && meta.now.is_none());

@@ -31,7 +31,12 @@ pub(super) fn call(
             params: &Value::Object(params).to_string(),
         })
         .map_err(Failure::Tool)?;
-    emit(&output::render(&result, Kind::Call(action), format, false))
+    emit(&output::render(
+        &result.to_value(),
+        Kind::Call(action),
+        format,
+        false,
+    ))
 }
 
 /// The agent of `batch` lines that name none, when the process was started without `--agent`.
@@ -91,5 +96,6 @@ fn batch_line(bridge: &Bridge, fixed: Option<&str>, line: &str) -> Result<Value,
             action,
             params: &params.to_string(),
         })
+        .map(|answer| answer.to_value())
         .map_err(|e| e.to_json())
 }

@@ -12,7 +12,7 @@ use super::browser::BrowserPolicy;
 use super::metrics::{Metrics, StoreGauges};
 use crate::backlog::StoreStatus;
 use crate::backlog::gauges::OverdueGauges;
-use crate::call::{Authorized, Gate, Meta, Params};
+use crate::call::{Answer, Authorized, Gate, Meta, Params};
 use crate::error::ToolError;
 use crate::registry::{Bridge, Live};
 use crate::reload::{ReloadError, Reloaded, Reloader, Trigger};
@@ -242,7 +242,7 @@ impl App {
         call: Authorized<Arc<Bridge>>,
         params: Map<String, Value>,
         request_id: &str,
-    ) -> Result<Value, ToolError> {
+    ) -> Result<Answer, ToolError> {
         self.gate
             .run(
                 call,

@@ -13,7 +13,7 @@ use futures_util::StreamExt as _;
 use serde_json::{Map, Value};
 
 use super::{App, MAX_BODY_BYTES};
-use crate::call::Authorized;
+use crate::call::{Answer, Authorized};
 use crate::error::{Code, ToolError};
 use crate::registry::Bridge;
 
@@ -47,12 +47,12 @@ pub(super) fn close_unread(mut resp: Response, headers: &HeaderMap) -> Response 
 
 /// A JSON response.
 pub(super) fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    text_response(status, body.to_string())
+}
+
+/// A JSON body that is text already (a guest's [`Answer`]).
+fn text_response(status: StatusCode, json: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], json).into_response()
 }
 
 /// The error object with its status; 401 also says how to authenticate.
@@ -79,15 +79,15 @@ pub(super) fn error_response(e: &ToolError) -> Response {
 }
 
 /// A call's result (200) or error, tagged for the access log.
-pub(super) fn call_response(result: Result<Value, ToolError>, mut log: CallLog) -> Response {
-    let mut resp = match &result {
-        Ok(v) => {
+pub(super) fn call_response(result: Result<Answer, ToolError>, mut log: CallLog) -> Response {
+    let mut resp = match result {
+        Ok(answer) => {
             log.outcome = "ok";
-            json_response(StatusCode::OK, v)
+            text_response(StatusCode::OK, answer.into_text())
         }
         Err(e) => {
             log.outcome = e.code.as_str();
-            error_response(e)
+            error_response(&e)
         }
     };
     resp.extensions_mut().insert(log);
@@ -169,6 +169,6 @@ pub(super) async fn call_tool(
     call: Authorized<Arc<Bridge>>,
     params: Map<String, Value>,
     request_id: &str,
-) -> Result<Value, ToolError> {
+) -> Result<Answer, ToolError> {
     app.call(call, params, request_id).await
 }

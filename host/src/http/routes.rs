@@ -28,6 +28,7 @@ use super::respond::{
 };
 use super::rest;
 pub use super::tables::REST;
+use crate::call::Answer;
 use crate::error::{Code, ToolError};
 use crate::params;
 
@@ -124,7 +125,8 @@ async fn explain(State(app): AppState, headers: HeaderMap, RawQuery(q): RawQuery
         Err(e) => return call_response(Err(e), CallLog::default()),
     };
     let call = call.as_ref().map(|(t, a)| (t.as_str(), a.as_str()));
-    let result = crate::explain::explain(&app.bridge(), &agent, call).map(|x| x.to_json());
+    let result =
+        crate::explain::explain(&app.bridge(), &agent, call).map(|x| Answer::from(&x.to_json()));
     call_response(
         result,
         CallLog {

@@ -25,7 +25,7 @@ use rmcp::service::{MaybeSendFuture, Peer, RequestContext, RoleServer};
 use serde_json::{Map, Value};
 
 use super::catalog::{Catalog, Entry};
-use crate::call::{Authorized, Meta, Params, authorize_as, new_request_id};
+use crate::call::{Answer, Authorized, Meta, Params, authorize_as, new_request_id};
 use crate::error::{Code, ToolError};
 use crate::logging::truncate;
 use crate::registry::Bridge;
@@ -38,7 +38,7 @@ pub struct CallSpec {
 }
 
 /// The future a [`CallRunner`] returns.
-pub type CallFuture = Pin<Box<dyn Future<Output = Result<Value, ToolError>> + Send>>;
+pub type CallFuture = Pin<Box<dyn Future<Output = Result<Answer, ToolError>> + Send>>;
 
 /// Runs a call the handler has checked. stdio: [`McpHandler::plain_runner`] (the blocking
 /// pool); HTTP: the pipeline's `Gate` of the router, so MCP calls share its admission limit,
@@ -229,7 +229,7 @@ impl McpHandler {
         let arguments = arguments.unwrap_or_default();
         Ok(
             match shared.call(agent, entry, arguments, request_id).await {
-                Ok(value) => success(value),
+                Ok(answer) => success(answer.to_value()),
                 Err(e) => CallToolResult::structured_error(e.to_json()),
             },
         )
@@ -303,7 +303,7 @@ impl Shared {
         entry: &Entry,
         arguments: Map<String, Value>,
         request_id: String,
-    ) -> Result<Value, ToolError> {
+    ) -> Result<Answer, ToolError> {
         let started = Instant::now();
         let arguments = Value::Object(arguments);
         let meta = Meta {

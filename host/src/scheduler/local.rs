@@ -35,6 +35,7 @@ impl Invoke for Local {
             Value::Object(params).to_string(),
             meta,
         )
+        .map(|answer| answer.to_value())
         .map_err(InvokeError::Tool)
         .or_else(|e| skipped_if_not_installed(&tool, e))
     }
