@@ -110,7 +110,7 @@ fn main() {
         report(
             &format!("dashboard env=prod at {n}"),
             &dashboard,
-            (n >= 100_000).then_some(Duration::from_millis(30)),
+            (n >= 100_000).then_some(Duration::from_millis(5)),
         );
         report(
             "weekly generation, 50 new items",

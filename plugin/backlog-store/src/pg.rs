@@ -133,6 +133,9 @@ pub struct PostgresStore<S> {
     /// Reads by id and dedupe key lock the rows they find (`FOR UPDATE`) until the call's
     /// transaction ends: set for write calls ([`PostgresStore::with_row_locks`]).
     row_locks: bool,
+    /// The last dashboard this store computed, for as long as the database commits nothing
+    /// (`pg/dashboard.rs`).
+    dashboard: Option<dashboard::Cached>,
 }
 
 /// What the current call looked up: items by id and the id holding a dedupe key; `None`
@@ -182,6 +185,7 @@ impl<S: Sql> PostgresStore<S> {
             sql,
             seen: None,
             row_locks: false,
+            dashboard: None,
         }
     }
 

@@ -222,3 +222,57 @@ fn store() -> Store {
     let db = DB.get_or_init(|| cluster().database("dashboard_prop", true));
     PostgresStore::new(PgConn::connect(cluster(), db, false))
 }
+
+/// A read-only store answers a repeated dashboard from its last one (one snapshot statement)
+/// while nothing commits, and computes it again once anything commits, on any connection.
+#[test]
+fn a_dashboard_is_answered_again_until_anything_commits() {
+    // Its own database: the property test truncates and writes its own concurrently.
+    let db = cluster().database("dashboard_cache", true);
+    let mut writer = PostgresStore::new(PgConn::connect(cluster(), &db, false));
+    apply(&mut writer, &Op::Truncate);
+    let write = |w: &mut Store, n: u8, status: Status| {
+        let mut it = item(n, "prod", "api", status, Priority::P0);
+        it.due_date = "2026-02-01".into();
+        call(w, |w| w.write(Some(&it), &[])).unwrap_or_else(|e| panic!("write: {e}"));
+    };
+    write(&mut writer, 1, Status::Open);
+    let mut reader = PostgresStore::new(writer.sql_mut().read_only_twin());
+    let p = Policy::default();
+    let dashboard = |r: &mut Store| {
+        let before = r.sql_mut().log.len();
+        let got = call(r, |r| r.dashboard("prod", "2026-03-01", &p)).expect("dashboard");
+        let want = call(r, |r| DefaultDashboard(r).dashboard("prod", "2026-03-01", &p))
+            .expect("recomputed");
+        assert_eq!(got, want);
+        let sent = r.sql_mut().log[before..].to_vec();
+        (got, sent)
+    };
+    let (first, _) = dashboard(&mut reader);
+    assert_eq!(first.overdue_count, 1);
+    // Nothing committed: the snapshot statement alone, the same answer. (The snapshot is the
+    // cluster's: other tests' commits, in their own databases, make it compute again, never
+    // answer wrong; so it is asked until one call finds the cluster quiet.)
+    let snapshot_only = ["SELECT pg_current_snapshot()::text".to_owned()];
+    let answered_again = (0..2000).any(|_| {
+        let before = reader.sql_mut().log.len();
+        let again = call(&mut reader, |r| r.dashboard("prod", "2026-03-01", &p)).expect("again");
+        assert_eq!(again, first);
+        reader.sql_mut().log[before..] == snapshot_only
+    });
+    assert!(answered_again, "the dashboard was never answered from the last one");
+    // Another key (day, env, policy) is computed.
+    let before = reader.sql_mut().log.len();
+    let other_day = call(&mut reader, |r| r.dashboard("prod", "2026-01-15", &p)).expect("day");
+    assert_eq!(other_day.overdue_count, 0);
+    assert!(reader.sql_mut().log.len() > before + 1);
+    // A commit on another connection: computed again, and right.
+    write(&mut writer, 2, Status::Blocked);
+    let (after_write, sent) = dashboard(&mut reader);
+    assert_eq!(after_write.overdue_count, 2);
+    assert!(sent.len() > 1, "{sent:?}");
+    // A statement outside any store (a TRUNCATE by hand) commits too.
+    apply(&mut writer, &Op::Truncate);
+    let (emptied, _) = dashboard(&mut reader);
+    assert_eq!(emptied.overdue_count, 0);
+}

@@ -119,7 +119,8 @@ pub const WRITABLE_TABLES: &[&str] = &["backlog_items", "backlog_events"];
 
 /// The functions a guest statement may call (unqualified, or qualified `pg_catalog.`): what
 /// the backlog store uses, and functions of the same kinds that only compute a value from
-/// their arguments or read the call's own session (`current_setting`, `pg_backend_pid`).
+/// their arguments or read the call's own session (`current_setting`, `pg_backend_pid`) or
+/// which transactions have committed (`pg_current_snapshot`).
 #[rustfmt::skip]
 pub const FUNCTIONS: &[&str] = &[
     // aggregates and window functions
@@ -150,6 +151,8 @@ pub const FUNCTIONS: &[&str] = &[
     "unnest", "array_length", "cardinality", "array_position",
     // the call's own session, read only
     "current_setting", "pg_backend_pid", "current_user", "session_user", "current_role",
+    // which transactions have committed (the dashboard's reuse of its last answer)
+    "pg_current_snapshot",
 ];
 
 /// What the guard learned about a statement it lets through.

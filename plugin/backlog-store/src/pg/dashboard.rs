@@ -59,6 +59,22 @@ const DASHBOARD_OVERDUE_SQL: &str = concat!(
     r#" ORDER BY due_date, priority COLLATE "C", id COLLATE "C" LIMIT $3"#
 );
 
+/// The database's snapshot as text: which transactions have committed. It changes with every
+/// commit (and abort) anywhere in the database and never takes an earlier value again, so an
+/// answer computed after reading it is still the answer while it reads the same.
+const SNAPSHOT_SQL: &str = "SELECT pg_current_snapshot()::text";
+
+/// A dashboard's counts and overdue page, with what they were computed for.
+#[derive(Debug)]
+pub(super) struct Cached {
+    /// The snapshot read before computing them.
+    snapshot: String,
+    /// Env, day, `top_services`, `overdue_limit`.
+    key: (String, String, u32, u32),
+    counts: DashboardCounts,
+    overdue: Vec<Item>,
+}
+
 impl<S: Sql> PostgresStore<S> {
     /// At most three statements, none of which scans the env's items: every count and the
     /// top services
@@ -83,6 +99,31 @@ impl<S: Sql> PostgresStore<S> {
                 self.backend(),
                 counts,
                 Vec::new(),
+                policy,
+            ));
+        }
+        // A read-only call answers from the last dashboard while nothing has committed since
+        // (a write call's own uncommitted rows would not show in the snapshot: it computes).
+        let snapshot = match self.row_locks {
+            true => None,
+            false => Some(self.snapshot()?),
+        };
+        let key = (
+            env.to_owned(),
+            today.to_owned(),
+            policy.dashboard.top_services,
+            policy.dashboard.overdue_limit,
+        );
+        if let Some(c) = &self.dashboard
+            && Some(&c.snapshot) == snapshot.as_ref()
+            && c.key == key
+        {
+            let (counts, overdue) = (c.counts.clone(), c.overdue.clone());
+            return Ok(Dashboard::from_counts(
+                env,
+                self.backend(),
+                counts,
+                overdue,
                 policy,
             ));
         }
@@ -117,6 +158,12 @@ impl<S: Sql> PostgresStore<S> {
             })?;
             counts.overdue_p0 = rows::Row::new("dashboard", row).json("overdue_p0")?;
         }
+        self.dashboard = snapshot.map(|snapshot| Cached {
+            snapshot,
+            key,
+            counts: counts.clone(),
+            overdue: overdue.clone(),
+        });
         Ok(Dashboard::from_counts(
             env,
             self.backend(),
@@ -124,6 +171,17 @@ impl<S: Sql> PostgresStore<S> {
             overdue,
             policy,
         ))
+    }
+}
+
+impl<S: Sql> PostgresStore<S> {
+    /// [`SNAPSHOT_SQL`].
+    fn snapshot(&mut self) -> Result<String, StoreError> {
+        let r = self.query(SNAPSHOT_SQL, &[])?;
+        let row = r.rows.first().ok_or_else(|| {
+            StoreError::Internal("postgres: the snapshot query returned no row".into())
+        })?;
+        rows::Row::new("snapshot", row).string("pg_current_snapshot")
     }
 }
 

@@ -50,7 +50,9 @@ fn data_statements_are_allowed() {
         "SELECT id, title FROM backlog_items WHERE id = $1 FOR UPDATE",
         "SELECT id FROM backlog_items WHERE dedupe_key IN ($1, $2) FOR UPDATE",
         "SELECT id FROM backlog_items WHERE id = $1 FOR UPDATE OF backlog_items",
-        // The dashboard reads the counts the schema's triggers keep.
+        // The dashboard reads the counts the schema's triggers keep, and whether anything
+        // committed since its last answer.
+        "SELECT pg_current_snapshot()::text",
         "SELECT service, sum(n)::int8 FROM backlog_counts WHERE env = $1 GROUP BY service",
         r#"WITH per AS (SELECT service, count(*) FILTER (WHERE status = 'open') AS open
              FROM backlog_items WHERE env = $1 GROUP BY service)
