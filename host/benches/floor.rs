@@ -10,9 +10,11 @@
 //!    after one write through the host (which leaves a checkpoint);
 //! 2. **host**: the same `get` through `Bridge::call` (RBAC, grants, store preparation, the
 //!    guest, the answer checked, the audit line), with `backlog_tool` as shipped
-//!    (`per-caller`: warm) and set to `instances: per-call` (fresh); each host call is timed
-//!    in turn with a bare one, so a drift of the machine's speed weighs on both alike;
+//!    (`per-caller`: warm) and set to `instances: per-call` (fresh);
 //! 3. **native**: the same `get` with backlog-core + backlog-store called directly;
+//!
+//! the warm calls of 1–3 timed in turns (bare, host, native, bare, …), and so the fresh ones,
+//! so a drift of the machine's speed and the caches they evict from each other weigh on all;
 //!
 //! then the ratios: host / bare (warm and fresh), fresh / warm, wasm / native.
 //!
@@ -38,7 +40,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 #[path = "common/store.rs"]
 mod store;
-use store::{generate, item_id, measure, measure_pair, pct};
+use store::{generate, item_id, measure, measure_turns, pct};
 
 mod bare {
     wasmtime::component::bindgen!({
@@ -166,62 +168,61 @@ fn main() {
             .expect("no trap");
         assert!(out.is_err(), "the null store holds nothing");
     });
-    // 2. The host, in turns with the bare calls of the same items (`measure_pair`).
-    let (mut store, plugin) = new_instance();
-    bare_get(&mut store, &plugin, &params(0));
-    host_call(&warm_bridge, &params(0));
-    let (mut j, mut k) = (0, 0);
-    let (bare_warm, host_warm) = measure_pair(
-        iters,
-        || {
-            j += 1;
-            bare_get(&mut store, &plugin, &params(j));
-        },
-        || {
-            k += 1;
-            host_call(&warm_bridge, &params(k));
-        },
-    );
-    let (mut j, mut k) = (0, 0);
-    let (bare_fresh, host_fresh) = measure_pair(
-        fresh_iters,
-        || {
-            j += 1;
-            let (mut store, plugin) = new_instance();
-            bare_get(&mut store, &plugin, &params(j));
-        },
-        || {
-            k += 1;
-            host_call(&fresh_bridge, &params(k));
-        },
-    );
-
-    // 3. Native.
+    // 2. The host and 3. native, in turns with the bare calls of the same items
+    // (`measure_turns`).
     let mut native = JsonlStore::open(backlog.clone(), Access::ReadOnly, Box::new(|_: &str| {}));
     let policy = Policy::default();
     let mut entropy = SeqEntropy::new(1 << 40);
     let now = backlog_core::time::parse_ts(NOW).expect("now");
-    let mut native_get = |k: usize| {
-        native.begin_call();
-        let mut ctx = Ctx::new("operator", now, &policy, &mut entropy);
-        let p: Value = serde_json::from_str(&params(k)).expect("params");
-        execute(&mut native, "get", &p, &mut ctx).expect("native get");
-    };
-    native_get(0);
-    let mut k = 0;
-    let native_warm = measure(iters, || {
-        k += 1;
-        native_get(k);
-    });
-    let mut k = 0;
-    let native_fresh = measure(fresh_iters, || {
-        k += 1;
-        let mut store = JsonlStore::open(backlog.clone(), Access::ReadOnly, Box::new(|_: &str| {}));
+    let native_get = |store: &mut JsonlStore, entropy: &mut SeqEntropy, k: usize| {
         store.begin_call();
-        let mut ctx = Ctx::new("operator", now, &policy, &mut entropy);
+        let mut ctx = Ctx::new("operator", now, &policy, entropy);
         let p: Value = serde_json::from_str(&params(k)).expect("params");
-        execute(&mut store, "get", &p, &mut ctx).expect("native get");
-    });
+        execute(store, "get", &p, &mut ctx).expect("native get");
+    };
+    let (mut store, plugin) = new_instance();
+    bare_get(&mut store, &plugin, &params(0));
+    host_call(&warm_bridge, &params(0));
+    native_get(&mut native, &mut entropy, 0);
+    let (mut i, mut j, mut k) = (0, 0, 0);
+    let [bare_warm, host_warm, native_warm] = measure_turns(
+        iters,
+        [
+            &mut || {
+                i += 1;
+                bare_get(&mut store, &plugin, &params(i));
+            },
+            &mut || {
+                j += 1;
+                host_call(&warm_bridge, &params(j));
+            },
+            &mut || {
+                k += 1;
+                native_get(&mut native, &mut entropy, k);
+            },
+        ],
+    );
+    let (mut i, mut j, mut k) = (0, 0, 0);
+    let [bare_fresh, host_fresh, native_fresh] = measure_turns(
+        fresh_iters,
+        [
+            &mut || {
+                i += 1;
+                let (mut store, plugin) = new_instance();
+                bare_get(&mut store, &plugin, &params(i));
+            },
+            &mut || {
+                j += 1;
+                host_call(&fresh_bridge, &params(j));
+            },
+            &mut || {
+                k += 1;
+                let mut store =
+                    JsonlStore::open(backlog.clone(), Access::ReadOnly, Box::new(|_: &str| {}));
+                native_get(&mut store, &mut entropy, k);
+            },
+        ],
+    );
 
     println!();
     report("bare: instantiate (store + WASI + instance)", &instantiate);

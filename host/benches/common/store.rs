@@ -1,5 +1,5 @@
 //! What the benches share: a JSONL store generated without a store (`generate`), and the
-//! timing helpers (`measure`, `measure_pair`, `pct`).
+//! timing helpers (`measure`, `measure_turns`, `pct`).
 #![allow(dead_code)] // each bench uses its part
 
 use std::io::Write as _;
@@ -73,25 +73,23 @@ pub fn measure(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
     v
 }
 
-/// [`measure`] of two paths in turns (`a`, `b`, `a`, …), so a drift of the machine's speed
-/// during the run weighs on both alike and their ratio holds.
-pub fn measure_pair(
-    n: usize,
-    mut a: impl FnMut(),
-    mut b: impl FnMut(),
-) -> (Vec<Duration>, Vec<Duration>) {
-    let (mut va, mut vb) = (Vec::with_capacity(n), Vec::with_capacity(n));
+/// [`measure`] of several paths in turns (each path once, then again, `n` times), so a drift
+/// of the machine's speed and the caches the paths evict from each other weigh on all alike,
+/// and their ratios hold.
+pub fn measure_turns<const N: usize>(n: usize, paths: [&mut dyn FnMut(); N]) -> [Vec<Duration>; N] {
+    let mut times: [Vec<Duration>; N] = std::array::from_fn(|_| Vec::with_capacity(n));
+    let mut paths = paths;
     for _ in 0..n {
-        let t = Instant::now();
-        a();
-        va.push(t.elapsed());
-        let t = Instant::now();
-        b();
-        vb.push(t.elapsed());
+        for (path, v) in paths.iter_mut().zip(times.iter_mut()) {
+            let t = Instant::now();
+            path();
+            v.push(t.elapsed());
+        }
     }
-    va.sort();
-    vb.sort();
-    (va, vb)
+    for v in &mut times {
+        v.sort();
+    }
+    times
 }
 
 pub fn pct(v: &[Duration], p: f64) -> Duration {

@@ -242,8 +242,10 @@ fn a_dashboard_is_answered_again_until_anything_commits() {
     let dashboard = |r: &mut Store| {
         let before = r.sql_mut().log.len();
         let got = call(r, |r| r.dashboard("prod", "2026-03-01", &p)).expect("dashboard");
-        let want = call(r, |r| DefaultDashboard(r).dashboard("prod", "2026-03-01", &p))
-            .expect("recomputed");
+        let want = call(r, |r| {
+            DefaultDashboard(r).dashboard("prod", "2026-03-01", &p)
+        })
+        .expect("recomputed");
         assert_eq!(got, want);
         let sent = r.sql_mut().log[before..].to_vec();
         (got, sent)
@@ -260,7 +262,10 @@ fn a_dashboard_is_answered_again_until_anything_commits() {
         assert_eq!(again, first);
         reader.sql_mut().log[before..] == snapshot_only
     });
-    assert!(answered_again, "the dashboard was never answered from the last one");
+    assert!(
+        answered_again,
+        "the dashboard was never answered from the last one"
+    );
     // Another key (day, env, policy) is computed.
     let before = reader.sql_mut().log.len();
     let other_day = call(&mut reader, |r| r.dashboard("prod", "2026-01-15", &p)).expect("day");
