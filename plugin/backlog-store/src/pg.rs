@@ -54,6 +54,7 @@ macro_rules! item_columns {
 
 // After the macro: they use it.
 mod dashboard;
+mod dashboard_cache;
 mod filter;
 use filter::ITEM_TEXT_BYTES;
 mod params;
@@ -135,7 +136,7 @@ pub struct PostgresStore<S> {
     row_locks: bool,
     /// The last dashboard this store computed, for as long as the database commits nothing
     /// (`pg/dashboard.rs`).
-    dashboard: Option<dashboard::Cached>,
+    dashboard: Option<dashboard_cache::Cached>,
 }
 
 /// What the current call looked up: items by id and the id holding a dedupe key; `None`

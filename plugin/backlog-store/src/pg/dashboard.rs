@@ -10,6 +10,7 @@ use backlog_core::model::{Item, Priority};
 use backlog_core::policy::Policy;
 use backlog_core::store::{BacklogStore as _, StoreError};
 
+use super::dashboard_cache::Cached;
 use super::params::{int, pg_date, text};
 use super::{PostgresStore, Sql, Value, rows};
 
@@ -63,17 +64,6 @@ const DASHBOARD_OVERDUE_SQL: &str = concat!(
 /// commit (and abort) anywhere in the database and never takes an earlier value again, so an
 /// answer computed after reading it is still the answer while it reads the same.
 const SNAPSHOT_SQL: &str = "SELECT pg_current_snapshot()::text";
-
-/// A dashboard's counts and overdue page, with what they were computed for.
-#[derive(Debug)]
-pub(super) struct Cached {
-    /// The snapshot read before computing them.
-    snapshot: String,
-    /// Env, day, `top_services`, `overdue_limit`.
-    key: (String, String, u32, u32),
-    counts: DashboardCounts,
-    overdue: Vec<Item>,
-}
 
 impl<S: Sql> PostgresStore<S> {
     /// At most three statements, none of which scans the env's items: every count and the
