@@ -955,6 +955,37 @@ fn symlinked_store_files_are_refused_not_followed() {
     assert!(!target.exists(), "cleanup did not write through the link");
 }
 
+/// A store file swapped for a link (to a copy, same length and mtime) after a warm look:
+/// the next look, which only stats the path, still refuses it.
+#[cfg(unix)]
+#[test]
+fn a_file_swapped_for_a_link_after_a_look_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let mut s = rw(tmp.path());
+    let a = item(1);
+    s.write(Some(&a), &[]).unwrap();
+    s.begin_call();
+    assert_eq!(s.get(&a.id).unwrap(), Some(a.clone()));
+    let path = tmp.path().join(ITEMS_FILE);
+    let copy = outside.path().join(ITEMS_FILE);
+    fs::copy(&path, &copy).unwrap();
+    let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&copy)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&copy, &path).unwrap();
+    s.begin_call();
+    match s.get(&a.id) {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("symbolic link"), "{m}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
 #[test]
 fn keys_lists_live_items_of_an_env() {
     let tmp = tempfile::tempdir().unwrap();
