@@ -49,12 +49,6 @@ impl Serialize for Answer {
     }
 }
 
-impl PartialEq<Value> for Answer {
-    fn eq(&self, other: &Value) -> bool {
-        self.to_value() == *other
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

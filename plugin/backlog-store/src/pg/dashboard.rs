@@ -60,14 +60,16 @@ const DASHBOARD_OVERDUE_SQL: &str = concat!(
     r#" ORDER BY due_date, priority COLLATE "C", id COLLATE "C" LIMIT $3"#
 );
 
-/// The database's snapshot as text: which transactions have committed. It changes with every
-/// commit (and abort) anywhere in the database and never takes an earlier value again, so an
-/// answer computed after reading it is still the answer while it reads the same.
+/// The server's snapshot as text: which transactions have committed. It changes with every
+/// commit (and abort) on the server, in any database, and never takes an earlier value again,
+/// so an answer computed after reading it is still the answer while it reads the same.
 const SNAPSHOT_SQL: &str = "SELECT pg_current_snapshot()::text";
 
 impl<S: Sql> PostgresStore<S> {
-    /// At most three statements, none of which scans the env's items: every count and the
-    /// top services
+    /// At most four statements, none of which scans the env's items: for a read-only call
+    /// the server's snapshot ([`SNAPSHOT_SQL`]) — and nothing more when it is the one this
+    /// store's last dashboard was computed after, for the same env, day and limits: that
+    /// answer again ([`Cached`]); then every count and the top services
     /// ([`DASHBOARD_COUNTS_SQL`]); the overdue page ([`DASHBOARD_OVERDUE_SQL`]) when something
     /// is overdue; the overdue P0 ids ([`DASHBOARD_P0_SQL`]) only when some of them fall
     /// beyond that page. Equal to the default computation
@@ -162,9 +164,7 @@ impl<S: Sql> PostgresStore<S> {
             policy,
         ))
     }
-}
 
-impl<S: Sql> PostgresStore<S> {
     /// [`SNAPSHOT_SQL`].
     fn snapshot(&mut self) -> Result<String, StoreError> {
         let r = self.query(SNAPSHOT_SQL, &[])?;
