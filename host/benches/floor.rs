@@ -184,39 +184,23 @@ fn main() {
     bare_get(&mut store, &plugin, &params(0));
     host_call(&warm_bridge, &params(0));
     native_get(&mut native, &mut entropy, 0);
-    let (mut i, mut j, mut k) = (0, 0, 0);
     let [bare_warm, host_warm, native_warm] = measure_turns(
         iters,
         [
-            &mut || {
-                i += 1;
-                bare_get(&mut store, &plugin, &params(i));
-            },
-            &mut || {
-                j += 1;
-                host_call(&warm_bridge, &params(j));
-            },
-            &mut || {
-                k += 1;
-                native_get(&mut native, &mut entropy, k);
-            },
+            &mut |k| bare_get(&mut store, &plugin, &params(k)),
+            &mut |k| host_call(&warm_bridge, &params(k)),
+            &mut |k| native_get(&mut native, &mut entropy, k),
         ],
     );
-    let (mut i, mut j, mut k) = (0, 0, 0);
     let [bare_fresh, host_fresh, native_fresh] = measure_turns(
         fresh_iters,
         [
-            &mut || {
-                i += 1;
+            &mut |k| {
                 let (mut store, plugin) = new_instance();
-                bare_get(&mut store, &plugin, &params(i));
+                bare_get(&mut store, &plugin, &params(k));
             },
-            &mut || {
-                j += 1;
-                host_call(&fresh_bridge, &params(j));
-            },
-            &mut || {
-                k += 1;
+            &mut |k| host_call(&fresh_bridge, &params(k)),
+            &mut |k| {
                 let mut store =
                     JsonlStore::open(backlog.clone(), Access::ReadOnly, Box::new(|_: &str| {}));
                 native_get(&mut store, &mut entropy, k);

@@ -75,14 +75,17 @@ pub fn measure(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
 
 /// [`measure`] of several paths in turns (each path once, then again, `n` times), so a drift
 /// of the machine's speed and the caches the paths evict from each other weigh on all alike,
-/// and their ratios hold.
-pub fn measure_turns<const N: usize>(n: usize, paths: [&mut dyn FnMut(); N]) -> [Vec<Duration>; N] {
+/// and their ratios hold. Each path is handed the turn's number, from 1.
+pub fn measure_turns<const N: usize>(
+    n: usize,
+    paths: [&mut dyn FnMut(usize); N],
+) -> [Vec<Duration>; N] {
     let mut times: [Vec<Duration>; N] = std::array::from_fn(|_| Vec::with_capacity(n));
     let mut paths = paths;
-    for _ in 0..n {
+    for turn in 1..=n {
         for (path, v) in paths.iter_mut().zip(times.iter_mut()) {
             let t = Instant::now();
-            path();
+            path(turn);
             v.push(t.elapsed());
         }
     }
