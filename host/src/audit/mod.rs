@@ -16,13 +16,15 @@
 pub mod show;
 pub mod verify;
 
+use std::ffi::{CStr, CString};
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{NaiveDate, SecondsFormat, Utc};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -96,7 +98,7 @@ pub fn line_hash(line: &[u8]) -> String {
 
 /// The chain's tail as this process last wrote it, to skip re-reading an unchanged file.
 struct Tail {
-    path: PathBuf,
+    day: NaiveDate,
     len: u64,
     hash: String,
     seq: u64,
@@ -105,9 +107,25 @@ struct Tail {
 /// The day's file this process appends to, kept open between appends. It is reopened when
 /// the day changes or when the path no longer names it (rotated, removed).
 struct Current {
-    path: PathBuf,
+    day: NaiveDate,
     file: Arc<File>,
     id: (u64, u64),
+}
+
+/// The path of one day's file, built once a day rather than once an append.
+struct DayPath {
+    day: NaiveDate,
+    path: PathBuf,
+    c_path: CString,
+}
+
+impl DayPath {
+    fn new(dir: &Path, day: NaiveDate) -> std::io::Result<DayPath> {
+        let path = dir.join(file_name(day));
+        let c_path = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::other("the audit dir's path holds a NUL byte"))?;
+        Ok(DayPath { day, path, c_path })
+    }
 }
 
 struct State {
@@ -115,6 +133,7 @@ struct State {
     /// `.lock`, kept open: each append takes its `flock` (one chain across processes).
     lock: Option<File>,
     current: Option<Current>,
+    day: Option<DayPath>,
     /// Appended to since the last sync.
     dirty: bool,
 }
@@ -132,6 +151,40 @@ impl Drop for Locked<'_> {
 fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt as _;
     (m.dev(), m.ino())
+}
+
+/// Device and inode ([`file_id`]) and length of the file `path` names; `None` if it names
+/// none.
+///
+/// Asks for no timestamp, on purpose: since Linux 6.13 a read of a file's mtime or ctime
+/// makes its next write stamp it at fine grain, which dirties the inode (an ext4 journal
+/// entry) on every append; unread, the stamp moves once a clock tick.
+#[cfg(target_os = "linux")]
+fn named_file(path: &CStr) -> Option<((u64, u64), u64)> {
+    let mut sx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: `path` is NUL-terminated; `sx` is a `statx` buffer the call fills.
+    let found = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            0,
+            libc::STATX_INO | libc::STATX_SIZE,
+            sx.as_mut_ptr(),
+        )
+    } == 0;
+    if !found {
+        return None;
+    }
+    // SAFETY: zero-initialized, then filled by a successful `statx`.
+    let sx = unsafe { sx.assume_init() };
+    let dev = libc::makedev(sx.stx_dev_major, sx.stx_dev_minor);
+    Some(((dev, sx.stx_ino), sx.stx_size))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn named_file(path: &CStr) -> Option<((u64, u64), u64)> {
+    let path = Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()));
+    std::fs::metadata(path).ok().map(|m| (file_id(&m), m.len()))
 }
 
 /// An open audit directory.
@@ -162,6 +215,7 @@ impl AuditLog {
                 tail: None,
                 lock: None,
                 current: None,
+                day: None,
                 dirty: false,
             }),
         });
@@ -207,23 +261,28 @@ impl AuditLog {
         };
         lock.lock()?;
         let _locked = Locked(lock);
-        let path = self.dir.join(file_name(now.date_naive()));
-        // Under the lock, the path's metadata is the open file's when it names it: its
-        // length is the chain's end (one `statx` an append, not two).
-        let named = std::fs::metadata(&path).ok();
+        let day = now.date_naive();
+        let day_path = match state.day.take() {
+            Some(d) if d.day == day => d,
+            _ => DayPath::new(&self.dir, day)?,
+        };
+        let day_path = state.day.insert(day_path);
+        // Under the lock, the path's identity and length are the open file's when it names
+        // it: its length is the chain's end (one `statx` an append, not two).
+        let named = named_file(&day_path.c_path);
         let reuse = state
             .current
             .as_ref()
-            .is_some_and(|c| c.path == path && named.as_ref().map(file_id) == Some(c.id));
+            .is_some_and(|c| c.day == day && named.map(|(id, _)| id) == Some(c.id));
         if !reuse {
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .read(true)
-                .open(&path)?;
+                .open(&day_path.path)?;
             let id = file_id(&file.metadata()?);
             state.current = Some(Current {
-                path: path.clone(),
+                day,
                 file: Arc::new(file),
                 id,
             });
@@ -233,18 +292,18 @@ impl AuditLog {
         };
         let mut file: &File = &current.file;
         let len = match named {
-            Some(m) if reuse => m.len(),
+            Some((_, len)) if reuse => len,
             _ => file.metadata()?.len(),
         };
         let (prev, seq) = match &state.tail {
-            Some(t) if t.path == path && t.len == len => (t.hash.clone(), t.seq),
+            Some(t) if t.day == day && t.len == len => (t.hash.clone(), t.seq),
             _ if len > 0 => last_line_of(file, len)?,
-            _ => self.previous_file_tail(&path)?,
+            _ => self.previous_file_tail(&day_path.path)?,
         };
         let mut bytes = Vec::with_capacity(body.len() + 192);
         bytes.extend_from_slice(b"{\"ts\":\"");
         bytes.extend_from_slice(now.to_rfc3339_opts(SecondsFormat::Micros, true).as_bytes());
-        bytes.extend_from_slice(format!("\",\"seq\":{},\"host\":", seq + 1).as_bytes());
+        write!(bytes, "\",\"seq\":{},\"host\":", seq + 1)?;
         bytes.extend_from_slice(self.host_json.as_bytes());
         if !fields.is_empty() {
             bytes.push(b',');
@@ -257,7 +316,7 @@ impl AuditLog {
         bytes.push(b'\n');
         file.write_all(&bytes)?;
         state.tail = Some(Tail {
-            path,
+            day,
             len: len + bytes.len() as u64,
             hash,
             seq: seq + 1,
