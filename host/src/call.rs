@@ -33,7 +33,7 @@ use crate::error::{Code, ToolError};
 use crate::grants::{Access, Grants, grants_for};
 use crate::http::metrics::Metrics;
 use crate::registry::{Bridge, Loaded};
-use crate::runtime::plugin::Invocation;
+use crate::runtime::plugin::{Context, Invocation};
 
 /// Largest params document accepted (`docs/http-api.md`).
 pub const MAX_PARAMS_BYTES: usize = 1 << 20;
@@ -375,15 +375,17 @@ fn enter(bridge: &Bridge, guest: Guest, params: &Params, meta: &Meta) -> Result<
         resources: &bridge.resources,
     };
     let locking = crate::backlog::store::prepare(store.settings, store.resources, &mut grants)?;
-    let context = crate::runtime::plugin::context(
-        agent,
-        &meta.request_id,
-        &meta
-            .now
-            .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
-            .unwrap_or_else(|| bridge.now()),
-        &bridge.guest_config(grants, agent),
-    );
+    let now = meta
+        .now
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
+        .unwrap_or_else(|| bridge.now());
+    let config = bridge.guest_config(grants, agent);
+    let context = Context {
+        actor: agent,
+        request_id: &meta.request_id,
+        now: &now,
+        config: &config,
+    };
     let invocation = Invocation {
         caller: agent,
         grants,
@@ -391,7 +393,7 @@ fn enter(bridge: &Bridge, guest: Guest, params: &Params, meta: &Meta) -> Result<
         timeout,
         action,
         params: params.as_str(),
-        context: &context,
+        context,
         lock_on_demand: match locking {
             DirLocking::OnDemand => bridge.resources.backlog.as_deref(),
             _ => None,

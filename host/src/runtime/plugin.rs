@@ -7,6 +7,7 @@
 //! (so a guest may keep caches such as a JSONL index). `per-call` plugins never reuse an
 //! instance. A store is discarded after any trap, timeout or limit breach.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use serde::Serialize;
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
-use super::bindings::{CallContext, ErrorCode, ToolHostPre, WitToolError};
+use super::bindings::{ErrorCode, ToolHostPre, WitToolError};
 use super::engine::{Runtime, ticks};
 use super::pool::{Key, Reuse, Warm};
 use super::sandbox::{HostState, Resources, new_store};
@@ -77,9 +78,44 @@ pub struct Invocation<'a> {
     pub action: &'a str,
     /// The params object as JSON text.
     pub params: &'a str,
-    pub context: &'a CallContext,
+    pub context: Context<'a>,
     /// The directory the guest may lock on demand (the host did not lock it for the call).
     pub lock_on_demand: Option<&'a std::path::Path>,
+}
+
+/// A call's context, borrowed: an instance keeps its own copy ([`Warm::context`]) and the
+/// call refills it in place.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub actor: &'a str,
+    pub request_id: &'a str,
+    pub now: &'a str,
+    /// The guest config's text, shared by the calls of one grant set and caller.
+    pub config: &'a Arc<str>,
+}
+
+impl Context<'_> {
+    /// Writes this context into `warm`'s, copying the config's text only when `warm` holds
+    /// another one.
+    fn fill(&self, warm: &mut Warm) {
+        for (slot, value) in [
+            (&mut warm.context.actor, self.actor),
+            (&mut warm.context.request_id, self.request_id),
+            (&mut warm.context.now, self.now),
+        ] {
+            slot.clear();
+            slot.push_str(value);
+        }
+        if !warm
+            .config
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, self.config))
+        {
+            warm.context.config.clear();
+            warm.context.config.push_str(self.config);
+            warm.config = Some(self.config.clone());
+        }
+    }
 }
 
 /// A loaded plugin.
@@ -179,6 +215,7 @@ impl Plugin {
             },
         };
         outcome.warm = reused;
+        context.fill(&mut warm);
         warm.store.set_epoch_deadline(ticks(timeout));
         let deadline = Instant::now() + timeout;
         // A Postgres transaction that lost a race with a concurrent call (`PgGrant::lost_race`)
@@ -195,7 +232,7 @@ impl Plugin {
                 &mut warm.store,
                 action,
                 params,
-                context,
+                &warm.context,
             );
             outcome.stderr.push_str(&warm.store.data().stderr.take());
             let end = match result {
@@ -301,7 +338,7 @@ impl Plugin {
             let mut store = new_store(&runtime.engine, grants, resources, self.memory_bytes)?;
             store.set_epoch_deadline(ticks(Duration::from_secs(10)));
             match self.pre.instantiate(&mut store) {
-                Ok(instance) => return Ok(Warm { store, instance }),
+                Ok(instance) => return Ok(Warm::new(store, instance)),
                 Err(e) if runtime.pool.evict_lru() => {
                     tracing::debug!(plugin = %self.name, "instantiation failed ({e:#}); dropped a warm instance and retrying");
                 }
@@ -337,14 +374,4 @@ impl Plugin {
 fn from_wit(e: WitToolError) -> ToolError {
     let code = backlog_core::map_error_code!(e.code, ErrorCode => Code);
     ToolError::new(code, e.message)
-}
-
-/// The WIT call context.
-pub fn context(actor: &str, request_id: &str, now: &str, config: &str) -> CallContext {
-    CallContext {
-        actor: actor.to_owned(),
-        request_id: request_id.to_owned(),
-        now: now.to_owned(),
-        config: config.to_owned(),
-    }
 }

@@ -13,12 +13,12 @@
 //! empty entry for a caller (the map would grow with callers).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use wasmtime::Store;
 
-use super::bindings::ToolHost;
+use super::bindings::{CallContext, ToolHost};
 use super::sandbox::HostState;
 use crate::grants::Grants;
 
@@ -105,6 +105,27 @@ impl Key {
 pub struct Warm {
     pub store: Store<HostState>,
     pub instance: ToolHost,
+    /// The last call's context, refilled in place by the next: no allocation, and the
+    /// config's text (kilobytes) copied only when it is another `Arc` than `config`'s.
+    pub context: CallContext,
+    pub config: Option<Arc<str>>,
+}
+
+impl Warm {
+    /// A new instance with an empty context.
+    pub fn new(store: Store<HostState>, instance: ToolHost) -> Warm {
+        Warm {
+            store,
+            instance,
+            context: CallContext {
+                actor: String::new(),
+                request_id: String::new(),
+                now: String::new(),
+                config: String::new(),
+            },
+            config: None,
+        }
+    }
 }
 
 /// The bounded pool of reusable values (warm instances in the host, anything in tests).
