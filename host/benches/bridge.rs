@@ -46,6 +46,10 @@ mod kit;
 #[path = "common/store.rs"]
 mod store;
 use store::{generate, generate_versions, item_id, measure, pct};
+
+/// The product binary's allocator (`src/main.rs`), so in-process figures are the product's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[path = "bridge/reload.rs"]
 mod reload;
 #[path = "bridge/router.rs"]

@@ -51,6 +51,10 @@ mod bare {
 use bare::backlog_bridge::tool::types::CallContext;
 use bare::{Plugin, PluginPre};
 
+/// The product binary's allocator (`src/main.rs`), so in-process figures are the product's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const NOW: &str = "2026-11-27T10:00:00Z";
 const COMPONENT: &[u8] = include_bytes!(env!("BACKLOG_TOOL_WASM"));
 

@@ -37,6 +37,10 @@ use backlog_bridge::backlog::Backend;
 use backlog_bridge::{Bridge, CallRequest, Settings};
 use serde_json::{Value, json};
 
+/// The product binary's allocator (`src/main.rs`), so in-process figures are the product's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BIN: &str = env!("CARGO_BIN_EXE_backlog-bridge");
 const NOW: &str = "2026-11-27T10:00:00Z";
 

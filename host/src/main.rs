@@ -10,6 +10,12 @@ mod run_job;
 
 use std::process::ExitCode;
 
+/// mimalloc: a call allocates and frees many small buffers on several worker threads, and
+/// glibc's allocator spent a tenth of the router's time in `malloc`/`free` and their
+/// consolidation (`README.md`, Benchmark).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     cli::main()
 }
