@@ -398,6 +398,7 @@ fn enter(bridge: &Bridge, guest: Guest, params: &Params, meta: &Meta) -> Result<
             DirLocking::OnDemand => bridge.resources.backlog.as_deref(),
             _ => None,
         },
+        before_fresh: &|| crate::backlog::store::ensure_store_dir(&bridge.resources, grants),
     };
     let (result, mut outcome) = loaded.plugin.enter(&bridge.runtime, &invocation);
     log_stderr(&loaded.plugin.name, &meta.request_id, &outcome);

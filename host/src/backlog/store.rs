@@ -80,9 +80,12 @@ pub(crate) enum DirLocking {
     OnDemand,
 }
 
-/// Before a call enters its guest: the store directories its grants name exist (grants to
-/// what the host does not have are dropped), and a write-capable call holds the directory
-/// lock until its write is durable (or may take it on demand: [`DirLocking::OnDemand`]).
+/// Before a call enters its guest: grants to what the host does not have are dropped, and a
+/// write-capable call holds the directory lock until its write is durable (or may take it on
+/// demand: [`DirLocking::OnDemand`]). The store directory itself is made only when something
+/// needs it and finds it missing: the lock here, a new sandbox's preopen
+/// ([`ensure_store_dir`]). A warm instance holds its preopen open: a per-call check of the
+/// path would tell it nothing.
 pub(crate) fn prepare(
     settings: &Settings,
     resources: &Resources,
@@ -95,23 +98,33 @@ pub(crate) fn prepare(
         grants.postgres = Access::None;
     }
     let lock = match (grants.backlog_dir, &resources.backlog) {
-        (Access::None, _) | (_, None) => DirLocking::None,
-        (access, Some(dir)) => {
-            ensure_dir(dir)?;
-            match access {
-                Access::ReadWrite if lock_on_demand(settings, resources) => DirLocking::OnDemand,
-                Access::ReadWrite => DirLock::acquire(dir)
-                    .map(DirLocking::Held)
-                    .map_err(|e| host_fs_error("cannot lock the store directory", &e))?,
-                _ => DirLocking::None,
-            }
+        (Access::ReadWrite, Some(_)) if lock_on_demand(settings, resources) => DirLocking::OnDemand,
+        (Access::ReadWrite, Some(dir)) => {
+            let lock = match DirLock::acquire(dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    ensure_dir(dir)?;
+                    DirLock::acquire(dir)
+                }
+                taken => taken,
+            };
+            lock.map(DirLocking::Held)
+                .map_err(|e| host_fs_error("cannot lock the store directory", &e))?
         }
+        _ => DirLocking::None,
     };
     if grants.reports_dir != Access::None && std::fs::create_dir_all(&settings.reports_dir).is_err()
     {
         grants.reports_dir = Access::None;
     }
     Ok(lock)
+}
+
+/// Makes the store directory a new sandbox with `grants` will preopen, if it is missing.
+pub(crate) fn ensure_store_dir(resources: &Resources, grants: Grants) -> Result<(), ToolError> {
+    match (grants.backlog_dir, &resources.backlog) {
+        (Access::None, _) | (_, None) => Ok(()),
+        (_, Some(dir)) => ensure_dir(dir),
+    }
 }
 
 /// Whether write-capable calls take the directory lock on demand: the `auto` backend with
@@ -191,8 +204,8 @@ impl StoreCall<'_> {
 }
 
 fn ensure_dir(dir: &Path) -> Result<(), ToolError> {
-    // One `statx` per call when it exists (as it nearly always does), not a failed `mkdir`
-    // and then the `statx`.
+    // One `statx` when it exists (as it nearly always does), not a failed `mkdir` and then
+    // the `statx`.
     if dir.is_dir() {
         return Ok(());
     }

@@ -81,6 +81,9 @@ pub struct Invocation<'a> {
     pub context: Context<'a>,
     /// The directory the guest may lock on demand (the host did not lock it for the call).
     pub lock_on_demand: Option<&'a std::path::Path>,
+    /// What the host makes ready before a new sandbox opens its preopens (the store
+    /// directory, if missing); not run when a warm instance takes the call.
+    pub before_fresh: &'a dyn Fn() -> Result<(), ToolError>,
 }
 
 /// A call's context, borrowed: an instance keeps its own copy ([`Warm::context`]) and the
@@ -198,20 +201,22 @@ impl Plugin {
             params,
             context,
             lock_on_demand,
+            before_fresh,
         } = *call;
         let mut outcome = CallOutcome::default();
         let key = Key::for_call(self.reuse, self.id, caller, grants);
         let (mut warm, reused) = match key.as_ref().and_then(|k| runtime.pool.take(k)) {
             Some(w) => (w, true),
-            None => match self.fresh(runtime, grants, resources) {
-                Ok(w) => (w, false),
-                Err(e) => {
-                    let err = ToolError::new(
+            None => match before_fresh().and_then(|()| {
+                self.fresh(runtime, grants, resources).map_err(|e| {
+                    ToolError::new(
                         Code::Internal,
                         format!("cannot start plugin `{}`: {e:#}", self.name),
-                    );
-                    return (Err(err), outcome);
-                }
+                    )
+                })
+            }) {
+                Ok(w) => (w, false),
+                Err(e) => return (Err(e), outcome),
             },
         };
         outcome.warm = reused;

@@ -71,8 +71,34 @@ fn parse_naive(s: &str) -> Option<NaiveDateTime> {
 }
 
 /// [`parse_ts`] then [`format_ts`]: any accepted form to the stored form.
+///
+/// Text already in the stored form is returned as it is, without the parse and the format
+/// (every stored timestamp of every item and event read passes here).
 pub fn normalize_ts(s: &str) -> Option<String> {
+    if is_stored_form(s) {
+        return Some(s.to_owned());
+    }
     parse_ts(s).map(format_ts)
+}
+
+/// Whether `s` is a valid timestamp in the stored form `YYYY-MM-DDTHH:MM:SS.ffffffZ`: what
+/// [`format_ts`] writes, so `format_ts(parse_ts(s))` would give `s` back. Seconds `60` (a
+/// leap second) are not: [`format_ts`] writes those as `59.999999`.
+fn is_stored_form(s: &str) -> bool {
+    let b = s.as_bytes();
+    let shaped = b.len() == 27
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[26] == b'Z'
+        && b[20..26].iter().all(u8::is_ascii_digit);
+    if !shaped {
+        return false;
+    }
+    let time = (digits(&b[11..13]), digits(&b[14..16]), digits(&b[17..19]));
+    matches!(time, (Some(h), Some(m), Some(sec)) if h < 24 && m < 60 && sec < 60)
+        && s.get(..10).and_then(parse_date).is_some()
 }
 
 /// `YYYY-MM-DD` of `now` in UTC.
@@ -128,6 +154,50 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stored_form_is_kept_exactly_when_parsing_and_formatting_would_keep_it() {
+        let cases = [
+            "2026-11-27T10:00:00.000000Z",
+            "2024-02-29T23:59:59.999999Z",
+            "0000-01-01T00:00:00.000000Z",
+            "9999-12-31T23:59:59.123456Z",
+            "2026-12-31T23:59:60.500000Z", // a leap second: written as 59.999999
+            "2025-02-29T00:00:00.000000Z", // no such day
+            "2026-13-01T00:00:00.000000Z",
+            "2026-11-27T24:00:00.000000Z",
+            "2026-11-27T10:60:00.000000Z",
+            "2026-11-27T10:00:00.00000aZ",
+            "2026-11-27T10:00:00.000000+00:00",
+            "2026-11-27T10:00:00Z",
+            "2026-11-27T10:00:00.000000",
+            "2026-11-27 10:00:00.000000Z",
+            "+026-11-27T10:00:00.000000Z",
+            "2026-11-27T10:00:00.000000z",
+            "",
+        ];
+        for s in cases {
+            assert_eq!(
+                normalize_ts(s),
+                parse_ts(s).map(format_ts),
+                "normalize_ts({s:?}) differs from parse then format"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text of the stored form's shape, valid or not: the shortcut and the parse
+        /// agree.
+        #[test]
+        fn the_shortcut_agrees_with_the_parse(
+            date in "[0-9]{4}-[0-1][0-9]-[0-3][0-9]",
+            time in "[0-2][0-9]:[0-6][0-9]:[0-6][0-9]",
+            frac in "[0-9]{6}",
+        ) {
+            let s = format!("{date}T{time}.{frac}Z");
+            proptest::prop_assert_eq!(normalize_ts(&s), parse_ts(&s).map(format_ts));
+        }
+    }
 
     fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default()
