@@ -13,7 +13,8 @@
 //! view of a peer (`mcp::handler`).
 //!
 //! Each event is formatted into one buffer and written with one `write` on descriptor 2,
-//! without std's lock on stderr ([`Stderr`]).
+//! without std's lock on stderr; the long-running commands hand lines to one writing thread
+//! that writes what gathered at once (`writer.rs`).
 //!
 //! Must not: write to stdout (stdio MCP: stdout is the protocol).
 
@@ -79,29 +80,14 @@ pub fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     format!("{}…", &text[..end]).into()
 }
 
-/// Standard error, written without std's lock. tracing-subscriber formats an event into one
-/// buffer and hands it over in one `write_all`, so the lock only made the router's threads
-/// queue behind each other's `write` system calls (3 % of the router's time under an HTTP
-/// load). A line up to a pipe's atomic size (4 KiB) is never interleaved with another; a
-/// longer one (rare: a trap's message with its guest's stderr) may be, when two threads log
-/// at the same instant.
-struct Stderr;
-
-impl std::io::Write for Stderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // SAFETY: `buf` is valid for `buf.len()` bytes; descriptor 2 is not closed by this
-        // process.
-        let n = unsafe { libc::write(2, buf.as_ptr().cast(), buf.len()) };
-        usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+mod writer;
+pub use writer::Flush;
+use writer::LogWriter;
 
 /// Installs the global subscriber: stderr, `RUST_LOG` (else `default_filter`), text or JSON.
-pub fn init(json: bool, ansi: bool, default_filter: &str) {
+/// `batched` (the long-running commands): lines go through one writing thread; keep the
+/// returned [`Flush`] until the process ends, so the last lines are written.
+pub fn init(json: bool, ansi: bool, default_filter: &str, batched: bool) -> Option<Flush> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // Whatever RUST_LOG says: the MCP SDK's INFO/DEBUG lines carry session ids and whole
@@ -110,10 +96,14 @@ pub fn init(json: bool, ansi: bool, default_filter: &str) {
         !meta.target().starts_with("rmcp") || *meta.level() <= Level::WARN
     });
     let registry = tracing_subscriber::registry().with(filter);
+    let (make_writer, flush) = match batched.then(|| writer::batched(writer::Stderr)).flatten() {
+        Some((batch, flush)) => (LogWriter::Batched(batch), Some(flush)),
+        None => (LogWriter::Direct, None),
+    };
     if json {
         let layer = tracing_subscriber::fmt::layer()
             .json()
-            .with_writer(|| Stderr)
+            .with_writer(make_writer)
             .with_filter(sdk_cap);
         registry.with(layer).init();
     } else {
@@ -121,10 +111,11 @@ pub fn init(json: bool, ansi: bool, default_filter: &str) {
             .with_target(false)
             .with_ansi(ansi)
             .fmt_fields(EscapedFields)
-            .with_writer(|| Stderr)
+            .with_writer(make_writer)
             .with_filter(sdk_cap);
         registry.with(layer).init();
     }
+    flush
 }
 
 #[cfg(test)]

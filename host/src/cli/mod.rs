@@ -41,7 +41,8 @@ pub fn main() -> ExitCode {
         args.command,
         Command::Serve { .. } | Command::Scheduler { command: None, .. }
     );
-    init_logging(args.log_format, args.verbose, daemon);
+    // Held to the end of `main`: the batched log's last lines are written when it drops.
+    let _log = init_logging(args.log_format, args.verbose, daemon);
     let format = Format::resolve(args.output);
     match run(args, format) {
         Ok(()) => ExitCode::SUCCESS,
@@ -318,7 +319,11 @@ fn check_config_dir(dir: &std::path::Path) -> Result<(), Failure> {
     )))
 }
 
-fn init_logging(format: LogFormat, verbose: u8, daemon: bool) {
+fn init_logging(
+    format: LogFormat,
+    verbose: u8,
+    daemon: bool,
+) -> Option<backlog_bridge::logging::Flush> {
     let default = match (verbose, daemon) {
         (0, false) => "warn",
         (0, true) | (1, _) => "info",
@@ -326,5 +331,6 @@ fn init_logging(format: LogFormat, verbose: u8, daemon: bool) {
     };
     // Colours only on a terminal: logs in files and pipes stay greppable (`status=403`).
     let ansi = std::io::stderr().is_terminal();
-    backlog_bridge::logging::init(matches!(format, LogFormat::Json), ansi, default);
+    // The long-running commands batch their lines (`logging/writer.rs`).
+    backlog_bridge::logging::init(matches!(format, LogFormat::Json), ansi, default, daemon)
 }
