@@ -29,7 +29,7 @@ use std::time::Duration;
 use backlog_bridge::backlog::Backend;
 use backlog_bridge::runtime::engine::config;
 use backlog_bridge::{Bridge, CallRequest, Settings};
-use backlog_core::actions::{Ctx, execute};
+use backlog_core::actions::{Ctx, execute_text};
 use backlog_core::ids::SeqEntropy;
 use backlog_core::policy::Policy;
 use backlog_store::{Access, JsonlStore};
@@ -182,7 +182,8 @@ fn main() {
         store.begin_call();
         let mut ctx = Ctx::new("operator", now, &policy, entropy);
         let p: Value = serde_json::from_str(&params(k)).expect("params");
-        execute(store, "get", &p, &mut ctx).expect("native get");
+        // Its answer as text, as the guest returns it.
+        execute_text(store, "get", &p, &mut ctx).expect("native get");
     };
     let (mut store, plugin) = new_instance();
     bare_get(&mut store, &plugin, &params(0));

@@ -109,6 +109,22 @@ pub fn execute(
     }
 }
 
+/// [`execute`]'s answer as JSON text, the same text `execute(…)?.to_string()` gives. `get`,
+/// the most frequent call, is serialized straight to text (building its tree and then
+/// writing it was a quarter of a warm `get` inside the guest); every other action goes
+/// through its `Value`.
+pub fn execute_text(
+    store: &mut dyn BacklogStore,
+    action: &str,
+    params: &Value,
+    ctx: &mut Ctx<'_>,
+) -> Result<String> {
+    if action == "get" {
+        return get(store, GetParams::from_json(params, ctx.policy)?, ctx)?.to_text();
+    }
+    Ok(execute(store, action, params, ctx)?.to_string())
+}
+
 /// `list` and `dashboard` answered by a fallback carry `"degraded": true` and its backend.
 fn mark_degraded(store: &dyn BacklogStore, mut v: Value) -> Value {
     if store.degraded()
@@ -148,6 +164,24 @@ impl GetResult {
             v.insert("events".into(), to_json(evs)?);
         }
         Ok(Value::Object(v))
+    }
+
+    /// [`GetResult::to_json`] as text, without the tree: the item's fields in their order,
+    /// then `events` when requested.
+    pub fn to_text(&self) -> Result<String> {
+        #[derive(serde::Serialize)]
+        struct Text<'a> {
+            #[serde(flatten)]
+            item: &'a Item,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            events: Option<&'a Vec<Event>>,
+        }
+        let text = Text {
+            item: &self.item,
+            events: self.events.as_ref(),
+        };
+        serde_json::to_string(&text)
+            .map_err(|e| Error::internal(format!("cannot serialize result: {e}")))
     }
 }
 

@@ -4,6 +4,7 @@
 use backlog_core::actions::{self, Ctx};
 use backlog_core::ids::Entropy;
 use backlog_core::policy::Policy;
+use backlog_core::store::BacklogStore;
 use backlog_core::{Error, ErrorCode, schema};
 use std::rc::Rc;
 
@@ -39,12 +40,24 @@ impl ToolGuest for Component {
         let params: Value = serde_json::from_str(&params)
             .map_err(|e| Error::invalid_input(format!("params are not valid JSON: {e}")))
             .map_err(to_wit)?;
-        run(&action, &params, &context).map(|v| v.to_string())
+        run_with(&context, |store, ctx| {
+            actions::execute_text(store, &action, &params, ctx)
+        })
     }
 }
 
 /// Runs one action against the store the context names.
 pub(crate) fn run(action: &str, params: &Value, context: &CallContext) -> Result<Value, ToolError> {
+    run_with(context, |store, ctx| {
+        actions::execute(store, action, params, ctx)
+    })
+}
+
+/// Runs `f` with the store and the action context the call context names.
+fn run_with<T>(
+    context: &CallContext,
+    f: impl FnOnce(&mut dyn BacklogStore, &mut Ctx<'_>) -> Result<T, Error>,
+) -> Result<T, ToolError> {
     let (config, policy) = decoded(&context.config).map_err(to_wit)?;
     let now = backlog_core::time::parse_ts(&context.now)
         .ok_or_else(|| Error::internal(format!("host sent an invalid `now`: {}", context.now)))
@@ -61,7 +74,7 @@ pub(crate) fn run(action: &str, params: &Value, context: &CallContext) -> Result
         if let Some(r) = reports.as_mut() {
             ctx = ctx.with_reports(r);
         }
-        actions::execute(store, action, params, &mut ctx)
+        f(store, &mut ctx)
     })
     .map_err(to_wit)
 }

@@ -1011,3 +1011,34 @@ fn item_limits_on_every_write_path() {
         &["`evidence_refs` must be at most 65536 bytes"],
     );
 }
+
+/// `execute_text` answers `get` with the very text of `execute`'s tree: fields in the same
+/// order, `events` last when asked, the same errors.
+#[test]
+fn get_as_text_is_the_trees_text() {
+    let mut w = World::new();
+    let a = w.create(json!({"description": "quote \" and \u{2028} and é", "owner": "team-a"}));
+    let id = a["id"].as_str().unwrap_or_default().to_owned();
+    w.ok("add_comment", json!({"id": id, "message": "first"}));
+    w.ok("set_status", json!({"id": id, "status": "in_progress"}));
+    let b = w.create(json!({"title": "Another", "service": "billing"}));
+    let other = b["id"].as_str().unwrap_or_default().to_owned();
+    for params in [
+        json!({"id": id}),
+        json!({"id": id, "include_events": true}),
+        json!({"id": other, "include_events": true}),
+        json!({"id": other, "include_events": false}),
+        json!({"id": "bl_000000000000"}),
+        json!({"id": 7}),
+    ] {
+        let mut ctx = Ctx::new(&w.actor, w.now, &w.policy, &mut w.entropy);
+        let text = execute_text(&mut w.store, "get", &params, &mut ctx);
+        let mut ctx = Ctx::new(&w.actor, w.now, &w.policy, &mut w.entropy);
+        let tree = execute(&mut w.store, "get", &params, &mut ctx).map(|v| v.to_string());
+        match (text, tree) {
+            (Ok(text), Ok(tree)) => assert_eq!(text, tree, "{params}"),
+            (Err(a), Err(b)) => assert_eq!((a.code, a.message), (b.code, b.message), "{params}"),
+            (a, b) => panic!("{params}: {a:?} against {b:?}"),
+        }
+    }
+}
