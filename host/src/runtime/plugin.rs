@@ -207,14 +207,7 @@ impl Plugin {
         let key = Key::for_call(self.reuse, self.id, caller, grants);
         let (mut warm, reused) = match key.as_ref().and_then(|k| runtime.pool.take(k)) {
             Some(w) => (w, true),
-            None => match before_fresh().and_then(|()| {
-                self.fresh(runtime, grants, resources).map_err(|e| {
-                    ToolError::new(
-                        Code::Internal,
-                        format!("cannot start plugin `{}`: {e:#}", self.name),
-                    )
-                })
-            }) {
+            None => match before_fresh().and_then(|()| self.start(runtime, grants, resources)) {
                 Ok(w) => (w, false),
                 Err(e) => return (Err(e), outcome),
             },
@@ -329,6 +322,21 @@ impl Plugin {
             message.push_str(&tail[start..]);
         }
         ToolError::new(Code::Internal, message)
+    }
+
+    /// A fresh instance for a call; a failure is the call's `internal` error.
+    fn start(
+        &self,
+        runtime: &Runtime,
+        grants: Grants,
+        resources: &Resources,
+    ) -> Result<Warm, ToolError> {
+        self.fresh(runtime, grants, resources).map_err(|e| {
+            ToolError::new(
+                Code::Internal,
+                format!("cannot start plugin `{}`: {e:#}", self.name),
+            )
+        })
     }
 
     /// A fresh instance. When the engine has no slot left for it, warm instances are dropped

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 pub use crate::ctx::{Ctx, RESERVED_KEYS_ENTITLEMENT};
-use crate::ctx::{obj, to_json};
+use crate::ctx::{obj, to_json, to_text};
 use crate::dashboard::Dashboard;
 use crate::error::Error;
 use crate::generate;
@@ -176,12 +176,10 @@ impl GetResult {
             #[serde(skip_serializing_if = "Option::is_none")]
             events: Option<&'a Vec<Event>>,
         }
-        let text = Text {
+        to_text(&Text {
             item: &self.item,
             events: self.events.as_ref(),
-        };
-        serde_json::to_string(&text)
-            .map_err(|e| Error::internal(format!("cannot serialize result: {e}")))
+        })
     }
 }
 

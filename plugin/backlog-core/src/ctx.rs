@@ -114,7 +114,16 @@ impl<'a> Ctx<'a> {
 }
 
 pub(crate) fn to_json<T: Serialize>(t: &T) -> Result<Value> {
-    serde_json::to_value(t).map_err(|e| Error::internal(format!("cannot serialize result: {e}")))
+    serde_json::to_value(t).map_err(serialize_error)
+}
+
+/// `t` as JSON text, without a `Value` tree in between.
+pub(crate) fn to_text<T: Serialize>(t: &T) -> Result<String> {
+    serde_json::to_string(t).map_err(serialize_error)
+}
+
+fn serialize_error(e: serde_json::Error) -> Error {
+    Error::internal(format!("cannot serialize result: {e}"))
 }
 
 pub(crate) fn obj(v: Value) -> Map<String, Value> {
