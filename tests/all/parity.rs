@@ -43,6 +43,17 @@ impl typed::backlog_bridge::pg::postgres::Host for Shim {
             "parity test".into(),
         ))
     }
+
+    fn queue(
+        &mut self,
+        _database: String,
+        _statement: String,
+        _params: Vec<typed::backlog_bridge::pg::postgres::DbValue>,
+    ) -> Result<(), typed::backlog_bridge::pg::postgres::PgError> {
+        Err(typed::backlog_bridge::pg::postgres::PgError::NotGranted(
+            "parity test".into(),
+        ))
+    }
 }
 
 /// The parity run uses the JSONL backend, whose lock the host holds: never asked for.

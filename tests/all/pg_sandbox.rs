@@ -148,6 +148,27 @@ fn a_read_grant_cannot_write_whatever_the_guest_tries() {
         }
     }
     assert_eq!(snapshot(&db), before, "rows changed under a read grant");
+    // Queued writes of a guest that then reports success: the commit fails, `forbidden`.
+    let queued = [
+        INSERT_ITEM,
+        "UPDATE backlog_items SET title = 'pwned'",
+        "DELETE FROM backlog_events",
+    ];
+    let lines: Vec<Value> = queued
+        .iter()
+        .map(|sql| {
+            json!({"tool": "hostile", "action": "pg_read", "params": {
+                "statements": [{"sql": sql, "params": [], "queue": true}], "then": "ok"}})
+        })
+        .collect();
+    for (sql, out) in queued.iter().zip(env.batch(&lines)) {
+        assert_eq!(out["code"], "forbidden", "{sql:?}: {out}");
+        assert!(
+            out["error"].as_str().unwrap_or_default().contains("25006"),
+            "{sql:?}: {out}"
+        );
+    }
+    assert_eq!(snapshot(&db), before, "rows changed under a read grant");
     // Still a read-only transaction, on every call, after all that.
     let outs = env.batch(&[line(
         "pg_read",
@@ -676,6 +697,131 @@ fn the_capability_and_status_work_without_a_guest() {
         db.scalar("SELECT string_agg(id, ',') FROM backlog_events"),
         "ev_kept"
     );
+}
+
+/// `queue`: a statement the guest does not need the result of goes with the call's next
+/// statement (before it, so that one sees it) or with the COMMIT, in one transaction with the
+/// rest; its failure comes back from the next statement or fails the commit (a lost race is
+/// reported as one); a rollback drops it unsent; the guard and the grant apply at once.
+#[test]
+fn queued_statements_go_with_the_next_statement_or_the_commit() {
+    use std::sync::Arc;
+
+    use backlog_bridge::caps::pg::{
+        CommitError, DbValue, Dsn, End, Limits, PgError, PgGrant, Postgres,
+    };
+    use backlog_bridge::grants::Access;
+
+    let (_env, db) = setup();
+    let pool = Arc::new(Postgres::new(Dsn::new(db.password_dsn()), Limits::default()).unwrap());
+    let text = |s: &str| vec![DbValue::Text(s.into())];
+    let events = || db.scalar("SELECT string_agg(id, ',' ORDER BY id) FROM backlog_events");
+    let open_transactions = || {
+        db.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'backlog-bridge' \
+             AND state LIKE 'idle in transaction%'",
+        )
+    };
+    let write = || PgGrant::new(Access::ReadWrite, Some(pool.clone()));
+
+    // Only queued: nothing reaches the server before the end; then BEGIN, both, COMMIT.
+    let mut call = write();
+    call.queue("backlog", INSERT_EVENT, text("ev_q1")).unwrap();
+    call.queue("backlog", INSERT_EVENT, text("ev_q2")).unwrap();
+    assert_eq!(open_transactions(), "0");
+    assert_eq!(events(), "ev_000000000001");
+    call.end_call(End::Commit).unwrap();
+    assert_eq!(events(), "ev_000000000001,ev_q1,ev_q2");
+
+    // Before the next statement, in its transaction: it sees the queued row.
+    let mut call = write();
+    call.queue("backlog", INSERT_EVENT, text("ev_q3")).unwrap();
+    let seen = call
+        .execute(
+            "backlog",
+            "SELECT count(*) FROM backlog_events WHERE id = $1",
+            text("ev_q3"),
+        )
+        .unwrap();
+    assert!(
+        matches!(seen.rows.as_slice(), [row] if matches!(row.as_slice(), [DbValue::Int64(1)])),
+        "{seen:?}"
+    );
+    assert_eq!(open_transactions(), "1");
+    call.end_call(End::Rollback).unwrap();
+    assert!(!events().contains("ev_q3"), "{}", events());
+
+    // A queued failure comes back from the next statement, named, and aborts the call.
+    let mut call = write();
+    call.queue("backlog", INSERT_EVENT, text("ev_q1")).unwrap();
+    match call.execute("backlog", "SELECT 1", vec![]) {
+        Err(PgError::Sql(e)) => {
+            assert_eq!(e.sqlstate, "23505", "{e:?}");
+            assert!(e.message.contains("a queued statement failed"), "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        call.end_call(End::Commit),
+        Err(CommitError::Aborted("23505".into()))
+    );
+    assert!(call.lost_race());
+
+    // With nothing after it, it fails the commit: nothing of the call is kept.
+    let mut call = write();
+    call.queue("backlog", INSERT_EVENT, text("ev_q4")).unwrap();
+    call.queue("backlog", INSERT_EVENT, text("ev_q1")).unwrap();
+    match call.end_call(End::Commit) {
+        Err(CommitError::Refused { sqlstate, message }) => {
+            assert_eq!(sqlstate, "23505");
+            assert!(message.contains("a queued statement failed"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(call.lost_race());
+    assert!(!events().contains("ev_q4"), "{}", events());
+
+    // A statement the server cannot prepare fails the commit the same way.
+    let mut call = write();
+    call.queue("backlog", INSERT_EVENT, text("ev_q5")).unwrap();
+    call.queue(
+        "backlog",
+        "INSERT INTO backlog_events (no_such_column) VALUES (1)",
+        vec![],
+    )
+    .unwrap();
+    match call.end_call(End::Commit) {
+        Err(CommitError::Refused { sqlstate, .. }) => assert_eq!(sqlstate, "42703"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!events().contains("ev_q5"), "{}", events());
+
+    // A rollback drops what is queued, unsent.
+    let mut call = write();
+    call.queue("backlog", INSERT_EVENT, text("ev_q6")).unwrap();
+    call.end_call(End::Rollback).unwrap();
+    assert!(!events().contains("ev_q6"), "{}", events());
+
+    // The guard and the grant answer at once.
+    let mut call = write();
+    assert!(matches!(
+        call.queue("backlog", "COMMIT", vec![]),
+        Err(PgError::Refused(_))
+    ));
+    let mut none = PgGrant::new(Access::None, Some(pool.clone()));
+    assert!(matches!(
+        none.queue("backlog", INSERT_EVENT, text("ev_q7")),
+        Err(PgError::NotGranted(_))
+    ));
+    // A read grant may queue, but the write fails the commit: read-only stays read-only.
+    let mut read = PgGrant::new(Access::Read, Some(pool.clone()));
+    read.queue("backlog", INSERT_EVENT, text("ev_q8")).unwrap();
+    match read.end_call(End::Commit) {
+        Err(CommitError::Refused { sqlstate, .. }) => assert_eq!(sqlstate, "25006"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(events(), "ev_000000000001,ev_q1,ev_q2");
+    assert_eq!(open_transactions(), "0");
 }
 
 /// The rows of the last of `statements`, run as one call through the pool's session (below

@@ -16,6 +16,7 @@
 mod conn;
 pub mod dsn;
 pub mod guard;
+mod pipeline;
 pub mod pool;
 pub mod session;
 pub mod value;
@@ -104,6 +105,33 @@ impl PgGrant {
         statement: &str,
         params: Vec<DbValue>,
     ) -> Result<QueryResult, PgError> {
+        let deadline = self.deadline;
+        let (session, params, rows_only) = self.admit(database, statement, params)?;
+        session.execute(statement, params, rows_only, deadline)
+    }
+
+    /// The guest's `queue`: checked now, sent with the next statement or the COMMIT.
+    pub fn queue(
+        &mut self,
+        database: &str,
+        statement: &str,
+        params: Vec<DbValue>,
+    ) -> Result<(), PgError> {
+        let (session, params, _) = self.admit(database, statement, params)?;
+        session.queue(statement, params);
+        Ok(())
+    }
+
+    /// What `execute` and `queue` check before a statement may go to the server: the grant,
+    /// the database's name, the guard, the parameters and the call's time; then the call's
+    /// session (opened here on its first statement), the parameters and whether the
+    /// statement only reads rows.
+    fn admit(
+        &mut self,
+        database: &str,
+        statement: &str,
+        params: Vec<DbValue>,
+    ) -> Result<(&mut Session, Vec<Param>, bool), PgError> {
         let Some(pool) = &self.pool else {
             return Err(PgError::NotGranted(
                 "this call has no Postgres grant: none of the action's entitlements gives \
@@ -136,7 +164,7 @@ impl PgGrant {
             self.session = Some(Session::begin(pool, self.read_write)?);
         }
         match &mut self.session {
-            Some(session) => session.execute(statement, params, checked.rows_only, self.deadline),
+            Some(session) => Ok((session, params, checked.rows_only)),
             None => Err(PgError::Unavailable("no Postgres session".into())),
         }
     }
@@ -179,5 +207,14 @@ impl Host for PgGrant {
             }
             _ => Ok(result),
         }
+    }
+
+    fn queue(
+        &mut self,
+        database: String,
+        statement: String,
+        params: Vec<DbValue>,
+    ) -> Result<(), PgError> {
+        PgGrant::queue(self, &database, &statement, params)
     }
 }

@@ -278,6 +278,12 @@ impl Plugin {
             {
                 Code::Conflict
             }
+            // A queued write in a read-only transaction, or without the privilege.
+            CommitError::Refused { sqlstate, .. }
+                if matches!(sqlstate.as_str(), "25006" | "42501") =>
+            {
+                Code::Forbidden
+            }
             CommitError::Refused { .. } => Code::Internal,
             CommitError::Unavailable(_) => Code::Unavailable,
         };

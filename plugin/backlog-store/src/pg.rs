@@ -307,9 +307,11 @@ impl<S: Sql> PostgresStore<S> {
             // end of the statement, after the item row exists.
             (true, Some(evs)) => format!("WITH item AS ({item_sql} RETURNING 1) {evs}"),
         };
-        self.query(&statement, &params)
-            .map(drop)
-            .map_err(|e| write_error(e, item))
+        // Queued: with the next statement or the COMMIT, in its round trip (an upsert's
+        // write is its last statement, so it saves one).
+        self.sql
+            .queue(&statement, &params)
+            .map_err(|e| write_error(StoreError::from(e), item))
     }
 }
 

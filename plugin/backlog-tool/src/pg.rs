@@ -52,16 +52,25 @@ impl Sql for WitSql {
                     .collect(),
                 rows_affected: r.rows_affected,
             }),
-            Err(e) => Err(match e {
-                PgError::NotGranted(m) => SqlError::NotGranted(m),
-                PgError::Refused(m) => SqlError::Refused(m),
-                PgError::Unavailable(m) => SqlError::Unavailable(m),
-                PgError::Sql(s) => SqlError::Sql {
-                    sqlstate: s.sqlstate,
-                    message: s.message,
-                },
-                PgError::Limit(m) => SqlError::Limit(m),
-            }),
+            Err(e) => Err(from_pg(e)),
         }
+    }
+
+    fn queue(&mut self, statement: &str, params: &[Value]) -> Result<(), SqlError> {
+        let params: Vec<DbValue> = params.iter().map(to_db).collect();
+        postgres::queue(DATABASE, statement, &params).map_err(from_pg)
+    }
+}
+
+fn from_pg(e: PgError) -> SqlError {
+    match e {
+        PgError::NotGranted(m) => SqlError::NotGranted(m),
+        PgError::Refused(m) => SqlError::Refused(m),
+        PgError::Unavailable(m) => SqlError::Unavailable(m),
+        PgError::Sql(s) => SqlError::Sql {
+            sqlstate: s.sqlstate,
+            message: s.message,
+        },
+        PgError::Limit(m) => SqlError::Limit(m),
     }
 }

@@ -2,21 +2,16 @@
 //! first statement, each guard-checked statement, and the end — COMMIT or ROLLBACK with the
 //! session reset and its check in the same round trip.
 
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::TryStreamExt as _;
-use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
-use super::conn::{CHECK_SESSION, Conn, check_columns, first_row};
+use super::conn::{Conn, check_columns, first_row};
+use super::pipeline::{Failure, Queued, fetch, prepare_all, run_queued};
 use super::pool::{GRACE, Limits, Postgres};
-use crate::caps::pg::value::{Cell, Param, supported, unsupported_column};
+use crate::caps::pg::value::Param;
 use crate::runtime::bindings::pg::{PgError, QueryResult, SqlError};
-
-/// SQLSTATE for a result value the host cannot represent (an infinite timestamp, …).
-const DATETIME_FIELD_OVERFLOW: &str = "22008";
 
 /// What resets a connection's session between calls: what `DISCARD ALL` does but for
 /// `DEALLOCATE ALL` and `DISCARD PLANS`. The role and session authorization, every setting (the
@@ -37,7 +32,7 @@ const RESET_SESSION: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
 pub fn session_clean(now: &[Option<&str>], fresh: &[Option<&str>]) -> Result<(), String> {
     match now {
         [] => return Err("the session check returned no row".into()),
-        [Some("t"), ..] => {}
+        [Some("true"), ..] => {}
         [_, role, ..] => {
             return Err(format!(
                 "the session still runs as role {:?}, not the login role",
@@ -111,6 +106,9 @@ pub struct Session {
     reused: bool,
     /// SQLSTATE of the first server error: the server has aborted the transaction.
     failed: Option<String>,
+    /// Statements the guest queued, not sent yet: they go with the next statement or the
+    /// COMMIT.
+    queued: Vec<Queued>,
 }
 
 impl Drop for Session {
@@ -149,6 +147,7 @@ impl Session {
                         begin: Some(begin),
                         reused,
                         failed: None,
+                        queued: Vec::new(),
                     });
                 }
                 Err(_) if client.is_closed() && reused && !retried => {
@@ -162,6 +161,15 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Queues a guard-checked statement whose result the guest does not need: it goes out
+    /// with the call's next statement or with the COMMIT ([`Session::end`]).
+    pub fn queue(&mut self, statement: &str, params: Vec<Param>) {
+        self.queued.push(Queued {
+            sql: statement.to_owned(),
+            params,
+        });
     }
 
     /// The SQLSTATE of the first statement of this call the server refused, if any.
@@ -198,20 +206,29 @@ impl Session {
         }
         let cancel = client.cancel_token();
         let begin = self.begin.take();
-        let again = (begin.is_some() && self.reused).then(|| params.clone());
+        let queued = std::mem::take(&mut self.queued);
+        let again = (begin.is_some() && self.reused).then(|| (params.clone(), queued.clone()));
         let answer = client.drive(wait, async {
-            match begin {
-                // Pipelined: BEGIN is sent first, the statement right behind it. BEGIN fails
-                // only with the connection, and then the statement never runs.
-                Some(begin) => {
-                    let (began, result) = tokio::join!(
-                        client.batch_execute(begin),
-                        query(&client, statement, params, limits)
-                    );
-                    began.map_err(Failure::from).and(result)
-                }
-                None => query(&client, statement, params, limits).await,
-            }
+            // Pipelined: BEGIN (when this is the call's first statement), the queued
+            // statements and this one go out together, in that order. BEGIN fails only with
+            // the connection, and then nothing else runs.
+            let work = async {
+                let mut prepared =
+                    prepare_all(&client, &queued, Some((statement, &params))).await?;
+                let Some(this) = prepared.pop() else {
+                    return Err(Failure::Host(PgError::Unavailable(
+                        "the statement was not prepared".into(),
+                    )));
+                };
+                let (ran, result) = tokio::join!(
+                    run_queued(&client, &prepared, &queued),
+                    fetch(&client, &this, &params, limits)
+                );
+                ran.map_err(queued_failure)?;
+                result
+            };
+            let (began, result) = tokio::join!(send_begin(&client, begin), work);
+            began.and(result)
         });
         // A pooled connection the server closed meanwhile (restart, idle timeout, its
         // termination notice arriving as an error of the BEGIN): nothing of this call ran;
@@ -221,7 +238,8 @@ impl Session {
             Some(Err(Failure::Db { .. })) => client.is_closed(),
             _ => false,
         };
-        if let (true, Some(params), Some(begin)) = (stale, again, begin) {
+        if let (true, Some((params, queued)), Some(begin)) = (stale, again, begin) {
+            self.queued = queued;
             self.close_connection();
             let (client, reused) = self.pool.checkout()?;
             self.client = Some(client);
@@ -261,9 +279,15 @@ impl Session {
 
     /// Commits or rolls back, resets the session, and returns the connection to the pool. A
     /// session whose first statement never went out began nothing: its connection goes back
-    /// as it came.
+    /// as it came. Queued statements go out in the COMMIT's round trip (with the `BEGIN` when
+    /// they are all the call sent); a rollback drops them unsent.
     pub fn end(mut self, end: End) -> Result<(), CommitError> {
-        if self.begin.is_some() {
+        let failed = self.failed.take();
+        let queued = match (end, &failed) {
+            (End::Commit, None) => std::mem::take(&mut self.queued),
+            _ => Vec::new(),
+        };
+        if self.begin.is_some() && queued.is_empty() {
             if let Some(client) = self.client.take() {
                 self.pool.checkin(Some(client));
             }
@@ -277,141 +301,141 @@ impl Session {
                 End::Rollback => Ok(()),
             };
         };
-        let failed = self.failed.take();
+        let begin = self.begin.take();
         let finish = match (end, &failed) {
             (End::Commit, None) => "COMMIT",
             _ => "ROLLBACK",
         };
         let wait = self.pool.limits.statement_timeout + GRACE;
-        let (c, fresh): (&Client, _) = (&client, &client.fresh);
-        let answer = client.drive(wait, async {
-            // Pipelined: the reset is sent right behind the COMMIT, one round trip for both.
-            let (ended, reset, check) = tokio::join!(
-                c.batch_execute(finish),
-                c.batch_execute(RESET_SESSION),
-                c.simple_query(CHECK_SESSION)
-            );
-            let clean = match reset.and(check) {
-                Ok(messages) => {
-                    let row = first_row(&messages);
-                    let row: Vec<Option<&str>> = row.iter().map(Option::as_deref).collect();
-                    let fresh: Vec<Option<&str>> = fresh.iter().map(Option::as_deref).collect();
-                    session_clean(&row, &fresh)
-                }
-                Err(e) => Err(format!("the reset failed: {e}")),
-            };
-            (ended, clean)
-        });
-        let (ended, clean) = match answer {
-            Some(answer) => answer,
-            None => {
-                self.pool.checkin(None);
-                return Err(CommitError::Unavailable(
-                    "the server did not answer COMMIT".into(),
-                ));
-            }
+        let answer = client.drive(wait, finish_on(&client, begin, &queued, finish));
+        let Some(Finished {
+            began,
+            ran,
+            ended,
+            clean,
+        }) = answer
+        else {
+            self.pool.checkin(None);
+            return Err(CommitError::Unavailable(
+                "the server did not answer COMMIT".into(),
+            ));
         };
+        // A pooled connection the server closed meanwhile, found by the BEGIN of a call that
+        // only queued: nothing of it ran; once more on a new connection.
+        if let (Err(_), Some(begin), true) = (&began, begin, self.reused) {
+            self.pool.checkin(None);
+            let (client, _) = match self.pool.checkout() {
+                Ok(taken) => taken,
+                Err(e) => return Err(CommitError::Unavailable(e.to_string())),
+            };
+            self.client = Some(client);
+            self.begin = Some(begin);
+            // Not again: a new connection that fails is an answer.
+            self.reused = false;
+            self.queued = queued;
+            return self.end(end);
+        }
         if let Err(why) = &clean {
             tracing::warn!("postgres: closing a connection that did not come back clean: {why}");
         }
-        let reuse = ended.is_ok() && clean.is_ok();
+        let reuse = began.is_ok() && ended.is_ok() && clean.is_ok();
         self.pool.checkin(reuse.then_some(client));
-        match (end, failed, ended) {
-            (End::Rollback, _, _) => Ok(()),
-            (End::Commit, Some(sqlstate), _) => Err(CommitError::Aborted(sqlstate)),
-            (End::Commit, None, Ok(())) => Ok(()),
-            (End::Commit, None, Err(e)) => Err(match e.as_db_error() {
-                Some(db) => CommitError::Refused {
-                    sqlstate: db.code().code().to_owned(),
-                    message: db.message().to_owned(),
-                },
-                None => CommitError::Unavailable(e.to_string()),
-            }),
+        if end == End::Rollback {
+            return Ok(());
         }
-    }
-}
-
-/// How a statement failed on the client runtime.
-enum Failure {
-    /// The server rejected it; the transaction is aborted.
-    Db { sqlstate: String, message: String },
-    /// The host refused the result (caps, column types); the transaction is fine.
-    Host(PgError),
-    /// The connection is gone.
-    Connection(String),
-}
-
-impl From<tokio_postgres::Error> for Failure {
-    /// A server error, or else the connection is in an unknown state and must go.
-    fn from(e: tokio_postgres::Error) -> Failure {
-        match e.as_db_error() {
-            Some(db) => Failure::Db {
+        if let Some(sqlstate) = failed {
+            return Err(CommitError::Aborted(sqlstate));
+        }
+        match began.and(ran).map_err(queued_failure) {
+            Err(Failure::Db { sqlstate, message }) => {
+                return Err(CommitError::Refused { sqlstate, message });
+            }
+            Err(Failure::Connection(message)) => return Err(CommitError::Unavailable(message)),
+            Err(Failure::Host(e)) => return Err(CommitError::Unavailable(format!("{e:?}"))),
+            Ok(()) => {}
+        }
+        ended.map_err(|e| match e.as_db_error() {
+            Some(db) => CommitError::Refused {
                 sqlstate: db.code().code().to_owned(),
                 message: db.message().to_owned(),
             },
-            None => Failure::Connection(format!("lost the Postgres connection: {e}")),
-        }
+            None => CommitError::Unavailable(e.to_string()),
+        })
     }
 }
 
-async fn query(
+/// What the end of a call's transaction came back with.
+struct Finished {
+    /// The `BEGIN` sent with the end, when the call's statements were all queued.
+    began: Result<(), Failure>,
+    /// The queued statements.
+    ran: Result<(), Failure>,
+    /// The COMMIT or ROLLBACK.
+    ended: Result<(), tokio_postgres::Error>,
+    /// Whether the session came back from its reset as it was opened (`Err`: why not).
+    clean: Result<(), String>,
+}
+
+/// The end of a transaction in one round trip: `begin` (if nothing was sent yet), the queued
+/// statements, `finish`, the session reset and its check. A queued statement this connection
+/// has not prepared costs a round trip before; one that fails to prepare turns `finish` into
+/// a ROLLBACK.
+async fn finish_on(
     client: &Conn,
-    sql: &str,
-    params: Vec<Param>,
-    limits: Limits,
-) -> Result<QueryResult, Failure> {
-    let types: Vec<Type> = params.iter().map(Param::declared_type).collect();
-    let statement = match client.prepared(sql, &types) {
-        Some(statement) => statement,
-        None => {
-            let statement = client.prepare_typed(sql, &types).await?;
-            client.keep(sql, types, statement.clone());
-            statement
-        }
+    begin: Option<&'static str>,
+    queued: &[Queued],
+    finish: &'static str,
+) -> Finished {
+    let (statements, finish, prepare_failed) = match prepare_all(client, queued, None).await {
+        Ok(statements) => (statements, finish, None),
+        Err(e) => (Vec::new(), "ROLLBACK", Some(e)),
     };
-    let values = params.iter().map(|p| p as &(dyn ToSql + Sync));
-    let mut stream = pin!(client.query_raw(&statement, values).await?);
-    let mut columns = Vec::new();
-    let mut rows = Vec::new();
-    let mut bytes = 0usize;
-    while let Some(row) = stream.try_next().await? {
-        if rows.is_empty() {
-            for c in row.columns() {
-                if !supported(c.type_()) {
-                    let e = unsupported_column(c.name(), c.type_());
-                    return Err(Failure::Host(PgError::Sql(SqlError {
-                        sqlstate: e.sqlstate.into(),
-                        message: e.message,
-                    })));
-                }
-            }
-            columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+    let queued = &queued[..statements.len()];
+    let c: &Client = client;
+    let (began, ran, ended, reset, check) = tokio::join!(
+        send_begin(client, begin),
+        run_queued(client, &statements, queued),
+        c.batch_execute(finish),
+        c.batch_execute(RESET_SESSION),
+        c.query(&client.check, &[])
+    );
+    let clean = match reset.and(check) {
+        Ok(rows) => {
+            let row = first_row(&rows);
+            let row: Vec<Option<&str>> = row.iter().map(Option::as_deref).collect();
+            let fresh: Vec<Option<&str>> = client.fresh.iter().map(Option::as_deref).collect();
+            session_clean(&row, &fresh)
         }
-        bytes += row.raw_size_bytes();
-        if rows.len() == limits.max_rows || bytes > limits.max_bytes {
-            return Err(Failure::Host(PgError::Limit(format!(
-                "the result exceeds the host's cap of {} rows or {} MiB",
-                limits.max_rows,
-                limits.max_bytes >> 20
-            ))));
-        }
-        let mut values = Vec::with_capacity(row.len());
-        for i in 0..row.len() {
-            let cell = row.try_get::<_, Cell>(i).map_err(|e| {
-                Failure::Host(PgError::Sql(SqlError {
-                    sqlstate: DATETIME_FIELD_OVERFLOW.into(),
-                    message: format!("result column {i}: {e}"),
-                }))
-            })?;
-            values.push(cell.0);
-        }
-        rows.push(values);
+        Err(e) => Err(format!("the reset failed: {e}")),
+    };
+    Finished {
+        began,
+        ran: match prepare_failed {
+            Some(e) => Err(e),
+            None => ran,
+        },
+        ended,
+        clean,
     }
-    Ok(QueryResult {
-        columns,
-        rows,
-        rows_affected: stream.rows_affected().unwrap_or(0),
-    })
+}
+
+/// Sends `begin`, if any.
+async fn send_begin(client: &Conn, begin: Option<&'static str>) -> Result<(), Failure> {
+    match begin {
+        Some(begin) => client.batch_execute(begin).await.map_err(Failure::from),
+        None => Ok(()),
+    }
+}
+
+/// A queued statement's server error, named as one (the guest sent it earlier).
+fn queued_failure(f: Failure) -> Failure {
+    match f {
+        Failure::Db { sqlstate, message } => Failure::Db {
+            message: format!("a queued statement failed: {message}"),
+            sqlstate,
+        },
+        other => other,
+    }
 }
 
 /// A server error as the guest sees it; a statement timeout is a `limit`.
@@ -440,14 +464,14 @@ mod tests {
         assert_eq!(names[..3], ["same_role", "role", "search_path"]);
         assert_eq!(names[17], "sql_prepared");
         let fresh = [
-            Some("t"),
+            Some("true"),
             Some("bridge"),
             Some("\"$user\", public"),
             Some("30s"),
         ];
         assert_eq!(session_clean(&fresh, &fresh), Ok(()));
         let mut role = fresh;
-        role[0] = Some("f");
+        role[0] = Some("false");
         role[1] = Some("auditor");
         let role = session_clean(&role, &fresh).unwrap_err();
         assert!(role.contains("\"auditor\""), "{role}");

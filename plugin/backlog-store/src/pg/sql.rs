@@ -98,17 +98,33 @@ pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 pub trait Sql {
     /// Runs `statement` with `params` bound to `$1..$n`.
     fn execute(&mut self, statement: &str, params: &[Value]) -> Result<QueryResult, SqlError>;
+
+    /// Runs `statement` whose result the caller does not need (a write), at the latest with
+    /// the end of the call: the host sends it with the next [`Sql::execute`] or with the
+    /// COMMIT, in the same round trip. Its server error then comes back from that `execute`,
+    /// or fails the call. By default it runs now.
+    fn queue(&mut self, statement: &str, params: &[Value]) -> Result<(), SqlError> {
+        self.execute(statement, params).map(drop)
+    }
 }
 
 impl<S: Sql + ?Sized> Sql for &mut S {
     fn execute(&mut self, statement: &str, params: &[Value]) -> Result<QueryResult, SqlError> {
         (**self).execute(statement, params)
     }
+
+    fn queue(&mut self, statement: &str, params: &[Value]) -> Result<(), SqlError> {
+        (**self).queue(statement, params)
+    }
 }
 
 impl<S: Sql + ?Sized> Sql for Box<S> {
     fn execute(&mut self, statement: &str, params: &[Value]) -> Result<QueryResult, SqlError> {
         (**self).execute(statement, params)
+    }
+
+    fn queue(&mut self, statement: &str, params: &[Value]) -> Result<(), SqlError> {
+        (**self).queue(statement, params)
     }
 }
 

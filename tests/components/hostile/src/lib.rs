@@ -11,7 +11,8 @@
 //! - `pg_read`, `pg_write`, `pg_none`, `pg_slow` (the grant differs, the code is the same): runs
 //!   the statements of `params.statements` (`[{"sql", "params": [{"text": "x"}, …]}]`) through
 //!   the host's Postgres import on database `params.database` (default `backlog`), one after
-//!   the other whatever fails, and returns every outcome; `params.then` = `error` makes the
+//!   the other whatever fails, and returns every outcome (a statement with `"queue": true` goes
+//!   through `queue` instead, answering `{"queued": true}`); `params.then` = `error` makes the
 //!   call fail afterwards and `trap` makes it panic (the host must roll back either way).
 
 use std::fs::{self, OpenOptions};
@@ -200,6 +201,13 @@ fn pg(params: &str, context: &CallContext) -> Result<String, ToolError> {
             .flatten()
             .map(db_value)
             .collect();
+        if st["queue"] == true {
+            results.push(match postgres::queue(database, sql, &args) {
+                Ok(()) => json!({"queued": true}),
+                Err(e) => json!({"error": pg_error(&e)}),
+            });
+            continue;
+        }
         results.push(match postgres::execute(database, sql, &args) {
             Ok(r) => json!({"ok": {
                 "columns": r.columns,
