@@ -85,7 +85,8 @@ pub use writer::Flush;
 use writer::LogWriter;
 
 /// Installs the global subscriber: stderr, `RUST_LOG` (else `default_filter`), text or JSON.
-/// `batched` (the long-running commands): lines go through one writing thread; keep the
+/// `batched` (the long-running commands): lines written together under load (a combining
+/// writer, `writer.rs`); keep the
 /// returned [`Flush`] until the process ends, so the last lines are written.
 pub fn init(json: bool, ansi: bool, default_filter: &str, batched: bool) -> Option<Flush> {
     let filter =
@@ -96,7 +97,7 @@ pub fn init(json: bool, ansi: bool, default_filter: &str, batched: bool) -> Opti
         !meta.target().starts_with("rmcp") || *meta.level() <= Level::WARN
     });
     let registry = tracing_subscriber::registry().with(filter);
-    let (make_writer, flush) = match batched.then(|| writer::batched(writer::Stderr)).flatten() {
+    let (make_writer, flush) = match batched.then(|| writer::batched(writer::Stderr)) {
         Some((batch, flush)) => (LogWriter::Batched(batch), Some(flush)),
         None => (LogWriter::Direct, None),
     };
