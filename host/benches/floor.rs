@@ -109,17 +109,21 @@ fn main() {
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("wasi");
     // The component imports the host's Postgres interface and the directory lock on demand;
     // a `get` on JSONL calls neither.
-    for (instance, func) in [
-        ("backlog-bridge:pg/postgres@0.1.0", "execute"),
-        ("backlog-bridge:store/dir-lock@0.1.0", "acquire"),
+    for (instance, funcs) in [
+        (
+            "backlog-bridge:pg/postgres@0.1.0",
+            &["execute", "queue"][..],
+        ),
+        ("backlog-bridge:store/dir-lock@0.1.0", &["acquire"][..]),
     ] {
-        linker
-            .instance(instance)
-            .expect("instance")
-            .func_new(func, |_, _, _, _| {
-                wasmtime::bail!("not in the bare embedding")
-            })
-            .expect("func");
+        let mut instance = linker.instance(instance).expect("instance");
+        for func in funcs {
+            instance
+                .func_new(func, |_, _, _, _| {
+                    wasmtime::bail!("not in the bare embedding")
+                })
+                .expect("func");
+        }
     }
     let pre = PluginPre::new(linker.instantiate_pre(&component).expect("pre")).expect("pre");
     let new_instance = || {

@@ -158,16 +158,7 @@ pub fn authorize<B: Deref<Target = Bridge>>(
     tool: &str,
     action: &str,
 ) -> Result<Authorized<B>, ToolError> {
-    let (loaded, rule) = bridge.resolve(agent, tool, action)?;
-    let grants = grants_for(
-        loaded.entry.may_use,
-        &loaded.entry.grants,
-        &rule.entitlements,
-    );
-    let timeout = rule
-        .timeout_s
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_TIMEOUT);
+    let (grants, timeout) = grants_and_timeout(&bridge, agent, tool, action)?;
     Ok(Authorized {
         agent: agent.to_owned(),
         tool: tool.to_owned(),
@@ -178,6 +169,26 @@ pub fn authorize<B: Deref<Target = Bridge>>(
     })
 }
 
+/// What [`authorize`] decides: the grants of `agent`'s call and its time limit.
+fn grants_and_timeout(
+    bridge: &Bridge,
+    agent: &str,
+    tool: &str,
+    action: &str,
+) -> Result<(Grants, Duration), ToolError> {
+    let (loaded, rule) = bridge.resolve(agent, tool, action)?;
+    let grants = grants_for(
+        loaded.entry.may_use,
+        &loaded.entry.grants,
+        &rule.entitlements,
+    );
+    let timeout = rule
+        .timeout_s
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    Ok((grants, timeout))
+}
+
 /// [`authorize`] for a face's call: a refusal leaves its audit line ([`record`]).
 pub fn authorize_as<B: Deref<Target = Bridge>>(
     bridge: B,
@@ -186,12 +197,25 @@ pub fn authorize_as<B: Deref<Target = Bridge>>(
     action: &str,
     meta: &Meta,
 ) -> Result<Authorized<B>, ToolError> {
-    record::check(
-        &bridge,
-        (meta.quiet, meta.face, &meta.request_id),
-        [agent, tool, action],
-    )?;
-    authorize(bridge, agent, tool, action)
+    match grants_and_timeout(&bridge, agent, tool, action) {
+        Ok((grants, timeout)) => Ok(Authorized {
+            agent: agent.to_owned(),
+            tool: tool.to_owned(),
+            action: action.to_owned(),
+            grants,
+            timeout,
+            bridge,
+        }),
+        Err(e) => {
+            record::denied(
+                &bridge,
+                (meta.quiet, meta.face, &meta.request_id),
+                [agent, tool, action],
+                &e,
+            );
+            Err(e)
+        }
+    }
 }
 
 impl Bridge {

@@ -11,20 +11,17 @@ use crate::grants::Grants;
 use crate::registry::Bridge;
 use crate::runtime::plugin::CallOutcome;
 
-/// The 404/403 checks of `authorize`; a refusal leaves a `decision: deny` line.
-pub(super) fn check(
+/// The `decision: deny` line of a face's call that `authorize` refused (404/403).
+pub(super) fn denied(
     bridge: &Bridge,
     (quiet, face, request_id): (bool, Face, &str),
     [agent, tool, action]: [&str; 3],
-) -> Result<(), ToolError> {
-    let Err(e) = bridge.resolve(agent, tool, action) else {
-        return Ok(());
-    };
+    e: &ToolError,
+) {
     if !quiet {
-        let record = CallRecord::denied(face, agent, tool, action, &e);
+        let record = CallRecord::denied(face, agent, tool, action, e);
         bridge.audit(record.timed(request_id, Instant::now()));
     }
-    Err(e)
 }
 
 /// The `decision: allow` line of an authorized call.

@@ -182,36 +182,35 @@ impl Matrix {
 
     /// Authorizes `agent` for `tool.action`: every listed entitlement is required.
     pub fn authorize(&self, agent: &str, tool: &str, action: &str) -> Result<&ActionRule, Denial> {
-        let path = self.path.display().to_string();
+        // The path goes into a denial only: no formatting on the allowed path of every call.
+        let path = || self.path.display().to_string();
         let held = &self
             .agent(agent)
             .ok_or_else(|| Denial::UnknownAgent {
                 agent: agent.into(),
-                path: path.clone(),
+                path: path(),
             })?
             .entitlements;
         let rule = self.action(tool, action).ok_or_else(|| Denial::Unlisted {
             tool: tool.into(),
             action: action.into(),
-            path: path.clone(),
+            path: path(),
         })?;
-        let missing: Vec<String> = rule
-            .entitlements
-            .iter()
-            .filter(|e| !held.contains(e))
-            .cloned()
-            .collect();
-        if missing.is_empty() {
-            Ok(rule)
-        } else {
-            Err(Denial::Missing {
-                agent: agent.into(),
-                tool: tool.into(),
-                action: action.into(),
-                missing,
-                path,
-            })
+        if rule.entitlements.iter().all(|e| held.contains(e)) {
+            return Ok(rule);
         }
+        Err(Denial::Missing {
+            agent: agent.into(),
+            tool: tool.into(),
+            action: action.into(),
+            missing: rule
+                .entitlements
+                .iter()
+                .filter(|e| !held.contains(e))
+                .cloned()
+                .collect(),
+            path: path(),
+        })
     }
 }
 
