@@ -822,6 +822,17 @@ fn queued_statements_go_with_the_next_statement_or_the_commit() {
     }
     assert_eq!(events(), "ev_000000000001,ev_q1,ev_q2");
     assert_eq!(open_transactions(), "0");
+
+    // A call that only queued, on a pooled connection the server has closed meanwhile: its
+    // statements run on a new connection.
+    db.batch(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'backlog-bridge'",
+    );
+    let mut call = write();
+    call.queue("backlog", INSERT_EVENT, text("ev_q9")).unwrap();
+    call.end_call(End::Commit).unwrap();
+    assert_eq!(events(), "ev_000000000001,ev_q1,ev_q2,ev_q9");
 }
 
 /// The rows of the last of `statements`, run as one call through the pool's session (below

@@ -322,7 +322,9 @@ impl Session {
         };
         // A pooled connection the server closed meanwhile, found by the BEGIN of a call that
         // only queued: nothing of it ran; once more on a new connection.
-        if let (Err(_), Some(begin), true) = (&began, begin, self.reused) {
+        let lost =
+            matches!(&began, Err(Failure::Connection(_))) || (began.is_err() && client.is_closed());
+        if let (true, Some(begin), true) = (lost, begin, self.reused) {
             self.pool.checkin(None);
             let (client, _) = match self.pool.checkout() {
                 Ok(taken) => taken,
@@ -351,7 +353,12 @@ impl Session {
                 return Err(CommitError::Refused { sqlstate, message });
             }
             Err(Failure::Connection(message)) => return Err(CommitError::Unavailable(message)),
-            Err(Failure::Host(e)) => return Err(CommitError::Unavailable(format!("{e:?}"))),
+            // A queued statement's result is not read: not expected, but never success.
+            Err(Failure::Host(_)) => {
+                return Err(CommitError::Unavailable(
+                    "the host could not run a queued statement".into(),
+                ));
+            }
             Ok(()) => {}
         }
         ended.map_err(|e| match e.as_db_error() {
