@@ -30,7 +30,8 @@
 //! [`auto_recovery_due`] says so — and `serve` every retry interval), then Postgres — logging
 //! `backlog_store: using PostgresBacklogStore` when this switches back from JSONL. A Postgres
 //! failure in the middle of a call fails that call (its transaction is gone) and sends the
-//! following calls to JSONL.
+//! following calls to JSONL; one that shows only at the COMMIT (where the store's queued write
+//! travels) fails the call in the host, and the next call's probe finds the outage.
 //!
 //! Replay goes in batches of [`REPLAY_BATCH`] items per call (JSONL keeps answering until the
 //! journal is empty). Rules: items by id, the newer `updated_at` wins; events by id (ones
