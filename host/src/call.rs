@@ -158,35 +158,7 @@ pub fn authorize<B: Deref<Target = Bridge>>(
     tool: &str,
     action: &str,
 ) -> Result<Authorized<B>, ToolError> {
-    let (grants, timeout) = grants_and_timeout(&bridge, agent, tool, action)?;
-    Ok(Authorized {
-        agent: agent.to_owned(),
-        tool: tool.to_owned(),
-        action: action.to_owned(),
-        grants,
-        timeout,
-        bridge,
-    })
-}
-
-/// What [`authorize`] decides: the grants of `agent`'s call and its time limit.
-fn grants_and_timeout(
-    bridge: &Bridge,
-    agent: &str,
-    tool: &str,
-    action: &str,
-) -> Result<(Grants, Duration), ToolError> {
-    let (loaded, rule) = bridge.resolve(agent, tool, action)?;
-    let grants = grants_for(
-        loaded.entry.may_use,
-        &loaded.entry.grants,
-        &rule.entitlements,
-    );
-    let timeout = rule
-        .timeout_s
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_TIMEOUT);
-    Ok((grants, timeout))
+    authorize_with(bridge, [agent, tool, action], None)
 }
 
 /// [`authorize`] for a face's call: a refusal leaves its audit line ([`record`]).
@@ -197,25 +169,39 @@ pub fn authorize_as<B: Deref<Target = Bridge>>(
     action: &str,
     meta: &Meta,
 ) -> Result<Authorized<B>, ToolError> {
-    match grants_and_timeout(&bridge, agent, tool, action) {
-        Ok((grants, timeout)) => Ok(Authorized {
-            agent: agent.to_owned(),
-            tool: tool.to_owned(),
-            action: action.to_owned(),
-            grants,
-            timeout,
-            bridge,
-        }),
+    authorize_with(bridge, [agent, tool, action], Some(meta))
+}
+
+/// [`authorize`], with the deny line when `meta` says whose call it is: one resolution.
+fn authorize_with<B: Deref<Target = Bridge>>(
+    bridge: B,
+    [agent, tool, action]: [&str; 3],
+    meta: Option<&Meta>,
+) -> Result<Authorized<B>, ToolError> {
+    let (loaded, rule) = match bridge.resolve(agent, tool, action) {
+        Ok(found) => found,
         Err(e) => {
-            record::denied(
-                &bridge,
-                (meta.quiet, meta.face, &meta.request_id),
-                [agent, tool, action],
-                &e,
-            );
-            Err(e)
+            if let Some(m) = meta {
+                let who = (m.quiet, m.face, m.request_id.as_str());
+                record::denied(&bridge, who, [agent, tool, action], &e);
+            }
+            return Err(e);
         }
-    }
+    };
+    let grants = grants_for(
+        loaded.entry.may_use,
+        &loaded.entry.grants,
+        &rule.entitlements,
+    );
+    let timeout = rule.timeout_s.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+    Ok(Authorized {
+        agent: agent.to_owned(),
+        tool: tool.to_owned(),
+        action: action.to_owned(),
+        grants,
+        timeout,
+        bridge,
+    })
 }
 
 impl Bridge {
