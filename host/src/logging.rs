@@ -13,8 +13,8 @@
 //! view of a peer (`mcp::handler`).
 //!
 //! Each event is formatted into one buffer and written with one `write` on descriptor 2,
-//! without std's lock on stderr; the long-running commands hand lines to one writing thread
-//! that writes what gathered at once (`writer.rs`).
+//! without std's lock on stderr; in the long-running commands, lines that gather while one
+//! caller writes go out together in its next `write` (`writer.rs`).
 //!
 //! Must not: write to stdout (stdio MCP: stdout is the protocol).
 
