@@ -19,7 +19,7 @@ use super::bindings::{ErrorCode, ToolHostPre, WitToolError};
 use super::engine::{Runtime, ticks};
 use super::pool::{Key, Reuse, Warm};
 use super::sandbox::{HostState, Resources, new_store};
-use crate::caps::pg::{CommitError, DeadlineExceeded, End};
+use crate::caps::pg::{CommitError, DeadlineExceeded, End, session};
 
 /// How often one call runs when its Postgres transaction keeps losing races (it also stops at
 /// its time limit).
@@ -279,9 +279,7 @@ impl Plugin {
                 Code::Conflict
             }
             // A queued write in a read-only transaction, or without the privilege.
-            CommitError::Refused { sqlstate, .. }
-                if matches!(sqlstate.as_str(), "25006" | "42501") =>
-            {
+            CommitError::Refused { sqlstate, .. } if session::beyond_grant(sqlstate) => {
                 Code::Forbidden
             }
             CommitError::Refused { .. } => Code::Internal,

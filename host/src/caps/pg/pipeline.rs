@@ -55,12 +55,6 @@ pub(super) struct Queued {
     pub(super) params: Vec<Param>,
 }
 
-impl Queued {
-    fn types(&self) -> Vec<Type> {
-        self.params.iter().map(Param::declared_type).collect()
-    }
-}
-
 /// Polls every future, in the order given, on every poll until all are done: requests made
 /// on their first poll go out in that order, in one write.
 pub(super) async fn in_order<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
@@ -85,9 +79,14 @@ pub(super) async fn in_order<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
         .collect()
 }
 
-/// The prepared statement for `sql` with parameters of `types`: this connection's, else
+/// The prepared statement for `sql` with parameters like `params`: this connection's, else
 /// prepared now (and kept).
-async fn prepare(client: &Conn, sql: &str, types: Vec<Type>) -> Result<Statement, Failure> {
+pub(super) async fn prepare(
+    client: &Conn,
+    sql: &str,
+    params: &[Param],
+) -> Result<Statement, Failure> {
+    let types: Vec<Type> = params.iter().map(Param::declared_type).collect();
     if let Some(statement) = client.prepared(sql, &types) {
         return Ok(statement);
     }
@@ -96,27 +95,14 @@ async fn prepare(client: &Conn, sql: &str, types: Vec<Type>) -> Result<Statement
     Ok(statement)
 }
 
-/// The statements of `queued`, then of `sql` with `params` if given, prepared: no round trip
-/// when this connection has them all, else one for all that are missing.
+/// The statements of `queued`, prepared: no round trip when this connection has them all,
+/// else one for all that are missing (their requests go out together).
 pub(super) async fn prepare_all(
     client: &Conn,
     queued: &[Queued],
-    last: Option<(&str, &[Param])>,
 ) -> Result<Vec<Statement>, Failure> {
-    let mut wanted: Vec<(&str, Vec<Type>)> =
-        queued.iter().map(|q| (q.sql.as_str(), q.types())).collect();
-    if let Some((sql, params)) = last {
-        wanted.push((sql, params.iter().map(Param::declared_type).collect()));
-    }
-    in_order(
-        wanted
-            .into_iter()
-            .map(|(sql, types)| prepare(client, sql, types))
-            .collect(),
-    )
-    .await
-    .into_iter()
-    .collect()
+    let prepares = queued.iter().map(|q| prepare(client, &q.sql, &q.params));
+    in_order(prepares.collect()).await.into_iter().collect()
 }
 
 /// Sends the queued statements (prepared as `statements`) at once and waits for them all;

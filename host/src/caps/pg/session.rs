@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};
 
 use super::conn::{Conn, check_columns, first_row};
-use super::pipeline::{Failure, Queued, fetch, prepare_all, run_queued};
+use super::pipeline::{Failure, Queued, fetch, prepare, prepare_all, run_queued};
 use super::pool::{GRACE, Limits, Postgres};
 use crate::caps::pg::value::Param;
 use crate::runtime::bindings::pg::{PgError, QueryResult, SqlError};
@@ -127,6 +127,12 @@ pub fn retryable(sqlstate: &str) -> bool {
     matches!(sqlstate, "40001" | "40P01" | "23505")
 }
 
+/// Whether a statement that failed with `sqlstate` wrote beyond the call's grant: a write in a
+/// read-only transaction (25006) or without the privilege (42501). Such a call is `forbidden`.
+pub fn beyond_grant(sqlstate: &str) -> bool {
+    matches!(sqlstate, "25006" | "42501")
+}
+
 impl Session {
     /// Takes a connection and checks the schema (once per pool); the transaction (`BEGIN READ
     /// ONLY` unless `read_write`) starts with the first statement, in its round trip.
@@ -213,13 +219,11 @@ impl Session {
             // statements and this one go out together, in that order. BEGIN fails only with
             // the connection, and then nothing else runs.
             let work = async {
-                let mut prepared =
-                    prepare_all(&client, &queued, Some((statement, &params))).await?;
-                let Some(this) = prepared.pop() else {
-                    return Err(Failure::Host(PgError::Unavailable(
-                        "the statement was not prepared".into(),
-                    )));
-                };
+                let (prepared, this) = tokio::join!(
+                    prepare_all(&client, &queued),
+                    prepare(&client, statement, &params)
+                );
+                let (prepared, this) = (prepared?, this?);
                 let (ran, result) = tokio::join!(
                     run_queued(&client, &prepared, &queued),
                     fetch(&client, &this, &params, limits)
@@ -393,7 +397,7 @@ async fn finish_on(
     queued: &[Queued],
     finish: &'static str,
 ) -> Finished {
-    let (statements, finish, prepare_failed) = match prepare_all(client, queued, None).await {
+    let (statements, finish, prepare_failed) = match prepare_all(client, queued).await {
         Ok(statements) => (statements, finish, None),
         Err(e) => (Vec::new(), "ROLLBACK", Some(e)),
     };
@@ -502,5 +506,9 @@ mod tests {
         for s in ["23503", "23514", "25006", "57014", "42P01", "08006"] {
             assert!(!retryable(s), "{s}");
         }
+        for s in ["25006", "42501"] {
+            assert!(beyond_grant(s) && !retryable(s), "{s}");
+        }
+        assert!(!beyond_grant("23505"));
     }
 }
