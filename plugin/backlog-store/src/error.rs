@@ -216,8 +216,8 @@ fn classified(
 /// from leaving the directory), so this catches a planted link before anything is read from or
 /// written through it.
 pub(crate) fn refuse_symlink(path: &std::path::Path, file: &'static str) -> Result<(), JsonlError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Err(JsonlError::Symlink { file }),
+    match crate::lstat::lstat(path) {
+        Ok(m) if m.is_symlink => Err(JsonlError::Symlink { file }),
         _ => Ok(()),
     }
 }

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::error::{JsonlError, read_err, refuse_symlink};
+use crate::lstat::ino_of;
 use crate::positioned::{read_at, read_full_at};
 
 /// Longest line indexed; longer ones are skipped as corrupt without being buffered (an item is
@@ -193,16 +194,16 @@ impl FileState {
     /// Whether the path still names the file this state holds open, fully indexed: one
     /// `lstat` of the path (a regular file, not a link) with the identity, length and mtime
     /// seen at the last open. A warm call's look costs that instead of an open, a check for a
-    /// link, an `fstat` and a close (six host calls in a guest, two here). Anything else
+    /// link, an `fstat` and a close (six host calls in a guest; one here, `lstat.rs`). Anything else
     /// (changed, replaced, a link, an error) goes the long way, which decides.
     fn still_named_and_indexed(&self) -> bool {
-        let Ok(meta) = std::fs::symlink_metadata(&self.path) else {
+        let Ok(meta) = crate::lstat::lstat(&self.path) else {
             return false;
         };
-        let mtime = meta.modified().ok();
-        meta.file_type().is_file()
-            && ino_of(&meta) == self.ino
-            && meta.len() == self.seen_len
+        let mtime = meta.modified;
+        meta.is_file
+            && meta.ino == self.ino
+            && meta.len == self.seen_len
             && self.end == self.seen_len
             && mtime.is_some()
             && mtime == self.mtime
@@ -484,20 +485,6 @@ impl Read for ReadAt<'_> {
         let n = read_full_at(self.file, &mut buf[..want], self.pos)?;
         self.pos += n as u64;
         Ok(n)
-    }
-}
-
-/// The file's inode where std exposes it (not on WASI: unstable there).
-pub(crate) fn ino_of(meta: &Metadata) -> Option<u64> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        Some(meta.ino())
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = meta;
-        None
     }
 }
 

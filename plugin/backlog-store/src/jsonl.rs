@@ -102,7 +102,7 @@ impl JsonlStore {
         self.swept = true;
         for name in CLEANUP_TMP_FILES.into_iter().chain([CHECKPOINT_TMP_FILE]) {
             let path = self.dir.join(name);
-            if fs::symlink_metadata(&path).is_ok() {
+            if crate::lstat::lstat(&path).is_ok() {
                 match fs::remove_file(&path) {
                     Ok(()) => (self.warn)(&format!(
                         "jsonl: warning: removed {name}, left behind by a cleanup that did not finish"

@@ -8,7 +8,8 @@
 //! `backlog_tool` component (`wasm32-wasip2`), where the JSONL directory is a preopen granted
 //! read-only or read-write for the call.
 //!
-//! Architecture invariant: only `std::fs` / `std::io` — no libc, no file locks (the host holds
+//! Architecture invariant: only `std::fs` / `std::io` (and, inside the component, WASI's own
+//! `stat-at` for one look: `lstat.rs`) — no libc, no file locks (the host holds
 //! the cross-process lock and serializes writers), no mmap, no sockets, nothing that WASI
 //! lacks; Postgres only through [`Sql`], never a DSN. Messages name files by their name
 //! (`items.jsonl`), never by an absolute host path.
@@ -23,6 +24,7 @@ mod hash;
 mod head;
 mod index;
 mod jsonl;
+mod lstat;
 mod names;
 mod null;
 mod pg;

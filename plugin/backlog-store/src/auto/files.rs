@@ -6,6 +6,8 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use backlog_core::store::StoreError;
+
+use crate::lstat::lstat;
 use backlog_core::time;
 use serde::{Deserialize, Serialize};
 
@@ -30,9 +32,9 @@ pub(super) struct Entry {
 /// (any of them sends a call to the locked path, which reads them properly).
 pub(super) fn outage_on_record(dir: &Path) -> bool {
     // A file that cannot be looked at counts as there: the locked path reports the error.
-    [DOWN_UNTIL_FILE, JOURNAL_FILE, REPLAYED_FILE].iter().any(|name| {
-        !matches!(fs::symlink_metadata(dir.join(name)), Err(e) if e.kind() == io::ErrorKind::NotFound)
-    })
+    [DOWN_UNTIL_FILE, JOURNAL_FILE, REPLAYED_FILE].iter().any(
+        |name| !matches!(lstat(&dir.join(name)), Err(e) if e.kind() == io::ErrorKind::NotFound),
+    )
 }
 
 /// What the host shows on `/readyz` for an auto store, read from the JSONL directory alone.

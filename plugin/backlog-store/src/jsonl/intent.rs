@@ -25,6 +25,7 @@ use std::io;
 use super::store::{Access, Durability, EVENTS_FILE, ITEMS_FILE, Intent, JsonlStore};
 use crate::error::{JsonlError, read_err, refuse_symlink, write_err};
 use crate::hash::hash64;
+use crate::lstat::lstat;
 use crate::positioned::{read_at, write_all_at};
 
 /// The write intent's file name inside the JSONL directory.
@@ -94,8 +95,8 @@ impl JsonlStore {
         }
         // Not following links (half the host calls inside a guest, where following one
         // means opening the path): a linked file is refused when it is opened anyway.
-        let len = |name: &'static str| match fs::symlink_metadata(self.dir.join(name)) {
-            Ok(m) => Ok(m.len()),
+        let len = |name: &'static str| match lstat(&self.dir.join(name)) {
+            Ok(m) => Ok(m.len),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
             Err(e) => Err(read_err(name, "stat", e)),
         };
@@ -223,8 +224,8 @@ impl JsonlStore {
     pub(super) fn record_intent(&mut self, intent: Intent, sync: bool) -> Result<(), JsonlError> {
         let path = self.dir.join(INTENT_FILE);
         // One look both refuses a planted link and says whether the entry is new.
-        let created = match fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_symlink() => {
+        let created = match lstat(&path) {
+            Ok(m) if m.is_symlink => {
                 return Err(JsonlError::Symlink { file: INTENT_FILE });
             }
             Ok(_) => false,
