@@ -835,6 +835,55 @@ fn queued_statements_go_with_the_next_statement_or_the_commit() {
     assert_eq!(events(), "ev_000000000001,ev_q1,ev_q2,ev_q9");
 }
 
+/// A queued write is the call's own work: it ends at the call's time limit (plus the COMMIT's
+/// short grace), not at the statement timeout. Here it waits for a row lock another session
+/// holds: the call answers `timeout` within about its 1 s limit (the statement timeout is 5 s),
+/// the write is canceled and rolled back (it never lands, even once the lock is free), and the
+/// connection goes back clean.
+#[test]
+fn a_queued_write_ends_at_the_calls_time_limit() {
+    let (env, db) = setup();
+    let title = || db.scalar("SELECT title FROM backlog_items WHERE id = 'bl_000000000001'");
+    let mut holder = db.client();
+    let mut held = holder.transaction().unwrap();
+    held.batch_execute("SELECT 1 FROM backlog_items WHERE id = 'bl_000000000001' FOR UPDATE")
+        .unwrap();
+
+    let update = "UPDATE backlog_items SET title = 'queued' WHERE id = 'bl_000000000001'";
+    let started = Instant::now();
+    let run = env.call(
+        "operator",
+        "hostile",
+        "pg_slow_write",
+        &json!({"statements": [{"sql": update, "params": [], "queue": true}], "then": "ok"}),
+    );
+    let took = started.elapsed();
+    let out = run.json();
+    assert_eq!(out["code"], "timeout", "{run:?}");
+    let message = out["error"].as_str().unwrap_or_default();
+    assert!(message.contains("canceled and rolled back"), "{message}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+
+    held.rollback().unwrap();
+    assert_eq!(title(), "keep me");
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'backlog-bridge' \
+             AND state <> 'idle'"
+        ),
+        "0"
+    );
+    // Without the lock the same call commits.
+    let run = env.call(
+        "operator",
+        "hostile",
+        "pg_slow_write",
+        &json!({"statements": [{"sql": update, "params": [], "queue": true}], "then": "ok"}),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(title(), "queued");
+}
+
 /// The rows of the last of `statements`, run as one call through the pool's session (below
 /// the guard), each value as text.
 fn session_rows(
@@ -852,7 +901,7 @@ fn session_rows(
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
         last = r.rows;
     }
-    session.end(End::Commit).unwrap();
+    session.end(End::Commit, None).unwrap();
     last.iter()
         .map(|row| {
             row.iter()

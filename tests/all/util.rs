@@ -185,8 +185,9 @@ impl Env {
     /// Also registers the hostile test component as tool `hostile` (`per-caller`, so its warm
     /// instances are reused as a builtin's are): `write_backlog` needs
     /// only `tools.backlog.read` (a read-only grant); `pg_read`/`pg_slow` get Postgres
-    /// read-only, `pg_write` read-write, `pg_none` no Postgres (its entitlement,
-    /// `tools.backlog.admin`, gives this plugin nothing).
+    /// read-only, `pg_write`/`pg_slow_write` read-write, `pg_none` no Postgres (its
+    /// entitlement, `tools.backlog.admin`, gives this plugin nothing); the `slow` ones have
+    /// a time limit of 1 s.
     pub fn with_hostile(self) -> Env {
         let plugins = format!(
             "
@@ -217,6 +218,7 @@ impl Env {
       pg_write:      { entitlements: [tools.backlog.write] }
       pg_none:       { entitlements: [tools.backlog.admin] }
       pg_slow:       { entitlements: [tools.backlog.read], timeout_s: 1 }
+      pg_slow_write: { entitlements: [tools.backlog.write], timeout_s: 1 }
 ",
             1,
         );

@@ -77,15 +77,17 @@ impl PgGrant {
     }
 
     /// Ends the call's transaction, if a statement opened one: commits for
-    /// [`End::Commit`], rolls back otherwise. Always leaves no transaction behind.
+    /// [`End::Commit`], rolls back otherwise. Always leaves no transaction behind. Statements
+    /// still queued go out with the COMMIT, within the call's time limit
+    /// ([`CommitError::TimedOut`]).
     pub fn end_call(&mut self, end: End) -> Result<(), CommitError> {
-        self.deadline = None;
+        let deadline = self.deadline.take();
         self.lost_race = false;
         let Some(session) = self.session.take() else {
             return Ok(());
         };
         let failed = session.failed().is_some_and(session::retryable);
-        let ended = session.end(end);
+        let ended = session.end(end, deadline);
         self.lost_race = failed
             || matches!(&ended, Err(CommitError::Refused { sqlstate, .. }) if session::retryable(sqlstate));
         ended

@@ -284,6 +284,7 @@ impl Plugin {
             }
             CommitError::Refused { .. } => Code::Internal,
             CommitError::Unavailable(_) => Code::Unavailable,
+            CommitError::TimedOut(_) => Code::Timeout,
         };
         ToolError::new(code, format!("plugin `{}`: {e}", self.name))
     }

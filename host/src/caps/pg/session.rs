@@ -2,6 +2,8 @@
 //! first statement, each guard-checked statement, and the end — COMMIT or ROLLBACK with the
 //! session reset and its check in the same round trip.
 
+use std::cell::Cell;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +12,10 @@ use tokio_postgres::{Client, NoTls};
 use super::conn::{Conn, check_columns, first_row};
 use super::pipeline::{Failure, Queued, fetch, prepare, prepare_all, run_queued};
 use super::pool::{GRACE, Limits, Postgres};
+
+/// How long past the call's deadline the COMMIT that carries queued statements may take
+/// ([`Session::end`]).
+pub const COMMIT_GRACE: Duration = Duration::from_millis(250);
 use crate::caps::pg::value::Param;
 use crate::runtime::bindings::pg::{PgError, QueryResult, SqlError};
 
@@ -88,6 +94,14 @@ pub enum CommitError {
          unknown (look before retrying): {0}"
     )]
     Unavailable(String),
+    /// The call's time limit passed while the statements it queued were running with the
+    /// COMMIT (a write waiting for a row lock, say): the host canceled them, and the server
+    /// rolled the transaction back. The number is the time they were given, in ms.
+    #[error(
+        "the call's time limit passed while Postgres ran the writes it queued for the COMMIT \
+         (after {0} ms); they were canceled and rolled back"
+    )]
+    TimedOut(u128),
 }
 
 /// One call's transaction on one pooled connection. Opened by the first statement (its
@@ -284,8 +298,11 @@ impl Session {
     /// Commits or rolls back, resets the session, and returns the connection to the pool. A
     /// session whose first statement never went out began nothing: its connection goes back
     /// as it came. Queued statements go out in the COMMIT's round trip (with the `BEGIN` when
-    /// they are all the call sent); a rollback drops them unsent.
-    pub fn end(mut self, end: End) -> Result<(), CommitError> {
+    /// they are all the call sent); a rollback drops them unsent. With queued statements the
+    /// round trip is bounded by the call's `deadline` (plus [`COMMIT_GRACE`] for the COMMIT
+    /// itself), as they would have been run one by one: a queued write that waits for a row
+    /// lock does not hold the call for the whole statement timeout.
+    pub fn end(mut self, end: End, deadline: Option<Instant>) -> Result<(), CommitError> {
         let failed = self.failed.take();
         let queued = match (end, &failed) {
             (End::Commit, None) => std::mem::take(&mut self.queued),
@@ -311,7 +328,54 @@ impl Session {
             _ => "ROLLBACK",
         };
         let wait = self.pool.limits.statement_timeout + GRACE;
-        let answer = client.drive(wait, finish_on(&client, begin, &queued, finish));
+        // Queued statements are the call's own work: at its deadline (and the COMMIT's grace)
+        // the host cancels them, then reads what the server made of the transaction.
+        let cancel_after = match deadline {
+            Some(deadline) if !queued.is_empty() => {
+                Some(deadline.saturating_duration_since(Instant::now()) + COMMIT_GRACE)
+            }
+            _ => None,
+        };
+        let canceled = Cell::new(false);
+        let cancel = client.cancel_token();
+        let answer = client.drive(wait, async {
+            let work = finish_on(&client, begin, &queued, finish);
+            let Some(after) = cancel_after else {
+                return work.await;
+            };
+            let mut work = pin!(work);
+            tokio::select! {
+                finished = &mut work => finished,
+                () = tokio::time::sleep(after) => {
+                    canceled.set(true);
+                    let _ = cancel.cancel_query(NoTls).await;
+                    work.await
+                }
+            }
+        });
+        let ended = self.ended(answer, end, failed, client, begin, queued, deadline);
+        match (ended, cancel_after) {
+            (Err(CommitError::Refused { sqlstate, .. }), Some(after))
+                if canceled.get() && sqlstate == "57014" =>
+            {
+                Err(CommitError::TimedOut(after.as_millis()))
+            }
+            (ended, _) => ended,
+        }
+    }
+
+    /// What [`Session::end`]'s round trip came back with, as the call's end.
+    #[allow(clippy::too_many_arguments)]
+    fn ended(
+        mut self,
+        answer: Option<Finished>,
+        end: End,
+        failed: Option<String>,
+        client: Arc<Conn>,
+        begin: Option<&'static str>,
+        queued: Vec<Queued>,
+        deadline: Option<Instant>,
+    ) -> Result<(), CommitError> {
         let Some(Finished {
             began,
             ran,
@@ -339,7 +403,7 @@ impl Session {
             // Not again: a new connection that fails is an answer.
             self.reused = false;
             self.queued = queued;
-            return self.end(end);
+            return self.end(end, deadline);
         }
         if let Err(why) = &clean {
             tracing::warn!("postgres: closing a connection that did not come back clean: {why}");

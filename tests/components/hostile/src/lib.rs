@@ -8,7 +8,8 @@
 //! - `escape`: tries `..`, absolute host paths and `/backlog/../..`; returns which succeeded.
 //! - `panic`: panics after writing to stderr.
 //! - `ok`: returns `{"ok":true}` — the host must still answer normally after the others.
-//! - `pg_read`, `pg_write`, `pg_none`, `pg_slow` (the grant differs, the code is the same): runs
+//! - `pg_read`, `pg_write`, `pg_none`, `pg_slow`, `pg_slow_write` (the grant and the time
+//!   limit differ, the code is the same): runs
 //!   the statements of `params.statements` (`[{"sql", "params": [{"text": "x"}, …]}]`) through
 //!   the host's Postgres import on database `params.database` (default `backlog`), one after
 //!   the other whatever fails, and returns every outcome (a statement with `"queue": true` goes
@@ -53,6 +54,7 @@ const ACTIONS: &[&str] = &[
     "pg_write",
     "pg_none",
     "pg_slow",
+    "pg_slow_write",
 ];
 
 impl Guest for Hostile {
@@ -73,7 +75,9 @@ impl Guest for Hostile {
 
     fn call(action: String, params: String, context: CallContext) -> Result<String, ToolError> {
         match action.as_str() {
-            "pg_read" | "pg_write" | "pg_none" | "pg_slow" => pg(&params, &context),
+            "pg_read" | "pg_write" | "pg_none" | "pg_slow" | "pg_slow_write" => {
+                pg(&params, &context)
+            }
             "write_backlog" => write_backlog(),
             "spin" => spin(),
             "alloc" => alloc(),
