@@ -993,6 +993,66 @@ fn a_pooled_connection_is_reset_and_verified_or_dropped_between_calls() {
     );
 }
 
+/// Below the guard, one thing at a time: each kind of state a session keeps past its
+/// transaction is gone for the next call, and the connection is reused. Settings are reset
+/// after every call (`RESET ALL`, in the COMMIT's round trip); advisory locks are released by
+/// the session check; a cursor kept open, a channel listened to or a temporary table (one
+/// shadowing a backlog table, here) makes the check send the session through the full reset.
+#[test]
+fn each_thing_a_session_keeps_is_gone_for_the_next_call() {
+    use std::sync::Arc;
+
+    use backlog_bridge::caps::pg::{Dsn, Limits, Postgres};
+
+    let db = pg::database();
+    let run = Env::new().migrate(&["--dsn", &db.password_dsn()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let pool = Arc::new(Postgres::new(Dsn::new(db.password_dsn()), Limits::default()).unwrap());
+    let pid = |rows: &[Vec<String>]| rows[0][0].clone();
+    let first = session_rows(&pool, &["SELECT pg_backend_pid()::int8"]);
+    let work_mem = db.scalar("SELECT current_setting('work_mem')");
+    let cases: [(&str, &str, &str); 5] = [
+        (
+            "SET work_mem = '7MB'",
+            "SELECT current_setting('work_mem')",
+            work_mem.as_str(),
+        ),
+        (
+            "SELECT pg_advisory_lock(7)",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            "0",
+        ),
+        (
+            "DECLARE kept CURSOR WITH HOLD FOR SELECT 1",
+            "SELECT count(*) FROM pg_cursors WHERE name = 'kept'",
+            "0",
+        ),
+        (
+            "LISTEN left_listening",
+            "SELECT count(*) FROM pg_listening_channels()",
+            "0",
+        ),
+        (
+            "CREATE TEMP TABLE backlog_items (id text)",
+            "SELECT count(*) FROM pg_class WHERE relname = 'backlog_items' \
+             AND relpersistence = 't'",
+            "0",
+        ),
+    ];
+    for (leave, probe, gone) in cases {
+        let left = session_rows(&pool, &[leave, "SELECT pg_backend_pid()::int8"]);
+        assert_eq!(pid(&left), pid(&first), "{leave}: another connection");
+        let seen = session_rows(&pool, &[probe]);
+        assert_eq!(seen[0][0], gone, "{leave}: still there for the next call");
+        let reused = session_rows(&pool, &["SELECT pg_backend_pid()::int8"]);
+        assert_eq!(
+            pid(&reused),
+            pid(&first),
+            "{leave}: the connection was not reused"
+        );
+    }
+}
+
 /// A "server" that accepts TCP connections and never answers (a hung Postgres, a black-holed
 /// proxy); it holds every connection for the rest of the test process.
 fn hung_server() -> u16 {
