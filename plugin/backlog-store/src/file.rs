@@ -194,8 +194,8 @@ impl FileState {
     /// Whether the path still names the file this state holds open, fully indexed: one
     /// `lstat` of the path (a regular file, not a link) with the identity, length and mtime
     /// seen at the last open. A warm call's look costs that instead of an open, a check for a
-    /// link, an `fstat` and a close (six host calls in a guest; one here, `lstat.rs`). Anything else
-    /// (changed, replaced, a link, an error) goes the long way, which decides.
+    /// link, an `fstat` and a close (six host calls in a guest; one here, `lstat.rs`).
+    /// Anything else (changed, replaced, a link, an error) goes the long way, which decides.
     fn still_named_and_indexed(&self) -> bool {
         let Ok(meta) = crate::lstat::lstat(&self.path) else {
             return false;

@@ -3,10 +3,10 @@
 //!
 //! Natively it is `std::fs::symlink_metadata`. Inside the component, std's goes through
 //! wasi-libc, which fills in `st_ino` with a second host call (`metadata-hash-at`, a second
-//! `statx` on the host) that the store never reads (`file::ino_of` is `None` there). Here it asks
-//! the preopened directory's `stat-at` alone: one host call a look instead of two (a warm `get`
-//! made three host calls, two of them this look). Anything but success or "no such file" is
-//! asked again through std, so errors read and classify exactly as before.
+//! `statx` on the host) that the store never reads ([`ino_of`] is `None` there). Here it asks the
+//! preopened directory's `stat-at` alone: one host call a look instead of two (a warm `get` made
+//! three host calls, two of them this look). Anything but success or "no such file" is asked
+//! again through std, so errors read and classify exactly as before.
 
 use std::io;
 use std::path::Path;

@@ -12,12 +12,12 @@ use tokio_postgres::{Client, NoTls};
 use super::conn::{Conn, check_columns, first_row};
 use super::pipeline::{Failure, Queued, fetch, prepare, prepare_all, run_queued};
 use super::pool::{GRACE, Limits, Postgres};
+use crate::caps::pg::value::Param;
+use crate::runtime::bindings::pg::{PgError, QueryResult, SqlError};
 
 /// How long past the call's deadline the COMMIT that carries queued statements may take
 /// ([`Session::end`]).
 pub const COMMIT_GRACE: Duration = Duration::from_millis(250);
-use crate::caps::pg::value::Param;
-use crate::runtime::bindings::pg::{PgError, QueryResult, SqlError};
 
 /// What resets a connection's session between calls: what `DISCARD ALL` does but for
 /// `DEALLOCATE ALL` and `DISCARD PLANS`. The role and session authorization, every setting (the

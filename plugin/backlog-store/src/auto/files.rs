@@ -6,10 +6,10 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use backlog_core::store::StoreError;
-
-use crate::lstat::lstat;
 use backlog_core::time;
 use serde::{Deserialize, Serialize};
+
+use crate::lstat::lstat;
 
 /// The outage journal, in the JSONL directory.
 pub const JOURNAL_FILE: &str = "auto-journal.jsonl";
