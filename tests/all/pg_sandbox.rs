@@ -661,7 +661,10 @@ fn the_capability_and_status_work_without_a_guest() {
         }
     }
     assert_eq!(
-        db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+        db.scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ),
         "0"
     );
     read.end_call(End::Commit).unwrap();
@@ -673,19 +676,26 @@ fn the_capability_and_status_work_without_a_guest() {
     // Writers take no lock of their own (no global writers' lock): only the transaction,
     // open until the call ends.
     assert_eq!(
-        db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+        db.scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ),
         "0"
     );
     assert_eq!(
         db.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'backlog-bridge' \
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'backlog-bridge' \
              AND state = 'idle in transaction'"
         ),
         "1"
     );
     write.end_call(End::Rollback).unwrap();
     assert_eq!(
-        db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+        db.scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ),
         "0"
     );
     let r = write
@@ -718,7 +728,8 @@ fn queued_statements_go_with_the_next_statement_or_the_commit() {
     let events = || db.scalar("SELECT string_agg(id, ',' ORDER BY id) FROM backlog_events");
     let open_transactions = || {
         db.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'backlog-bridge' \
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'backlog-bridge' \
              AND state LIKE 'idle in transaction%'",
         )
     };
@@ -827,7 +838,7 @@ fn queued_statements_go_with_the_next_statement_or_the_commit() {
     // statements run on a new connection.
     db.batch(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE application_name = 'backlog-bridge'",
+         WHERE datname = current_database() AND application_name = 'backlog-bridge'",
     );
     let mut call = write();
     call.queue("backlog", INSERT_EVENT, text("ev_q9")).unwrap();
@@ -868,7 +879,8 @@ fn a_queued_write_ends_at_the_calls_time_limit() {
     assert_eq!(title(), "keep me");
     assert_eq!(
         db.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'backlog-bridge' \
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'backlog-bridge' \
              AND state <> 'idle'"
         ),
         "0"
@@ -959,7 +971,10 @@ fn a_pooled_connection_is_reset_and_verified_or_dropped_between_calls() {
     let work_mem = db.scalar("SELECT current_setting('work_mem')");
     assert_eq!(clean[0][1..], [&login, "5s", &work_mem, "0"], "{clean:?}");
     assert_eq!(
-        db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+        db.scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ),
         "0"
     );
     assert_eq!(
@@ -1019,7 +1034,8 @@ fn each_thing_a_session_keeps_is_gone_for_the_next_call() {
         ),
         (
             "SELECT pg_advisory_lock(7)",
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             "0",
         ),
         (
