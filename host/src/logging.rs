@@ -86,8 +86,8 @@ use writer::LogWriter;
 
 /// Installs the global subscriber: stderr, `RUST_LOG` (else `default_filter`), text or JSON.
 /// `batched` (the long-running commands): lines written together under load (a combining
-/// writer, `writer.rs`); keep the
-/// returned [`Flush`] until the process ends, so the last lines are written.
+/// writer, `writer.rs`); keep the returned [`Flush`] until the process ends, so the last lines
+/// are written.
 pub fn init(json: bool, ansi: bool, default_filter: &str, batched: bool) -> Option<Flush> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));

@@ -72,8 +72,15 @@ impl Shared {
                 Err(TryLockError::WouldBlock) => return,
             };
             let Writer { sink, out } = &mut *writer;
-            std::mem::swap(&mut *self.lock(), out);
-            self.room.notify_all();
+            let mut pending = self.lock();
+            // Callers wait for room only behind a full buffer: no wake-up (a system call)
+            // for every line otherwise.
+            let full = pending.len() >= MAX_PENDING;
+            std::mem::swap(&mut *pending, out);
+            drop(pending);
+            if full {
+                self.room.notify_all();
+            }
             if !out.is_empty() {
                 // Nowhere to report a failure to write the log; the next line tries again.
                 let _ = sink.write_all(out);
@@ -238,5 +245,32 @@ mod tests {
         batch.0.combine();
         assert_eq!(sink.0.lock().unwrap().as_slice(), b"one\ntwo\n");
         assert!(batch.0.lock().is_empty());
+    }
+
+    /// Behind a full buffer a caller waits, and the writer that takes the buffer wakes it:
+    /// its line arrives after the others.
+    #[test]
+    fn a_caller_behind_a_full_buffer_is_woken_when_the_writer_takes_it() {
+        let sink = Sink::default();
+        let (batch, _flush) = batched(sink.clone());
+        let busy = batch.0.writer.lock().unwrap();
+        let line = [b'x'; 1023]
+            .iter()
+            .chain(b"\n")
+            .copied()
+            .collect::<Vec<u8>>();
+        for _ in 0..MAX_PENDING / line.len() {
+            (&batch).write_all(&line).unwrap();
+        }
+        assert!(batch.0.lock().len() >= MAX_PENDING);
+        std::thread::scope(|s| {
+            let waiting = s.spawn(|| (&batch).write_all(b"last\n").unwrap());
+            drop(busy);
+            batch.0.combine();
+            waiting.join().unwrap();
+        });
+        let out = sink.0.lock().unwrap().clone();
+        assert_eq!(out.len(), MAX_PENDING + b"last\n".len());
+        assert!(out.ends_with(b"last\n"));
     }
 }

@@ -353,29 +353,13 @@ impl Session {
                 }
             }
         });
-        let ended = self.ended(answer, end, failed, client, begin, queued, deadline);
-        match (ended, cancel_after) {
-            (Err(CommitError::Refused { sqlstate, .. }), Some(after))
-                if canceled.get() && sqlstate == "57014" =>
-            {
-                Err(CommitError::TimedOut(after.as_millis()))
+        // A server error; the host's own cancel at the deadline is the call's timeout.
+        let refused = |sqlstate: String, message: String| match cancel_after {
+            Some(after) if canceled.get() && sqlstate == "57014" => {
+                CommitError::TimedOut(after.as_millis())
             }
-            (ended, _) => ended,
-        }
-    }
-
-    /// What [`Session::end`]'s round trip came back with, as the call's end.
-    #[allow(clippy::too_many_arguments)]
-    fn ended(
-        mut self,
-        answer: Option<Finished>,
-        end: End,
-        failed: Option<String>,
-        client: Arc<Conn>,
-        begin: Option<&'static str>,
-        queued: Vec<Queued>,
-        deadline: Option<Instant>,
-    ) -> Result<(), CommitError> {
+            _ => CommitError::Refused { sqlstate, message },
+        };
         let Some(Finished {
             began,
             ran,
@@ -417,9 +401,7 @@ impl Session {
             return Err(CommitError::Aborted(sqlstate));
         }
         match began.and(ran).map_err(queued_failure) {
-            Err(Failure::Db { sqlstate, message }) => {
-                return Err(CommitError::Refused { sqlstate, message });
-            }
+            Err(Failure::Db { sqlstate, message }) => return Err(refused(sqlstate, message)),
             Err(Failure::Connection(message)) => return Err(CommitError::Unavailable(message)),
             // A queued statement's result is not read: not expected, but never success.
             Err(Failure::Host(_)) => {
@@ -430,10 +412,7 @@ impl Session {
             Ok(()) => {}
         }
         ended.map_err(|e| match e.as_db_error() {
-            Some(db) => CommitError::Refused {
-                sqlstate: db.code().code().to_owned(),
-                message: db.message().to_owned(),
-            },
+            Some(db) => refused(db.code().code().to_owned(), db.message().to_owned()),
             None => CommitError::Unavailable(e.to_string()),
         })
     }
