@@ -10,11 +10,14 @@
 //!    after one write through the host (which leaves a checkpoint);
 //! 2. **host**: the same `get` through `Bridge::call` (RBAC, grants, store preparation, the
 //!    guest, the answer checked, the audit line), with `backlog_tool` as shipped
-//!    (`per-caller`: warm) and set to `instances: per-call` (fresh);
+//!    (`per-caller`: warm) and set to `instances: per-call` (fresh), and warm again with the
+//!    audit trail off (what the audit line costs);
 //! 3. **native**: the same `get` with backlog-core + backlog-store called directly;
 //!
-//! the warm calls of 1–3 timed in turns (bare, host, native, bare, …), and so the fresh ones,
-//! so a drift of the machine's speed and the caches they evict from each other weigh on all;
+//! the warm calls of 1–3 timed in turns (bare, host, native, bare, …; each turn starting with
+//! the next path, as the first to read a turn's item pays for its cache misses), and so the
+//! fresh ones, so a drift of the machine's speed and the caches they evict from each other
+//! weigh on all;
 //!
 //! then the ratios: host / bare (warm and fresh), fresh / warm, wasm / native.
 //!
@@ -95,13 +98,21 @@ fn main() {
     let params = |k: usize| json!({"id": ids[k % ids.len()]}).to_string();
 
     // 1. Bare wasmtime.
-    let warm_bridge = load_bridge(root, &backlog, None);
-    let fresh_bridge = load_bridge(root, &backlog, Some("per-call"));
+    let warm_bridge = load_bridge(root, &backlog, None, true);
+    let fresh_bridge = load_bridge(root, &backlog, Some("per-call"), true);
+    // The same warm path without the audit trail: what the audit line costs.
+    let unaudited_bridge = load_bridge(root, &backlog, None, false);
     let context = CallContext {
         actor: "operator".into(),
         request_id: "req_floor".into(),
         now: NOW.into(),
-        config: guest_config(&warm_bridge),
+        config: Some(guest_config(&warm_bridge)),
+    };
+    // What the host sends a warm instance after its first call: the config only when it
+    // changed (`none`: the text the instance kept).
+    let warm_context = CallContext {
+        config: None,
+        ..context.clone()
     };
     let engine = Engine::new(&config(true)).expect("engine");
     let component = Component::new(&engine, COMPONENT).expect("compile");
@@ -131,20 +142,21 @@ fn main() {
         let plugin = pre.instantiate(&mut store).expect("instantiate");
         (store, plugin)
     };
-    let bare_get = |store: &mut Store<Bare>, plugin: &Plugin, params: &str| {
-        let out = plugin
-            .backlog_bridge_tool_tool()
-            .call_call(store, "get", params, &context)
-            .expect("no trap");
-        let json = out.unwrap_or_else(|e| panic!("get: {}", e.message));
-        assert!(json.starts_with('{'), "{json}");
-    };
+    let bare_get =
+        |store: &mut Store<Bare>, plugin: &Plugin, params: &str, context: &CallContext| {
+            let out = plugin
+                .backlog_bridge_tool_tool()
+                .call_call(store, "get", params, context)
+                .expect("no trap");
+            let json = out.unwrap_or_else(|e| panic!("get: {}", e.message));
+            assert!(json.starts_with('{'), "{json}");
+        };
     // Generated files carry no index checkpoint: each new instance parses them whole.
     let mut k = 0;
     let bare_fresh_full = measure(full_iters, || {
         k += 1;
         let (mut store, plugin) = new_instance();
-        bare_get(&mut store, &plugin, &params(k));
+        bare_get(&mut store, &plugin, &params(k), &context);
     });
     // One write through the host: the store writes its checkpoint (`checkpoint.rs`), which
     // every new instance below loads instead of parsing the files.
@@ -165,9 +177,9 @@ fn main() {
     // A fresh instance's first call without any index: the null store (`get` answers
     // not_found), the same policy: what a new instance costs besides loading the index.
     let mut null_context = context.clone();
-    let mut null_config: Value = serde_json::from_str(&context.config).expect("config");
+    let mut null_config: Value = serde_json::from_str(&guest_config(&warm_bridge)).expect("config");
     null_config["backend"] = json!("null");
-    null_context.config = null_config.to_string();
+    null_context.config = Some(null_config.to_string());
     let bare_fresh_null = measure(fresh_iters, || {
         let (mut store, plugin) = new_instance();
         let out = plugin
@@ -190,15 +202,17 @@ fn main() {
         execute_text(store, "get", &p, &mut ctx).expect("native get");
     };
     let (mut store, plugin) = new_instance();
-    bare_get(&mut store, &plugin, &params(0));
+    bare_get(&mut store, &plugin, &params(0), &context);
     host_call(&warm_bridge, &params(0));
     native_get(&mut native, &mut entropy, 0);
-    let [bare_warm, host_warm, native_warm] = measure_turns(
+    host_call(&unaudited_bridge, &params(0));
+    let [bare_warm, host_warm, native_warm, unaudited_warm] = measure_turns(
         iters,
         [
-            &mut |k| bare_get(&mut store, &plugin, &params(k)),
+            &mut |k| bare_get(&mut store, &plugin, &params(k), &warm_context),
             &mut |k| host_call(&warm_bridge, &params(k)),
             &mut |k| native_get(&mut native, &mut entropy, k),
+            &mut |k| host_call(&unaudited_bridge, &params(k)),
         ],
     );
     let [bare_fresh, host_fresh, native_fresh] = measure_turns(
@@ -206,7 +220,7 @@ fn main() {
         [
             &mut |k| {
                 let (mut store, plugin) = new_instance();
-                bare_get(&mut store, &plugin, &params(k));
+                bare_get(&mut store, &plugin, &params(k), &context);
             },
             &mut |k| host_call(&fresh_bridge, &params(k)),
             &mut |k| {
@@ -227,11 +241,18 @@ fn main() {
     report("bare: fresh `get` (new instance, checkpoint)", &bare_fresh);
     report("bare: fresh `get`, null store (no index)", &bare_fresh_null);
     report("host: warm `get` (per-caller)", &host_warm);
+    report("host: warm `get`, audit trail off", &unaudited_warm);
     report("host: fresh `get` (per-call)", &host_fresh);
     report("native: `get`", &native_warm);
     report("native: fresh `get` (new store, checkpoint)", &native_fresh);
     println!();
     ratio("host warm / bare warm", &host_warm, &bare_warm, Some(1.2));
+    ratio(
+        "host warm, audit trail off / bare warm",
+        &unaudited_warm,
+        &bare_warm,
+        None,
+    );
     ratio(
         "host fresh / bare fresh",
         &host_fresh,
@@ -302,9 +323,14 @@ fn guest_config(bridge: &Bridge) -> String {
     .to_string()
 }
 
-/// A bridge on the shipped config (with `backlog_tool`'s `instances` set when given).
-fn load_bridge(root: &Path, backlog: &Path, instances: Option<&str>) -> Bridge {
-    let config = root.join(format!("config-{}", instances.unwrap_or("default")));
+/// A bridge on the shipped config (with `backlog_tool`'s `instances` set when given; the
+/// audit trail off unless `audit`).
+fn load_bridge(root: &Path, backlog: &Path, instances: Option<&str>, audit: bool) -> Bridge {
+    let config = root.join(format!(
+        "config-{}{}",
+        instances.unwrap_or("default"),
+        if audit { "" } else { "-unaudited" }
+    ));
     std::fs::create_dir_all(&config).expect("mkdir");
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
     for f in ["rbac_tools_matrix.yml", "plugins.yml", "backlog_policy.yml"] {
@@ -322,6 +348,9 @@ fn load_bridge(root: &Path, backlog: &Path, instances: Option<&str>) -> Bridge {
     let mut settings = Settings::from_env(config, root.to_owned()).expect("settings");
     settings.backend = Backend::Jsonl;
     settings.jsonl_dir = backlog.to_owned();
+    if !audit {
+        settings.audit_dir = backlog_bridge::audit::OFF.into();
+    }
     Bridge::load(settings).expect("bridge")
 }
 

@@ -66,6 +66,7 @@ fn matrix(env: &Env, agents: &[&str]) {
     actions:
       remember: { entitlements: [tools.remember.use] }
       recall:   { entitlements: [tools.remember.use] }
+      config:   { entitlements: [tools.remember.use] }
 ",
             1,
         )
@@ -350,6 +351,26 @@ fn batch_lines_of_two_agents_share_nothing_unless_shared() {
         let seen = sequential(|_, _, _| answers.next().unwrap());
         eprintln!("CLI batch, {instances:?}: {seen:?}");
         expect(instances, seen);
+    }
+}
+
+/// The config goes to an instance once: on its first call, `none` after it while it is
+/// unchanged; a new instance (another caller's, or any `per-call` one) gets it again.
+#[test]
+fn a_warm_instance_is_sent_its_config_once() {
+    for instances in ["per-caller", "per-call"] {
+        let env = env(Some(instances));
+        let line = |agent: &str| json!({"agent": agent, "tool": "remember", "action": "config", "params": {}});
+        let out = env.batch(&[line("alice"), line("alice"), line("alice"), line("bob")]);
+        let got: Vec<(bool, u64)> = out
+            .iter()
+            .map(|o| (o["sent"].as_bool().unwrap(), o["calls"].as_u64().unwrap()))
+            .collect();
+        let want = match instances {
+            "per-caller" => vec![(true, 1), (false, 2), (false, 3), (true, 1)],
+            _ => vec![(true, 1); 4],
+        };
+        assert_eq!(got, want, "{instances}: {out:?}");
     }
 }
 

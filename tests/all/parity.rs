@@ -98,9 +98,10 @@ impl Harness {
             actor: "operator".into(),
             request_id: "req_parity".into(),
             now: "2026-11-27T10:00:00Z".into(),
-            config:
+            config: Some(
                 json!({"backend":"jsonl","backlog_dir":"/backlog","backlog_access":"read_write"})
                     .to_string(),
+            ),
         };
         Harness {
             store,

@@ -98,8 +98,9 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// Writes this context into `warm`'s, copying the config's text only when `warm` holds
-    /// another one.
+    /// Writes this context into `warm`'s. The config's text goes to the guest only when
+    /// the instance was sent another one before (or none): `none` otherwise, and the guest
+    /// uses the text it kept (`call-context` in `wit/deps/tool/tool.wit`).
     fn fill(&self, warm: &mut Warm) {
         for (slot, value) in [
             (&mut warm.context.actor, self.actor),
@@ -109,13 +110,14 @@ impl Context<'_> {
             slot.clear();
             slot.push_str(value);
         }
-        if !warm
+        if warm
             .config
             .as_ref()
             .is_some_and(|c| Arc::ptr_eq(c, self.config))
         {
-            warm.context.config.clear();
-            warm.context.config.push_str(self.config);
+            warm.context.config = None;
+        } else {
+            warm.context.config = Some(self.config.to_string());
             warm.config = Some(self.config.clone());
         }
     }

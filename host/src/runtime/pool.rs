@@ -106,8 +106,9 @@ pub struct Warm {
     pub store: Store<HostState>,
     pub instance: ToolHost,
     /// The last call's context, refilled in place by the next: no allocation, and the
-    /// config's text (kilobytes) copied only when it is another `Arc` than `config`'s.
+    /// config's text (kilobytes) sent only when it is another `Arc` than `config`'s.
     pub context: CallContext,
+    /// The config this instance was last sent (`Context::fill` in `plugin.rs`).
     pub config: Option<Arc<str>>,
 }
 
@@ -121,7 +122,7 @@ impl Warm {
                 actor: String::new(),
                 request_id: String::new(),
                 now: String::new(),
-                config: String::new(),
+                config: None,
             },
             config: None,
         }

@@ -58,7 +58,7 @@ fn run_with<T>(
     context: &CallContext,
     f: impl FnOnce(&mut dyn BacklogStore, &mut Ctx<'_>) -> Result<T, Error>,
 ) -> Result<T, ToolError> {
-    let (config, policy) = decoded(&context.config).map_err(to_wit)?;
+    let (config, policy) = decoded(context.config.as_deref()).map_err(to_wit)?;
     let now = backlog_core::time::parse_ts(&context.now)
         .ok_or_else(|| Error::internal(format!("host sent an invalid `now`: {}", context.now)))
         .map_err(to_wit)?;
@@ -84,22 +84,32 @@ fn run_with<T>(
 type Decoded = (String, Rc<store::Config>, Rc<Policy>);
 
 thread_local! {
-    /// The config decoded from the text the host sent last. A warm instance is handed the
-    /// same text call after call (same caller, grants and policy: `docs/isolation.md`), so
-    /// it is decoded — JSON, policy and all — once per instance, not per call.
+    /// The config decoded from the text the host sent last. The host sends the text on an
+    /// instance's first call and when it changes, `none` otherwise (`call-context`), so a
+    /// warm instance decodes it — JSON, policy and all — once, not per call.
     static DECODED: std::cell::RefCell<Option<Decoded>> = const { std::cell::RefCell::new(None) };
 }
 
-/// The store config and policy of `text` (the call context's `config`), decoded once per
-/// distinct text.
-fn decoded(text: &str) -> Result<(Rc<store::Config>, Rc<Policy>), Error> {
+/// The store config and policy of `text` (the call context's `config`; `None`: the text
+/// this instance was sent last), decoded once per distinct text.
+fn decoded(text: Option<&str>) -> Result<(Rc<store::Config>, Rc<Policy>), Error> {
     DECODED.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if let Some((cached, config, policy)) = slot.as_ref()
-            && same_text(cached, text)
-        {
-            return Ok((config.clone(), policy.clone()));
+        match (text, slot.as_ref()) {
+            (None, Some((_, config, policy))) => return Ok((config.clone(), policy.clone())),
+            (None, None) => {
+                return Err(Error::internal(
+                    "the host sent no config and this instance keeps none (never sent one, or the last did not decode)",
+                ));
+            }
+            (Some(text), Some((cached, config, policy))) if same_text(cached, text) => {
+                return Ok((config.clone(), policy.clone()));
+            }
+            (Some(_), _) => {}
         }
+        let text = text.unwrap_or_default();
+        // A text that does not decode leaves none kept: a `none` after it is an error too.
+        *slot = None;
         let config = Rc::new(store::Config::parse(text)?);
         let policy = policy(config.policy.as_deref())?;
         *slot = Some((text.to_owned(), config.clone(), policy.clone()));

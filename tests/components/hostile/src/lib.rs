@@ -190,6 +190,21 @@ fn json_list(items: &[&str]) -> String {
     format!("[{}]", quoted.join(","))
 }
 
+thread_local! {
+    /// The config text this instance was last sent (the host sends `none` when unchanged).
+    static CONFIG: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// The call's config text: the one sent now, else the one kept from an earlier call.
+fn config_text(context: &CallContext) -> String {
+    CONFIG.with(|kept| {
+        if let Some(text) = &context.config {
+            *kept.borrow_mut() = text.clone();
+        }
+        kept.borrow().clone()
+    })
+}
+
 fn pg(params: &str, context: &CallContext) -> Result<String, ToolError> {
     let params: Value = serde_json::from_str(params).map_err(|e| ToolError {
         code: ErrorCode::InvalidInput,
@@ -221,7 +236,7 @@ fn pg(params: &str, context: &CallContext) -> Result<String, ToolError> {
             Err(e) => json!({"error": pg_error(&e)}),
         });
     }
-    let out = json!({"results": results, "config": context.config}).to_string();
+    let out = json!({"results": results, "config": config_text(context)}).to_string();
     match params["then"].as_str() {
         Some("error") => Err(ToolError {
             code: ErrorCode::Conflict,

@@ -6,6 +6,9 @@
 //! - `recall`: answers `{"recalled": <the params of the last remember in this instance, or
 //!   null>}`. With `"as_error": true` something remembered is answered as a `conflict` error
 //!   whose message carries it instead (so a scheduled job's run record shows it).
+//! - `config`: answers `{"sent": <whether this call's context carried the config>,
+//!   "calls": <calls this instance ran>}` (the host sends it on an instance's first call and
+//!   when it changes, `none` otherwise).
 //!
 //! It needs no grants: whatever it shows came through the instance's memory.
 
@@ -32,6 +35,9 @@ use exports::backlog_bridge::tool::tool::{ActionInfo, Guest, ToolInfo};
 /// The params of the last `remember` this instance ran.
 static LAST: Mutex<Option<String>> = Mutex::new(None);
 
+/// Calls this instance ran.
+static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 struct Remember;
 
 export!(Remember);
@@ -41,7 +47,7 @@ impl Guest for Remember {
         ToolInfo {
             name: "remember".into(),
             description: "Test plugin that keeps the params of its last call.".into(),
-            actions: ["remember", "recall"]
+            actions: ["remember", "recall", "config"]
                 .iter()
                 .map(|a| ActionInfo {
                     name: (*a).into(),
@@ -52,9 +58,11 @@ impl Guest for Remember {
         }
     }
 
-    fn call(action: String, params: String, _context: CallContext) -> Result<String, ToolError> {
+    fn call(action: String, params: String, context: CallContext) -> Result<String, ToolError> {
+        let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
         match action.as_str() {
+            "config" => Ok(json!({"sent": context.config.is_some(), "calls": calls}).to_string()),
             "remember" => {
                 *last = Some(params);
                 Ok(json!({"remembered": true}).to_string())
