@@ -48,7 +48,7 @@ use store::{generate, item_id, measure, measure_turns, pct};
 mod bare {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "backlog-bridge:tool/plugin@0.1.0",
+        world: "backlog-bridge:tool/plugin@0.2.0",
     });
 }
 use bare::backlog_bridge::tool::types::CallContext;

@@ -143,3 +143,38 @@ fn plugins_list_and_inspect() {
         .into();
     assert_eq!(run.code, 2);
 }
+
+/// A component built against an older `backlog-bridge:tool` is named as such at load, with
+/// what to do, rather than refused with a linker error.
+#[test]
+fn a_plugin_built_against_an_older_tool_interface_says_so() {
+    let env = Env::new();
+    let old = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "describe")))
+            (core instance $i (instantiate $m))
+            (type $t (func))
+            (func $describe (type $t) (canon lift (core func $i "describe")))
+            (instance $tool (export "describe" (func $describe)))
+            (export "backlog-bridge:tool/tool@0.1.0" (instance $tool))
+        )"#,
+    )
+    .unwrap();
+    let path = env.tmp.path().join("old-plugin.wasm");
+    std::fs::write(&path, old).unwrap();
+    let run: crate::util::Run = env
+        .cmd()
+        .args(["plugins", "inspect"])
+        .arg(&path)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 2, "{run:?}");
+    for part in [
+        "built against `backlog-bridge:tool/tool@0.1.0`",
+        "backlog-bridge:tool@0.2.0",
+        "rebuild it",
+    ] {
+        assert!(run.stderr.contains(part), "{part}: {run:?}");
+    }
+}

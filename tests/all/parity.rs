@@ -13,7 +13,7 @@ use crate::util::BACKLOG_TOOL_WASM;
 mod typed {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "backlog-bridge:backlog/backlog-tool@0.1.0",
+        world: "backlog-bridge:backlog/backlog-tool@0.2.0",
     });
 }
 

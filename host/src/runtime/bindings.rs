@@ -15,7 +15,7 @@ wasmtime::component::bindgen!({
         world tool-host {
             import backlog-bridge:pg/postgres@0.1.0;
             import backlog-bridge:store/dir-lock@0.1.0;
-            export backlog-bridge:tool/tool@0.1.0;
+            export backlog-bridge:tool/tool@0.2.0;
         }
     ",
     world: "backlog-bridge:host/tool-host@0.1.0",

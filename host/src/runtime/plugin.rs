@@ -134,6 +134,26 @@ pub struct Plugin {
     reuse: Reuse,
 }
 
+/// The version of `backlog-bridge:tool` (`wit/deps/tool/tool.wit`) this host speaks.
+pub const TOOL_VERSION: &str = "0.2.0";
+
+/// An interface of another version of `backlog-bridge:tool` that `component` imports or
+/// exports, so that a plugin built against an older release is named as such at load, not
+/// refused with a linker error.
+fn other_tool_version(engine: &wasmtime::Engine, component: &Component) -> Option<String> {
+    let ty = component.component_type();
+    let names: Vec<String> = ty
+        .imports(engine)
+        .map(|(n, _)| n.to_owned())
+        .chain(ty.exports(engine).map(|(n, _)| n.to_owned()))
+        .collect();
+    names.into_iter().find(|n| {
+        n.strip_prefix("backlog-bridge:tool/")
+            .and_then(|rest| rest.split_once('@'))
+            .is_some_and(|(_, version)| version != TOOL_VERSION)
+    })
+}
+
 impl Plugin {
     /// Pre-instantiates `component` and asks it to describe itself (in a store with no grants).
     pub fn load(
@@ -143,6 +163,13 @@ impl Plugin {
         memory_mib: u64,
         reuse: Reuse,
     ) -> anyhow::Result<Self> {
+        if let Some(other) = other_tool_version(&runtime.engine, component) {
+            anyhow::bail!(
+                "the component was built against `{other}`; this host speaks \
+                 backlog-bridge:tool@{TOOL_VERSION} (since 0.2.0 the call context's `config` is \
+                 an option<string>): rebuild it against this release's wit/"
+            );
+        }
         let pre = ToolHostPre::new(runtime.linker.instantiate_pre(component)?)?;
         let memory_bytes = (memory_mib as usize) << 20;
         let mut store = new_store(

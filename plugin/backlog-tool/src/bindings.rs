@@ -2,6 +2,6 @@
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "backlog-bridge:backlog/backlog-tool@0.1.0",
+    world: "backlog-bridge:backlog/backlog-tool@0.2.0",
     generate_all,
 });

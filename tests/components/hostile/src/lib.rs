@@ -28,7 +28,7 @@ wit_bindgen::generate!({
 
         world hostile {
             import backlog-bridge:pg/postgres@0.1.0;
-            export backlog-bridge:tool/tool@0.1.0;
+            export backlog-bridge:tool/tool@0.2.0;
         }
     ",
     world: "test:hostile/hostile",

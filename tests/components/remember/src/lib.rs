@@ -22,7 +22,7 @@ wit_bindgen::generate!({
         package test:remember;
 
         world remember {
-            export backlog-bridge:tool/tool@0.1.0;
+            export backlog-bridge:tool/tool@0.2.0;
         }
     ",
     world: "test:remember/remember",
