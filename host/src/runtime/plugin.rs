@@ -142,16 +142,15 @@ pub const TOOL_VERSION: &str = "0.2.0";
 /// refused with a linker error.
 fn other_tool_version(engine: &wasmtime::Engine, component: &Component) -> Option<String> {
     let ty = component.component_type();
-    let names: Vec<String> = ty
-        .imports(engine)
-        .map(|(n, _)| n.to_owned())
-        .chain(ty.exports(engine).map(|(n, _)| n.to_owned()))
-        .collect();
-    names.into_iter().find(|n| {
-        n.strip_prefix("backlog-bridge:tool/")
-            .and_then(|rest| rest.split_once('@'))
-            .is_some_and(|(_, version)| version != TOOL_VERSION)
-    })
+    ty.imports(engine)
+        .map(|(n, _)| n)
+        .chain(ty.exports(engine).map(|(n, _)| n))
+        .find(|n| {
+            n.strip_prefix("backlog-bridge:tool/")
+                .and_then(|rest| rest.split_once('@'))
+                .is_some_and(|(_, version)| version != TOOL_VERSION)
+        })
+        .map(str::to_owned)
 }
 
 impl Plugin {
@@ -421,4 +420,15 @@ impl Plugin {
 fn from_wit(e: WitToolError) -> ToolError {
     let code = backlog_core::map_error_code!(e.code, ErrorCode => Code);
     ToolError::new(code, e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    /// [`super::TOOL_VERSION`] is the version `wit/` declares (the bindings name it as text).
+    #[test]
+    fn the_tool_version_is_the_wit_packages() {
+        let wit = include_str!("../../../wit/deps/tool/tool.wit");
+        let declared = format!("package backlog-bridge:tool@{};", super::TOOL_VERSION);
+        assert!(wit.contains(&declared), "{declared}");
+    }
 }
