@@ -102,11 +102,12 @@ fn main() {
     let fresh_bridge = load_bridge(root, &backlog, Some("per-call"), true);
     // The same warm path without the audit trail: what the audit line costs.
     let unaudited_bridge = load_bridge(root, &backlog, None, false);
+    let config_text = guest_config(&warm_bridge);
     let context = CallContext {
         actor: "operator".into(),
         request_id: "req_floor".into(),
         now: NOW.into(),
-        config: Some(guest_config(&warm_bridge)),
+        config: Some(config_text.clone()),
     };
     // What the host sends a warm instance after its first call: the config only when it
     // changed (`none`: the text the instance kept).
@@ -177,7 +178,7 @@ fn main() {
     // A fresh instance's first call without any index: the null store (`get` answers
     // not_found), the same policy: what a new instance costs besides loading the index.
     let mut null_context = context.clone();
-    let mut null_config: Value = serde_json::from_str(&guest_config(&warm_bridge)).expect("config");
+    let mut null_config: Value = serde_json::from_str(&config_text).expect("config");
     null_config["backend"] = json!("null");
     null_context.config = Some(null_config.to_string());
     let bare_fresh_null = measure(fresh_iters, || {

@@ -63,6 +63,9 @@ fn snapshot(db: &TestDb) -> (Vec<String>, Vec<String>, Vec<String>) {
 }
 
 /// An event of the seeded item, its id in `$1`.
+/// Advisory locks held in this test's database (the tests share one cluster).
+const ADVISORY_LOCKS: &str = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 const INSERT_EVENT: &str = "INSERT INTO backlog_events (id, item_id, ts, type, actor) VALUES \
      ($1, 'bl_000000000001', now(), 'commented', 'hostile')";
 
@@ -660,13 +663,7 @@ fn the_capability_and_status_work_without_a_guest() {
             other => panic!("{sql}: {other:?}"),
         }
     }
-    assert_eq!(
-        db.scalar(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ),
-        "0"
-    );
+    assert_eq!(db.scalar(ADVISORY_LOCKS), "0");
     read.end_call(End::Commit).unwrap();
 
     let mut write = PgGrant::new(Access::ReadWrite, Some(pool.clone()));
@@ -675,13 +672,7 @@ fn the_capability_and_status_work_without_a_guest() {
         .unwrap();
     // Writers take no lock of their own (no global writers' lock): only the transaction,
     // open until the call ends.
-    assert_eq!(
-        db.scalar(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ),
-        "0"
-    );
+    assert_eq!(db.scalar(ADVISORY_LOCKS), "0");
     assert_eq!(
         db.scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
@@ -691,13 +682,7 @@ fn the_capability_and_status_work_without_a_guest() {
         "1"
     );
     write.end_call(End::Rollback).unwrap();
-    assert_eq!(
-        db.scalar(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ),
-        "0"
-    );
+    assert_eq!(db.scalar(ADVISORY_LOCKS), "0");
     let r = write
         .execute("backlog", INSERT_EVENT, text("ev_kept"))
         .unwrap();
@@ -970,13 +955,7 @@ fn a_pooled_connection_is_reset_and_verified_or_dropped_between_calls() {
     );
     let work_mem = db.scalar("SELECT current_setting('work_mem')");
     assert_eq!(clean[0][1..], [&login, "5s", &work_mem, "0"], "{clean:?}");
-    assert_eq!(
-        db.scalar(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ),
-        "0"
-    );
+    assert_eq!(db.scalar(ADVISORY_LOCKS), "0");
     assert_eq!(
         db.scalar("SELECT count(*) FROM pg_class WHERE relname = 'left_behind'"),
         "0"
@@ -1032,12 +1011,7 @@ fn each_thing_a_session_keeps_is_gone_for_the_next_call() {
             "SELECT current_setting('work_mem')",
             work_mem.as_str(),
         ),
-        (
-            "SELECT pg_advisory_lock(7)",
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            "0",
-        ),
+        ("SELECT pg_advisory_lock(7)", ADVISORY_LOCKS, "0"),
         (
             "DECLARE kept CURSOR WITH HOLD FOR SELECT 1",
             "SELECT count(*) FROM pg_cursors WHERE name = 'kept'",

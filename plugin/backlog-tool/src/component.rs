@@ -95,7 +95,7 @@ thread_local! {
 fn decoded(text: Option<&str>) -> Result<(Rc<store::Config>, Rc<Policy>), Error> {
     DECODED.with(|cell| {
         let mut slot = cell.borrow_mut();
-        match (text, slot.as_ref()) {
+        let text = match (text, slot.as_ref()) {
             (None, Some((_, config, policy))) => return Ok((config.clone(), policy.clone())),
             (None, None) => {
                 return Err(Error::internal(
@@ -105,9 +105,8 @@ fn decoded(text: Option<&str>) -> Result<(Rc<store::Config>, Rc<Policy>), Error>
             (Some(text), Some((cached, config, policy))) if same_text(cached, text) => {
                 return Ok((config.clone(), policy.clone()));
             }
-            (Some(_), _) => {}
-        }
-        let text = text.unwrap_or_default();
+            (Some(text), _) => text,
+        };
         // A text that does not decode leaves none kept: a `none` after it is an error too.
         *slot = None;
         let config = Rc::new(store::Config::parse(text)?);
