@@ -281,6 +281,53 @@ fn main() {
         &native_fresh,
         None,
     );
+    budgets(&Budgets {
+        bare_warm: &bare_warm,
+        bare_fresh_null: &bare_fresh_null,
+        host_warm: &host_warm,
+        unaudited_warm: &unaudited_warm,
+        native_warm: &native_warm,
+        native_fresh: &native_fresh,
+    });
+}
+
+/// The p50s the two missed targets are read against.
+struct Budgets<'a> {
+    bare_warm: &'a [Duration],
+    bare_fresh_null: &'a [Duration],
+    host_warm: &'a [Duration],
+    unaudited_warm: &'a [Duration],
+    native_warm: &'a [Duration],
+    native_fresh: &'a [Duration],
+}
+
+/// What each missed target leaves for the part that misses it, next to what that part costs:
+/// the audit line against the 1.2x warm target, the store's opening against the 2x fresh one
+/// (a fresh instance that opens no store at all is the floor under any fresh call).
+fn budgets(b: &Budgets) {
+    let p50 = |v: &[Duration]| pct(v, 0.5);
+    println!();
+    println!("-- what the missed targets leave (p50)");
+    let audit = p50(b.host_warm).saturating_sub(p50(b.unaudited_warm));
+    let audit_room = p50(b.bare_warm)
+        .mul_f64(1.2)
+        .saturating_sub(p50(b.unaudited_warm));
+    println!(
+        "{:<48} {audit:>10.1?}  (1.2x bare warm leaves {audit_room:.1?} over the host without it)",
+        "the audit line in a warm call (host − audit off)",
+    );
+    let open = p50(b.native_fresh).saturating_sub(p50(b.native_warm));
+    let open_room = (p50(b.host_warm) * 2).saturating_sub(p50(b.bare_fresh_null));
+    println!(
+        "{:<48} {:>10.1?}  = {:.2}x host warm (no store opened: the fresh floor)",
+        "fresh instance, null store",
+        p50(b.bare_fresh_null),
+        p50(b.bare_fresh_null).as_secs_f64() / p50(b.host_warm).as_secs_f64(),
+    );
+    println!(
+        "{:<48} {open:>10.1?}  (2x host warm leaves {open_room:.1?} over the fresh floor)",
+        "opening the store from the checkpoint, native",
+    );
 }
 
 fn env_or(name: &str, default: usize) -> usize {

@@ -12,6 +12,11 @@
 //!   pgbench's tps at 32 clients), the same on the `auto` backend (req/s vs `postgres`'s),
 //!   dashboard at 32 connections (p50, req/s);
 //!
+//! and what each side spends per request (`common/cpu.rs`: the CPU the kernel counts for the
+//! Postgres server's process tree, the `serve` process, the load generator and pgbench): at one
+//! connection Postgres's CPU per upsert against its CPU per pgbench transaction; at 32, the
+//! CPU per upsert of each side and the ceiling with a router that costs nothing;
+//!
 //! each at every store size (default 10k and 100k items), so the scaling shows.
 //! The cluster runs with `fsync=off` (as in the tests): both sides skip the disk flush, so the
 //! ratio compares round trips and work, not the disk.
@@ -19,6 +24,8 @@
 //! Options (env): BENCH_PG_SIZES="10000,100000", BENCH_ITERS=200, BENCH_ROUTER_SECS=5 (per
 //! load figure).
 
+#[path = "common/cpu.rs"]
+mod cpu;
 #[path = "postgres/http.rs"]
 mod http;
 #[path = "common/router.rs"]
@@ -90,7 +97,13 @@ fn main() {
         let bridge = load_bridge(&root, &db.dsn);
         call(&bridge, "operator", "get", r#"{"id":"bl_000000000001"}"#);
 
-        let pgbench = pgbench(&db, &root, iters * 5);
+        // Postgres's CPU per pgbench transaction: what the server alone spends on the yardstick
+        // (at least a second of it: the kernel counts CPU in 10 ms ticks).
+        let postmaster = http::postmaster(&db);
+        let before = cpu::tree(postmaster);
+        let pgbench = pgbench(&db, &root, (iters * 5).max(5000));
+        let pgbench_server =
+            (cpu::tree(postmaster) - before) / u32::try_from(pgbench.len().max(1)).unwrap_or(1);
         let mut k = 0;
         let upsert = measure(iters, || {
             k += 1;
@@ -121,7 +134,8 @@ fn main() {
             &generation,
             Some(Duration::from_millis(30)),
         );
-        let (one, rps, tps, dash_p50, dash_rps) = http::bench(&db, &root, n, iters, p50(&pgbench));
+        let (one, rps, tps, dash_p50, dash_rps) =
+            http::bench(&db, &root, n, iters, (p50(&pgbench), pgbench_server));
         rows.push((n, p50(&upsert), p50(&dashboard), p50(&generation)));
         summary.push((n, one, p50(&pgbench), rps, tps, dash_p50, dash_rps));
     }

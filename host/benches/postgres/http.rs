@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{measure, p50, p99, pg, pgbench_script, pgbench_tool, verdict};
+use super::{cpu, measure, p50, p99, pg, pgbench_script, pgbench_tool, verdict};
 use crate::kit::{self, Load, client};
 
 /// One request: a POST with a body (the operator), a GET without (the viewer); its status.
@@ -83,7 +83,7 @@ pub fn bench(
     root: &Path,
     n: usize,
     iters: usize,
-    pgbench_p50: Duration,
+    (pgbench_p50, pgbench_server): (Duration, Duration),
 ) -> (Duration, f64, f64, Duration, f64) {
     let secs = Duration::from_secs(
         std::env::var("BENCH_ROUTER_SECS")
@@ -134,8 +134,12 @@ pub fn bench(
         dash_p50,
         dash.errors,
     );
+    let postmaster = postmaster(db);
+    let router = server.child.id().to_string();
+    let before = (cpu::tree(postmaster), cpu::of(&router), cpu::of("self"));
     let mut k = 0;
-    let one = measure(iters, || {
+    // At least ~1,000 upserts: a second or more of CPU to count in 10 ms ticks.
+    let one = measure(iters.max(1000), || {
         k += 1;
         let status = request(
             &http,
@@ -154,14 +158,47 @@ pub fn bench(
         pgbench_p50,
         verdict(ratio1 <= 2.0)
     );
+    let after = (cpu::tree(postmaster), cpu::of(&router), cpu::of("self"));
+    let alone = Spent {
+        postgres: after.0 - before.0,
+        client: after.1.own - before.1.own,
+        load: after.2.own - before.2.own,
+        requests: one.len(),
+    };
+    alone.report("  CPU per upsert (1 connection)", "router", "client");
+    // At one connection nothing overlaps: Postgres's own time per upsert is on the critical
+    // path, whatever the router does, as pgbench's is on its latency.
+    println!(
+        "{:<48} {:>10.1?}  vs {:.1?} per pgbench transaction (1 client): {:.2}x",
+        "  Postgres's CPU per upsert, 1 connection",
+        alone.per(alone.postgres),
+        pgbench_server,
+        alone.per(alone.postgres).as_secs_f64() / pgbench_server.as_secs_f64(),
+    );
 
+    let before = (cpu::tree(postmaster), cpu::of(&router), cpu::of("self"));
     let many = load(base, clients, secs, |c, i| {
         (
             "/v1/tools/execute".to_owned(),
             Some(upsert_body(format!("http:many:{n}:{c}:{i}"))),
         )
     });
+    let after = (cpu::tree(postmaster), cpu::of(&router), cpu::of("self"));
+    let ours = Spent {
+        postgres: after.0 - before.0,
+        client: after.1.own - before.1.own,
+        load: after.2.own - before.2.own,
+        requests: many.requests,
+    };
+    let before = (cpu::tree(postmaster), cpu::of("self"));
     let tps = pgbench_tps(db, root, clients, secs);
+    let after = (cpu::tree(postmaster), cpu::of("self"));
+    let theirs = Spent {
+        postgres: after.0 - before.0,
+        client: Duration::ZERO,
+        load: after.1.children - before.1.children,
+        requests: (tps * secs.as_secs().max(1) as f64) as usize,
+    };
     let share = many.rps() / tps;
     println!(
         "{:<48} {:>8.0} req/s  p50 {:>9.1?}  errors {}  pgbench {tps:.0} tps  ratio {share:.3}  (target >= 0.40: {})",
@@ -170,6 +207,21 @@ pub fn bench(
         p50(&many.latencies),
         many.errors,
         verdict(share >= 0.40)
+    );
+    ours.report(
+        "  CPU per upsert (32 connections)",
+        "router",
+        "load generator",
+    );
+    theirs.report("  CPU per pgbench transaction (32 clients)", "", "pgbench");
+    // The most the machine allows if the router cost nothing: its cores spent on Postgres's
+    // share of an upsert and the load generator's only.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let ceiling = cores / (ours.per(ours.postgres) + ours.per(ours.load)).as_secs_f64();
+    println!(
+        "{:<48} {ceiling:>8.0} req/s  = ratio {:.3} of pgbench ({cores} cores / (Postgres + load generator) per upsert)",
+        "  ceiling with a router that costs nothing",
+        ceiling / tps,
     );
     drop(server);
 
@@ -207,4 +259,44 @@ pub fn bench(
     );
     drop(server);
     (p50(&one), many.rps(), tps, dash_p50, dash.rps())
+}
+
+/// CPU spent during a load, and on how many requests.
+struct Spent {
+    postgres: Duration,
+    /// The router (none for pgbench: its client is the load generator).
+    client: Duration,
+    load: Duration,
+    requests: usize,
+}
+
+impl Spent {
+    fn per(&self, total: Duration) -> Duration {
+        total / u32::try_from(self.requests.max(1)).unwrap_or(u32::MAX)
+    }
+
+    fn report(&self, what: &str, client: &str, load: &str) {
+        let client = if client.is_empty() {
+            String::new()
+        } else {
+            format!(", {client} {:.1?}", self.per(self.client))
+        };
+        println!(
+            "{what:<48} Postgres {:.1?}{client}, {load} {:.1?}",
+            self.per(self.postgres),
+            self.per(self.load),
+        );
+    }
+}
+
+/// The cluster's postmaster: the parent of a backend.
+pub fn postmaster(db: &pg::TestDb) -> u32 {
+    let row = db.rows("SELECT pg_backend_pid() AS pid");
+    let pid: u32 = row
+        .first()
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+        .and_then(|v| v["pid"].as_u64())
+        .and_then(|p| u32::try_from(p).ok())
+        .expect("a backend pid");
+    cpu::parent(pid).expect("the backend's parent")
 }

@@ -1,0 +1,63 @@
+//! CPU time spent by processes during a load, from `/proc` (Linux): what each side of a
+//! Postgres figure costs per request, so a ratio can be read against what the machine allows.
+
+use std::time::Duration;
+
+/// CPU (user + system) of a process, its threads included, and of its waited-for children.
+#[derive(Clone, Copy, Default)]
+pub struct Cpu {
+    pub own: Duration,
+    pub children: Duration,
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name, which may hold spaces.
+fn stat_fields(pid: &str) -> Option<Vec<u64>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    // The state (a letter) first; the numbers after it.
+    Some(
+        rest.split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect(),
+    )
+}
+
+fn ticks(n: u64) -> Duration {
+    // SAFETY: sysconf reads a constant of the running system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_nanos(n * 1_000_000_000 / hz)
+}
+
+/// The CPU of process `pid` (`"self"` for this one); zero if it is gone.
+pub fn of(pid: &str) -> Cpu {
+    // After the state: ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime
+    // stime cutime cstime.
+    match stat_fields(pid) {
+        Some(f) if f.len() > 13 => Cpu {
+            own: ticks(f[10] + f[11]),
+            children: ticks(f[12] + f[13]),
+        },
+        _ => Cpu::default(),
+    }
+}
+
+/// The parent of process `pid`.
+pub fn parent(pid: u32) -> Option<u32> {
+    stat_fields(&pid.to_string())?.first().map(|p| *p as u32)
+}
+
+/// Everything a server process tree has spent: the root, its live children, and the
+/// children it has reaped (a backend that exited counts in its parent's `children`).
+pub fn tree(root: u32) -> Duration {
+    let root_cpu = of(&root.to_string());
+    let live: Duration = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|&pid| parent(pid) == Some(root))
+        .map(|pid| of(&pid.to_string()).own)
+        .sum();
+    root_cpu.own + root_cpu.children + live
+}
