@@ -101,6 +101,11 @@ impl FileState {
         self.checked = Some(false);
     }
 
+    /// The handle the last [`FileState::plan`] opened, if the file was there.
+    pub fn handle(&self) -> Option<&File> {
+        self.file.as_ref()
+    }
+
     /// Makes the next [`FileState::plan`] look at the file again, even within a call.
     pub fn uncheck(&mut self) {
         if let Some(c) = self.checked.as_mut() {

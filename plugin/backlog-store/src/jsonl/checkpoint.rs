@@ -27,11 +27,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 
 use super::store::{Access, EVENTS_FILE, ITEMS_FILE, JsonlStore};
-use crate::error::refuse_symlink;
 use crate::file::tail_matches;
 use crate::hash::{hash64, hash64_wide, mix};
 use crate::index::pages::{BLOCK, Pages, ReadAt, block_hash};
 use crate::index::{Index, Reader};
+use crate::lstat::lstat;
 use crate::positioned::{read_at, read_full_at, write_all_at};
 
 /// The checkpoint's file name inside the JSONL directory.
@@ -89,10 +89,15 @@ impl JsonlStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return,
             Err(e) => return self.ignore_checkpoint(&format!("cannot read it: {e}")),
         };
-        if refuse_symlink(&path, CHECKPOINT_FILE).is_err() {
-            return self.ignore_checkpoint("it is a symbolic link");
-        }
-        match self.parse_checkpoint(file) {
+        // The look for a link also gives the length the path names now: the length of the
+        // file opened but for a checkpoint renamed over it meanwhile (`parse_checkpoint`
+        // then asks the handle). One host call instead of three in a guest.
+        let named_len = match lstat(&path) {
+            Ok(m) if m.is_symlink => return self.ignore_checkpoint("it is a symbolic link"),
+            Ok(m) => Some(m.len),
+            Err(_) => None,
+        };
+        match self.parse_checkpoint(file, named_len) {
             Ok((_, items, events)) if stop.is_some_and(|(a, b)| items.0 > a || events.0 > b) => {
                 // Written by a call that then did not finish (its bytes are not durable yet,
                 // or a crash came first).
@@ -117,7 +122,11 @@ impl JsonlStore {
     /// Checks a checkpoint's header and block table against the files and opens its index
     /// lazily (`Index::open_lazy`): the body is read a verified block at a time as lookups
     /// need it (`index/pages.rs`), so this reads the header, the table and the footer.
-    fn parse_checkpoint(&self, file: File) -> Result<(Index, Covered, Covered), &'static str> {
+    fn parse_checkpoint(
+        &self,
+        file: File,
+        named_len: Option<u64>,
+    ) -> Result<(Index, Covered, Covered), &'static str> {
         const BAD: &str = "not a checkpoint or damaged";
         let head = read_at(&file, 0, HEAD_LEN).map_err(|_| BAD)?;
         let mut r = Reader { bytes: &head };
@@ -144,13 +153,15 @@ impl JsonlStore {
             };
             *c = (end, lines, corrupt.ok_or(BAD)?, check);
         }
-        // The file is the header, one hash per block, the body: nothing more or less.
-        let len = file.metadata().map_err(|_| BAD)?.len();
+        // The file is the header, one hash per block, the body: nothing more or less. The
+        // path's length stands for the handle's when they agree; when they do not, the
+        // handle's decides (another checkpoint may have been renamed over this one).
         let blocks = body_len.div_ceil(BLOCK as u64);
         let body_at = (HEAD_LEN as u64)
             .checked_add(blocks.checked_mul(8).ok_or(BAD)?)
             .ok_or(BAD)?;
-        if body_at.checked_add(body_len) != Some(len) {
+        let whole = body_at.checked_add(body_len).ok_or(BAD)?;
+        if named_len != Some(whole) && file.metadata().map_err(|_| BAD)?.len() != whole {
             return Err(BAD);
         }
         let table = read_at(&file, HEAD_LEN as u64, (body_at - HEAD_LEN as u64) as usize)
@@ -158,12 +169,10 @@ impl JsonlStore {
         if hash64_wide(&table) != table_hash {
             return Err(BAD);
         }
-        for (name, c, print) in [
-            (ITEMS_FILE, covered[0], prints[0]),
-            (EVENTS_FILE, covered[1], prints[1]),
-        ] {
-            self.matches(name, c, print)?;
-        }
+        // `items.jsonl` was opened by the look that called this (`refresh_items`); the
+        // events' handle may be older than the file the path names now, so it is opened anew.
+        self.matches(ITEMS_FILE, self.items.handle(), covered[0], prints[0])?;
+        self.matches(EVENTS_FILE, None, covered[1], prints[1])?;
         let hashes = table
             .chunks_exact(8)
             .map(|h| u64::from_le_bytes(h.try_into().unwrap_or_default()))
@@ -182,24 +191,39 @@ impl JsonlStore {
         Ok((index, covered[0], covered[1]))
     }
 
-    /// Whether `name` still starts with the prefix a checkpoint covered.
-    fn matches(&self, name: &'static str, c: Covered, print: u64) -> Result<(), &'static str> {
+    /// Whether `name` still starts with the prefix a checkpoint covered. `open`: the file's
+    /// handle if the look that found nothing indexed just opened it: the checkpoint is then
+    /// checked against the very file the call goes on to read, with no second open.
+    fn matches(
+        &self,
+        name: &'static str,
+        open: Option<&File>,
+        c: Covered,
+        print: u64,
+    ) -> Result<(), &'static str> {
         const CHANGED: &str = "the files changed since it was written";
         let (end, _, _, check) = c;
-        let file = match File::open(self.dir.join(name)) {
-            Ok(f) => Some(f),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(_) => return Err(CHANGED),
+        let opened;
+        let file = match open {
+            Some(f) => f,
+            None => match File::open(self.dir.join(name)) {
+                Ok(f) => {
+                    opened = f;
+                    &opened
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return if end == 0 { Ok(()) } else { Err(CHANGED) };
+                }
+                Err(_) => return Err(CHANGED),
+            },
         };
-        let Some(file) = file else {
-            return if end == 0 { Ok(()) } else { Err(CHANGED) };
-        };
-        let len = file.metadata().map_err(|_| CHANGED)?.len();
+        // A file shorter than `end` fails the tail check: its read of `[start, end)` comes
+        // up short (so no length is asked for).
         let tail_ok = match check {
             None => end == 0,
-            Some(check) => tail_matches(&file, end, check).unwrap_or(false),
+            Some(check) => tail_matches(file, end, check).unwrap_or(false),
         };
-        if len < end || !tail_ok || fingerprint(&file, end).ok() != Some(print) {
+        if !tail_ok || fingerprint(file, end).ok() != Some(print) {
             return Err(CHANGED);
         }
         Ok(())
