@@ -309,11 +309,17 @@ fn budgets(b: &Budgets) {
     println!();
     println!("-- what the missed targets leave (p50)");
     let audit = p50(b.host_warm).saturating_sub(p50(b.unaudited_warm));
-    let audit_room = p50(b.bare_warm)
-        .mul_f64(1.2)
-        .saturating_sub(p50(b.unaudited_warm));
+    let budget = p50(b.bare_warm).mul_f64(1.2);
+    let room = if budget > p50(b.unaudited_warm) {
+        format!(
+            "1.2x bare warm leaves {:.1?} over the host without it",
+            budget - p50(b.unaudited_warm)
+        )
+    } else {
+        "the host without it is past 1.2x bare warm already".to_owned()
+    };
     println!(
-        "{:<48} {audit:>10.1?}  (1.2x bare warm leaves {audit_room:.1?} over the host without it)",
+        "{:<48} {audit:>10.1?}  ({room})",
         "the audit line in a warm call (host − audit off)",
     );
     let open = p50(b.native_fresh).saturating_sub(p50(b.native_warm));
