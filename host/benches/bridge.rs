@@ -417,7 +417,7 @@ fn governance(tmp: &Path, iters: usize) {
         .expect("spawn");
     let mut peak_kib = 0u64;
     while child.try_wait().expect("wait").is_none() {
-        peak_kib = peak_kib.max(vm_hwm_kib(child.id()).unwrap_or(0));
+        peak_kib = peak_kib.max(kit::vm_kib(child.id(), "VmHWM:").unwrap_or(0));
         std::thread::sleep(Duration::from_millis(5)); // sampling interval, not synchronization
     }
     let took = t.elapsed();
@@ -465,17 +465,6 @@ impl backlog_core::digest::Reports for DirReports {
 }
 
 const BANDS: [&str; 4] = ["low", "medium", "high", "critical"];
-
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    vm_kib(pid, "VmHWM:")
-}
-
-/// A `/proc/<pid>/status` memory figure (`VmRSS:`, `VmHWM:`) in KiB.
-fn vm_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
 
 fn load_bridge(root: &Path) -> Bridge {
     let config = repo_config();

@@ -10,7 +10,8 @@
 //! * through the router (`serve`, HTTP over loopback, `postgres/http.rs`): upsert at one
 //!   connection (p50 vs pgbench's single-row latency), upsert at 32 connections (req/s vs
 //!   pgbench's tps at 32 clients), the same on the `auto` backend (req/s vs `postgres`'s),
-//!   dashboard at 32 connections (p50, req/s);
+//!   dashboard at 32 connections (p50, req/s), the router's resident memory after the loads
+//!   (now and its peak, target ≤ 600 MiB);
 //!
 //! and what each side spends per request (`common/cpu.rs`: the CPU the kernel counts for the
 //! Postgres server's process tree, the `serve` process, the load generator and pgbench): at one

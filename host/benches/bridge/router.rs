@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{bare_append, call, generate, item_id, load_bridge, measure, pct, report, vm_kib};
-use crate::kit::{Load, client, load, request, start};
+use super::{bare_append, call, generate, item_id, load_bridge, measure, pct, report};
+use crate::kit::{self, Load, client, load, request, start};
 
 fn print_load(name: &str, l: &Load, target_rps: f64, p99_target: Option<Duration>) {
     let rps = l.requests as f64 / l.wall.as_secs_f64();
@@ -147,16 +147,5 @@ pub fn bench(tmp: &Path, iters: usize) {
         pct(&append, 0.5),
         p99.as_secs_f64() / pct(&append, 0.5).as_secs_f64().max(1e-9)
     );
-    let pid = server.child.id();
-    println!(
-        "{:<48} RSS {:>5} MiB, peak {:>5} MiB  (target <= 600 MiB: {})",
-        format!("router RSS at {items} items (JSONL)"),
-        vm_kib(pid, "VmRSS:").unwrap_or(0) >> 10,
-        vm_kib(pid, "VmHWM:").unwrap_or(0) >> 10,
-        if vm_kib(pid, "VmHWM:").unwrap_or(0) >> 10 <= 600 {
-            "met"
-        } else {
-            "MISSED"
-        }
-    );
+    kit::print_rss(&server, &format!("router RSS at {items} items (JSONL)"));
 }

@@ -17,6 +17,22 @@ fn repo_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
 }
 
+/// A `/proc/<pid>/status` memory figure (`VmRSS:`, `VmHWM:`) in KiB.
+pub fn vm_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Prints the server's resident memory now and at its peak, against the 600 MiB target.
+pub fn print_rss(server: &Server, what: &str) {
+    let pid = server.child.id();
+    let rss = vm_kib(pid, "VmRSS:").unwrap_or(0) >> 10;
+    let peak = vm_kib(pid, "VmHWM:").unwrap_or(0) >> 10;
+    let verdict = if peak <= 600 { "met" } else { "MISSED" };
+    println!("{what:<48} RSS {rss:>5} MiB, peak {peak:>5} MiB  (target <= 600 MiB: {verdict})");
+}
+
 /// The server process; killed on drop.
 pub struct Server {
     pub child: Child,

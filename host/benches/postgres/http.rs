@@ -223,6 +223,7 @@ pub fn bench(
         "  ceiling with a router that costs nothing",
         ceiling / tps,
     );
+    kit::print_rss(&server, &format!("router RSS at {n} items (Postgres)"));
     drop(server);
 
     // The same load on the `auto` backend (the default): Postgres with the JSONL directory as
@@ -289,14 +290,15 @@ impl Spent {
     }
 }
 
-/// The cluster's postmaster: the parent of a backend.
+/// The cluster's postmaster: the parent of a backend. The connection stays open while the
+/// parent is read: its backend exits with it.
 pub fn postmaster(db: &pg::TestDb) -> u32 {
-    let row = db.rows("SELECT pg_backend_pid() AS pid");
-    let pid: u32 = row
-        .first()
-        .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
-        .and_then(|v| v["pid"].as_u64())
-        .and_then(|p| u32::try_from(p).ok())
-        .expect("a backend pid");
-    cpu::parent(pid).expect("the backend's parent")
+    let mut client = db.client();
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .expect("pg_backend_pid")
+        .get(0);
+    let parent = u32::try_from(pid).ok().and_then(cpu::parent);
+    drop(client);
+    parent.expect("the backend's parent")
 }
