@@ -464,3 +464,22 @@ fn a_checkpoint_covering_an_unfinished_call_is_ignored() {
         warnings.borrow()
     );
 }
+
+#[test]
+fn a_store_whose_items_file_went_away_does_not_answer_from_the_checkpoint() {
+    let tmp = populated();
+    let expected = reference(tmp.path());
+    let (mut s, warnings) = open(tmp.path(), Access::ReadOnly);
+    assert_eq!(answers(&mut s), expected);
+    assert!(s.checkpoint_lines().is_some());
+    // The items file moved away under the open store: the checkpoint still names its lines,
+    // the file they were in is gone, so the store answers no items.
+    let items = tmp.path().join(ITEMS_FILE);
+    let aside = tmp.path().join("items.aside");
+    fs::rename(&items, &aside).expect("rename");
+    assert!(answers(&mut s).starts_with("0 items\n"));
+    assert!(warned(&warnings, "the files changed since it was written"));
+    // Back again: the same answers as a store without any checkpoint.
+    fs::rename(&aside, &items).expect("rename");
+    assert_eq!(answers(&mut s), expected);
+}

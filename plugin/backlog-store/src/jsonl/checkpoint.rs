@@ -34,6 +34,9 @@ use crate::index::{Index, Reader};
 use crate::lstat::lstat;
 use crate::positioned::{read_at, read_full_at, write_all_at};
 
+/// Why a checkpoint whose files no longer start with what it covered is ignored.
+const CHANGED: &str = "the files changed since it was written";
+
 /// The checkpoint's file name inside the JSONL directory.
 pub const CHECKPOINT_FILE: &str = "index.checkpoint";
 /// The temporary file a checkpoint is written to before the rename.
@@ -155,7 +158,9 @@ impl JsonlStore {
         }
         // The file is the header, one hash per block, the body: nothing more or less. The
         // path's length stands for the handle's when they agree; when they do not, the
-        // handle's decides (another checkpoint may have been renamed over this one).
+        // handle's decides (another checkpoint may have been renamed over this one; should
+        // that one have the very length expected, a short file still fails below, where
+        // every block's read must fill it and its hash match).
         let blocks = body_len.div_ceil(BLOCK as u64);
         let body_at = (HEAD_LEN as u64)
             .checked_add(blocks.checked_mul(8).ok_or(BAD)?)
@@ -169,10 +174,16 @@ impl JsonlStore {
         if hash64_wide(&table) != table_hash {
             return Err(BAD);
         }
-        // `items.jsonl` was opened by the look that called this (`refresh_items`); the
-        // events' handle may be older than the file the path names now, so it is opened anew.
-        self.matches(ITEMS_FILE, self.items.handle(), covered[0], prints[0])?;
-        self.matches(EVENTS_FILE, None, covered[1], prints[1])?;
+        // `items.jsonl` is checked as the look that called this (`refresh_items`) found it:
+        // the handle it opened, or none. The events' handle may be older than the file the
+        // path names now, so that one is opened anew.
+        let events = match File::open(self.dir.join(EVENTS_FILE)) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(_) => return Err(CHANGED),
+        };
+        Self::covers(self.items.handle(), covered[0], prints[0])?;
+        Self::covers(events.as_ref(), covered[1], prints[1])?;
         let hashes = table
             .chunks_exact(8)
             .map(|h| u64::from_le_bytes(h.try_into().unwrap_or_default()))
@@ -191,31 +202,12 @@ impl JsonlStore {
         Ok((index, covered[0], covered[1]))
     }
 
-    /// Whether `name` still starts with the prefix a checkpoint covered. `open`: the file's
-    /// handle if the look that found nothing indexed just opened it: the checkpoint is then
-    /// checked against the very file the call goes on to read, with no second open.
-    fn matches(
-        &self,
-        name: &'static str,
-        open: Option<&File>,
-        c: Covered,
-        print: u64,
-    ) -> Result<(), &'static str> {
-        const CHANGED: &str = "the files changed since it was written";
+    /// Whether `file` (`None`: there is none) still starts with the prefix a checkpoint
+    /// covered.
+    fn covers(file: Option<&File>, c: Covered, print: u64) -> Result<(), &'static str> {
         let (end, _, _, check) = c;
-        let opened;
-        let file = match open {
-            Some(f) => f,
-            None => match File::open(self.dir.join(name)) {
-                Ok(f) => {
-                    opened = f;
-                    &opened
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return if end == 0 { Ok(()) } else { Err(CHANGED) };
-                }
-                Err(_) => return Err(CHANGED),
-            },
+        let Some(file) = file else {
+            return if end == 0 { Ok(()) } else { Err(CHANGED) };
         };
         // A file shorter than `end` fails the tail check: its read of `[start, end)` comes
         // up short (so no length is asked for).
