@@ -15,8 +15,10 @@
 //!
 //! and what each side spends per request (`common/cpu.rs`: the CPU the kernel counts for the
 //! Postgres server's process tree, the `serve` process, the load generator and pgbench): at one
-//! connection Postgres's CPU per upsert against its CPU per pgbench transaction; at 32, the
-//! CPU per upsert of each side and the ceiling with a router that costs nothing;
+//! connection Postgres's CPU per upsert against its CPU per pgbench transaction, and the
+//! client's backend's alone (without the server's background processes) against pgbench's
+//! p50; at 32, the CPU per upsert of each side and the ceiling with a router that costs
+//! nothing;
 //!
 //! each at every store size (default 10k and 100k items), so the scaling shows.
 //! The cluster runs with `fsync=off` (as in the tests): both sides skip the disk flush, so the
@@ -103,8 +105,8 @@ fn main() {
         let postmaster = http::postmaster(&db);
         let before = cpu::tree(postmaster);
         let pgbench = pgbench(&db, &root, (iters * 5).max(5000));
-        let pgbench_server =
-            (cpu::tree(postmaster) - before) / u32::try_from(pgbench.len().max(1)).unwrap_or(1);
+        let pgbench_server = cpu::tree(postmaster).saturating_sub(before)
+            / u32::try_from(pgbench.len().max(1)).unwrap_or(u32::MAX);
         let mut k = 0;
         let upsert = measure(iters, || {
             k += 1;

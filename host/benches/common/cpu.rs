@@ -47,17 +47,43 @@ pub fn parent(pid: u32) -> Option<u32> {
     stat_fields(&pid.to_string())?.first().map(|p| *p as u32)
 }
 
-/// Everything a server process tree has spent: the root, its live children, and the
-/// children it has reaped (a backend that exited counts in its parent's `children`).
-pub fn tree(root: u32) -> Duration {
-    let root_cpu = of(&root.to_string());
-    let live: Duration = std::fs::read_dir("/proc")
+/// Process ids whose parent is `root`.
+fn children(root: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
         .filter(|&pid| parent(pid) == Some(root))
+        .collect()
+}
+
+/// Everything a server process tree has spent: the root, its live children, and the
+/// children it has reaped (a backend that exited counts in its parent's `children`). The
+/// root is read after its children, so a child reaped in between counts twice rather than
+/// not at all: a later reading is never below an earlier one.
+pub fn tree(root: u32) -> Duration {
+    let live: Duration = children(root)
+        .into_iter()
         .map(|pid| of(&pid.to_string()).own)
         .sum();
+    let root_cpu = of(&root.to_string());
     root_cpu.own + root_cpu.children + live
+}
+
+/// What the live children of `root` whose command line names `database` have spent: a
+/// Postgres server's backends serving clients of that database (its background processes —
+/// WAL writer, checkpointer, autovacuum — name none).
+pub fn backends(root: u32, database: &str) -> Duration {
+    children(root)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .split(|ch: char| ch == ' ' || ch == '\0')
+                    .any(|word| word == database)
+            })
+        })
+        .map(|pid| of(&pid.to_string()).own)
+        .sum()
 }
