@@ -80,7 +80,7 @@ pub fn backends(root: u32, database: &str) -> Duration {
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
                 String::from_utf8_lossy(&c)
-                    .split(|ch: char| ch == ' ' || ch == '\0')
+                    .split([' ', '\0'])
                     .any(|word| word == database)
             })
         })
