@@ -103,11 +103,7 @@ pub fn request(
     path: &str,
     body: Option<String>,
 ) -> u16 {
-    let key = if method == "POST" {
-        OPERATOR_KEY
-    } else {
-        VIEWER_KEY
-    };
+    let key = key_for(method);
     let req = ureq::http::Request::builder()
         .method(method)
         .uri(format!("{base}{path}"))
@@ -131,6 +127,15 @@ pub fn request(
     }
 }
 
+/// The bench key a request uses: the operator's for a POST, the viewer's otherwise.
+fn key_for(method: &str) -> &'static str {
+    if method == "POST" {
+        OPERATOR_KEY
+    } else {
+        VIEWER_KEY
+    }
+}
+
 /// What one load run measured.
 pub struct Load {
     pub requests: usize,
@@ -142,6 +147,20 @@ pub struct Load {
 impl Load {
     pub fn rps(&self) -> f64 {
         self.requests as f64 / self.wall.as_secs_f64()
+    }
+
+    /// The run that began at `started`, from each client's latencies and error count.
+    fn gather(started: Instant, per_client: Vec<(Vec<Duration>, usize)>) -> Load {
+        let wall = started.elapsed();
+        let errors = per_client.iter().map(|(_, e)| e).sum();
+        let mut latencies: Vec<Duration> = per_client.into_iter().flat_map(|(l, _)| l).collect();
+        latencies.sort();
+        Load {
+            requests: latencies.len(),
+            errors,
+            wall,
+            latencies,
+        }
     }
 }
 
@@ -181,15 +200,7 @@ pub fn load(
             .map(|h| h.join().expect("client"))
             .collect()
     });
-    let wall = started.elapsed();
-    let mut latencies: Vec<Duration> = per_client.iter().flat_map(|(l, _)| l.clone()).collect();
-    latencies.sort();
-    Load {
-        requests: latencies.len(),
-        errors: per_client.iter().map(|(_, e)| e).sum(),
-        wall,
-        latencies,
-    }
+    Load::gather(started, per_client)
 }
 
 /// As [`load`], from one thread: a task per client on a single-threaded tokio runtime,
@@ -213,15 +224,7 @@ pub fn lean_load(
     let per_client = runtime.block_on(futures_util::future::join_all(
         (0..clients).map(|c| lean_client(addr, started, secs, move |i| next(c, i))),
     ));
-    let wall = started.elapsed();
-    let mut latencies: Vec<Duration> = per_client.iter().flat_map(|(l, _)| l.clone()).collect();
-    latencies.sort();
-    Load {
-        requests: latencies.len(),
-        errors: per_client.iter().map(|(_, e)| e).sum(),
-        wall,
-        latencies,
-    }
+    Load::gather(started, per_client)
 }
 
 /// One client of [`lean_load`]: a keep-alive connection (a new one after an error).
@@ -237,11 +240,7 @@ async fn lean_client(
     while started.elapsed() < secs {
         let (method, path, body) = next(i);
         i += 1;
-        let key = if method == "POST" {
-            OPERATOR_KEY
-        } else {
-            VIEWER_KEY
-        };
+        let key = key_for(method);
         let body = body.unwrap_or_default();
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\

@@ -142,7 +142,12 @@ pub fn bench(
         let load = cpu::of("self");
         let router = cpu::of(&router);
         let backends = cpu::backends(postmaster, &db.name);
-        (cpu::tree(postmaster), router, load, backends)
+        Reading {
+            postgres: cpu::tree(postmaster),
+            router,
+            load,
+            backends,
+        }
     };
     let before = spent();
     let mut k = 0;
@@ -167,15 +172,10 @@ pub fn bench(
         verdict(ratio1 <= 2.0)
     );
     let after = spent();
-    let alone = Spent {
-        postgres: after.0.saturating_sub(before.0),
-        client: after.1.own.saturating_sub(before.1.own),
-        load: after.2.own.saturating_sub(before.2.own),
-        requests: one.len(),
-    };
+    let alone = after.since(&before, one.len());
     // The router's connections are long-lived backends: what they spent is the server's
     // work on the requests themselves, without its background processes.
-    let serving = alone.per(after.3.saturating_sub(before.3));
+    let serving = alone.per(after.backends.saturating_sub(before.backends));
     alone.report("  CPU per upsert (1 connection)", "router", "client");
     // At one connection nothing overlaps: Postgres's own time per upsert is on the critical
     // path, whatever the router does, as pgbench's is on its latency.
@@ -200,20 +200,15 @@ pub fn bench(
             Some(upsert_body(format!("http:many:{n}:{c}:{i}"))),
         )
     });
-    let after = spent();
-    let ours = Spent {
-        postgres: after.0.saturating_sub(before.0),
-        client: after.1.own.saturating_sub(before.1.own),
-        load: after.2.own.saturating_sub(before.2.own),
-        requests: many.requests,
-    };
+    let ours = spent().since(&before, many.requests);
     let before = spent();
     let tps = pgbench_tps(db, root, clients, secs);
     let after = spent();
+    // pgbench is this process's waited-for child: its CPU is the load generator's.
     let theirs = Spent {
-        postgres: after.0.saturating_sub(before.0),
+        postgres: after.postgres.saturating_sub(before.postgres),
         client: Duration::ZERO,
-        load: after.2.children.saturating_sub(before.2.children),
+        load: after.load.children.saturating_sub(before.load.children),
         requests: (tps * secs.as_secs().max(1) as f64) as usize,
     };
     let share = many.rps() / tps;
@@ -277,6 +272,29 @@ pub fn bench(
     );
     drop(server);
     (p50(&one), many.rps(), tps, dash_p50, dash.rps())
+}
+
+/// The CPU counters read around a load.
+struct Reading {
+    /// The Postgres server's whole process tree.
+    postgres: Duration,
+    router: cpu::Cpu,
+    /// This process: the load generator (and pgbench, as its child).
+    load: cpu::Cpu,
+    /// The server's backends of the bench's database.
+    backends: Duration,
+}
+
+impl Reading {
+    /// What Postgres, the router and the load generator spent since `before`, on `requests`.
+    fn since(&self, before: &Reading, requests: usize) -> Spent {
+        Spent {
+            postgres: self.postgres.saturating_sub(before.postgres),
+            client: self.router.own.saturating_sub(before.router.own),
+            load: self.load.own.saturating_sub(before.load.own),
+            requests,
+        }
+    }
 }
 
 /// CPU spent during a load, and on how many requests.
